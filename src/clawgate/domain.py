@@ -1,0 +1,424 @@
+"""Sessions, runs, inbound messages and the rules that relate them.
+
+Pure: no I/O, no clock reads. Every store and the runtime share these types and the
+planning functions at the bottom, so the in-memory store cannot drift from the SQL ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from clawgate.errors import InvalidInput
+
+# --- run status and its transition table ---------------------------------------------
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    KILLED = "killed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+    @property
+    def terminal(self) -> bool:
+        return not self.active
+
+
+ACTIVE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+TERMINAL_STATUSES: frozenset[RunStatus] = frozenset(RunStatus) - ACTIVE_STATUSES
+
+#: The only moves a run may make. A terminal status has no way out.
+TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset(
+        {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.KILLED, RunStatus.INTERRUPTED}
+    ),
+    RunStatus.RUNNING: frozenset(
+        {
+            RunStatus.DONE,
+            RunStatus.FAILED,
+            RunStatus.KILLED,
+            RunStatus.TIMEOUT,
+            RunStatus.INTERRUPTED,
+        }
+    ),
+    **{status: frozenset() for status in TERMINAL_STATUSES},
+}
+
+#: Statuses a stop request may ask for (user stop, interrupt mode, timeout).
+STOP_STATUSES: frozenset[RunStatus] = frozenset(
+    {RunStatus.KILLED, RunStatus.INTERRUPTED, RunStatus.TIMEOUT}
+)
+
+
+def can_transition(current: RunStatus, target: RunStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def allowed_from(target: RunStatus) -> frozenset[RunStatus]:
+    """The statuses from which ``target`` may be reached (the guard of an UPDATE)."""
+    return frozenset(src for src, targets in TRANSITIONS.items() if target in targets)
+
+
+# --- inbound message fates -------------------------------------------------------------
+
+
+class Fate(StrEnum):
+    PENDING = "pending"
+    ANSWERED = "answered"  # opened a run; the run's reply answers it
+    MERGED = "merged"  # folded into another message's run (collect, steer)
+    DROPPED = "dropped"  # never sent to a model; ``reason`` says why
+
+
+class DropReason(StrEnum):
+    QUEUE_FULL_OLDEST = "queue_full_oldest"
+    QUEUE_FULL_NEWEST = "queue_full_newest"
+    QUEUE_FULL_SUMMARIZED = "queue_full_summarized"
+    STOPPED = "stopped"
+    RESET = "reset"
+    SUPERSEDED = "superseded"
+
+    @property
+    def describe(self) -> str:
+        return _DROP_DESCRIPTIONS[self]
+
+
+_DROP_DESCRIPTIONS: Mapping[DropReason, str] = {
+    DropReason.QUEUE_FULL_OLDEST: "queue full: the oldest waiting message was dropped",
+    DropReason.QUEUE_FULL_NEWEST: "queue full: the new message was dropped",
+    DropReason.QUEUE_FULL_SUMMARIZED: "queue full: dropped, a summary goes to the next turn",
+    DropReason.STOPPED: "cleared by stop",
+    DropReason.RESET: "cleared by session reset",
+    DropReason.SUPERSEDED: "superseded by a newer message (interrupt mode)",
+}
+
+
+# --- queue policy ---------------------------------------------------------------------
+
+
+class QueueMode(StrEnum):
+    FOLLOWUP = "followup"  # each waiting message gets its own turn, in order
+    COLLECT = "collect"  # waiting messages are coalesced into one turn
+    STEER = "steer"  # handed to the active run at its next model call
+    INTERRUPT = "interrupt"  # stop the active run, answer the newest message
+
+
+class DropPolicy(StrEnum):
+    OLD = "old"
+    NEW = "new"
+    SUMMARIZE = "summarize"
+
+
+MAX_QUEUE_CAP = 1000
+MAX_DEBOUNCE_MS = 600_000
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    mode: QueueMode = QueueMode.COLLECT
+    debounce_ms: int = 1000
+    cap: int = 20
+    drop: DropPolicy = DropPolicy.SUMMARIZE
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.debounce_ms <= MAX_DEBOUNCE_MS:
+            raise ValueError(f"debounce must be 0..{MAX_DEBOUNCE_MS} ms, got {self.debounce_ms}")
+        if not 1 <= self.cap <= MAX_QUEUE_CAP:
+            raise ValueError(f"queue cap must be 1..{MAX_QUEUE_CAP}, got {self.cap}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePatch:
+    """A field-level change to a session's queue settings; ``None`` leaves a field alone."""
+
+    mode: QueueMode | None = None
+    debounce_ms: int | None = None
+    cap: int | None = None
+    drop: DropPolicy | None = None
+
+
+# --- models ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ModelRef:
+    provider: str
+    model: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        provider, sep, model = text.strip().partition("/")
+        if not sep or not provider or not model:
+            raise ValueError(f"a model reference looks like provider/model, got {text!r}")
+        return cls(provider, model)
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+# --- records --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a session's replies go when its channel pushes them (a chat id, say)."""
+
+    channel: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    key: str
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None = None
+    model: ModelRef | None = None  # the session's own choice; None means the default
+    queue: QueuePatch = field(default_factory=QueuePatch)  # overrides of the defaults
+    usage: Usage = field(default_factory=Usage)
+    delivery: Delivery | None = None
+
+    def effective_queue(self, defaults: QueueSettings) -> QueueSettings:
+        return merge_queue(defaults, self.queue)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    session_id: str
+    status: RunStatus
+    created_at: datetime
+    owner_id: str
+    lease_expires_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    runtime_ms: int | None = None
+    model: ModelRef | None = None
+    deadline_at: datetime | None = None
+    stop_requested: RunStatus | None = None
+    usage: Usage = field(default_factory=Usage)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    id: str
+    session_id: str
+    channel: str
+    text: str
+    received_at: datetime
+    channel_message_id: str | None = None
+    sender: str | None = None
+    fate: Fate = Fate.PENDING
+    reason: DropReason | None = None
+    run_id: str | None = None
+    decided_at: datetime | None = None
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    NOTE = "note"  # written by clawgate itself, e.g. a summary of dropped messages
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    seq: int
+    session_id: str
+    role: Role
+    text: str
+    created_at: datetime
+    run_id: str | None = None
+    message_id: str | None = None
+    stopped: bool = False  # an assistant reply cut short by stop, timeout or failure
+
+
+@dataclass(frozen=True, slots=True)
+class NewInbound:
+    """A message as a channel hands it over, before it is persisted."""
+
+    channel: str
+    text: str
+    channel_message_id: str | None = None
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerInfo:
+    """Who holds runs: one per runtime process. Used to tell a dead owner quickly."""
+
+    id: str
+    host: str
+    pid: int
+    boot_id: str
+    process_start: str
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended, as its owner reports it."""
+
+    status: RunStatus
+    reply: str = ""
+    usage: Usage = field(default_factory=Usage)
+    error: str | None = None
+    model: ModelRef | None = None
+
+    def __post_init__(self) -> None:
+        if not self.status.terminal:
+            raise ValueError(f"a run outcome needs a terminal status, got {self.status}")
+
+
+# --- pure planning shared by every store ----------------------------------------------
+
+MAX_MESSAGE_CHARS = 32_000
+MAX_KEY_CHARS = 128
+MAX_CHANNEL_CHARS = 64
+MAX_CHANNEL_MESSAGE_ID_CHARS = 256
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@+-/")
+
+
+def check_key(key: object) -> str:
+    """A session key: 1 to 128 of letters, digits and ``. _ : @ + - /``."""
+    if not isinstance(key, str):
+        raise InvalidInput(f"a session key is text, got {type(key).__name__}")
+    if not 1 <= len(key) <= MAX_KEY_CHARS:
+        raise InvalidInput(f"a session key has 1 to {MAX_KEY_CHARS} characters, got {len(key)}")
+    bad = sorted(set(key) - _KEY_CHARS)
+    if bad:
+        raise InvalidInput(
+            f"session key {key!r} has characters that are not allowed: {''.join(bad)!r} "
+            "(use letters, digits and . _ : @ + - /)"
+        )
+    return key
+
+
+def check_inbound(message: NewInbound) -> NewInbound:
+    """Refuse a message no model should see; say exactly what is wrong."""
+    if not isinstance(message.text, str):
+        raise InvalidInput(f"a message is text, got {type(message.text).__name__}")
+    if not message.text.strip():
+        raise InvalidInput("the message is empty")
+    if len(message.text) > MAX_MESSAGE_CHARS:
+        raise InvalidInput(
+            f"the message has {len(message.text)} characters; the limit is {MAX_MESSAGE_CHARS}"
+        )
+    if "\x00" in message.text:
+        raise InvalidInput("the message contains a NUL character")
+    if not isinstance(message.channel, str) or not 1 <= len(message.channel) <= MAX_CHANNEL_CHARS:
+        raise InvalidInput(f"a channel name has 1 to {MAX_CHANNEL_CHARS} characters")
+    cmid = message.channel_message_id
+    if cmid is not None and (
+        not isinstance(cmid, str) or not 1 <= len(cmid) <= MAX_CHANNEL_MESSAGE_ID_CHARS
+    ):
+        raise InvalidInput(
+            f"a channel message id is text of 1 to {MAX_CHANNEL_MESSAGE_ID_CHARS} characters"
+        )
+    return message
+
+
+def merge_queue(defaults: QueueSettings, patch: QueuePatch) -> QueueSettings:
+    return QueueSettings(
+        mode=patch.mode or defaults.mode,
+        debounce_ms=defaults.debounce_ms if patch.debounce_ms is None else patch.debounce_ms,
+        cap=defaults.cap if patch.cap is None else patch.cap,
+        drop=patch.drop or defaults.drop,
+    )
+
+
+def merge_patch(current: QueuePatch, change: QueuePatch) -> QueuePatch:
+    return QueuePatch(
+        mode=change.mode or current.mode,
+        debounce_ms=current.debounce_ms if change.debounce_ms is None else change.debounce_ms,
+        cap=current.cap if change.cap is None else change.cap,
+        drop=change.drop or current.drop,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OverflowPlan:
+    drop_oldest: int = 0
+    drop_new: bool = False
+    reason: DropReason | None = None
+
+
+def plan_overflow(pending: int, settings: QueueSettings) -> OverflowPlan:
+    """What to drop when one more message arrives and ``pending`` are already waiting."""
+    if pending < settings.cap:
+        return OverflowPlan()
+    if settings.drop is DropPolicy.NEW:
+        return OverflowPlan(drop_new=True, reason=DropReason.QUEUE_FULL_NEWEST)
+    reason = (
+        DropReason.QUEUE_FULL_SUMMARIZED
+        if settings.drop is DropPolicy.SUMMARIZE
+        else DropReason.QUEUE_FULL_OLDEST
+    )
+    return OverflowPlan(drop_oldest=pending - settings.cap + 1, reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPlan:
+    answered: str
+    merged: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+
+
+def plan_claim(mode: QueueMode, pending: Sequence[str]) -> ClaimPlan:
+    """Which waiting messages (oldest first) a new run takes, and how."""
+    if not pending:
+        raise ValueError("nothing to claim")
+    if mode is QueueMode.COLLECT:
+        return ClaimPlan(answered=pending[0], merged=tuple(pending[1:]))
+    if mode is QueueMode.INTERRUPT:
+        return ClaimPlan(answered=pending[-1], dropped=tuple(pending[:-1]))
+    return ClaimPlan(answered=pending[0])
+
+
+def debounce_until(
+    settings: QueueSettings, newest_waiting: datetime, now: datetime
+) -> datetime | None:
+    """When messages that queued behind a run may be claimed, if that is still ahead."""
+    if settings.debounce_ms == 0 or settings.mode is QueueMode.INTERRUPT:
+        return None
+    until = newest_waiting + timedelta(milliseconds=settings.debounce_ms)
+    return until if until > now else None
+
+
+def runtime_ms(run: Run, ended_at: datetime) -> int:
+    start = run.started_at or run.created_at
+    return max(0, (ended_at - start) // timedelta(milliseconds=1))
+
+
+def summary_note(texts: Sequence[str]) -> str:
+    """The note a run receives about messages dropped under the ``summarize`` policy."""
+    previews = "; ".join(preview(text, 80) for text in texts)
+    count = len(texts)
+    noun = "message was" if count == 1 else "messages were"
+    return f"[{count} earlier {noun} dropped from a full queue: {previews}]"
+
+
+def preview(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

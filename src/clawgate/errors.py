@@ -1,0 +1,104 @@
+"""Every error clawgate raises on purpose.
+
+    ClawgateError
+    ├── ConfigError                 a config file or value is wrong (names file, line, key)
+    ├── InvalidInput                bad input from a user or a channel; nothing was changed
+    │   └── UnknownSession          no session has that key
+    ├── StoreError                  the store could not do what was asked
+    │   ├── StoreClosed             the store was closed (or the process is shutting down)
+    │   ├── StoreBusy               another process held the database too long
+    │   ├── SchemaTooNew            the database was written by a newer clawgate
+    │   └── StoreCorrupt            the database failed an integrity check
+    └── ProviderError               a model provider failed (never turned into reply text)
+        ├── RateLimited             429; ``retry_after`` seconds when the provider says
+        ├── AuthFailed              401/403: a missing, wrong or revoked key
+        ├── ProviderTimeout         no answer in time
+        ├── ProviderUnavailable     5xx, overload, connection reset: worth a retry
+        └── ProviderFatal           the request itself is wrong; retrying will not help
+"""
+
+from __future__ import annotations
+
+
+class ClawgateError(Exception):
+    """Base of every error clawgate raises on purpose."""
+
+
+class ConfigError(ClawgateError):
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.path, self.line, self.key, self.reason = path, line, key, message
+        where = [part for part in (
+            path and f"in {path}", line and f"line {line}", key and f"key {key}",
+        ) if part]
+        super().__init__(f"config error {', '.join(where)}: {message}" if where else message)
+
+
+class InvalidInput(ClawgateError):
+    """Bad input; the store and the runtime are unchanged."""
+
+
+class UnknownSession(InvalidInput):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"no session with key {key!r}")
+
+
+class StoreError(ClawgateError):
+    pass
+
+
+class StoreClosed(StoreError):
+    def __init__(self) -> None:
+        super().__init__("the store is closed")
+
+
+class StoreBusy(StoreError):
+    pass
+
+
+class SchemaTooNew(StoreError):
+    pass
+
+
+class StoreCorrupt(StoreError):
+    pass
+
+
+class ProviderError(ClawgateError):
+    """A provider call failed. ``kind`` is a stable name for metrics and run rows."""
+
+    kind = "provider_error"
+
+    def __init__(self, message: str, *, provider: str = "") -> None:
+        self.provider = provider
+        super().__init__(f"{provider}: {message}" if provider else message)
+
+
+class RateLimited(ProviderError):
+    kind = "rate_limited"
+
+    def __init__(
+        self, message: str, *, provider: str = "", retry_after: float | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        suffix = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
+        super().__init__(message + suffix, provider=provider)
+
+
+class AuthFailed(ProviderError):
+    kind = "auth"
+
+
+class ProviderTimeout(ProviderError):
+    kind = "timeout"
+
+
+class ProviderUnavailable(ProviderError):
+    kind = "unavailable"
+
+
+class ProviderFatal(ProviderError):
+    kind = "fatal"

@@ -1,0 +1,72 @@
+"""What a model provider is: one streaming coroutine, declared capabilities, typed errors.
+
+An adapter turns a ``ModelRequest`` into a stream of ``TextDelta`` and ``UsageReport``
+events and raises the ``ProviderError`` tree (``clawgate.errors``) when it fails; it never
+returns an error as text. Cancelling the stream (stop, timeout) must close the provider call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from clawgate.domain import Usage
+
+
+class ChatRole(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: ChatRole
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    model: str
+    messages: tuple[ChatMessage, ...]
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    usage: Usage
+
+
+StreamEvent = TextDelta | UsageReport
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    streaming: bool = True
+    tools: bool = False
+    needs_key: bool = False
+    context_window: int = 8192
+
+
+class Provider(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        """Stream the reply; raise a ProviderError on failure."""
+        ...
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-independent token estimate (about four characters a token)."""
+    return (len(text) + 3) // 4

@@ -1,0 +1,118 @@
+"""Commands typed inside a chat: /stop, /new (/reset), /status, /queue, /help, and "stop".
+
+Parsing is pure; every channel passes text through ``parse`` before treating it as a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from clawgate.domain import MAX_DEBOUNCE_MS, MAX_QUEUE_CAP, DropPolicy, QueueMode, QueuePatch
+from clawgate.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetQueue:
+    patch: QueuePatch
+
+
+@dataclass(frozen=True, slots=True)
+class ShowQueue:
+    pass
+
+
+Command = Stop | Reset | Status | Help | SetQueue | ShowQueue
+
+HELP = """\
+/stop                  stop the current reply and clear waiting messages (or just type: stop)
+/new, /reset           start a fresh conversation (the old transcript is kept)
+/status                model, current run, queue and token use
+/queue                 show how messages sent during a reply are handled
+/queue <mode> [debounce:<ms>] [cap:<n>] [drop:old|new|summarize]
+                       modes: followup (one reply each), collect (one reply for all),
+                       steer (fold into the current reply), interrupt (answer the newest)
+/help                  this list"""
+
+_SIMPLE: dict[str, Command] = {
+    "/stop": Stop(), "/new": Reset(), "/reset": Reset(), "/status": Status(), "/help": Help(),
+}
+
+
+def parse(text: str) -> Command | None:
+    """The command in ``text``, or None if it is an ordinary message."""
+    stripped = text.strip()
+    if stripped.lower() in {"stop", "stop!", "stop."}:
+        return Stop()
+    if not stripped.startswith("/"):
+        return None
+    word, _, rest = stripped.partition(" ")
+    word = word.lower()
+    if word in _SIMPLE:
+        if rest.strip():
+            raise InvalidInput(f"{word} takes no arguments")
+        return _SIMPLE[word]
+    if word == "/queue":
+        return _parse_queue(rest.split())
+    raise InvalidInput(f"unknown command {word}; /help lists the commands")
+
+
+def _parse_queue(args: list[str]) -> Command:
+    if not args:
+        return ShowQueue()
+    mode = _enum(QueueMode, args[0], "queue mode")
+    debounce: int | None = None
+    cap: int | None = None
+    drop: DropPolicy | None = None
+    seen: set[str] = set()
+    for arg in args[1:]:
+        name, sep, value = arg.partition(":")
+        if not sep or name in seen:
+            raise InvalidInput(f"unexpected /queue option {arg!r}; /help shows the form")
+        seen.add(name)
+        if name == "debounce":
+            debounce = _number(name, value, 0, MAX_DEBOUNCE_MS)
+        elif name == "cap":
+            cap = _number(name, value, 1, MAX_QUEUE_CAP)
+        elif name == "drop":
+            drop = _enum(DropPolicy, value, "drop policy")
+        else:
+            raise InvalidInput(f"unexpected /queue option {arg!r}; /help shows the form")
+    return SetQueue(QueuePatch(mode=mode, debounce_ms=debounce, cap=cap, drop=drop))
+
+
+E = TypeVar("E", QueueMode, DropPolicy)
+
+
+def _enum(kind: type[E], value: str, what: str) -> E:
+    try:
+        return kind(value.lower())
+    except ValueError:
+        options = ", ".join(member.value for member in kind)
+        raise InvalidInput(f"unknown {what} {value!r}; choose one of {options}") from None
+
+
+def _number(name: str, value: str, low: int, high: int) -> int:
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidInput(f"{name} takes a whole number from {low} to {high}, got {value!r}")
+    return int(value)

@@ -1,0 +1,88 @@
+"""One lane per session in this process: claim the next waiting work, run it, repeat.
+
+The store decides who may run a session (one active run, enforced by an index); a lane is
+only this process's worker for it. ``kick`` is safe to call any time: a lane that is about
+to finish notices the kick and looks again, so no message is left waiting for the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from clawgate.clock import Clock
+from clawgate.runtime.runner import Runner
+from clawgate.runtime.scope import Scope
+from clawgate.runtime.settings import RuntimeSettings
+from clawgate.store.protocol import Deferred, Store
+
+log = logging.getLogger(__name__)
+
+
+class Lanes:
+    def __init__(
+        self, store: Store, runner: Runner, settings: RuntimeSettings, owner_id: str,
+        scope: Scope, clock: Clock,
+    ) -> None:
+        self._store = store
+        self._runner = runner
+        self._settings = settings
+        self._owner = owner_id
+        self._scope = scope
+        self._clock = clock
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._kicked: set[str] = set()
+
+    def kick(self, session_id: str) -> None:
+        self._kicked.add(session_id)
+        if session_id not in self._tasks:
+            self._tasks[session_id] = asyncio.create_task(
+                self._lane(session_id), name=f"clawgate lane {session_id}"
+            )
+
+    def busy(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, grace: float) -> None:
+        """Let lanes finish for ``grace`` seconds, then cancel them (runs end interrupted)."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=max(grace, 1.0))
+
+    def abandon(self) -> None:
+        """Cancel every lane without waiting (a crash, as far as the store can tell)."""
+        self._runner.abandon()
+        for task in self._tasks.values():
+            task.cancel()
+
+    async def _lane(self, session_id: str) -> None:
+        try:
+            after_run = False
+            while True:
+                self._kicked.discard(session_id)
+                if not await self._scope.wants(session_id):
+                    break
+                claim = await self._store.claim_next(
+                    session_id, self._owner, self._settings.lease, self._settings.queue,
+                    debounce=after_run,
+                )
+                if isinstance(claim, Deferred):
+                    await asyncio.sleep((claim.until - self._clock.now()).total_seconds())
+                    continue
+                if claim is None:
+                    if session_id in self._kicked:
+                        continue
+                    break
+                await self._runner.execute(claim)
+                after_run = True
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the outermost loop of a lane: log, and let the next kick retry
+            log.exception("lane for session %s failed", session_id)
+        finally:
+            self._tasks.pop(session_id, None)

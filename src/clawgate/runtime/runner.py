@@ -1,0 +1,217 @@
+"""Carrying one claimed run from ``queued`` to a recorded end.
+
+The model conversation runs in a child task, so stop, timeout and interrupt cancel only that
+task: the run's lane carries on with the next message. Whatever happens, the final status is
+written once, shielded from cancellation, and only if this process still owns the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from clawgate.clock import Clock
+from clawgate.domain import (
+    ModelRef,
+    QueueMode,
+    Role,
+    Run,
+    RunOutcome,
+    RunStatus,
+    Usage,
+)
+from clawgate.errors import ClawgateError, ProviderError, StoreError
+from clawgate.providers.base import (
+    ChatMessage,
+    ChatRole,
+    ModelRequest,
+    Provider,
+    TextDelta,
+    UsageReport,
+)
+from clawgate.runtime.bus import EventBus, MessageDecided, ReplyDelta, RunChanged
+from clawgate.runtime.settings import RuntimeSettings
+from clawgate.store.protocol import Claim, Store
+
+log = logging.getLogger(__name__)
+
+#: Extra model calls one run may make for steered messages.
+MAX_STEERS = 20
+
+
+class RunLost(ClawgateError):
+    """The run was ended or taken over by someone else while we worked on it."""
+
+
+@dataclass
+class ActiveRun:
+    run: Run
+    session_key: str
+    deadline: datetime
+    task: asyncio.Task[Usage] | None = None
+    stop_status: RunStatus | None = None
+    stop_reason: str = ""
+    steering: bool = False  # steer mode was in force when the run started
+    segment: list[str] = field(default_factory=list)  # reply text not yet in the transcript
+
+    def stop(self, status: RunStatus, reason: str) -> None:
+        """Ask the model call to end; the first reason wins, except that stop beats all."""
+        if self.stop_status is None or status is RunStatus.KILLED:
+            self.stop_status, self.stop_reason = status, reason
+        if self.task is not None:
+            self.task.cancel()
+
+
+class Runner:
+    def __init__(
+        self, store: Store, providers: dict[str, Provider], settings: RuntimeSettings,
+        owner_id: str, bus: EventBus, clock: Clock,
+    ) -> None:
+        self._store = store
+        self._providers = providers
+        self._settings = settings
+        self._owner = owner_id
+        self._bus = bus
+        self._clock = clock
+        self.held: set[str] = set()  # run ids this process is working on (leases to renew)
+        self.active: dict[str, ActiveRun] = {}  # started runs, by id
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        """From now on write nothing: the process is to be treated as crashed."""
+        self._abandoned = True
+        for work in self.active.values():
+            if work.task is not None:
+                work.task.cancel()
+
+    def stop(self, run_id: str, status: RunStatus, reason: str) -> bool:
+        work = self.active.get(run_id)
+        if work is None:
+            return False
+        work.stop(status, reason)
+        return True
+
+    async def execute(self, claim: Claim) -> Run | None:
+        """Run a claimed turn to its end; return the run as recorded."""
+        self.held.add(claim.run.id)
+        try:
+            return await self._execute(claim)
+        finally:
+            self.held.discard(claim.run.id)
+            self.active.pop(claim.run.id, None)
+
+    async def _execute(self, claim: Claim) -> Run | None:
+        key = claim.session.key
+        self._bus.publish(RunChanged(key, claim.run))
+        for message in (*claim.messages, *claim.dropped):
+            self._bus.publish(MessageDecided(key, message))
+        model = claim.session.model or self._settings.default_model
+        provider = self._providers.get(model.provider)
+        if provider is None:
+            known = ", ".join(sorted(self._providers)) or "none"
+            error = f"no provider named {model.provider!r} is configured (known: {known})"
+            return await self._record(claim.run, key, RunOutcome(RunStatus.FAILED, error=error))
+        deadline = self._clock.now() + self._settings.run_timeout
+        started = await self._store.start_run(claim.run.id, self._owner, model, deadline)
+        if started is None:  # stopped before it started, or no longer ours
+            return await self._publish_actual(claim.run.id, key)
+        self._bus.publish(RunChanged(key, started))
+        steering = claim.session.effective_queue(self._settings.queue).mode is QueueMode.STEER
+        work = ActiveRun(started, key, deadline, steering=steering)
+        work.task = asyncio.create_task(
+            self._converse(work, provider, model), name=f"clawgate run {started.id}"
+        )
+        self.active[started.id] = work
+        outcome = await self._outcome(work, model)
+        return await self._record(started, key, outcome)
+
+    async def _outcome(self, work: ActiveRun, model: ModelRef) -> RunOutcome:
+        assert work.task is not None
+        try:
+            usage = await work.task
+            return RunOutcome(RunStatus.DONE, "".join(work.segment), usage, model=model)
+        except asyncio.CancelledError:
+            partial = "".join(work.segment)
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():  # this process is shutting down
+                work.task.cancel()
+                reason = "interrupted: the gateway shut down before the reply was complete"
+                await self._record(work.run, work.session_key,
+                                   RunOutcome(RunStatus.INTERRUPTED, partial, error=reason))
+                raise
+            status = work.stop_status or RunStatus.KILLED
+            return RunOutcome(status, partial, error=work.stop_reason or "stopped")
+        except ProviderError as exc:
+            return RunOutcome(RunStatus.FAILED, "".join(work.segment), error=str(exc))
+        except RunLost:
+            return RunOutcome(RunStatus.INTERRUPTED, error="the run was taken over")
+        except Exception as exc:  # a bug in an adapter must not leave the run open
+            log.exception("run %s failed unexpectedly", work.run.id)
+            return RunOutcome(RunStatus.FAILED, error=f"internal error: {type(exc).__name__}")
+
+    async def _converse(self, work: ActiveRun, provider: Provider, model: ModelRef) -> Usage:
+        """Call the model (again for each batch of steered messages); return the usage."""
+        usage = Usage()
+        for _ in range(MAX_STEERS + 1):
+            entries = await self._store.conversation(
+                work.run.session_id, self._settings.context_entries
+            )
+            request = ModelRequest(model=model.model, messages=context(entries))
+            async for event in provider.stream(request):
+                if isinstance(event, TextDelta):
+                    work.segment.append(event.text)
+                    self._bus.publish(ReplyDelta(work.session_key, work.run.id, event.text))
+                elif isinstance(event, UsageReport):
+                    usage += event.usage
+            if not await self._steer(work):
+                break
+        return usage
+
+    async def _steer(self, work: ActiveRun) -> bool:
+        """Fold messages that arrived meanwhile into this run (steer mode); True if any.
+
+        The mode in force when the run started governs it; a later /queue change applies
+        from the next run.
+        """
+        if not work.steering:
+            return False
+        taken = await self._store.take_steering(
+            work.run.id, self._owner, "".join(work.segment), self._settings.queue
+        )
+        if taken is None:
+            raise RunLost(f"run {work.run.id} is no longer ours")
+        if taken:
+            work.segment.clear()
+            for message in taken:
+                self._bus.publish(MessageDecided(work.session_key, message))
+        return bool(taken)
+
+    async def _record(self, run: Run, key: str, outcome: RunOutcome) -> Run | None:
+        """Write the end of a run, whatever cancellation is under way."""
+        if self._abandoned:
+            return None
+        try:
+            ended = await asyncio.shield(self._store.finish_run(run.id, self._owner, outcome))
+        except StoreError as exc:  # the store is gone (crash, shutdown): the lease will tell
+            log.warning("could not record the end of run %s: %s", run.id, exc)
+            return None
+        if ended is None:
+            return await self._publish_actual(run.id, key)
+        self._bus.publish(RunChanged(key, ended))
+        return ended
+
+    async def _publish_actual(self, run_id: str, key: str) -> Run | None:
+        actual = await self._store.get_run(run_id)
+        if actual is not None:
+            self._bus.publish(RunChanged(key, actual))
+        return actual
+
+
+_ROLES = {Role.USER: ChatRole.USER, Role.ASSISTANT: ChatRole.ASSISTANT, Role.NOTE: ChatRole.USER}
+
+
+def context(entries: list[tuple[Role, str]]) -> tuple[ChatMessage, ...]:
+    """The conversation a model sees, from the transcript."""
+    return tuple(ChatMessage(_ROLES[role], text) for role, text in entries)

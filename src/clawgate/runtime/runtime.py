@@ -1,0 +1,344 @@
+"""The runtime: what channels and the CLI talk to.
+
+It accepts messages (persisted, deduplicated and queued before anything else happens),
+answers them through lanes and the runner, stops and resets sessions, and reports status.
+All state lives in the store; this object holds only the work in flight in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from clawgate.clock import Clock
+from clawgate.domain import (
+    Fate,
+    InboundMessage,
+    ModelRef,
+    NewInbound,
+    QueueMode,
+    QueuePatch,
+    QueueSettings,
+    Run,
+    RunStatus,
+    Session,
+)
+from clawgate.errors import ClawgateError, InvalidInput, UnknownSession
+from clawgate.providers.base import Provider
+from clawgate.runtime import commands
+from clawgate.runtime.bus import (
+    EventBus,
+    MessageDecided,
+    RunChanged,
+    RuntimeEvent,
+    Subscription,
+)
+from clawgate.runtime.lanes import Lanes
+from clawgate.runtime.owner import this_process
+from clawgate.runtime.recovery import recover
+from clawgate.runtime.runner import Runner
+from clawgate.runtime.scope import Scope, ServeAll
+from clawgate.runtime.settings import RuntimeSettings
+from clawgate.runtime.status import StatusReport
+from clawgate.runtime.stopping import StopReport, stop_and_wait
+from clawgate.runtime.supervisor import Supervisor
+from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, Store
+
+log = logging.getLogger(__name__)
+
+
+class ShuttingDown(ClawgateError):
+    def __init__(self) -> None:
+        super().__init__("clawgate is shutting down and accepts no new messages")
+
+
+class _State(Enum):
+    NEW = auto()
+    STARTED = auto()
+    CLOSED = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOutcome:
+    """What became of one message: its fate, the run that took it, and that run's reply."""
+
+    message: InboundMessage
+    run: Run | None
+    reply: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    text: str
+
+
+class Runtime:
+    def __init__(
+        self, store: Store, providers: dict[str, Provider], settings: RuntimeSettings,
+        *, scope: Scope | None = None, clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.providers = providers
+        self.clock = clock or store.clock
+        self.owner = this_process(self.clock.now())
+        self.bus = EventBus()
+        self._scope = scope or ServeAll()
+        self._runner = Runner(store, providers, settings, self.owner.id, self.bus, self.clock)
+        self._lanes = Lanes(store, self._runner, settings, self.owner.id, self._scope, self.clock)
+        self.supervisor = Supervisor(
+            store, self._runner, self._lanes, self._scope, settings, self.owner, self.clock
+        )
+        self._loop: asyncio.Task[None] | None = None
+        self._state = _State.NEW
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self, supervise: bool = True) -> None:
+        """Register, recover orphaned runs, pick up waiting work, start supervising.
+
+        With ``supervise=False`` nothing runs in the background; call ``tick`` to advance.
+        """
+        if self._state is not _State.NEW:
+            raise RuntimeError(f"cannot start a runtime that is {self._state.name.lower()}")
+        self._state = _State.STARTED
+        await self.store.register_owner(self.owner)
+        await recover(self.store, self.owner)
+        if supervise:
+            self._loop = asyncio.create_task(self.supervisor.run(), name="clawgate supervisor")
+        else:
+            await self.tick()
+
+    async def tick(self) -> None:
+        await self.supervisor.tick()
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop taking work, let turns in flight finish for ``grace`` s, then interrupt them."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.wait({self._loop})
+        await self._lanes.drain(self.settings.shutdown_grace if grace is None else grace)
+        try:
+            await self.store.retire_owner(self.owner.id)
+        except ClawgateError as exc:
+            log.warning("could not retire owner %s: %s", self.owner.id, exc)
+
+    def abandon(self) -> None:
+        """Drop all work in flight without recording anything, as a crashed process would.
+
+        The store is untouched; the leases of this runtime's runs simply stop being renewed.
+        """
+        self._state = _State.CLOSED
+        if self._loop is not None:
+            self._loop.cancel()
+        self._lanes.abandon()
+
+    # --- messages --------------------------------------------------------------------
+
+    async def send(
+        self, key: str, text: str, *, channel: str = "cli",
+        channel_message_id: str | None = None, sender: str | None = None,
+    ) -> Acceptance:
+        """Persist a message and see that it is answered (the queue mode decides how)."""
+        self._require_started()
+        acceptance = await self.store.accept_inbound(
+            key, NewInbound(channel, text, channel_message_id, sender), self.settings.queue
+        )
+        if acceptance.duplicate:
+            return acceptance
+        for dropped in acceptance.dropped:
+            self.bus.publish(MessageDecided(key, dropped))
+        session = acceptance.session
+        if acceptance.message.fate is Fate.PENDING:
+            self._scope.accepted(session.id, acceptance.message.id)
+        if acceptance.active_run is not None:
+            await self._behind_active_run(session, acceptance.active_run)
+        self._lanes.kick(session.id)
+        return acceptance
+
+    async def _behind_active_run(self, session: Session, run: Run) -> None:
+        if run.lease_expires_at <= self.clock.now() or run.owner_id != self.owner.id:
+            self.supervisor.recover_soon()  # its owner may be gone: look at once
+        if session.effective_queue(self.settings.queue).mode is QueueMode.INTERRUPT:
+            result = await self.store.request_stop(
+                session.id, RunStatus.INTERRUPTED, clear_queue=False
+            )
+            if result.outcome is StopOutcome.SIGNALLED and result.run is not None:
+                self._runner.stop(result.run.id, RunStatus.INTERRUPTED,
+                                  "interrupted by a newer message")
+
+    async def handle(
+        self, key: str, text: str, *, channel: str = "cli",
+        channel_message_id: str | None = None, sender: str | None = None,
+    ) -> CommandReply | Acceptance:
+        """A line typed into a chat: a command is carried out, anything else is sent."""
+        command = commands.parse(text)
+        if command is None:
+            return await self.send(
+                key, text, channel=channel, channel_message_id=channel_message_id, sender=sender
+            )
+        return CommandReply(await self.execute(key, command))
+
+    async def execute(self, key: str, command: commands.Command) -> str:
+        match command:
+            case commands.Stop():
+                return (await self.stop(key)).describe()
+            case commands.Reset():
+                return describe_reset(await self.reset(key))
+            case commands.Status():
+                return (await self.status(key)).describe()
+            case commands.Help():
+                return commands.HELP
+            case commands.ShowQueue():
+                return describe_queue((await self.status(key)).queue)
+            case commands.SetQueue(patch):
+                return "queue: " + describe_queue(await self.set_queue(key, patch))
+
+    async def wait_for(self, message_id: str, within: float | None = None) -> MessageOutcome:
+        """Wait until a message has its fate and, if a run took it, that run has ended.
+
+        Local runs are followed through the bus; the store is looked at first, and again
+        every poll interval, for runs in other processes.
+        """
+        deadline = None if within is None else time.monotonic() + within
+        subscription = self.bus.subscribe()
+        try:
+            message = await self.store.get_message(message_id)
+            if message is None:
+                raise InvalidInput(f"no message with id {message_id!r}")
+            outcome = await self._outcome(message_id)
+            while outcome is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"message {message_id} was not answered in {within}s")
+                wait = self.settings.poll_interval
+                event = await _next_event(subscription, min(wait, remaining or wait))
+                if event is None:  # a quiet interval, or we fell behind: ask the store
+                    if subscription.closed:
+                        subscription = self.bus.subscribe()
+                    outcome = await self._outcome(message_id)
+                elif isinstance(event, MessageDecided) and event.message.id == message_id:
+                    message = event.message
+                    if message.run_id is None:
+                        outcome = MessageOutcome(message, None, "")
+                elif (isinstance(event, RunChanged) and event.run.id == message.run_id
+                      and event.run.status.terminal):
+                    reply = await self.store.run_reply(event.run.id)
+                    outcome = MessageOutcome(message, event.run, reply)
+            return outcome
+        finally:
+            subscription.close()
+
+    async def _outcome(self, message_id: str) -> MessageOutcome | None:
+        message = await self.store.get_message(message_id)
+        if message is None or message.fate is Fate.PENDING:
+            return None
+        if message.run_id is None:
+            return MessageOutcome(message, None, "")
+        run = await self.store.get_run(message.run_id)
+        if run is None or not run.status.terminal:
+            return None
+        return MessageOutcome(message, run, await self.store.run_reply(run.id))
+
+    # --- session control -------------------------------------------------------------
+
+    async def stop(self, key: str) -> StopReport:
+        session = await self._session(key)
+
+        def cancel_here(run: Run) -> None:
+            self._runner.stop(run.id, RunStatus.KILLED, "stopped by request")
+
+        return await stop_and_wait(
+            self.store, key, session.id, self.clock, self.settings.poll_interval,
+            patience=self.settings.lease.total_seconds() + 5, on_signalled=cancel_here,
+            pause=lambda: self._pause(key),
+        )
+
+    async def reset(self, key: str) -> ResetResult:
+        result = await self.store.reset_session(key)
+        run = result.stop.run
+        if result.stop.outcome is StopOutcome.SIGNALLED and run is not None:
+            self._runner.stop(run.id, RunStatus.KILLED, "stopped: the session was reset")
+        for dropped in result.stop.dropped:
+            self.bus.publish(MessageDecided(key, dropped))
+        return result
+
+    async def set_model(self, key: str, model: ModelRef) -> Session:
+        if model.provider not in self.providers:
+            known = ", ".join(sorted(self.providers))
+            raise InvalidInput(f"no provider named {model.provider!r} (configured: {known})")
+        return await self.store.set_model(key, model)
+
+    async def set_queue(self, key: str, patch: QueuePatch) -> QueueSettings:
+        session = await self.store.set_queue(key, patch)
+        return session.effective_queue(self.settings.queue)
+
+    async def status(self, key: str) -> StatusReport:
+        summary = await self.store.summarize_session(key)
+        if summary is None:
+            raise UnknownSession(key)
+        return StatusReport(
+            summary=summary,
+            model=summary.session.model or self.settings.default_model,
+            queue=summary.session.effective_queue(self.settings.queue),
+            here=summary.latest_run is not None and summary.latest_run.id in self._runner.held,
+        )
+
+    def subscribe(self, key: str | None = None) -> Subscription:
+        return self.bus.subscribe(key)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    async def _session(self, key: str) -> Session:
+        session = await self.store.get_session(key)
+        if session is None:
+            raise UnknownSession(key)
+        return session
+
+    def _require_started(self) -> None:
+        if self._state is _State.CLOSED:
+            raise ShuttingDown()
+        if self._state is _State.NEW:
+            raise RuntimeError("start the runtime before sending messages")
+
+    async def _pause(self, key: str | None) -> None:
+        """Wait for news about a session (a local event), or one poll interval."""
+        subscription = self.bus.subscribe(key)
+        try:
+            async with asyncio.timeout(self.settings.poll_interval):
+                await subscription.get()
+        except TimeoutError:
+            pass
+        finally:
+            subscription.close()
+
+
+async def _next_event(subscription: Subscription, wait: float) -> RuntimeEvent | None:
+    """The next event, or None after ``wait`` seconds without one (or a closed feed)."""
+    try:
+        async with asyncio.timeout(wait):
+            return await subscription.get()
+    except TimeoutError:
+        return None
+
+
+def describe_queue(queue: QueueSettings) -> str:
+    return (f"{queue.mode} (debounce {queue.debounce_ms} ms, cap {queue.cap}, "
+            f"drop {queue.drop})")
+
+
+def describe_reset(result: ResetResult) -> str:
+    stopped = ""
+    if result.stop.run is not None:
+        stopped = f"; stopped run {result.stop.run.id}"
+    dropped = len(result.stop.dropped)
+    if dropped:
+        stopped += f"; dropped {dropped} waiting message{'s' if dropped != 1 else ''}"
+    return (f"new session {result.new.id} for {result.new.key!r} (the previous one, "
+            f"{result.old.id}, is kept{stopped})")

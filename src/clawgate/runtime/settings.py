@@ -1,0 +1,26 @@
+"""The runtime's knobs, as one frozen object built from the config at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from clawgate.domain import ModelRef, QueueSettings
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    default_model: ModelRef = field(default_factory=lambda: ModelRef("echo", "echo"))
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    lease: timedelta = timedelta(seconds=15)
+    run_timeout: timedelta = timedelta(seconds=600)
+    #: How often a runtime looks in the store for stop requests and work from other processes.
+    poll_interval: float = 0.1
+    #: How many transcript entries a model call sees.
+    context_entries: int = 200
+    #: On shutdown, how long running turns may finish before they end ``interrupted``.
+    shutdown_grace: float = 5.0
+
+    @property
+    def renew_every(self) -> float:
+        return self.lease.total_seconds() / 3

@@ -1,0 +1,527 @@
+"""An in-memory store for tests, with the same behaviour as the SQL stores.
+
+``MemoryDatabase`` is the shared state (what a database file is to SQLite); each
+``MemoryStore`` is one process's handle on it, so a test can "crash" a process by closing its
+handle while another carries on. Every command runs without awaiting in between, which makes
+it one transaction under asyncio; each yields to the loop once first, like a real store.
+The schema's triggers are mirrored by ``_transition`` and ``_decide``, which refuse what the
+domain forbids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from clawgate.clock import Clock, SystemClock
+from clawgate.domain import (
+    STOP_STATUSES,
+    Delivery,
+    DropReason,
+    Fate,
+    InboundMessage,
+    ModelRef,
+    NewInbound,
+    OwnerInfo,
+    QueueMode,
+    QueuePatch,
+    QueueSettings,
+    Role,
+    Run,
+    RunOutcome,
+    RunStatus,
+    Session,
+    TranscriptEntry,
+    can_transition,
+    check_inbound,
+    check_key,
+    debounce_until,
+    merge_patch,
+    plan_claim,
+    plan_overflow,
+    runtime_ms,
+    summary_note,
+)
+from clawgate.errors import InvalidInput, StoreClosed, StoreError, UnknownSession
+from clawgate.ids import new_id
+from clawgate.store.protocol import (
+    Acceptance,
+    Claim,
+    Deferred,
+    Finding,
+    ResetResult,
+    SessionSummary,
+    StopOutcome,
+    StopResult,
+)
+
+EXPIRED_REASON = "interrupted: its owner stopped renewing the lease (crashed or stalled)"
+
+
+@dataclass
+class MemoryDatabase:
+    sessions: dict[str, Session] = field(default_factory=dict)
+    current: dict[str, str] = field(default_factory=dict)  # key -> session id
+    runs: dict[str, Run] = field(default_factory=dict)
+    inbound: dict[str, InboundMessage] = field(default_factory=dict)
+    dedup: dict[tuple[str, str], str] = field(default_factory=dict)
+    transcript: list[TranscriptEntry] = field(default_factory=list)
+    owners: dict[str, OwnerInfo] = field(default_factory=dict)
+    summarized: set[str] = field(default_factory=set)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (session, kind, subject)
+
+
+class MemoryStore:
+    def __init__(self, db: MemoryDatabase | None = None, clock: Clock | None = None) -> None:
+        self.db = db if db is not None else MemoryDatabase()
+        self.clock = clock or SystemClock()
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def _enter(self) -> MemoryDatabase:
+        if self._closed:
+            raise StoreClosed()
+        await asyncio.sleep(0)
+        if self._closed:
+            raise StoreClosed()
+        return self.db
+
+    # --- owners and leases -----------------------------------------------------------
+
+    async def register_owner(self, owner: OwnerInfo) -> None:
+        db = await self._enter()
+        db.owners[owner.id] = owner
+
+    async def retire_owner(self, owner_id: str) -> None:
+        db = await self._enter()
+        db.owners.pop(owner_id, None)
+
+    async def owners_with_active_runs(self) -> list[OwnerInfo]:
+        db = await self._enter()
+        ids = {r.owner_id for r in db.runs.values() if r.status.active}
+        return [owner for owner_id, owner in db.owners.items() if owner_id in ids]
+
+    async def renew_leases(
+        self, owner_id: str, run_ids: frozenset[str], lease: timedelta
+    ) -> frozenset[str]:
+        db = await self._enter()
+        until = self.clock.now() + lease
+        renewed = set()
+        for run_id in run_ids:
+            run = db.runs.get(run_id)
+            if run is not None and run.owner_id == owner_id and run.status.active:
+                db.runs[run_id] = dataclasses.replace(run, lease_expires_at=until)
+                renewed.add(run_id)
+        return frozenset(renewed)
+
+    async def stop_requests(self, owner_id: str) -> dict[str, RunStatus]:
+        db = await self._enter()
+        return {
+            r.id: r.stop_requested
+            for r in db.runs.values()
+            if r.owner_id == owner_id and r.status.active and r.stop_requested is not None
+        }
+
+    # --- sessions --------------------------------------------------------------------
+
+    async def ensure_session(self, key: str) -> Session:
+        check_key(key)
+        return self._ensure(await self._enter(), key)
+
+    async def get_session(self, key: str) -> Session | None:
+        db = await self._enter()
+        session_id = db.current.get(key)
+        return None if session_id is None else db.sessions[session_id]
+
+    async def get_session_by_id(self, session_id: str) -> Session | None:
+        db = await self._enter()
+        return db.sessions.get(session_id)
+
+    async def summarize_session(self, key: str) -> SessionSummary | None:
+        db = await self._enter()
+        session_id = db.current.get(key)
+        return None if session_id is None else self._summary(db, db.sessions[session_id])
+
+    async def list_sessions(self, limit: int = 100) -> list[SessionSummary]:
+        db = await self._enter()
+        current = [db.sessions[sid] for sid in db.current.values()]
+        current.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
+        return [self._summary(db, s) for s in current[:limit]]
+
+    async def set_model(self, key: str, model: ModelRef | None) -> Session:
+        check_key(key)
+        db = await self._enter()
+        session = self._ensure(db, key)
+        return self._update_session(db, session.id, model=model)
+
+    async def set_delivery(self, key: str, delivery: Delivery) -> Session:
+        check_key(key)
+        db = await self._enter()
+        session = self._ensure(db, key)
+        return self._update_session(db, session.id, delivery=delivery)
+
+    async def set_queue(self, key: str, patch: QueuePatch) -> Session:
+        check_key(key)
+        db = await self._enter()
+        session = self._ensure(db, key)
+        return self._update_session(db, session.id, queue=merge_patch(session.queue, patch))
+
+    async def reset_session(self, key: str) -> ResetResult:
+        check_key(key)
+        db = await self._enter()
+        session_id = db.current.get(key)
+        if session_id is None:
+            raise UnknownSession(key)
+        stop = self._stop(db, session_id, RunStatus.KILLED, DropReason.RESET)
+        now = self.clock.now()
+        archived = self._update_session(db, session_id, archived_at=now)
+        fresh = Session(
+            id=new_id("ses"), key=key, created_at=now, updated_at=now,
+            model=archived.model, queue=archived.queue, delivery=archived.delivery,
+        )
+        db.sessions[fresh.id] = fresh
+        db.current[key] = fresh.id
+        return ResetResult(old=archived, new=fresh, stop=stop)
+
+    # --- inbound ---------------------------------------------------------------------
+
+    async def accept_inbound(
+        self, key: str, message: NewInbound, defaults: QueueSettings
+    ) -> Acceptance:
+        check_key(key)
+        check_inbound(message)
+        db = await self._enter()
+        if message.channel_message_id is not None:
+            first_id = db.dedup.get((message.channel, message.channel_message_id))
+            if first_id is not None:
+                first = db.inbound[first_id]
+                return Acceptance(first, db.sessions[first.session_id], duplicate=True)
+        session = self._ensure(db, key)
+        now = self.clock.now()
+        queued = self._waiting(db, session.id)
+        plan = plan_overflow(len(queued), session.effective_queue(defaults))
+        accepted = InboundMessage(
+            id=new_id("msg"), session_id=session.id, channel=message.channel, text=message.text,
+            received_at=now, channel_message_id=message.channel_message_id,
+            sender=message.sender,
+        )
+        db.inbound[accepted.id] = accepted
+        if message.channel_message_id is not None:
+            db.dedup[(message.channel, message.channel_message_id)] = accepted.id
+        db.events.append((session.id, "message.pending", accepted.id))
+        doomed = [accepted.id] if plan.drop_new else [m.id for m in queued[: plan.drop_oldest]]
+        dropped = self._decide(db, doomed, Fate.DROPPED, reason=plan.reason)
+        session = self._update_session(db, session.id)
+        return Acceptance(
+            message=db.inbound[accepted.id], session=session, dropped=tuple(dropped),
+            active_run=self._active(db, session.id),
+        )
+
+    async def get_message(self, message_id: str) -> InboundMessage | None:
+        db = await self._enter()
+        return db.inbound.get(message_id)
+
+    async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
+        db = await self._enter()
+        found = [m for m in db.inbound.values() if m.session_id == session_id]
+        found.sort(key=lambda m: (m.received_at, m.id))
+        return found[-limit:]
+
+    async def claimable_sessions(
+        self, session_ids: frozenset[str] | None = None, limit: int = 100
+    ) -> list[str]:
+        db = await self._enter()
+        waiting = {m.session_id for m in db.inbound.values() if m.fate is Fate.PENDING}
+        if session_ids is not None:
+            waiting &= session_ids
+        return [sid for sid in sorted(waiting) if self._active(db, sid) is None][:limit]
+
+    # --- runs ------------------------------------------------------------------------
+
+    async def claim_next(
+        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings,
+        debounce: bool = False,
+    ) -> Claim | Deferred | None:
+        db = await self._enter()
+        queued = self._waiting(db, session_id)
+        session = db.sessions.get(session_id)
+        if self._active(db, session_id) is not None or not queued or session is None:
+            return None
+        settings = session.effective_queue(defaults)
+        now = self.clock.now()
+        until = debounce_until(settings, queued[-1].received_at, now) if debounce else None
+        if until is not None:
+            return Deferred(until)
+        plan = plan_claim(settings.mode, [m.id for m in queued])
+        run = Run(
+            id=new_id("run"), session_id=session_id, status=RunStatus.QUEUED, created_at=now,
+            owner_id=owner_id, lease_expires_at=now + lease,
+        )
+        db.runs[run.id] = run
+        db.events.append((session_id, "run.queued", run.id))
+        taken = self._decide(db, [plan.answered], Fate.ANSWERED, run_id=run.id)
+        taken += self._decide(db, plan.merged, Fate.MERGED, run_id=run.id)
+        dropped = self._decide(db, plan.dropped, Fate.DROPPED, reason=DropReason.SUPERSEDED)
+        self._summarize_dropped(db, session_id, run.id)
+        for message in taken:
+            self._append(db, session_id, Role.USER, message.text, run.id, message.id)
+        self._update_session(db, session_id)
+        return Claim(run=run, session=session, messages=tuple(taken), dropped=tuple(dropped))
+
+    async def start_run(
+        self, run_id: str, owner_id: str, model: ModelRef, deadline_at: datetime
+    ) -> Run | None:
+        db = await self._enter()
+        run = db.runs.get(run_id)
+        if run is None or run.owner_id != owner_id or run.status is not RunStatus.QUEUED:
+            return None
+        started = self._transition(
+            db, run, RunStatus.RUNNING, started_at=self.clock.now(), model=model,
+            deadline_at=deadline_at,
+        )
+        self._update_session(db, run.session_id)
+        return started
+
+    async def take_steering(
+        self, run_id: str, owner_id: str, reply_so_far: str, defaults: QueueSettings
+    ) -> list[InboundMessage] | None:
+        db = await self._enter()
+        run = db.runs.get(run_id)
+        if run is None or run.owner_id != owner_id or run.status is not RunStatus.RUNNING:
+            return None
+        session = db.sessions[run.session_id]
+        queued = self._waiting(db, run.session_id)
+        if session.effective_queue(defaults).mode is not QueueMode.STEER or not queued:
+            return []
+        if reply_so_far:
+            self._append(db, run.session_id, Role.ASSISTANT, reply_so_far, run_id)
+        taken = self._decide(db, [m.id for m in queued], Fate.MERGED, run_id=run_id)
+        for message in taken:
+            self._append(db, run.session_id, Role.USER, message.text, run_id, message.id)
+        self._update_session(db, run.session_id)
+        return taken
+
+    async def finish_run(self, run_id: str, owner_id: str, outcome: RunOutcome) -> Run | None:
+        db = await self._enter()
+        run = db.runs.get(run_id)
+        if run is None or run.owner_id != owner_id or not can_transition(
+            run.status, outcome.status
+        ):
+            return None
+        now = self.clock.now()
+        ended = self._transition(
+            db, run, outcome.status, ended_at=now, runtime_ms=runtime_ms(run, now),
+            usage=outcome.usage, error=outcome.error, model=outcome.model or run.model,
+        )
+        if outcome.reply:
+            stopped = outcome.status is not RunStatus.DONE
+            self._append(db, run.session_id, Role.ASSISTANT, outcome.reply, run_id, stopped=stopped)
+        session = db.sessions[run.session_id]
+        self._update_session(db, session.id, usage=session.usage + outcome.usage)
+        return ended
+
+    async def request_stop(
+        self, session_id: str, status: RunStatus = RunStatus.KILLED, clear_queue: bool = True
+    ) -> StopResult:
+        if status not in STOP_STATUSES - {RunStatus.TIMEOUT}:
+            raise InvalidInput(f"a stop ends a run killed or interrupted, not {status}")
+        db = await self._enter()
+        return self._stop(db, session_id, status, DropReason.STOPPED if clear_queue else None)
+
+    async def recover_expired(self) -> list[Run]:
+        db = await self._enter()
+        now = self.clock.now()
+        expired = [r for r in db.runs.values() if r.status.active and r.lease_expires_at < now]
+        return [self._end(db, run, RunStatus.INTERRUPTED, EXPIRED_REASON) for run in expired]
+
+    async def recover_owner(self, owner_id: str, reason: str) -> list[Run]:
+        db = await self._enter()
+        owned = [r for r in db.runs.values() if r.status.active and r.owner_id == owner_id]
+        return [self._end(db, run, RunStatus.INTERRUPTED, reason) for run in owned]
+
+    async def get_run(self, run_id: str) -> Run | None:
+        db = await self._enter()
+        return db.runs.get(run_id)
+
+    async def list_runs(self, session_id: str, limit: int = 100) -> list[Run]:
+        db = await self._enter()
+        found = [r for r in db.runs.values() if r.session_id == session_id]
+        found.sort(key=lambda r: (r.created_at, r.id))
+        return found[-limit:]
+
+    async def active_runs(self) -> list[Run]:
+        db = await self._enter()
+        return [r for r in db.runs.values() if r.status.active]
+
+    # --- transcript ------------------------------------------------------------------
+
+    async def transcript(
+        self, session_id: str, limit: int | None = None
+    ) -> list[TranscriptEntry]:
+        db = await self._enter()
+        entries = [e for e in db.transcript if e.session_id == session_id]
+        return entries if limit is None else entries[-limit:]
+
+    async def conversation(self, session_id: str, limit: int) -> list[tuple[Role, str]]:
+        db = await self._enter()
+        entries = [(e.role, e.text) for e in db.transcript if e.session_id == session_id]
+        return entries[-limit:]
+
+    async def run_reply(self, run_id: str) -> str:
+        db = await self._enter()
+        parts = [e.text for e in db.transcript if e.run_id == run_id and e.role is Role.ASSISTANT]
+        return "\n\n".join(parts)
+
+    # --- health ----------------------------------------------------------------------
+
+    async def audit(self) -> list[Finding]:
+        db = await self._enter()
+        now = self.clock.now()
+        findings = []
+        active: dict[str, int] = {}
+        for run in db.runs.values():
+            if run.status.active:
+                active[run.session_id] = active.get(run.session_id, 0) + 1
+                if run.lease_expires_at < now:
+                    key = db.sessions[run.session_id].key
+                    findings.append(Finding(
+                        "orphaned_run",
+                        f"run {run.id} in session {key!r} is active but its owner "
+                        f"{run.owner_id} stopped renewing its lease at "
+                        f"{run.lease_expires_at.isoformat()}",
+                        fixable=True,
+                    ))
+        for session_id, count in active.items():
+            if count > 1:
+                findings.append(Finding(
+                    "several_active_runs", f"session {session_id} has {count} active runs"))
+        return findings
+
+    # --- the "transaction" bodies ----------------------------------------------------
+
+    def _ensure(self, db: MemoryDatabase, key: str) -> Session:
+        session_id = db.current.get(key)
+        if session_id is not None:
+            return db.sessions[session_id]
+        now = self.clock.now()
+        session = Session(id=new_id("ses"), key=key, created_at=now, updated_at=now)
+        db.sessions[session.id] = session
+        db.current[key] = session.id
+        return session
+
+    def _update_session(self, db: MemoryDatabase, session_id: str, **changes: object) -> Session:
+        changed = dataclasses.replace(
+            db.sessions[session_id], updated_at=self.clock.now(), **changes  # type: ignore[arg-type]
+        )
+        db.sessions[session_id] = changed
+        return changed
+
+    def _summary(self, db: MemoryDatabase, session: Session) -> SessionSummary:
+        runs = [r for r in db.runs.values() if r.session_id == session.id]
+        latest = max(runs, key=lambda r: (r.created_at, r.id), default=None)
+        return SessionSummary(session, latest, len(self._waiting(db, session.id)))
+
+    @staticmethod
+    def _active(db: MemoryDatabase, session_id: str) -> Run | None:
+        return next(
+            (r for r in db.runs.values() if r.session_id == session_id and r.status.active),
+            None,
+        )
+
+    @staticmethod
+    def _waiting(db: MemoryDatabase, session_id: str) -> list[InboundMessage]:
+        found = [
+            m for m in db.inbound.values()
+            if m.session_id == session_id and m.fate is Fate.PENDING
+        ]
+        return sorted(found, key=lambda m: (m.received_at, m.id))
+
+    def _decide(
+        self, db: MemoryDatabase, message_ids: Iterable[str], fate: Fate,
+        run_id: str | None = None, reason: DropReason | None = None,
+    ) -> list[InboundMessage]:
+        decided = []
+        now = self.clock.now()
+        for message_id in message_ids:
+            message = db.inbound[message_id]
+            if message.fate is not Fate.PENDING:
+                continue
+            db.inbound[message_id] = dataclasses.replace(
+                message, fate=fate, run_id=run_id, reason=reason, decided_at=now
+            )
+            db.events.append((message.session_id, f"message.{fate}", message_id))
+            decided.append(db.inbound[message_id])
+        return decided
+
+    def _append(
+        self, db: MemoryDatabase, session_id: str, role: Role, text: str,
+        run_id: str | None = None, message_id: str | None = None, stopped: bool = False,
+    ) -> None:
+        db.transcript.append(TranscriptEntry(
+            seq=len(db.transcript) + 1, session_id=session_id, role=role, text=text,
+            created_at=self.clock.now(), run_id=run_id, message_id=message_id,
+            stopped=stopped,
+        ))
+
+    def _transition(
+        self, db: MemoryDatabase, run: Run, status: RunStatus, **changes: object
+    ) -> Run:
+        if not can_transition(run.status, status):  # what the SQL trigger refuses
+            raise StoreError(f"run status may only move forward ({run.status} -> {status})")
+        changed = dataclasses.replace(run, status=status, **changes)  # type: ignore[arg-type]
+        db.runs[run.id] = changed
+        db.events.append((run.session_id, f"run.{status}", run.id))
+        return changed
+
+    def _end(self, db: MemoryDatabase, run: Run, status: RunStatus, error: str) -> Run:
+        now = self.clock.now()
+        ended = self._transition(
+            db, run, status, ended_at=now, runtime_ms=runtime_ms(run, now), error=error
+        )
+        self._update_session(db, run.session_id)
+        return ended
+
+    def _stop(
+        self, db: MemoryDatabase, session_id: str, status: RunStatus,
+        drop_reason: DropReason | None,
+    ) -> StopResult:
+        dropped: list[InboundMessage] = []
+        if drop_reason is not None:
+            ids = [m.id for m in self._waiting(db, session_id)]
+            dropped = self._decide(db, ids, Fate.DROPPED, reason=drop_reason)
+            if dropped:
+                self._update_session(db, session_id)
+        run = self._active(db, session_id)
+        if run is None:
+            return StopResult(StopOutcome.NO_RUN, None, tuple(dropped))
+        if run.status is RunStatus.QUEUED or run.lease_expires_at <= self.clock.now():
+            why = "stopped before it started" if run.status is RunStatus.QUEUED else (
+                "stopped; its owner had stopped renewing the lease")
+            return StopResult(StopOutcome.ENDED, self._end(db, run, status, why), tuple(dropped))
+        if run.stop_requested is None or status is RunStatus.KILLED:
+            run = dataclasses.replace(run, stop_requested=status)
+            db.runs[run.id] = run
+        return StopResult(StopOutcome.SIGNALLED, run, tuple(dropped))
+
+    def _summarize_dropped(self, db: MemoryDatabase, session_id: str, run_id: str) -> None:
+        texts = []
+        for message in self._waiting_summaries(db, session_id):
+            db.summarized.add(message.id)
+            texts.append(message.text)
+        if texts:
+            self._append(db, session_id, Role.NOTE, summary_note(texts), run_id)
+
+    @staticmethod
+    def _waiting_summaries(db: MemoryDatabase, session_id: str) -> list[InboundMessage]:
+        found = [
+            m for m in db.inbound.values()
+            if m.session_id == session_id and m.reason is DropReason.QUEUE_FULL_SUMMARIZED
+            and m.id not in db.summarized
+        ]
+        return sorted(found, key=lambda m: (m.received_at, m.id))
+

@@ -1,0 +1,269 @@
+"""The store: every state change clawgate makes, as named field-level commands.
+
+Rules every implementation follows (the conformance suite checks them):
+
+* Each command is one transaction. Nothing is ever saved from an in-memory copy: there is no
+  command that takes a ``Session`` or ``Run`` and writes it back.
+* Run status moves only along ``domain.TRANSITIONS``; a command that would move it any other
+  way does not apply and says so (``None``/``False``), it never overwrites.
+* Writes by a run's owner are fenced: they apply only while the run is active and still owned
+  by that owner, so an owner that lost its lease cannot touch the run after a takeover.
+* At most one active (queued or running) run per session.
+* An inbound message's fate is decided once. Transcripts are append-only.
+* Time comes from the store's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from clawgate.clock import Clock
+from clawgate.domain import (
+    Delivery,
+    InboundMessage,
+    ModelRef,
+    NewInbound,
+    OwnerInfo,
+    QueuePatch,
+    QueueSettings,
+    Role,
+    Run,
+    RunOutcome,
+    RunStatus,
+    Session,
+    TranscriptEntry,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    message: InboundMessage
+    session: Session
+    duplicate: bool = False  # the channel delivered this message id before; nothing changed
+    dropped: tuple[InboundMessage, ...] = ()  # messages the queue cap dropped (may be this one)
+    active_run: Run | None = None  # the run this message waits behind, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    run: Run
+    session: Session  # a snapshot for reading (model, queue mode); never written back
+    messages: tuple[InboundMessage, ...]  # answered first, then merged
+    dropped: tuple[InboundMessage, ...] = ()  # superseded (interrupt mode)
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Messages wait, but they arrived within the debounce time: claim again at ``until``."""
+
+    until: datetime
+
+
+class StopOutcome(StrEnum):
+    NO_RUN = "no_run"  # nothing was active
+    ENDED = "ended"  # the store ended the run itself (not started yet, or its owner is gone)
+    SIGNALLED = "signalled"  # the run's live owner was asked to end it
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    outcome: StopOutcome
+    run: Run | None = None  # the run as it is after the command
+    dropped: tuple[InboundMessage, ...] = ()  # waiting messages cleared by this stop
+
+
+@dataclass(frozen=True, slots=True)
+class ResetResult:
+    old: Session
+    new: Session
+    stop: StopResult
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    session: Session
+    latest_run: Run | None
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something ``audit`` found wrong. ``fixable`` ones are mended by recovery."""
+
+    code: str
+    message: str
+    fixable: bool = False
+
+
+class Store(Protocol):
+    clock: Clock
+
+    async def close(self) -> None: ...
+
+    # --- owners and leases ------------------------------------------------------------
+
+    async def register_owner(self, owner: OwnerInfo) -> None: ...
+
+    async def retire_owner(self, owner_id: str) -> None:
+        """Forget an owner that exits cleanly (after its runs have ended)."""
+        ...
+
+    async def owners_with_active_runs(self) -> list[OwnerInfo]: ...
+
+    async def renew_leases(
+        self, owner_id: str, run_ids: frozenset[str], lease: timedelta
+    ) -> frozenset[str]:
+        """Extend the leases of these runs where still active and owned by ``owner_id``.
+
+        Only runs the owner is working on are named, so a run it lost track of expires and
+        is recovered. Returns the runs whose lease was extended.
+        """
+        ...
+
+    async def stop_requests(self, owner_id: str) -> dict[str, RunStatus]:
+        """Active runs of ``owner_id`` that someone asked to stop, with the asked status."""
+        ...
+
+    # --- sessions ---------------------------------------------------------------------
+
+    async def ensure_session(self, key: str) -> Session: ...
+
+    async def get_session(self, key: str) -> Session | None: ...
+
+    async def get_session_by_id(self, session_id: str) -> Session | None: ...
+
+    async def summarize_session(self, key: str) -> SessionSummary | None: ...
+
+    async def list_sessions(self, limit: int = 100) -> list[SessionSummary]:
+        """Current sessions, most recently updated first."""
+        ...
+
+    async def set_model(self, key: str, model: ModelRef | None) -> Session: ...
+
+    async def set_queue(self, key: str, patch: QueuePatch) -> Session: ...
+
+    async def set_delivery(self, key: str, delivery: Delivery) -> Session: ...
+
+    async def reset_session(self, key: str) -> ResetResult:
+        """Archive the key's session (kept, with its transcript) and open a fresh one.
+
+        Waiting messages are dropped (``reset``); an active run is stopped (``killed``).
+        Raises UnknownSession.
+        """
+        ...
+
+    # --- inbound messages -------------------------------------------------------------
+
+    async def accept_inbound(
+        self, key: str, message: NewInbound, defaults: QueueSettings
+    ) -> Acceptance:
+        """Persist a message (creating the session if needed), applying the queue cap.
+
+        A repeat of a (channel, channel_message_id) pair returns the first record with
+        ``duplicate=True`` and changes nothing.
+        """
+        ...
+
+    async def get_message(self, message_id: str) -> InboundMessage | None: ...
+
+    async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
+        """The latest ``limit`` messages of a session, oldest first."""
+        ...
+
+    async def claimable_sessions(
+        self, session_ids: frozenset[str] | None = None, limit: int = 100
+    ) -> list[str]:
+        """Sessions with waiting messages and no active run (optionally among some)."""
+        ...
+
+    # --- runs -------------------------------------------------------------------------
+
+    async def claim_next(
+        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings,
+        debounce: bool = False,
+    ) -> Claim | Deferred | None:
+        """Open a queued run for the session's waiting messages, as the queue mode says.
+
+        None when the session has an active run or nothing is waiting. With ``debounce``
+        (messages that queued behind a run), Deferred while the newest waiting message is
+        younger than the session's debounce time (never in interrupt mode).
+        """
+        ...
+
+    async def start_run(
+        self, run_id: str, owner_id: str, model: ModelRef, deadline_at: datetime
+    ) -> Run | None:
+        """queued -> running. None when it did not apply (stopped, recovered, not owner)."""
+        ...
+
+    async def take_steering(
+        self, run_id: str, owner_id: str, reply_so_far: str, defaults: QueueSettings
+    ) -> list[InboundMessage] | None:
+        """In steer mode, fold waiting messages into the running run.
+
+        Appends ``reply_so_far`` (if any messages are taken) and the messages to the
+        transcript. Returns the messages taken, or None when the run is no longer ours.
+        """
+        ...
+
+    async def finish_run(self, run_id: str, owner_id: str, outcome: RunOutcome) -> Run | None:
+        """End a run: status, times, usage and the reply, in one transaction.
+
+        None when it did not apply (already ended or no longer ours); nothing is written.
+        """
+        ...
+
+    async def request_stop(
+        self,
+        session_id: str,
+        status: RunStatus = RunStatus.KILLED,
+        clear_queue: bool = True,
+    ) -> StopResult:
+        """Stop the session's active run; works in every state.
+
+        A queued run, or one whose owner's lease expired, is ended here with ``status``;
+        a running run with a live owner is flagged for its owner. With ``clear_queue``,
+        waiting messages are dropped (``stopped``).
+        """
+        ...
+
+    async def recover_expired(self) -> list[Run]:
+        """End every active run whose lease has expired as ``interrupted``."""
+        ...
+
+    async def recover_owner(self, owner_id: str, reason: str) -> list[Run]:
+        """End every active run of an owner known to be dead as ``interrupted``."""
+        ...
+
+    async def get_run(self, run_id: str) -> Run | None: ...
+
+    async def list_runs(self, session_id: str, limit: int = 100) -> list[Run]:
+        """The latest ``limit`` runs of a session, oldest first."""
+        ...
+
+    async def active_runs(self) -> list[Run]: ...
+
+    # --- transcript -------------------------------------------------------------------
+
+    async def transcript(
+        self, session_id: str, limit: int | None = None
+    ) -> list[TranscriptEntry]:
+        """The session's transcript (the last ``limit`` entries), oldest first."""
+        ...
+
+    async def conversation(self, session_id: str, limit: int) -> list[tuple[Role, str]]:
+        """The last ``limit`` transcript entries as (role, text): what a model is shown."""
+        ...
+
+    async def run_reply(self, run_id: str) -> str:
+        """The assistant text a run produced (all its segments)."""
+        ...
+
+    # --- health -----------------------------------------------------------------------
+
+    async def audit(self) -> list[Finding]:
+        """Check every promise against what is stored."""
+        ...

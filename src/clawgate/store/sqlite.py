@@ -1,0 +1,213 @@
+"""The embedded store: one SQLite file in WAL mode, shared safely by several processes.
+
+Writes go through one connection on its own thread, each in ``BEGIN IMMEDIATE``; reads use
+a second connection and thread, so a slow read never delays a state change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from clawgate.clock import Clock, SystemClock
+from clawgate.domain import (
+    STOP_STATUSES,
+    Delivery,
+    DropReason,
+    InboundMessage,
+    ModelRef,
+    NewInbound,
+    OwnerInfo,
+    QueuePatch,
+    QueueSettings,
+    Role,
+    Run,
+    RunOutcome,
+    RunStatus,
+    Session,
+    TranscriptEntry,
+    check_inbound,
+    check_key,
+)
+from clawgate.errors import InvalidInput
+from clawgate.store import sqlite_commands as cmd
+from clawgate.store import sqlite_queries as q
+from clawgate.store.protocol import (
+    Acceptance,
+    Claim,
+    Deferred,
+    Finding,
+    ResetResult,
+    SessionSummary,
+    StopResult,
+)
+from clawgate.store.sqlite_rows import ts
+from clawgate.store.sqlite_schema import migrate
+from clawgate.store.sqlite_worker import ConnectionWorker
+
+
+class SqliteStore:
+    def __init__(
+        self, path: Path, clock: Clock, writer: ConnectionWorker, reader: ConnectionWorker
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self._writer = writer
+        self._reader = reader
+
+    @classmethod
+    async def open(cls, path: Path, clock: Clock | None = None) -> SqliteStore:
+        """Open (creating and migrating if needed) the database at ``path``."""
+        clock = clock or SystemClock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = ConnectionWorker(path, "clawgate-sqlite-write")
+        reader = ConnectionWorker(path, "clawgate-sqlite-read")
+        try:
+            await writer.open()
+            await writer.write(migrate, ts(clock.now()))
+            await reader.open()
+        except BaseException:
+            await writer.close()
+            await reader.close()
+            raise
+        return cls(path, clock, writer, reader)
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._reader.close()
+
+    # --- owners and leases -----------------------------------------------------------
+
+    async def register_owner(self, owner: OwnerInfo) -> None:
+        await self._writer.write(cmd.register_owner, self.clock, owner)
+
+    async def retire_owner(self, owner_id: str) -> None:
+        await self._writer.write(cmd.retire_owner, owner_id)
+
+    async def owners_with_active_runs(self) -> list[OwnerInfo]:
+        return await self._reader.read(q.owners_with_active_runs)
+
+    async def renew_leases(
+        self, owner_id: str, run_ids: frozenset[str], lease: timedelta
+    ) -> frozenset[str]:
+        return await self._writer.write(cmd.renew_leases, self.clock, owner_id, run_ids, lease)
+
+    async def stop_requests(self, owner_id: str) -> dict[str, RunStatus]:
+        return await self._reader.read(q.stop_requests, owner_id)
+
+    # --- sessions --------------------------------------------------------------------
+
+    async def ensure_session(self, key: str) -> Session:
+        return await self._writer.write(cmd.ensure_session, self.clock, check_key(key))
+
+    async def get_session(self, key: str) -> Session | None:
+        return await self._reader.read(cmd.current_session, key)
+
+    async def get_session_by_id(self, session_id: str) -> Session | None:
+        return await self._reader.read(cmd.session_by_id, session_id)
+
+    async def summarize_session(self, key: str) -> SessionSummary | None:
+        return await self._reader.read(q.summarize_session, key)
+
+    async def list_sessions(self, limit: int = 100) -> list[SessionSummary]:
+        return await self._reader.read(q.list_sessions, limit)
+
+    async def set_model(self, key: str, model: ModelRef | None) -> Session:
+        return await self._writer.write(cmd.set_model, self.clock, check_key(key), model)
+
+    async def set_delivery(self, key: str, delivery: Delivery) -> Session:
+        return await self._writer.write(cmd.set_delivery, self.clock, check_key(key), delivery)
+
+    async def set_queue(self, key: str, patch: QueuePatch) -> Session:
+        return await self._writer.write(cmd.set_queue, self.clock, check_key(key), patch)
+
+    async def reset_session(self, key: str) -> ResetResult:
+        return await self._writer.write(cmd.reset_session, self.clock, check_key(key))
+
+    # --- inbound ---------------------------------------------------------------------
+
+    async def accept_inbound(
+        self, key: str, message: NewInbound, defaults: QueueSettings
+    ) -> Acceptance:
+        return await self._writer.write(
+            cmd.accept_inbound, self.clock, check_key(key), check_inbound(message), defaults
+        )
+
+    async def get_message(self, message_id: str) -> InboundMessage | None:
+        return await self._reader.read(cmd.message_by_id, message_id)
+
+    async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
+        return await self._reader.read(q.list_inbound, session_id, limit)
+
+    async def claimable_sessions(
+        self, session_ids: frozenset[str] | None = None, limit: int = 100
+    ) -> list[str]:
+        return await self._reader.read(q.claimable_sessions, session_ids, limit)
+
+    # --- runs ------------------------------------------------------------------------
+
+    async def claim_next(
+        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings,
+        debounce: bool = False,
+    ) -> Claim | Deferred | None:
+        return await self._writer.write(
+            cmd.claim_next, self.clock, session_id, owner_id, lease, defaults, debounce
+        )
+
+    async def start_run(
+        self, run_id: str, owner_id: str, model: ModelRef, deadline_at: datetime
+    ) -> Run | None:
+        return await self._writer.write(
+            cmd.start_run, self.clock, run_id, owner_id, model, deadline_at
+        )
+
+    async def take_steering(
+        self, run_id: str, owner_id: str, reply_so_far: str, defaults: QueueSettings
+    ) -> list[InboundMessage] | None:
+        return await self._writer.write(
+            cmd.take_steering, self.clock, run_id, owner_id, reply_so_far, defaults
+        )
+
+    async def finish_run(self, run_id: str, owner_id: str, outcome: RunOutcome) -> Run | None:
+        return await self._writer.write(cmd.finish_run, self.clock, run_id, owner_id, outcome)
+
+    async def request_stop(
+        self, session_id: str, status: RunStatus = RunStatus.KILLED, clear_queue: bool = True
+    ) -> StopResult:
+        if status not in STOP_STATUSES - {RunStatus.TIMEOUT}:
+            raise InvalidInput(f"a stop ends a run killed or interrupted, not {status}")
+        reason = DropReason.STOPPED if clear_queue else None
+        return await self._writer.write(cmd.stop_session, self.clock, session_id, status, reason)
+
+    async def recover_expired(self) -> list[Run]:
+        return await self._writer.write(cmd.recover_expired, self.clock)
+
+    async def recover_owner(self, owner_id: str, reason: str) -> list[Run]:
+        return await self._writer.write(cmd.recover_owner, self.clock, owner_id, reason)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        return await self._reader.read(cmd.run_by_id, run_id)
+
+    async def list_runs(self, session_id: str, limit: int = 100) -> list[Run]:
+        return await self._reader.read(q.list_runs, session_id, limit)
+
+    async def active_runs(self) -> list[Run]:
+        return await self._reader.read(q.active_runs)
+
+    # --- transcript ------------------------------------------------------------------
+
+    async def transcript(
+        self, session_id: str, limit: int | None = None
+    ) -> list[TranscriptEntry]:
+        return await self._reader.read(q.transcript, session_id, limit)
+
+    async def conversation(self, session_id: str, limit: int) -> list[tuple[Role, str]]:
+        return await self._reader.read(q.conversation, session_id, limit)
+
+    async def run_reply(self, run_id: str) -> str:
+        return await self._reader.read(q.run_reply, run_id)
+
+    # --- health ----------------------------------------------------------------------
+
+    async def audit(self) -> list[Finding]:
+        return await self._reader.read(q.audit, self.clock)

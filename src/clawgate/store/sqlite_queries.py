@@ -1,0 +1,248 @@
+"""The read-only queries of the SQLite store, and its audit of every promise."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from clawgate.clock import Clock
+from clawgate.domain import (
+    TRANSITIONS,
+    InboundMessage,
+    OwnerInfo,
+    Role,
+    Run,
+    RunStatus,
+    TranscriptEntry,
+)
+from clawgate.store.protocol import Finding, SessionSummary
+from clawgate.store.sqlite_commands import ACTIVE, current_session
+from clawgate.store.sqlite_rows import (
+    INBOUND_COLUMNS,
+    OWNER_COLUMNS,
+    RUN_COLUMNS,
+    SESSION_COLUMNS,
+    TRANSCRIPT_COLUMNS,
+    inbound_from,
+    owner_from,
+    run_from,
+    session_from,
+    transcript_from,
+    ts,
+)
+
+
+def latest_run(conn: sqlite3.Connection, session_id: str) -> Run | None:
+    row = conn.execute(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ?"
+        " ORDER BY created_at DESC, id DESC LIMIT 1",
+        (session_id,),
+    ).fetchone()
+    return None if row is None else run_from(row)
+
+
+def pending_count(conn: sqlite3.Connection, session_id: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM inbound WHERE session_id = ? AND fate = 'pending'", (session_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def summarize_session(conn: sqlite3.Connection, key: str) -> SessionSummary | None:
+    session = current_session(conn, key)
+    if session is None:
+        return None
+    return SessionSummary(session, latest_run(conn, session.id), pending_count(conn, session.id))
+
+
+def list_sessions(conn: sqlite3.Connection, limit: int) -> list[SessionSummary]:
+    rows = conn.execute(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE archived_at IS NULL"
+        " ORDER BY updated_at DESC, id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    sessions = [session_from(row) for row in rows]
+    return [
+        SessionSummary(s, latest_run(conn, s.id), pending_count(conn, s.id)) for s in sessions
+    ]
+
+
+def list_runs(conn: sqlite3.Connection, session_id: str, limit: int) -> list[Run]:
+    rows = conn.execute(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ?"
+        " ORDER BY created_at DESC, id DESC LIMIT ?",
+        (session_id, limit),
+    ).fetchall()
+    return [run_from(row) for row in reversed(rows)]
+
+
+def list_inbound(conn: sqlite3.Connection, session_id: str, limit: int) -> list[InboundMessage]:
+    rows = conn.execute(
+        f"SELECT {INBOUND_COLUMNS} FROM inbound WHERE session_id = ?"
+        " ORDER BY received_at DESC, id DESC LIMIT ?",
+        (session_id, limit),
+    ).fetchall()
+    return [inbound_from(row) for row in reversed(rows)]
+
+
+def active_runs(conn: sqlite3.Connection) -> list[Run]:
+    rows = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {ACTIVE}").fetchall()
+    return [run_from(row) for row in rows]
+
+
+def stop_requests(conn: sqlite3.Connection, owner_id: str) -> dict[str, RunStatus]:
+    rows = conn.execute(
+        f"SELECT id, stop_requested FROM runs WHERE owner_id = ? AND status IN {ACTIVE}"
+        " AND stop_requested IS NOT NULL",
+        (owner_id,),
+    ).fetchall()
+    return {row[0]: RunStatus(row[1]) for row in rows}
+
+
+def owners_with_active_runs(conn: sqlite3.Connection) -> list[OwnerInfo]:
+    rows = conn.execute(
+        f"SELECT {OWNER_COLUMNS} FROM owners WHERE id IN ("
+        f" SELECT owner_id FROM runs WHERE status IN {ACTIVE})"
+    ).fetchall()
+    return [owner_from(row) for row in rows]
+
+
+def claimable_sessions(
+    conn: sqlite3.Connection, session_ids: frozenset[str] | None, limit: int
+) -> list[str]:
+    among = ""
+    params: list[object] = []
+    if session_ids is not None:
+        if not session_ids:
+            return []
+        among = f" AND i.session_id IN ({', '.join('?' for _ in session_ids)})"
+        params.extend(sorted(session_ids))
+    rows = conn.execute(
+        "SELECT DISTINCT i.session_id FROM inbound i WHERE i.fate = 'pending'" + among
+        + f" AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.session_id = i.session_id"
+        f" AND r.status IN {ACTIVE}) LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def transcript(
+    conn: sqlite3.Connection, session_id: str, limit: int | None
+) -> list[TranscriptEntry]:
+    if limit is None:
+        rows = conn.execute(
+            f"SELECT {TRANSCRIPT_COLUMNS} FROM transcript WHERE session_id = ? ORDER BY seq",
+            (session_id,),
+        ).fetchall()
+        return [transcript_from(row) for row in rows]
+    rows = conn.execute(
+        f"SELECT {TRANSCRIPT_COLUMNS} FROM transcript WHERE session_id = ?"
+        " ORDER BY seq DESC LIMIT ?",
+        (session_id, limit),
+    ).fetchall()
+    return [transcript_from(row) for row in reversed(rows)]
+
+
+def conversation(
+    conn: sqlite3.Connection, session_id: str, limit: int
+) -> list[tuple[Role, str]]:
+    rows = conn.execute(
+        "SELECT role, text FROM transcript WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
+        (session_id, limit),
+    ).fetchall()
+    return [(Role(role), text) for role, text in reversed(rows)]
+
+
+def run_reply(conn: sqlite3.Connection, run_id: str) -> str:
+    rows = conn.execute(
+        "SELECT text FROM transcript WHERE run_id = ? AND role = 'assistant' ORDER BY seq",
+        (run_id,),
+    ).fetchall()
+    return "\n\n".join(row[0] for row in rows)
+
+
+# --- audit ---------------------------------------------------------------------------
+
+
+def audit(conn: sqlite3.Connection, clock: Clock) -> list[Finding]:
+    now = clock.now()
+    findings = _integrity(conn)
+    findings += _contradictions(conn)
+    findings += _transition_table(conn)
+    findings += _orphans(conn, now)
+    findings += _waiting(conn)
+    return findings
+
+
+def _integrity(conn: sqlite3.Connection) -> list[Finding]:
+    findings = []
+    result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        findings.append(Finding("integrity", f"database integrity check failed: {result}"))
+    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({row[0] for row in broken})
+        findings.append(Finding(
+            "foreign_keys", f"{len(broken)} rows point at missing rows in {', '.join(tables)}"))
+    return findings
+
+
+def _contradictions(conn: sqlite3.Connection) -> list[Finding]:
+    findings = []
+    for (run_id, status) in conn.execute(
+        f"SELECT id, status FROM runs WHERE (status IN {ACTIVE} AND ended_at IS NOT NULL)"
+        f" OR (status NOT IN {ACTIVE} AND (ended_at IS NULL OR runtime_ms IS NULL))"
+    ):
+        findings.append(Finding(
+            "contradictory_run", f"run {run_id} is {status} but its end time says otherwise"))
+    for (session_id, count) in conn.execute(
+        f"SELECT session_id, count(*) FROM runs WHERE status IN {ACTIVE}"
+        " GROUP BY session_id HAVING count(*) > 1"
+    ):
+        findings.append(Finding(
+            "several_active_runs", f"session {session_id} has {count} active runs"))
+    for (message_id, fate) in conn.execute(
+        "SELECT id, fate FROM inbound WHERE (fate IN ('answered', 'merged') AND run_id IS NULL)"
+        " OR (fate = 'dropped' AND reason IS NULL)"
+    ):
+        findings.append(Finding(
+            "unexplained_fate", f"message {message_id} is {fate} without a run or reason"))
+    return findings
+
+
+def _transition_table(conn: sqlite3.Connection) -> list[Finding]:
+    stored = set(conn.execute("SELECT from_status, to_status FROM run_transitions"))
+    expected = {(a.value, b.value) for a, targets in TRANSITIONS.items() for b in targets}
+    if stored != expected:
+        return [Finding("transition_table", "the database's run transition table was altered")]
+    return []
+
+
+def _orphans(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
+    rows = conn.execute(
+        f"SELECT r.id, s.key, r.owner_id, r.lease_expires_at FROM runs r"
+        f" JOIN sessions s ON s.id = r.session_id"
+        f" WHERE r.status IN {ACTIVE} AND r.lease_expires_at < ?",
+        (ts(now),),
+    ).fetchall()
+    return [
+        Finding(
+            "orphaned_run",
+            f"run {run_id} in session {key!r} is active but its owner {owner} stopped "
+            f"renewing its lease at {lease}",
+            fixable=True,
+        )
+        for (run_id, key, owner, lease) in rows
+    ]
+
+
+def _waiting(conn: sqlite3.Connection) -> list[Finding]:
+    rows = conn.execute(
+        "SELECT id FROM inbound WHERE fate = 'pending' AND session_id IN ("
+        " SELECT id FROM sessions WHERE archived_at IS NOT NULL)"
+    ).fetchall()
+    return [
+        Finding("waiting_in_archived", f"message {row[0]} waits in an archived session")
+        for row in rows
+    ]
+

@@ -1,0 +1,155 @@
+"""Turning SQLite rows into domain records and back. Column lists live next to their readers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from clawgate.domain import (
+    Delivery,
+    DropPolicy,
+    DropReason,
+    Fate,
+    InboundMessage,
+    ModelRef,
+    OwnerInfo,
+    QueueMode,
+    QueuePatch,
+    Role,
+    Run,
+    RunStatus,
+    Session,
+    TranscriptEntry,
+    Usage,
+)
+
+#: A row as the sqlite3 module returns it: its values are whatever the column holds.
+Row = tuple[Any, ...]
+
+
+def ts(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def opt_dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def opt_model(provider: str | None, model: str | None) -> ModelRef | None:
+    return None if provider is None or model is None else ModelRef(provider, model)
+
+
+SESSION_COLUMNS = (
+    "id, key, created_at, updated_at, archived_at, model, queue_mode, debounce_ms, queue_cap,"
+    " drop_policy, input_tokens, output_tokens, delivery_channel, delivery_target"
+)
+
+
+def session_from(row: Row) -> Session:
+    (sid, key, created, updated, archived, model, mode, debounce, cap, drop, tin, tout,
+     channel, target) = row
+    return Session(
+        id=sid,
+        key=key,
+        created_at=dt(created),
+        updated_at=dt(updated),
+        archived_at=opt_dt(archived),
+        model=None if model is None else ModelRef.parse(model),
+        queue=QueuePatch(
+            mode=None if mode is None else QueueMode(mode),
+            debounce_ms=debounce,
+            cap=cap,
+            drop=None if drop is None else DropPolicy(drop),
+        ),
+        usage=Usage(tin, tout),
+        delivery=None if channel is None else Delivery(channel, target),
+    )
+
+
+RUN_COLUMNS = (
+    "id, session_id, status, created_at, owner_id, lease_expires_at, started_at, ended_at,"
+    " runtime_ms, provider, model, deadline_at, stop_requested, input_tokens, output_tokens,"
+    " error"
+)
+
+
+def run_from(row: Row) -> Run:
+    (rid, sid, status, created, owner, lease, started, ended, runtime, provider, model,
+     deadline, stop, tin, tout, error) = row
+    return Run(
+        id=rid,
+        session_id=sid,
+        status=RunStatus(status),
+        created_at=dt(created),
+        owner_id=owner,
+        lease_expires_at=dt(lease),
+        started_at=opt_dt(started),
+        ended_at=opt_dt(ended),
+        runtime_ms=runtime,
+        model=opt_model(provider, model),
+        deadline_at=opt_dt(deadline),
+        stop_requested=None if stop is None else RunStatus(stop),
+        usage=Usage(tin, tout),
+        error=error,
+    )
+
+
+INBOUND_COLUMNS = (
+    "id, session_id, channel, text, received_at, channel_message_id, sender, fate, reason,"
+    " run_id, decided_at"
+)
+
+
+def inbound_from(row: Row) -> InboundMessage:
+    (mid, sid, channel, text, received, cmid, sender, fate, reason, run_id, decided) = row
+    return InboundMessage(
+        id=mid,
+        session_id=sid,
+        channel=channel,
+        text=text,
+        received_at=dt(received),
+        channel_message_id=cmid,
+        sender=sender,
+        fate=Fate(fate),
+        reason=None if reason is None else DropReason(reason),
+        run_id=run_id,
+        decided_at=opt_dt(decided),
+    )
+
+
+TRANSCRIPT_COLUMNS = "seq, session_id, role, text, created_at, run_id, message_id, stopped"
+
+
+def transcript_from(row: Row) -> TranscriptEntry:
+    (seq, sid, role, text, created, run_id, message_id, stopped) = row
+    return TranscriptEntry(
+        seq=seq,
+        session_id=sid,
+        role=Role(role),
+        text=text,
+        created_at=dt(created),
+        run_id=run_id,
+        message_id=message_id,
+        stopped=bool(stopped),
+    )
+
+
+OWNER_COLUMNS = "id, host, pid, boot_id, process_start, started_at"
+
+
+def owner_from(row: Row) -> OwnerInfo:
+    (oid, host, pid, boot_id, process_start, started) = row
+    return OwnerInfo(
+        id=oid,
+        host=host,
+        pid=pid,
+        boot_id=boot_id,
+        process_start=process_start,
+        started_at=dt(started),
+    )

@@ -1,0 +1,12 @@
+"""Fakes that plug into clawgate through the same interfaces as the real parts.
+
+* ``MemoryStore`` / ``MemoryDatabase``: the store, in memory (passes the conformance suite).
+* ``ManualClock``: a clock that moves only when told, for leases and deadlines.
+* ``ScriptedProvider``: a model provider whose every call waits for the test's script.
+"""
+
+from clawgate.store.memory import MemoryDatabase, MemoryStore
+from clawgate.testing.clock import ManualClock
+from clawgate.testing.scripted import ScriptedCall, ScriptedProvider
+
+__all__ = ["ManualClock", "MemoryDatabase", "MemoryStore", "ScriptedCall", "ScriptedProvider"]

@@ -1,0 +1,216 @@
+"""Accepting messages: persistence, duplicates, bad input, the queue cap and the claim modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from clawgate.domain import (
+    DropPolicy,
+    DropReason,
+    Fate,
+    NewInbound,
+    QueueMode,
+    QueuePatch,
+    QueueSettings,
+    Role,
+)
+from clawgate.errors import InvalidInput
+from clawgate.store.protocol import Store
+from tests.conformance.helpers import FOLLOWUP, claim, finish, running, say, set_mode
+
+
+async def test_a_message_is_persisted_pending_and_opens_its_session(store: Store) -> None:
+    accepted = await say(store, "hello", key="alice")
+
+    assert accepted.message.fate is Fate.PENDING
+    assert accepted.session.key == "alice"
+    assert not accepted.duplicate
+    assert await store.get_message(accepted.message.id) == accepted.message
+    assert [m.text for m in await store.list_inbound(accepted.session.id)] == ["hello"]
+
+
+async def test_a_redelivered_message_is_recognised_and_changes_nothing(store: Store) -> None:
+    first = await say(store, "hello", cmid="tg-1")
+    again = await say(store, "hello (redelivered)", cmid="tg-1")
+
+    assert again.duplicate
+    assert again.message == first.message
+    assert len(await store.list_inbound(first.session.id)) == 1
+
+
+async def test_the_same_message_id_on_another_channel_is_a_different_message(
+    store: Store,
+) -> None:
+    await say(store, "one", cmid="42")
+    other = await store.accept_inbound(
+        "s1", NewInbound(channel="elsewhere", text="two", channel_message_id="42"), FOLLOWUP
+    )
+    assert not other.duplicate
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("s1", ""),
+        ("s1", "   \n"),
+        ("s1", "x" * 32_001),
+        ("s1", "nul\x00byte"),
+        ("", "hi"),
+        ("has space", "hi"),
+        ("k" * 129, "hi"),
+    ],
+)
+async def test_bad_input_is_refused_and_nothing_is_stored(
+    store: Store, key: str, text: str
+) -> None:
+    await say(store, "kept")
+    with pytest.raises(InvalidInput):
+        await store.accept_inbound(key, NewInbound(channel="test", text=text), FOLLOWUP)
+
+    sessions = await store.list_sessions()
+    assert [s.session.key for s in sessions] == ["s1"]
+    assert [m.text for m in await store.list_inbound(sessions[0].session.id)] == ["kept"]
+
+
+async def test_wrong_types_are_refused(store: Store) -> None:
+    with pytest.raises(InvalidInput, match="text"):
+        await store.accept_inbound(
+            "s1", NewInbound(channel="test", text=123), FOLLOWUP  # type: ignore[arg-type]
+        )
+    with pytest.raises(InvalidInput, match="key"):
+        await store.accept_inbound(
+            None, NewInbound(channel="test", text="hi"), FOLLOWUP  # type: ignore[arg-type]
+        )
+    assert await store.list_sessions() == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason", "left_waiting"),
+    [
+        (DropPolicy.OLD, DropReason.QUEUE_FULL_OLDEST, ["b", "c"]),
+        (DropPolicy.SUMMARIZE, DropReason.QUEUE_FULL_SUMMARIZED, ["b", "c"]),
+        (DropPolicy.NEW, DropReason.QUEUE_FULL_NEWEST, ["a", "b"]),
+    ],
+)
+async def test_a_full_queue_drops_by_policy_and_records_why(
+    store: Store, policy: DropPolicy, reason: DropReason, left_waiting: list[str]
+) -> None:
+    defaults = QueueSettings(mode=QueueMode.FOLLOWUP, debounce_ms=0, cap=2, drop=policy)
+    await running(store, "busy")
+    for text in ("a", "b"):
+        await say(store, text, defaults=defaults)
+
+    third = await say(store, "c", defaults=defaults)
+
+    assert len(third.dropped) == 1
+    assert third.dropped[0].reason is reason
+    messages = await store.list_inbound(third.session.id)
+    assert [m.text for m in messages if m.fate is Fate.PENDING] == left_waiting
+    assert [m.text for m in messages if m.fate is Fate.DROPPED] == [third.dropped[0].text]
+
+
+async def test_summarized_drops_reach_the_next_run_once(store: Store) -> None:
+    defaults = QueueSettings(
+        mode=QueueMode.FOLLOWUP, debounce_ms=0, cap=1, drop=DropPolicy.SUMMARIZE
+    )
+    run = await running(store, "busy")
+    await say(store, "first idea", defaults=defaults)
+    await say(store, "second idea", defaults=defaults)
+    await finish(store, run)
+
+    next_claim = await claim(store, run.session_id, defaults=defaults)
+    await finish(store, next_claim.run)
+    await say(store, "third", defaults=defaults)
+    later = await claim(store, run.session_id, defaults=defaults)
+
+    entries = await store.transcript(run.session_id)
+    notes = [e for e in entries if e.role is Role.NOTE]
+    assert len(notes) == 1
+    assert "first idea" in notes[0].text
+    assert notes[0].run_id == next_claim.run.id
+    assert [m.text for m in later.messages] == ["third"]
+
+
+async def test_followup_answers_waiting_messages_one_run_each_in_order(store: Store) -> None:
+    run = await running(store, "first")
+    await say(store, "second")
+    await say(store, "third")
+    await finish(store, run)
+
+    second = await claim(store, run.session_id)
+    assert [m.text for m in second.messages] == ["second"]
+    await finish(store, second.run)
+    third = await claim(store, run.session_id)
+    assert [m.text for m in third.messages] == ["third"]
+
+
+async def test_collect_folds_all_waiting_messages_into_one_run(store: Store) -> None:
+    await set_mode(store, QueueMode.COLLECT)
+    run = await running(store, "first")
+    await say(store, "second")
+    await say(store, "third")
+    await finish(store, run)
+
+    collected = await claim(store, run.session_id)
+
+    assert [(m.text, m.fate) for m in collected.messages] == [
+        ("second", Fate.ANSWERED), ("third", Fate.MERGED)
+    ]
+    assert {m.run_id for m in collected.messages} == {collected.run.id}
+
+
+async def test_interrupt_answers_the_newest_and_drops_the_rest_as_superseded(
+    store: Store,
+) -> None:
+    await set_mode(store, QueueMode.INTERRUPT)
+    run = await running(store, "first")
+    older = await say(store, "second")
+    await say(store, "third")
+    await finish(store, run)
+
+    newest = await claim(store, run.session_id)
+
+    assert [m.text for m in newest.messages] == ["third"]
+    assert [m.id for m in newest.dropped] == [older.message.id]
+    dropped = await store.get_message(older.message.id)
+    assert dropped is not None
+    assert dropped.reason is DropReason.SUPERSEDED
+
+
+async def test_claimed_messages_enter_the_transcript_in_order(store: Store) -> None:
+    await set_mode(store, QueueMode.COLLECT)
+    run = await running(store, "first")
+    await say(store, "second")
+    await say(store, "third")
+    await finish(store, run, reply="reply one")
+    collected = await claim(store, run.session_id)
+
+    entries = await store.transcript(run.session_id)
+
+    assert [(e.role, e.text) for e in entries] == [
+        (Role.USER, "first"), (Role.ASSISTANT, "reply one"),
+        (Role.USER, "second"), (Role.USER, "third"),
+    ]
+    assert entries[-1].run_id == collected.run.id
+
+
+async def test_claimable_sessions_are_those_waiting_with_no_active_run(store: Store) -> None:
+    busy = await running(store, "busy", key="busy")
+    await say(store, "queued behind", key="busy")
+    idle = await say(store, "waiting", key="idle")
+
+    assert await store.claimable_sessions() == [idle.session.id]
+    assert await store.claimable_sessions(frozenset({busy.session_id})) == []
+    assert await store.claimable_sessions(frozenset()) == []
+
+
+async def test_queue_settings_are_overrides_of_the_defaults(store: Store) -> None:
+    await store.set_queue("s1", QueuePatch(mode=QueueMode.STEER, cap=5))
+    await store.set_queue("s1", QueuePatch(debounce_ms=250))
+
+    session = await store.get_session("s1")
+
+    assert session is not None
+    effective = session.effective_queue(QueueSettings())
+    assert (effective.mode, effective.cap, effective.debounce_ms) == (QueueMode.STEER, 5, 250)
+    assert effective.drop is QueueSettings().drop

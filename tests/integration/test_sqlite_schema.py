@@ -1,0 +1,153 @@
+"""The SQLite schema enforces the promises by itself, even against hand-written SQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from clawgate.domain import TRANSITIONS, RunStatus
+from clawgate.errors import SchemaTooNew
+from clawgate.store.sqlite import SqliteStore
+from clawgate.store.sqlite_schema import migrations, statements
+from clawgate.testing import ManualClock
+from tests.conformance.helpers import finish, running, say
+
+
+@pytest.fixture
+async def db(tmp_path: Path, clock: ManualClock) -> tuple[SqliteStore, sqlite3.Connection]:
+    store = await SqliteStore.open(tmp_path / "c.db", clock)
+    run = await running(store, "hi")
+    await finish(store, run, "reply")
+    await running(store, "again", key="s2")
+    raw = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    return store, raw
+
+
+def _refused(raw: sqlite3.Connection, sql: str, *params: object) -> str:
+    with pytest.raises(sqlite3.IntegrityError) as caught:
+        raw.execute(sql, params)
+    return str(caught.value)
+
+
+async def test_a_finished_run_cannot_be_set_running_again(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    _, raw = db
+    message = _refused(raw, "UPDATE runs SET status = 'running' WHERE status = 'done'")
+    assert "finished run cannot change" in message
+
+
+async def test_running_with_an_end_time_is_unrepresentable(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    _, raw = db
+    _refused(raw, "UPDATE runs SET ended_at = started_at WHERE status = 'running'")
+
+
+async def test_terminal_without_end_time_or_runtime_is_unrepresentable(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    _, raw = db
+    _refused(raw, "UPDATE runs SET status = 'done' WHERE status = 'running'")
+    _refused(
+        raw, "UPDATE runs SET status = 'killed', ended_at = started_at WHERE status = 'running'"
+    )
+
+
+async def test_a_second_active_run_in_a_session_is_refused(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    _, raw = db
+    message = _refused(
+        raw,
+        "INSERT INTO runs (id, session_id, status, created_at, owner_id, lease_expires_at)"
+        " SELECT 'run_x', session_id, 'queued', created_at, owner_id, lease_expires_at"
+        " FROM runs WHERE status = 'running'",
+    )
+    assert "UNIQUE" in message
+
+
+async def test_a_decided_fate_and_what_was_said_cannot_change(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    _, raw = db
+    assert "decided once" in _refused(raw, "UPDATE inbound SET fate = 'pending', run_id = NULL,"
+                                      " decided_at = NULL WHERE fate = 'answered'")
+    assert "cannot change" in _refused(raw, "UPDATE inbound SET text = 'rewritten'")
+    assert "cannot be deleted" in _refused(raw, "DELETE FROM inbound")
+
+
+async def test_the_transcript_is_append_only(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    _, raw = db
+    assert "append-only" in _refused(raw, "UPDATE transcript SET text = 'edited'")
+    assert "append-only" in _refused(raw, "DELETE FROM transcript")
+
+
+async def test_every_transition_leaves_an_event_row(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    _, raw = db
+    kinds = [row[0] for row in raw.execute(
+        "SELECT kind FROM events WHERE run_id IN (SELECT id FROM runs WHERE status = 'done')"
+        " ORDER BY seq"
+    )]
+    assert kinds == ["run.queued", "message.answered", "run.running", "run.done"]
+
+
+async def test_the_transition_table_in_sql_is_the_domain_table(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    _, raw = db
+    stored = set(raw.execute("SELECT from_status, to_status FROM run_transitions"))
+    assert stored == {(a.value, b.value) for a, bs in TRANSITIONS.items() for b in bs}
+    assert {RunStatus(a) for a, _ in stored} == {RunStatus.QUEUED, RunStatus.RUNNING}
+
+
+async def test_the_audit_notices_a_tampered_transition_table(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    store, raw = db
+    raw.execute("INSERT INTO run_transitions VALUES ('done', 'running')")
+    assert [f.code for f in await store.audit()] == ["transition_table"]
+
+
+async def test_migrations_apply_once_and_reopening_changes_nothing(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "m.db"
+    first = await SqliteStore.open(path, clock)
+    await say(first, "kept")
+    await first.close()
+    second = await SqliteStore.open(path, clock)
+    raw = sqlite3.connect(path)
+    versions = [row[0] for row in raw.execute("SELECT version FROM schema_migrations")]
+    assert versions == [m.version for m in migrations()]
+    summary = await second.summarize_session("s1")
+    assert summary is not None
+    assert summary.pending == 1
+    await second.close()
+
+
+async def test_a_database_from_a_newer_clawgate_is_refused_with_a_clear_error(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "new.db"
+    await (await SqliteStore.open(path, clock)).close()
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("INSERT INTO schema_migrations VALUES (999, 'future', '2030-01-01')")
+    with pytest.raises(SchemaTooNew, match="upgrade clawgate"):
+        await SqliteStore.open(path, clock)
+
+
+def test_statement_splitting_keeps_triggers_whole() -> None:
+    sql = (
+        "-- a comment\nCREATE TABLE t (a);\n"
+        "CREATE TRIGGER x BEFORE DELETE ON t BEGIN\n  SELECT RAISE(ABORT, 'no');\nEND;\n"
+    )
+    assert len(statements(sql)) == 2
+    with pytest.raises(ValueError, match="incomplete"):
+        statements("CREATE TABLE t (a")
