@@ -1,0 +1,63 @@
+"""Runtimes on a shared store backend, talking to one scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from clawgate.domain import ModelRef, QueueMode, QueuePatch, QueueSettings
+from clawgate.runtime.runtime import MessageOutcome, Runtime
+from clawgate.runtime.settings import RuntimeSettings
+from clawgate.store.protocol import Store
+from clawgate.testing import ManualClock, ScriptedProvider
+from tests.stores import StoreBackend
+
+MODEL = ModelRef("scripted", "m1")
+SETTINGS = RuntimeSettings(
+    default_model=MODEL, queue=QueueSettings(debounce_ms=0), poll_interval=0.01
+)
+
+
+class Harness:
+    def __init__(self, backend: StoreBackend) -> None:
+        self.backend = backend
+        self.clock: ManualClock = backend.clock
+        self.model = ScriptedProvider("scripted")
+        self.runtimes: list[Runtime] = []
+
+    async def runtime(self, supervise: bool = True, **changes: object) -> Runtime:
+        """A runtime as a separate process would have it: its own store handle and owner."""
+        store = await self.backend.handle()
+        settings = replace(SETTINGS, **changes)  # type: ignore[arg-type]
+        runtime = Runtime(store, {"scripted": self.model}, settings)
+        await runtime.start(supervise=supervise)
+        self.runtimes.append(runtime)
+        return runtime
+
+    async def crash(self, runtime: Runtime) -> None:
+        """kill -9: nothing more is written by that runtime."""
+        await runtime.store.close()
+        runtime.abandon()
+
+    async def close(self) -> None:
+        for runtime in self.runtimes:
+            await runtime.close(grace=0)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 3.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.005)
+
+
+async def mode(store: Store, key: str, queue_mode: QueueMode) -> None:
+    await store.set_queue(key, QueuePatch(mode=queue_mode))
+
+
+async def answer(runtime: Runtime, key: str, text: str) -> MessageOutcome:
+    accepted = await runtime.send(key, text)
+    return await runtime.wait_for(accepted.message.id, within=5)
