@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from enum import StrEnum
 
 from clawgate.domain import Usage
@@ -30,6 +31,13 @@ class EchoFailure(StrEnum):
     AUTH = "auth"
     SERVER = "server"
     HANG = "hang"
+
+
+@dataclass(frozen=True, slots=True)
+class EchoConfig:
+    name: str
+    delay_ms: int = 0
+    fail: EchoFailure = EchoFailure.NONE
 
 
 class EchoProvider:

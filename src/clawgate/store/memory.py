@@ -395,6 +395,7 @@ class MemoryStore:
                         f"{run.owner_id} stopped renewing its lease at "
                         f"{run.lease_expires_at.isoformat()}",
                         fixable=True,
+                        subject=run.id,
                     ))
         for session_id, count in active.items():
             if count > 1:

@@ -96,6 +96,7 @@ class Finding:
     code: str
     message: str
     fixable: bool = False
+    subject: str | None = None  # the id of the run, message or session concerned
 
 
 class Store(Protocol):

@@ -42,7 +42,7 @@ from clawgate.store.protocol import (
     StopResult,
 )
 from clawgate.store.sqlite_rows import ts
-from clawgate.store.sqlite_schema import migrate
+from clawgate.store.sqlite_schema import migrate, up_to_date
 from clawgate.store.sqlite_worker import ConnectionWorker
 
 
@@ -64,7 +64,8 @@ class SqliteStore:
         reader = ConnectionWorker(path, "clawgate-sqlite-read")
         try:
             await writer.open()
-            await writer.write(migrate, ts(clock.now()))
+            if not await writer.read(up_to_date):
+                await writer.write(migrate, ts(clock.now()))
             await reader.open()
         except BaseException:
             await writer.close()

@@ -231,6 +231,7 @@ def _orphans(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
             f"run {run_id} in session {key!r} is active but its owner {owner} stopped "
             f"renewing its lease at {lease}",
             fixable=True,
+            subject=run_id,
         )
         for (run_id, key, owner, lease) in rows
     ]

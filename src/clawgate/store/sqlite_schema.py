@@ -46,6 +46,21 @@ def statements(sql: str) -> list[str]:
     return out
 
 
+def up_to_date(conn: sqlite3.Connection) -> bool:
+    """True when nothing is left to apply (checked without taking the write lock)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    if exists is None:
+        return False
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return {m.version for m in migrations()} <= done and not _too_new(done)
+
+
+def _too_new(done: set[int]) -> bool:
+    return bool(done) and max(done) > max((m.version for m in migrations()), default=0)
+
+
 def migrate(conn: sqlite3.Connection, applied_at: str) -> list[int]:
     """Bring the schema up to date; return the versions applied now."""
     conn.execute(

@@ -1,0 +1,5 @@
+import sys
+
+from clawgate.cli.main import main
+
+sys.exit(main())

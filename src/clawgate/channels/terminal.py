@@ -1,0 +1,182 @@
+"""The terminal channel: ``clawgate chat``.
+
+Lines typed are messages (or /commands); replies stream as they arrive. Ctrl-C stops the
+current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
+answer. Input is read on a thread so a slow typist never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+from clawgate.domain import Fate, RunStatus
+from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.runtime.bus import (
+    MessageDecided,
+    ReplyDelta,
+    RunChanged,
+    RuntimeEvent,
+    Subscription,
+)
+from clawgate.runtime.runtime import CommandReply, Runtime
+
+CHANNEL = "terminal"
+QUIT = frozenset({"/quit", "/exit"})
+DOUBLE_PRESS_S = 2.0
+
+
+class TerminalChat:
+    def __init__(
+        self, runtime: Runtime, key: str, stdin: TextIO = sys.stdin,
+        stdout: TextIO = sys.stdout,
+    ) -> None:
+        self._runtime = runtime
+        self._key = key
+        self._in = stdin
+        self._out = stdout
+        self._interactive = stdin.isatty()
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._sent: list[str] = []
+        self._streaming: str | None = None  # the run whose reply is being printed
+        self._last_interrupt = 0.0
+        self._leave = asyncio.Event()
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> int:
+        status = await self._runtime.status(self._key) if await self._known() else None
+        model = status.model if status else self._runtime.settings.default_model
+        self._say(f"clawgate chat, session {self._key}, model {model}. "
+                  "/help for commands, Ctrl-C stops a reply, Ctrl-D leaves.")
+        events = self._runtime.subscribe(self._key)
+        printer = asyncio.create_task(self._print_events(events))
+        self._read_in_background(asyncio.get_running_loop())
+        self._on_ctrl_c()
+        try:
+            await self._converse()
+            await self._finish_answers()
+        finally:
+            events.close()
+            await printer
+        return 0
+
+    async def _known(self) -> bool:
+        return await self._runtime.store.get_session(self._key) is not None
+
+    async def _converse(self) -> None:
+        while not self._leave.is_set():
+            line = await self._next_line()
+            if line is None or line.strip().lower() in QUIT:
+                return
+            if line.strip():
+                await self._handle(line.rstrip("\n"))
+
+    async def _next_line(self) -> str | None:
+        getter = asyncio.ensure_future(self._lines.get())
+        leaving = asyncio.ensure_future(self._leave.wait())
+        done, _ = await asyncio.wait({getter, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (getter, leaving):
+            if task not in done:
+                task.cancel()
+        return getter.result() if getter in done else None
+
+    async def _handle(self, line: str) -> None:
+        try:
+            result = await self._runtime.handle(self._key, line, channel=CHANNEL)
+        except InvalidInput as exc:
+            self._say(f"! {exc}")
+            return
+        if isinstance(result, CommandReply):
+            self._say(result.text)
+            return
+        self._sent.append(result.message.id)
+        if result.message.fate is Fate.PENDING and result.active_run is not None:
+            mode = result.session.effective_queue(self._runtime.settings.queue).mode
+            self._say(f"[queued ({mode}): answered after the current reply]")
+
+    async def _finish_answers(self) -> None:
+        """Before leaving, wait for the answers to what was sent (Ctrl-C gives up)."""
+        for message_id in self._sent:
+            waiting = asyncio.ensure_future(self._runtime.wait_for(message_id))
+            leaving = asyncio.ensure_future(self._leave.wait())
+            done, _ = await asyncio.wait({waiting, leaving},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiting, leaving):
+                if task not in done:
+                    task.cancel()
+            if leaving in done:
+                return
+        await asyncio.sleep(0)  # let the printer show the last events
+
+    async def _print_events(self, events: Subscription) -> None:
+        async for event in events:
+            self._show(event)
+
+    def _show(self, event: RuntimeEvent) -> None:
+        if isinstance(event, ReplyDelta):
+            self._streaming = event.run_id
+            self._out.write(event.text)
+            self._out.flush()
+        elif isinstance(event, RunChanged) and event.run.status.terminal:
+            if self._streaming == event.run.id:
+                self._out.write("\n")
+                self._streaming = None
+            if event.run.status is not RunStatus.DONE:
+                self._say(f"[{event.run.status}: {event.run.error}]")
+        elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED:
+            reason = event.message.reason.describe if event.message.reason else "dropped"
+            self._say(f"[message dropped: {reason}]")
+
+    def _say(self, text: str) -> None:
+        if self._streaming is not None:
+            self._out.write("\n")
+            self._streaming = None
+        self._out.write(text + "\n")
+        self._out.flush()
+
+    def _read_in_background(self, loop: asyncio.AbstractEventLoop) -> None:
+        def read() -> None:
+            try:
+                while line := (self._prompted() if self._interactive else self._in.readline()):
+                    loop.call_soon_threadsafe(self._lines.put_nowait, line)
+            except (EOFError, OSError, ValueError):
+                pass
+            with contextlib.suppress(RuntimeError):  # the loop may already be closed
+                loop.call_soon_threadsafe(self._lines.put_nowait, None)
+
+        threading.Thread(target=read, name="clawgate terminal input", daemon=True).start()
+
+    def _prompted(self) -> str:
+        return input("") + "\n"
+
+    def _on_ctrl_c(self) -> None:
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._interrupt)
+
+    def _interrupt(self) -> None:
+        now = time.monotonic()
+        twice = now - self._last_interrupt < DOUBLE_PRESS_S
+        self._last_interrupt = now
+        if twice:
+            self._say("[leaving]")
+            self._leave.set()
+            return
+        self._say("[stopping; press Ctrl-C again to leave]")
+        task = asyncio.ensure_future(self._stop_quietly())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _stop_quietly(self) -> None:
+        try:
+            report = await self._runtime.stop(self._key)
+        except ClawgateError as exc:
+            self._say(f"[{exc}]")
+            return
+        if report.final is None or report.first.dropped:  # the run's own end is shown anyway
+            self._say(f"[{report.describe()}]")
+

@@ -1,0 +1,79 @@
+"""What every command shares: opening the settings, store and providers; errors and exits."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from clawgate import config
+from clawgate.errors import ClawgateError, ConfigError, InvalidInput
+from clawgate.providers.base import Provider
+from clawgate.providers.registry import build
+from clawgate.store.sqlite import SqliteStore
+
+# Exit codes shared by the commands.
+OK = 0
+PROBLEM = 1  # the thing asked for did not happen (a run failed, doctor found problems)
+USAGE = 2  # bad arguments, bad config, bad input
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    settings: config.Settings
+    store: SqliteStore
+    providers: dict[str, Provider]
+
+
+@asynccontextmanager
+async def open_app(settings: config.Settings) -> AsyncIterator[App]:
+    store = await SqliteStore.open(settings.database)
+    try:
+        yield App(settings, store, build(settings.providers))
+    finally:
+        await store.close()
+
+
+Command = Callable[[argparse.Namespace, config.Settings], Coroutine[Any, Any, int]]
+
+
+def run_command(module: ModuleType, args: argparse.Namespace) -> int:
+    """Load the settings (before any event loop: it is file I/O), then run the command."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = config.load(Path(args.home).expanduser() if args.home else None)
+    except ConfigError as exc:
+        on_error = getattr(module, "on_config_error", None)
+        if on_error is not None:
+            return int(on_error(args, exc))
+        print(f"clawgate: {exc}", file=sys.stderr)
+        return USAGE
+    command: Command = module.main
+    try:
+        return asyncio.run(command(args, settings))
+    except InvalidInput as exc:
+        print(f"clawgate: {exc}", file=sys.stderr)
+        return USAGE
+    except ClawgateError as exc:
+        print(f"clawgate: {exc}", file=sys.stderr)
+        return PROBLEM
+    except KeyboardInterrupt:
+        return 130
+
+
+def ago(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 86_400:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86_400:.0f}d ago"

@@ -1,0 +1,67 @@
+"""The ``clawgate`` command. Only argparse is imported up front, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = {
+    "chat": "clawgate.cli.chat",
+    "agent": "clawgate.cli.agent",
+    "stop": "clawgate.cli.stop",
+    "sessions": "clawgate.cli.sessions",
+    "doctor": "clawgate.cli.doctor",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="clawgate",
+        description="A personal AI-assistant gateway whose conversations cannot wedge.",
+        epilog="State lives in $CLAWGATE_HOME (default ~/.clawgate).",
+    )
+    top.add_argument("--home", help="state folder (overrides $CLAWGATE_HOME)")
+    top.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    sub = top.add_subparsers(dest="command", metavar="command", required=True)
+
+    chat = sub.add_parser("chat", help="chat in this terminal; replies stream as they arrive")
+    chat.add_argument("--session", default="main", help="session key (default: main)")
+
+    agent = sub.add_parser("agent", help="one turn: send a message, print the reply, exit")
+    agent.add_argument("--session", default="main", help="session key (default: main)")
+    agent.add_argument("--message", "-m", required=True, help="the message ('-' reads stdin)")
+    agent.add_argument("--id", dest="message_id", help="a message id; a repeat is not re-sent")
+    agent.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    stop = sub.add_parser("stop", help="stop a session's run, from any process")
+    stop.add_argument("--session", default="main", help="session key (default: main)")
+    stop.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    sessions = sub.add_parser("sessions", help="list or show sessions")
+    which = sessions.add_subparsers(dest="action", metavar="action", required=True)
+    listing = which.add_parser("list", help="one row per session")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    show = which.add_parser("show", help="a session with its runs and messages")
+    show.add_argument("key")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--limit", type=int, default=50, help="latest runs/messages (default 50)")
+
+    doctor = sub.add_parser("doctor", help="check every promise in the store")
+    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--fix", action="store_true", help="repair what can be repaired")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command])
+    from clawgate.cli.common import run_command
+
+    return run_command(module, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""``clawgate sessions list`` and ``clawgate sessions show KEY``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+
+from clawgate.cli.common import OK, PROBLEM, open_app
+from clawgate.cli.rows import dash, inbound_row, run_row, session_row, table
+from clawgate.config import Settings
+from clawgate.domain import check_key
+from clawgate.errors import InvalidInput
+
+
+async def main(args: argparse.Namespace, settings: Settings) -> int:
+    if args.limit < 1:
+        raise InvalidInput("--limit must be at least 1")
+    async with open_app(settings) as app:
+        default = settings.runtime.default_model
+        if args.action == "list":
+            rows = [session_row(s, default) for s in await app.store.list_sessions(args.limit)]
+            print(json.dumps(rows, indent=2) if args.json else _list_text(rows))
+            return OK
+        summary = await app.store.summarize_session(check_key(args.key))
+        if summary is None:
+            print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)")
+            return PROBLEM
+        row = session_row(summary, default)
+        row["runs"] = [run_row(r) for r in await app.store.list_runs(summary.session.id,
+                                                                      args.limit)]
+        row["inbound"] = [inbound_row(m) for m in await app.store.list_inbound(
+            summary.session.id, args.limit)]
+        print(json.dumps(row, indent=2) if args.json else _show_text(row))
+        return OK
+
+
+def _list_text(rows: list[dict[str, object]]) -> str:
+    if not rows:
+        return "no sessions yet (start one with: clawgate chat)"
+    return table(
+        [[str(r["key"]), str(r["status"]), f"{r['modelProvider']}/{r['model']}",
+          f"{r['inputTokens']}/{r['outputTokens']}", str(r["waiting"]), _short(r["updatedAt"])]
+         for r in rows],
+        ["KEY", "STATUS", "MODEL", "TOKENS IN/OUT", "WAITING", "UPDATED"],
+    )
+
+
+def _show_text(row: dict[str, object]) -> str:
+    runs: list[dict[str, object]] = row["runs"]  # type: ignore[assignment]
+    inbound: list[dict[str, object]] = row["inbound"]  # type: ignore[assignment]
+    head = [
+        f"session  {row['key']} ({row['sessionId']})",
+        f"status   {row['status']}",
+        f"model    {row['modelProvider']}/{row['model']}",
+        f"tokens   {row['inputTokens']} in, {row['outputTokens']} out",
+        f"updated  {_short(row['updatedAt'])}",
+    ]
+    run_table = table(
+        [[str(r["id"]), str(r["status"]), _short(r["startedAt"]), dash(r["runtimeMs"]),
+          f"{dash(r['modelProvider'])}/{dash(r['model'])}", dash(r["error"])] for r in runs],
+        ["RUN", "STATUS", "STARTED", "MS", "MODEL", "ERROR"],
+    )
+    message_table = table(
+        [[str(m["id"]), _short(m["receivedAt"]), str(m["fate"]), dash(m["reason"]),
+          dash(m["runId"]), str(m["text"])] for m in inbound],
+        ["MESSAGE", "RECEIVED", "FATE", "REASON", "RUN", "TEXT"],
+    )
+    return "\n".join([*head, "", run_table, "", message_table])
+
+
+def _short(value: object) -> str:
+    if not isinstance(value, str):
+        return "-"
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,56 @@
+"""``clawgate stop``: stop a session's run from any process, and say what was done."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from clawgate.cli.common import OK, PROBLEM, open_app
+from clawgate.clock import SystemClock
+from clawgate.config import Settings
+from clawgate.domain import Run, check_key
+from clawgate.runtime.owner import this_process
+from clawgate.runtime.recovery import recover
+from clawgate.runtime.stopping import stop_and_wait
+
+
+async def main(args: argparse.Namespace, settings: Settings) -> int:
+    key = check_key(args.session)
+    clock = SystemClock()
+    async with open_app(settings) as app:
+        session = await app.store.get_session(key)
+        if session is None:
+            print(f"clawgate: no session with key {key!r}", file=sys.stderr)
+            return PROBLEM
+        # A run whose process has exited is freed first (it ends interrupted, not killed).
+        recovered = [r for r in await recover(app.store, this_process(clock.now()))
+                     if r.session_id == session.id]
+        shown: set[str] = set()
+
+        def progress(run: Run) -> None:
+            if run.id not in shown and not args.json:
+                shown.add(run.id)
+                print(f"waiting for the owner of run {run.id} to stop it...", file=sys.stderr)
+
+        rt = settings.runtime
+        report = await stop_and_wait(
+            app.store, key, session.id, clock, rt.poll_interval,
+            patience=rt.lease.total_seconds() + 5, on_wait=progress,
+        )
+    if args.json:
+        print(json.dumps({
+            "session": key,
+            "outcome": str(report.first.outcome),
+            "runId": report.final.id if report.final else None,
+            "status": str(report.final.status) if report.final else None,
+            "droppedMessages": [m.id for m in report.first.dropped],
+            "recoveredRuns": [r.id for r in recovered],
+            "confirmed": report.confirmed,
+            "waitedMs": round(report.waited_s * 1000),
+        }))
+    else:
+        for run in recovered:
+            print(f"run {run.id} had lost its process; it is marked interrupted")
+        print(report.describe())
+    return OK if report.confirmed else PROBLEM

@@ -1,0 +1,99 @@
+"""Running the real ``clawgate`` command as a subprocess, against a home of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CONFIG = """\
+[models]
+default = "echo/echo"
+
+[providers.echo]
+kind = "echo"
+delay_ms = {delay_ms}
+fail = "{fail}"
+
+[runtime]
+lease_seconds = {lease}
+poll_interval_ms = 50
+
+[queue]
+mode = "followup"
+debounce_ms = 0
+"""
+
+
+class Home:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.processes: list[subprocess.Popen[str]] = []
+        self.configure()
+
+    def cleanup(self) -> None:
+        """Kill whatever is still running and close every pipe (bounded in time)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=10)
+
+    def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = CONFIG.format(delay_ms=delay_ms, fail=fail, lease=lease)
+        (self.path / "config.toml").write_text(text)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CLAWGATE_HOME": str(self.path), "PYTHONUNBUFFERED": "1"}
+
+    def run(self, *args: str, stdin: str | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "clawgate", *args], env=self.env(), input=stdin,
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def start(self, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clawgate", *args], env=self.env(), text=True,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.processes.append(process)
+        return process
+
+    def json(self, *args: str) -> Any:
+        done = self.run(*args, "--json")
+        assert done.returncode in (0, 1), done.stderr
+        return json.loads(done.stdout)
+
+    def latest_run(self, key: str) -> dict[str, Any] | None:
+        done = self.run("sessions", "show", key, "--json")
+        if done.returncode != 0:
+            return None
+        runs: list[dict[str, Any]] = json.loads(done.stdout)["runs"]
+        return runs[-1] if runs else None
+
+
+def wait_until(
+    check: Callable[[], bool], within: float, what: str,
+    process: subprocess.Popen[str] | None = None,
+) -> float:
+    """Poll ``check`` (bounded in time); return how long it took.
+
+    If ``process`` has exited meanwhile, the failure says how and what it printed.
+    """
+    started = time.monotonic()
+    while not check():
+        if process is not None and process.poll() is not None:
+            _, err = process.communicate(timeout=5)
+            raise AssertionError(f"{what}: the process exited {process.returncode}: {err}")
+        if time.monotonic() - started > within:
+            raise AssertionError(f"{what}: not within {within}s")
+        time.sleep(0.05)
+    return time.monotonic() - started

@@ -1,0 +1,62 @@
+"""``clawgate chat`` in a terminal: replies, commands, and Ctrl-C stopping a reply only."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.acceptance.cli import Home, wait_until
+
+
+def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
+    done = home.run("chat", "--session", "s1", stdin="hello\nhow are you?\n")
+    assert done.returncode == 0, done.stderr
+    assert "echo: hello\n" in done.stdout
+    assert "how are you?\n" in done.stdout
+    rows = home.json("sessions", "list")
+    assert [(r["key"], r["status"]) for r in rows] == [("s1", "done")]
+
+
+def test_commands_answer_in_the_chat(home: Home) -> None:
+    done = home.run("chat", stdin="/help\n/queue steer cap:3\n/status\n/queue bogus\n/frob\n")
+    assert done.returncode == 0
+    out = done.stdout
+    assert "/new, /reset" in out
+    assert "queue: steer (debounce 0 ms, cap 3, drop summarize)" in out
+    assert "model     echo/echo" in out
+    assert "! unknown queue mode 'bogus'" in out
+    assert "! unknown command /frob" in out
+
+
+def test_new_starts_a_fresh_session_and_keeps_the_old_one(home: Home) -> None:
+    before = home.run("chat", stdin="remember this\n")
+    assert before.returncode == 0
+    old_id = home.json("sessions", "show", "main")["sessionId"]
+    after = home.run("chat", stdin="/new\n")
+    assert f"the previous one, {old_id}, is kept" in after.stdout
+    assert home.json("sessions", "show", "main")["sessionId"] != old_id
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_reply_but_not_the_chat(home: Home) -> None:
+    home.configure(fail="hang")
+    chat = home.start("chat", "--session", "s1", stdin=True)
+    assert chat.stdin is not None
+    chat.stdin.write("tell me everything\n")
+    chat.stdin.flush()
+
+    def running() -> bool:
+        run = home.latest_run("s1")
+        return run is not None and run["status"] == "running"
+
+    wait_until(running, 15, "the reply to start", chat)
+    chat.send_signal(signal.SIGINT)
+    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "killed", 5,
+               "the run to be killed", chat)
+    assert chat.poll() is None  # still chatting
+    out, _ = chat.communicate("/status\n", timeout=15)
+
+    assert chat.returncode == 0
+    assert "[killed: stopped by request]" in out
+    assert "killed after" in out  # /status after the stop

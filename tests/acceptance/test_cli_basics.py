@@ -1,0 +1,113 @@
+"""The CLI as a user meets it: replies, JSON, errors, config mistakes, sessions, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from tests.acceptance.cli import Home
+
+
+def test_help_is_quick_and_lists_the_commands(home: Home) -> None:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "clawgate", "--help"], capture_output=True,
+                          text=True, check=True, env=home.env())
+    assert time.monotonic() - started < 5  # a sanity bound; bench/ reports the real figure
+    for command in ("chat", "agent", "stop", "sessions", "doctor"):
+        assert command in done.stdout
+
+
+def test_agent_prints_the_reply_and_exits_zero(home: Home) -> None:
+    done = home.run("agent", "--session", "s1", "--message", "hi")
+    assert (done.returncode, done.stdout) == (0, "echo: hi\n")
+
+
+def test_agent_json_reports_the_run(home: Home) -> None:
+    result = home.json("agent", "--session", "s1", "--message", "hi")
+    assert result["status"] == "done"
+    assert result["reply"] == "echo: hi"
+    assert result["model"] == "echo/echo"
+    assert result["outputTokens"] > 0
+
+
+def test_a_first_use_creates_the_home_with_a_default_config(home: Home) -> None:
+    fresh = Home.__new__(Home)
+    fresh.path = home.path.parent / "brand-new"
+    done = fresh.run("agent", "-m", "hello")
+    assert done.returncode == 0
+    assert "[providers.echo]" in (fresh.path / "config.toml").read_text()
+
+
+def test_a_failing_provider_gives_a_clear_error_and_exit_one(home: Home) -> None:
+    home.configure(fail="auth")
+    done = home.run("agent", "--session", "s1", "--message", "hi")
+    assert done.returncode == 1
+    assert "ended failed: echo: the API key was refused" in done.stderr
+
+
+def test_bad_input_is_refused_with_exit_two_and_nothing_stored(home: Home) -> None:
+    home.run("agent", "--session", "s1", "--message", "kept")
+    for args in (["--message", "   "], ["--session", "bad key", "--message", "x"]):
+        done = home.run("agent", *args)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("clawgate: ")
+    rows = home.json("sessions", "list")
+    assert [r["key"] for r in rows] == ["s1"]
+
+
+def test_a_broken_config_names_file_line_and_key(home: Home) -> None:
+    config = home.path / "config.toml"
+    config.write_text("[runtime]\nlease_seconds = 15\nrun_timeout_seconds = \"soon\"\n")
+    done = home.run("agent", "-m", "hi")
+    assert done.returncode == 2
+    assert f"in {config}, line 3, key runtime.run_timeout_seconds" in done.stderr
+    assert "expected a whole number" in done.stderr
+
+    config.write_text("[queue]\nmod = \"collect\"\n")
+    assert "did you mean 'mode'?" in home.run("agent", "-m", "hi").stderr
+
+    config.write_text("[queue\nmode = 1\n")
+    done = home.run("agent", "-m", "hi")
+    assert "line 1" in done.stderr
+    assert "not valid TOML" in done.stderr
+
+
+def test_duplicate_message_ids_are_answered_once(home: Home) -> None:
+    first = home.json("agent", "--session", "s1", "-m", "hi", "--id", "abc")
+    again = home.json("agent", "--session", "s1", "-m", "hi", "--id", "abc")
+    assert again["runId"] == first["runId"]
+    shown = home.json("sessions", "show", "s1")
+    assert len(shown["inbound"]) == 1
+
+
+def test_sessions_show_has_the_row_its_runs_and_message_fates(home: Home) -> None:
+    home.run("agent", "--session", "s1", "-m", "one")
+    home.run("agent", "--session", "s1", "-m", "two")
+    shown = home.json("sessions", "show", "s1")
+    assert {"key", "sessionId", "status", "startedAt", "endedAt", "runtimeMs", "model",
+            "modelProvider", "inputTokens", "outputTokens", "updatedAt"} <= set(shown)
+    assert shown["status"] == "done"
+    assert [r["status"] for r in shown["runs"]] == ["done", "done"]
+    assert [(m["text"], m["fate"]) for m in shown["inbound"]] == [("one", "answered"),
+                                                                   ("two", "answered")]
+    assert shown["inbound"][1]["runId"] == shown["runs"][1]["id"]
+    text = home.run("sessions", "show", "s1").stdout
+    assert "answered" in text
+    missing = home.run("sessions", "show", "nope")
+    assert missing.returncode == 1
+
+
+def test_doctor_reports_healthy_as_json(home: Home) -> None:
+    home.run("agent", "-m", "hi")
+    done = home.run("doctor", "--json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["healthy"] is True
+
+
+def test_doctor_reports_a_broken_config_as_a_problem(home: Home) -> None:
+    (home.path / "config.toml").write_text("[models]\ndefault = \"nowhere/x\"\n")
+    done = home.run("doctor")
+    assert done.returncode == 1
+    assert "no provider named 'nowhere'" in done.stdout

@@ -1,0 +1,89 @@
+"""Processes die and are stopped; sessions never wedge. Real subprocesses, real SQLite."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.acceptance.cli import Home, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _running(home: Home, key: str) -> bool:
+    run = home.latest_run(key)
+    return run is not None and run["status"] == "running"
+
+
+def test_kill_9_mid_run_then_a_new_agent_answers_and_the_old_run_is_interrupted(
+    home: Home,
+) -> None:
+    lease = 4
+    home.configure(fail="hang", lease=lease)
+    doomed = home.start("agent", "--session", "s1", "-m", "will you finish?")
+    wait_until(lambda: _running(home, "s1"), 15, "the first run to start", doomed)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(5)
+    home.configure(lease=lease)  # the provider answers again
+
+    started = time.monotonic()
+    done = home.run("agent", "--session", "s1", "-m", "are you back?")
+    took = time.monotonic() - started
+
+    assert done.returncode == 0, done.stderr
+    # The model is shown the question the dead process never answered, then the new one.
+    assert done.stdout == "echo: will you finish?\nare you back?\n"
+    assert took < lease + 5
+    runs = home.json("sessions", "show", "s1")["runs"]
+    assert [r["status"] for r in runs] == ["interrupted", "done"]
+    assert home.run("doctor").returncode == 0
+
+
+def test_stop_from_another_process_ends_a_hanging_run_within_a_second(home: Home) -> None:
+    home.configure(fail="hang")
+    agent = home.start("agent", "--session", "s1", "-m", "hang forever")
+    wait_until(lambda: _running(home, "s1"), 15, "the run to start", agent)
+
+    stopped = home.json("stop", "--session", "s1")
+
+    assert stopped["status"] == "killed"
+    assert stopped["outcome"] == "signalled"
+    assert stopped["waitedMs"] < 1000
+    assert agent.wait(10) == 3  # the agent reports its run was stopped
+    assert (home.latest_run("s1") or {})["status"] == "killed"
+    again = home.run("stop", "--session", "s1")
+    assert again.stdout == "nothing was running in session s1; no messages were waiting\n"
+    assert home.run("doctor").returncode == 0
+
+
+def test_two_agents_on_one_session_are_answered_one_after_the_other(home: Home) -> None:
+    home.configure(delay_ms=1500)
+    first = home.start("agent", "--session", "s1", "-m", "first")
+    wait_until(lambda: _running(home, "s1"), 15, "the first run to start", first)
+    second = home.start("agent", "--session", "s1", "-m", "second")
+
+    outs = [p.communicate(timeout=30)[0] for p in (first, second)]
+
+    assert [p.returncode for p in (first, second)] == [0, 0]
+    assert outs == ["echo: first\n", "echo: second\n"]
+    runs = home.json("sessions", "show", "s1")["runs"]
+    assert len(runs) == 2
+    assert runs[0]["endedAt"] <= runs[1]["startedAt"]
+
+
+def test_doctor_finds_a_dead_owner_and_fix_repairs_it(home: Home) -> None:
+    home.configure(fail="hang", lease=60)
+    doomed = home.start("agent", "--session", "s1", "-m", "hang")
+    wait_until(lambda: _running(home, "s1"), 15, "the run to start", doomed)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(5)
+
+    found = home.run("doctor")
+    assert found.returncode == 1
+    assert "dead_owner" in found.stdout
+    fixed = home.run("doctor", "--fix")
+    assert fixed.returncode == 0, fixed.stdout
+    assert "marked interrupted" in fixed.stdout
+    assert (home.latest_run("s1") or {})["status"] == "interrupted"
