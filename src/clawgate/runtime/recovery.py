@@ -13,15 +13,27 @@ log = logging.getLogger(__name__)
 GONE_REASON = "interrupted: the process that ran it exited (pid {pid} on {host})"
 
 
-async def recover(store: Store, me: OwnerInfo | None) -> list[Run]:
+async def recover(store: Store, me: OwnerInfo) -> list[Run]:
     """End every orphaned run ``interrupted``; return them. Safe to run from anywhere."""
+    return await recover_dead_owners(store, me) + await recover_expired(store)
+
+
+async def recover_dead_owners(store: Store, me: OwnerInfo) -> list[Run]:
+    """Runs of owners that ran on this machine and whose process has exited."""
     ended: list[Run] = []
-    if me is not None:
-        for owner in await store.owners_with_active_runs():
-            if is_gone(owner, me):
-                reason = GONE_REASON.format(pid=owner.pid, host=owner.host)
-                ended += await store.recover_owner(owner.id, reason)
-    ended += await store.recover_expired()
-    for run in ended:
-        log.warning("recovered run %s of session %s: %s", run.id, run.session_id, run.error)
+    for owner in await store.owners_with_active_runs():
+        if is_gone(owner, me):
+            reason = GONE_REASON.format(pid=owner.pid, host=owner.host)
+            ended += _logged(await store.recover_owner(owner.id, reason))
     return ended
+
+
+async def recover_expired(store: Store) -> list[Run]:
+    """Runs whose owner stopped renewing the lease."""
+    return _logged(await store.recover_expired())
+
+
+def _logged(runs: list[Run]) -> list[Run]:
+    for run in runs:
+        log.warning("recovered run %s of session %s: %s", run.id, run.session_id, run.error)
+    return runs

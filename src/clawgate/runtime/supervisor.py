@@ -1,7 +1,8 @@
 """The runtime's heartbeat: one ``tick`` checks everything that can change under it.
 
 Each tick: honour stop requests made by other processes, end runs past their deadline, renew
-the leases of the runs this process works on, recover orphaned runs, and pick up sessions
+the leases of the runs this process works on, recover orphaned runs (an expired lease is
+noticed within one tick), and pick up sessions
 whose waiting messages nobody is serving. ``run`` calls ``tick`` every poll interval; tests
 call ``tick`` directly with a manual clock.
 """
@@ -14,8 +15,9 @@ from datetime import datetime
 
 from clawgate.clock import Clock
 from clawgate.domain import OwnerInfo, RunStatus
+from clawgate.errors import StoreClosed
 from clawgate.runtime.lanes import Lanes
-from clawgate.runtime.recovery import recover
+from clawgate.runtime.recovery import recover_dead_owners, recover_expired
 from clawgate.runtime.runner import Runner
 from clawgate.runtime.scope import Scope
 from clawgate.runtime.settings import RuntimeSettings
@@ -43,8 +45,9 @@ class Supervisor:
         while True:
             try:
                 await self.tick()
-            except asyncio.CancelledError:
-                raise
+            except StoreClosed:
+                log.warning("the store is closed; supervision ends")
+                return
             except Exception:  # the outermost loop: log and keep supervising
                 log.exception("supervisor tick failed")
             await asyncio.sleep(self._settings.poll_interval)
@@ -82,11 +85,12 @@ class Supervisor:
         self._next_renewal = now + self._settings.lease / 3
 
     async def _recover(self) -> None:
+        """Expired leases on every tick (a cheap look); dead processes every lease/3."""
         now = self._clock.now()
-        if self._next_recovery is not None and now < self._next_recovery:
-            return
-        await recover(self._store, self._owner)
-        self._next_recovery = now + self._settings.lease / 3
+        if self._next_recovery is None or now >= self._next_recovery:
+            await recover_dead_owners(self._store, self._owner)
+            self._next_recovery = now + self._settings.lease / 3
+        await recover_expired(self._store)
 
     async def _pick_up_waiting(self) -> None:
         for session_id in await self._store.claimable_sessions(self._scope.narrow()):

@@ -181,6 +181,9 @@ class SqliteStore:
         return await self._writer.write(cmd.stop_session, self.clock, session_id, status, reason)
 
     async def recover_expired(self) -> list[Run]:
+        # Called on every supervisor tick: look first without taking the write lock.
+        if not await self._reader.read(q.any_expired, self.clock):
+            return []
         return await self._writer.write(cmd.recover_expired, self.clock)
 
     async def recover_owner(self, owner_id: str, reason: str) -> list[Run]:

@@ -90,6 +90,14 @@ def active_runs(conn: sqlite3.Connection) -> list[Run]:
     return [run_from(row) for row in rows]
 
 
+def any_expired(conn: sqlite3.Connection, clock: Clock) -> bool:
+    row = conn.execute(
+        f"SELECT 1 FROM runs WHERE status IN {ACTIVE} AND lease_expires_at < ? LIMIT 1",
+        (ts(clock.now()),),
+    ).fetchone()
+    return row is not None
+
+
 def stop_requests(conn: sqlite3.Connection, owner_id: str) -> dict[str, RunStatus]:
     rows = conn.execute(
         f"SELECT id, stop_requested FROM runs WHERE owner_id = ? AND status IN {ACTIVE}"
