@@ -41,6 +41,7 @@ lease_seconds = 15             # how long an owner's claim on a run lasts withou
 run_timeout_seconds = 600      # a turn running longer than this ends "timeout"
 poll_interval_ms = 100         # how often to look for stops and work from other processes
 context_entries = 200          # transcript entries a model call sees
+max_concurrent_runs = 64       # turns in progress at once; more messages wait their turn
 shutdown_grace_seconds = 5     # on shutdown, how long turns in flight may finish
 
 [queue]                        # messages sent while a reply is being written
@@ -138,6 +139,7 @@ def _runtime(root: _Table, providers: tuple[ProviderConfig, ...]) -> RuntimeSett
         run_timeout=timedelta(seconds=run.integer("run_timeout_seconds", 600, 1, 86_400)),
         poll_interval=run.integer("poll_interval_ms", 100, 10, 10_000) / 1000,
         context_entries=run.integer("context_entries", 200, 1, 100_000),
+        max_concurrent_runs=run.integer("max_concurrent_runs", 64, 1, 10_000),
         shutdown_grace=float(run.integer("shutdown_grace_seconds", 5, 0, 3600)),
     )
     run.done()
@@ -224,7 +226,7 @@ _KNOWN: dict[str, list[str]] = {
     "models": ["default"],
     "providers": ["kind", "delay_ms", "fail"],
     "runtime": ["lease_seconds", "run_timeout_seconds", "poll_interval_ms", "context_entries",
-                "shutdown_grace_seconds"],
+                "max_concurrent_runs", "shutdown_grace_seconds"],
     "queue": ["mode", "debounce_ms", "cap", "drop"],
 }
 

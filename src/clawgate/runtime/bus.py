@@ -1,8 +1,10 @@
 """Live events inside one process: run changes, reply text as it streams, message fates.
 
-The store is the record; the bus only tells local listeners (a terminal, a WebSocket) what
-just happened. Each subscriber has a bounded queue; one that falls behind is marked
-``lagged`` and dropped rather than slowing the runtime down.
+The store is the record; the bus only tells local listeners (a terminal, a WebSocket, a
+caller waiting for its reply) what just happened. Subscriptions are indexed by session key
+or session id, so a publish reaches only those who asked, however many listen. Each
+subscriber has a bounded queue; one that falls behind is marked ``lagged`` and dropped
+rather than slowing the runtime down.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ class RunChanged:
     session_key: str
     run: Run
 
+    @property
+    def session_id(self) -> str:
+        return self.run.session_id
+
 
 @dataclass(frozen=True, slots=True)
 class ReplyDelta:
     session_key: str
+    session_id: str
     run_id: str
     text: str
 
@@ -33,21 +40,25 @@ class MessageDecided:
     session_key: str
     message: InboundMessage
 
+    @property
+    def session_id(self) -> str:
+        return self.message.session_id
+
 
 RuntimeEvent = RunChanged | ReplyDelta | MessageDecided
 
+_EVERYTHING = ("all", "")
+
 
 class Subscription:
-    def __init__(self, bus: EventBus, session_key: str | None, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, topic: tuple[str, str], maxsize: int) -> None:
         self._bus = bus
-        self.session_key = session_key
+        self.topic = topic
         self.queue: asyncio.Queue[RuntimeEvent | None] = asyncio.Queue(maxsize)
         self.lagged = False
         self.closed = False
 
     def offer(self, event: RuntimeEvent) -> None:
-        if self.session_key is not None and event.session_key != self.session_key:
-            return
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -55,6 +66,8 @@ class Subscription:
             self.close()
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
         self._bus.unsubscribe(self)
         with contextlib.suppress(asyncio.QueueFull):  # a full queue: ``lagged`` tells why
@@ -71,16 +84,29 @@ class Subscription:
 
 class EventBus:
     def __init__(self) -> None:
-        self._subscriptions: set[Subscription] = set()
+        self._topics: dict[tuple[str, str], set[Subscription]] = {}
 
-    def subscribe(self, session_key: str | None = None, maxsize: int = 1000) -> Subscription:
-        subscription = Subscription(self, session_key, maxsize)
-        self._subscriptions.add(subscription)
+    def subscribe(
+        self, session_key: str | None = None, *, session_id: str | None = None,
+        maxsize: int = 1000,
+    ) -> Subscription:
+        """Events of one session (by key, which survives /new, or by id), or of all."""
+        if session_key is not None and session_id is not None:
+            raise ValueError("subscribe by session key or by session id, not both")
+        topic = (("key", session_key) if session_key is not None
+                 else ("id", session_id) if session_id is not None else _EVERYTHING)
+        subscription = Subscription(self, topic, maxsize)
+        self._topics.setdefault(topic, set()).add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.discard(subscription)
+        listeners = self._topics.get(subscription.topic)
+        if listeners is not None:
+            listeners.discard(subscription)
+            if not listeners:
+                del self._topics[subscription.topic]
 
     def publish(self, event: RuntimeEvent) -> None:
-        for subscription in list(self._subscriptions):
-            subscription.offer(event)
+        for topic in (("key", event.session_key), ("id", event.session_id), _EVERYTHING):
+            for subscription in list(self._topics.get(topic, ())):
+                subscription.offer(event)

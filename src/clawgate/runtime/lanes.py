@@ -14,7 +14,7 @@ from clawgate.clock import Clock
 from clawgate.runtime.runner import Runner
 from clawgate.runtime.scope import Scope
 from clawgate.runtime.settings import RuntimeSettings
-from clawgate.store.protocol import Deferred, Store
+from clawgate.store.protocol import Claim, Deferred, Store
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class Lanes:
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._kicked: set[str] = set()
+        self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
 
     def kick(self, session_id: str) -> None:
         self._kicked.add(session_id)
@@ -67,19 +68,19 @@ class Lanes:
                 self._kicked.discard(session_id)
                 if not await self._scope.wants(session_id):
                     break
-                claim = await self._store.claim_next(
-                    session_id, self._owner, self._settings.lease, self._settings.queue,
-                    debounce=after_run,
-                )
+                async with self._slots:  # a slot first: no lease is held while waiting
+                    claim = await self._store.claim_next(
+                        session_id, self._owner, self._settings.lease, self._settings.queue,
+                        debounce=after_run,
+                    )
+                    if isinstance(claim, Claim):
+                        await self._runner.execute(claim)
+                        after_run = True
+                        continue
                 if isinstance(claim, Deferred):
                     await asyncio.sleep((claim.until - self._clock.now()).total_seconds())
-                    continue
-                if claim is None:
-                    if session_id in self._kicked:
-                        continue
+                elif session_id not in self._kicked:
                     break
-                await self._runner.execute(claim)
-                after_run = True
         except asyncio.CancelledError:
             raise
         except Exception:  # the outermost loop of a lane: log, and let the next kick retry

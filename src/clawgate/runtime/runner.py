@@ -162,7 +162,8 @@ class Runner:
             async for event in provider.stream(request):
                 if isinstance(event, TextDelta):
                     work.segment.append(event.text)
-                    self._bus.publish(ReplyDelta(work.session_key, work.run.id, event.text))
+                    self._bus.publish(ReplyDelta(
+                        work.session_key, work.run.session_id, work.run.id, event.text))
                 elif isinstance(event, UsageReport):
                     usage += event.usage
             if not await self._steer(work):

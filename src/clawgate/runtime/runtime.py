@@ -207,12 +207,13 @@ class Runtime:
         every poll interval, for runs in other processes.
         """
         deadline = None if within is None else time.monotonic() + within
-        subscription = self.bus.subscribe()
+        message = await self.store.get_message(message_id)
+        if message is None:
+            raise InvalidInput(f"no message with id {message_id!r}")
+        session_id = message.session_id
+        subscription = self.bus.subscribe(session_id=session_id)
         try:
-            message = await self.store.get_message(message_id)
-            if message is None:
-                raise InvalidInput(f"no message with id {message_id!r}")
-            outcome = await self._outcome(message_id)
+            message, outcome = await self._outcome(message_id)
             while outcome is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -221,8 +222,8 @@ class Runtime:
                 event = await _next_event(subscription, min(wait, remaining or wait))
                 if event is None:  # a quiet interval, or we fell behind: ask the store
                     if subscription.closed:
-                        subscription = self.bus.subscribe()
-                    outcome = await self._outcome(message_id)
+                        subscription = self.bus.subscribe(session_id=session_id)
+                    message, outcome = await self._outcome(message_id)
                 elif isinstance(event, MessageDecided) and event.message.id == message_id:
                     message = event.message
                     if message.run_id is None:
@@ -235,16 +236,21 @@ class Runtime:
         finally:
             subscription.close()
 
-    async def _outcome(self, message_id: str) -> MessageOutcome | None:
+    async def _outcome(
+        self, message_id: str
+    ) -> tuple[InboundMessage, MessageOutcome | None]:
+        """The message as stored now, and its outcome if it has one yet."""
         message = await self.store.get_message(message_id)
-        if message is None or message.fate is Fate.PENDING:
-            return None
+        if message is None:
+            raise InvalidInput(f"no message with id {message_id!r}")
+        if message.fate is Fate.PENDING:
+            return message, None
         if message.run_id is None:
-            return MessageOutcome(message, None, "")
+            return message, MessageOutcome(message, None, "")
         run = await self.store.get_run(message.run_id)
         if run is None or not run.status.terminal:
-            return None
-        return MessageOutcome(message, run, await self.store.run_reply(run.id))
+            return message, None
+        return message, MessageOutcome(message, run, await self.store.run_reply(run.id))
 
     # --- session control -------------------------------------------------------------
 

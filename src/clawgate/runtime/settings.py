@@ -18,6 +18,9 @@ class RuntimeSettings:
     poll_interval: float = 0.1
     #: How many transcript entries a model call sees.
     context_entries: int = 200
+    #: Runs this process works on at once. Messages beyond it wait, persisted and unclaimed,
+    #: so an overloaded process never holds more leases than it can renew.
+    max_concurrent_runs: int = 64
     #: On shutdown, how long running turns may finish before they end ``interrupted``.
     shutdown_grace: float = 5.0
 
