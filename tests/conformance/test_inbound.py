@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from clawgate.domain import (
@@ -15,8 +17,9 @@ from clawgate.domain import (
     Role,
 )
 from clawgate.errors import InvalidInput
-from clawgate.store.protocol import Store
-from tests.conformance.helpers import FOLLOWUP, claim, finish, running, say, set_mode
+from clawgate.store.protocol import Claim, Deferred, Store
+from clawgate.testing import ManualClock
+from tests.conformance.helpers import FOLLOWUP, LEASE, claim, finish, running, say, set_mode
 
 
 async def test_a_message_is_persisted_pending_and_opens_its_session(store: Store) -> None:
@@ -214,3 +217,28 @@ async def test_queue_settings_are_overrides_of_the_defaults(store: Store) -> Non
     effective = session.effective_queue(QueueSettings())
     assert (effective.mode, effective.cap, effective.debounce_ms) == (QueueMode.STEER, 5, 250)
     assert effective.drop is QueueSettings().drop
+
+
+async def test_messages_that_queued_behind_a_run_wait_out_the_debounce(
+    store: Store, clock: ManualClock
+) -> None:
+    defaults = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=800)
+    run = await running(store, "first")
+    await say(store, "second", defaults=defaults)
+    await finish(store, run)
+
+    deferred = await store.claim_next(run.session_id, "own_a", LEASE, defaults, debounce=True)
+
+    assert isinstance(deferred, Deferred)
+    assert deferred.until == clock.now() + timedelta(milliseconds=800)
+    clock.advance(0.8)
+    assert isinstance(
+        await store.claim_next(run.session_id, "own_a", LEASE, defaults, debounce=True), Claim)
+
+
+async def test_the_conversation_is_the_transcript_as_roles_and_text(store: Store) -> None:
+    run = await running(store, "question")
+    await finish(store, run, reply="answer")
+    assert await store.conversation(run.session_id, 10) == [
+        (Role.USER, "question"), (Role.ASSISTANT, "answer")]
+    assert await store.conversation(run.session_id, 1) == [(Role.ASSISTANT, "answer")]

@@ -1,0 +1,70 @@
+"""The event bus routes and bounds; ids sort by creation; a dead owner is recognised."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from clawgate.domain import Fate, InboundMessage, OwnerInfo
+from clawgate.ids import new_id
+from clawgate.runtime.bus import EventBus, MessageDecided, ReplyDelta
+from clawgate.runtime.owner import is_gone, process_start, this_process
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _decided(key: str, session_id: str) -> MessageDecided:
+    message = InboundMessage(id="m", session_id=session_id, channel="t", text="x",
+                             received_at=NOW, fate=Fate.DROPPED)
+    return MessageDecided(key, message)
+
+
+async def test_events_reach_only_those_who_asked() -> None:
+    bus = EventBus()
+    by_key, by_id, everything = (bus.subscribe("a"), bus.subscribe(session_id="ses_b"),
+                                 bus.subscribe())
+    bus.publish(_decided("a", "ses_a"))
+    bus.publish(ReplyDelta("b", "ses_b", "run", "hi"))
+    assert by_key.queue.qsize() == 1
+    assert by_id.queue.qsize() == 1
+    assert everything.queue.qsize() == 2
+
+
+async def test_a_subscriber_that_falls_behind_is_dropped_not_waited_for() -> None:
+    bus = EventBus()
+    slow = bus.subscribe("a", maxsize=2)
+    for _ in range(5):
+        bus.publish(_decided("a", "ses_a"))
+    assert slow.lagged
+    assert slow.closed
+    assert [await slow.get(), await slow.get()] == [_decided("a", "ses_a")] * 2
+
+
+def test_ids_sort_in_creation_order_even_within_a_millisecond() -> None:
+    ids = [new_id("msg") for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(i.startswith("msg_") and len(i) == 30 for i in ids)
+
+
+def test_a_process_that_exited_is_gone_and_a_live_one_is_not() -> None:
+    me = this_process(NOW)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child_start = ""
+    while not child_start and child.poll() is None:
+        child_start = process_start(child.pid)
+    child.wait()
+    exited = OwnerInfo("own_x", me.host, child.pid, me.boot_id, child_start or "1", NOW)
+    assert is_gone(exited, me)
+    assert not is_gone(me, me)
+    elsewhere = OwnerInfo("own_y", "another-host", child.pid, me.boot_id, "1", NOW)
+    assert not is_gone(elsewhere, me)  # only the lease can speak for another machine
+
+
+def test_a_reused_pid_does_not_pass_for_the_old_owner() -> None:
+    me = this_process(NOW)
+    # pid 1 is alive, but it is not the process that started at tick "0": that owner is gone
+    reused = OwnerInfo("own_w", me.host, 1, me.boot_id, "0", NOW)
+    assert process_start(1) != "0"
+    assert is_gone(reused, me)

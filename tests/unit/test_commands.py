@@ -1,0 +1,49 @@
+"""Chat commands are recognised exactly; anything else is a message."""
+
+from __future__ import annotations
+
+import pytest
+
+from clawgate.domain import DropPolicy, QueueMode, QueuePatch
+from clawgate.errors import InvalidInput
+from clawgate.runtime.commands import Help, Reset, SetQueue, ShowQueue, Status, Stop, parse
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [("/stop", Stop()), ("stop", Stop()), ("  Stop! ", Stop()), ("/new", Reset()),
+     ("/reset", Reset()), ("/status", Status()), ("/help", Help()), ("/queue", ShowQueue())],
+)
+def test_commands_are_recognised(text: str, command: object) -> None:
+    assert parse(text) == command
+
+
+@pytest.mark.parametrize("text", ["hello", "please stop the music", "stopwatch", " ", "/ "])
+def test_ordinary_text_is_a_message(text: str) -> None:
+    if text.strip().startswith("/"):
+        with pytest.raises(InvalidInput):
+            parse(text)
+    else:
+        assert parse(text) is None
+
+
+def test_queue_takes_a_mode_and_options() -> None:
+    assert parse("/queue collect debounce:250 cap:5 drop:old") == SetQueue(
+        QueuePatch(mode=QueueMode.COLLECT, debounce_ms=250, cap=5, drop=DropPolicy.OLD))
+    assert parse("/queue STEER") == SetQueue(QueuePatch(mode=QueueMode.STEER))
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [("/queue sideways", "unknown queue mode 'sideways'"),
+     ("/queue collect cap:0", "cap takes a whole number from 1 to 1000"),
+     ("/queue collect cap:many", "cap takes a whole number"),
+     ("/queue collect drop:all", "unknown drop policy 'all'"),
+     ("/queue collect cap:2 cap:3", "unexpected /queue option 'cap:3'"),
+     ("/queue collect speed:9", "unexpected /queue option"),
+     ("/stop now", "/stop takes no arguments"),
+     ("/dance", "unknown command /dance")],
+)
+def test_mistakes_in_commands_are_explained(text: str, complaint: str) -> None:
+    with pytest.raises(InvalidInput, match=complaint):
+        parse(text)

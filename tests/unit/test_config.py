@@ -1,0 +1,87 @@
+"""The config file: defaults, every value checked, mistakes located by file, line and key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from clawgate.config import DEFAULT_CONFIG, home_from_env, load, parse
+from clawgate.domain import DropPolicy, ModelRef, QueueMode
+from clawgate.errors import ConfigError
+from clawgate.providers.echo import EchoFailure
+
+PATH = Path("/home/me/.clawgate/config.toml")
+
+
+def _parse(text: str) -> object:
+    return parse(text, PATH, PATH.parent)
+
+
+def test_the_default_config_gives_the_documented_defaults() -> None:
+    settings = parse(DEFAULT_CONFIG, PATH, PATH.parent)
+    assert settings.runtime.default_model == ModelRef("echo", "echo")
+    assert settings.runtime.lease == timedelta(seconds=15)
+    assert settings.runtime.run_timeout == timedelta(seconds=600)
+    assert settings.runtime.queue.mode is QueueMode.COLLECT
+    assert settings.runtime.queue.drop is DropPolicy.SUMMARIZE
+    assert settings.database == PATH.parent / "clawgate.db"
+    assert parse("", PATH, PATH.parent) == settings
+
+
+def test_values_are_read() -> None:
+    settings = parse(
+        '[providers.slow]\nkind = "echo"\ndelay_ms = 250\nfail = "hang"\n'
+        '[models]\ndefault = "slow/x"\n[runtime]\nlease_seconds = 4\n'
+        '[queue]\nmode = "interrupt"\ncap = 3\n',
+        PATH, PATH.parent,
+    )
+    assert settings.providers[0].delay_ms == 250
+    assert settings.providers[0].fail is EchoFailure.HANG
+    assert settings.runtime.default_model == ModelRef("slow", "x")
+    assert settings.runtime.lease == timedelta(seconds=4)
+    assert (settings.runtime.queue.mode, settings.runtime.queue.cap) == (QueueMode.INTERRUPT, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "message"),
+    [
+        ("[runtime]\n\nlease_seconds = 0\n", 3, "runtime.lease_seconds", "between 1 and 3600"),
+        ("[runtime]\nlease_seconds = true\n", 2, "runtime.lease_seconds", "a whole number"),
+        ('[queue]\nmode = "fast"\n', 2, "queue.mode", "'fast' is not one of"),
+        ('[queue]\ncapp = 3\n', 2, "queue.capp", "did you mean 'cap'"),
+        ('[models]\ndefault = "gpt4"\n', 2, "models.default", "provider/model"),
+        ('[models]\ndefault = "x/y"\n', 2, "models.default", "no provider named 'x'"),
+        ('[providers.p]\nkind = "magic"\n', 2, "providers.p.kind", "unknown provider kind"),
+        ('runtime = 5\n', 1, "runtime", "expected a table"),
+        ('[providers.e]\nkind = "echo"\nfail = "sometimes"\n', 3, "providers.e.fail",
+         "not one of"),
+    ],
+)
+def test_mistakes_name_file_line_and_key(text: str, line: int, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _parse(text)
+    error = caught.value
+    assert (error.path, error.line, error.key) == (str(PATH), line, key)
+    assert message in str(error)
+    assert str(error).startswith(f"config error in {PATH}, line {line}, key {key}: ")
+
+
+def test_broken_toml_names_its_line() -> None:
+    with pytest.raises(ConfigError, match="line 2") as caught:
+        _parse('[queue]\nmode = "collect\n')
+    assert "not valid TOML" in str(caught.value)
+
+
+def test_a_missing_home_is_created_with_a_commented_config(tmp_path: Path) -> None:
+    home = tmp_path / "nested" / "home"
+    settings = load(home)
+    assert (home / "config.toml").read_text() == DEFAULT_CONFIG
+    assert oct(home.stat().st_mode & 0o777) == "0o700"
+    assert settings.home == home
+
+
+def test_the_home_comes_from_the_environment(tmp_path: Path) -> None:
+    assert home_from_env({"CLAWGATE_HOME": str(tmp_path)}) == tmp_path
+    assert home_from_env({}).name == ".clawgate"
