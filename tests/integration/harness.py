@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 from clawgate.domain import ModelRef, QueueMode, QueuePatch, QueueSettings
 from clawgate.runtime.runtime import MessageOutcome, Runtime
@@ -27,10 +28,10 @@ class Harness:
         self.model = ScriptedProvider("scripted")
         self.runtimes: list[Runtime] = []
 
-    async def runtime(self, supervise: bool = True, **changes: object) -> Runtime:
+    async def runtime(self, supervise: bool = True, **changes: Any) -> Runtime:
         """A runtime as a separate process would have it: its own store handle and owner."""
         store = await self.backend.handle()
-        settings = replace(SETTINGS, **changes)  # type: ignore[arg-type]
+        settings = replace(SETTINGS, **changes)
         runtime = Runtime(store, {"scripted": self.model}, settings)
         await runtime.start(supervise=supervise)
         self.runtimes.append(runtime)

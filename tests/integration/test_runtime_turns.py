@@ -98,7 +98,7 @@ async def test_steer_folds_a_message_into_the_running_turn(harness: Harness) -> 
     outcome = await runtime.wait_for(steer.message.id, within=5)
     assert outcome.message.fate is Fate.MERGED
     assert outcome.run is not None
-    assert outcome.run.id == (await runtime.wait_for(first.message.id)).run.id  # type: ignore[union-attr]
+    assert outcome.run == (await runtime.wait_for(first.message.id)).run
     assert [m.content for m in follow_on.request.messages] == [
         "write a poem", "Roses are red", "make it about the sea"
     ]
@@ -141,8 +141,9 @@ async def test_a_provider_error_fails_the_run_and_the_session_carries_on(
 
     second = await runtime.send("s1", "again")
     (await harness.model.next_call()).fail(AuthFailed("bad key", provider="scripted"))
-    assert (await runtime.wait_for(second.message.id, within=5)).run.status is (  # type: ignore[union-attr]
-        RunStatus.FAILED)
+    refused = await runtime.wait_for(second.message.id, within=5)
+    assert refused.run is not None
+    assert refused.run.status is RunStatus.FAILED
     harness.model.queue_reply("fine now")
     assert (await answer(runtime, "s1", "third")).reply == "fine now"
 

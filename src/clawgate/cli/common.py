@@ -68,12 +68,3 @@ def run_command(module: ModuleType, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-def ago(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f}s ago"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m ago"
-    if seconds < 86_400:
-        return f"{seconds / 3600:.0f}h ago"
-    return f"{seconds / 86_400:.0f}d ago"

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 
 from clawgate.cli.common import OK, PROBLEM, open_app
-from clawgate.cli.rows import dash, inbound_row, run_row, session_row, table
+from clawgate.cli.rows import Json, dash, inbound_row, run_row, session_row, table
 from clawgate.config import Settings
 from clawgate.domain import check_key
 from clawgate.errors import InvalidInput
@@ -35,7 +35,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         return OK
 
 
-def _list_text(rows: list[dict[str, object]]) -> str:
+def _list_text(rows: list[Json]) -> str:
     if not rows:
         return "no sessions yet (start one with: clawgate chat)"
     return table(
@@ -46,9 +46,9 @@ def _list_text(rows: list[dict[str, object]]) -> str:
     )
 
 
-def _show_text(row: dict[str, object]) -> str:
-    runs: list[dict[str, object]] = row["runs"]  # type: ignore[assignment]
-    inbound: list[dict[str, object]] = row["inbound"]  # type: ignore[assignment]
+def _show_text(row: Json) -> str:
+    runs: list[Json] = row["runs"]
+    inbound: list[Json] = row["inbound"]
     head = [
         f"session  {row['key']} ({row['sessionId']})",
         f"status   {row['status']}",

@@ -41,9 +41,6 @@ class Lanes:
                 self._lane(session_id), name=f"clawgate lane {session_id}"
             )
 
-    def busy(self) -> int:
-        return len(self._tasks)
-
     async def drain(self, grace: float) -> None:
         """Let lanes finish for ``grace`` seconds, then cancel them (runs end interrupted)."""
         tasks = list(self._tasks.values())

@@ -89,7 +89,7 @@ class Runtime:
         self._scope = scope or ServeAll()
         self._runner = Runner(store, providers, settings, self.owner.id, self.bus, self.clock)
         self._lanes = Lanes(store, self._runner, settings, self.owner.id, self._scope, self.clock)
-        self.supervisor = Supervisor(
+        self._supervisor = Supervisor(
             store, self._runner, self._lanes, self._scope, settings, self.owner, self.clock
         )
         self._loop: asyncio.Task[None] | None = None
@@ -108,12 +108,12 @@ class Runtime:
         await self.store.register_owner(self.owner)
         await recover(self.store, self.owner)
         if supervise:
-            self._loop = asyncio.create_task(self.supervisor.run(), name="clawgate supervisor")
+            self._loop = asyncio.create_task(self._supervisor.run(), name="clawgate supervisor")
         else:
             await self.tick()
 
     async def tick(self) -> None:
-        await self.supervisor.tick()
+        await self._supervisor.tick()
 
     async def close(self, grace: float | None = None) -> None:
         """Stop taking work, let turns in flight finish for ``grace`` s, then interrupt them."""
@@ -164,7 +164,7 @@ class Runtime:
 
     async def _behind_active_run(self, session: Session, run: Run) -> None:
         if run.lease_expires_at <= self.clock.now() or run.owner_id != self.owner.id:
-            self.supervisor.recover_soon()  # its owner may be gone: look at once
+            self._supervisor.recover_soon()  # its owner may be gone: look at once
         if session.effective_queue(self.settings.queue).mode is QueueMode.INTERRUPT:
             result = await self.store.request_stop(
                 session.id, RunStatus.INTERRUPTED, clear_queue=False

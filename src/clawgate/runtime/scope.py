@@ -9,7 +9,7 @@ from clawgate.store.protocol import Store
 
 
 class Scope(Protocol):
-    def narrow(self) -> frozenset[str] | None:
+    async def narrow(self) -> frozenset[str] | None:
         """Session ids to look at for waiting work, or None for every session."""
         ...
 
@@ -25,7 +25,7 @@ class Scope(Protocol):
 class ServeAll:
     """The gateway: every session with waiting messages."""
 
-    def narrow(self) -> frozenset[str] | None:
+    async def narrow(self) -> frozenset[str] | None:
         return None
 
     async def wants(self, session_id: str) -> bool:
@@ -46,7 +46,7 @@ class ServeOwnMessages:
         self._store = store
         self._mine: dict[str, set[str]] = {}
 
-    def narrow(self) -> frozenset[str] | None:
+    async def narrow(self) -> frozenset[str] | None:
         return frozenset(self._mine)
 
     def accepted(self, session_id: str, message_id: str) -> None:
@@ -70,8 +70,9 @@ class ServeKeys:
         self._store = store
         self._keys = keys
 
-    def narrow(self) -> frozenset[str] | None:
-        return None
+    async def narrow(self) -> frozenset[str] | None:
+        sessions = [await self._store.get_session(key) for key in sorted(self._keys)]
+        return frozenset(s.id for s in sessions if s is not None)
 
     def accepted(self, session_id: str, message_id: str) -> None:
         return None

@@ -93,7 +93,7 @@ class Supervisor:
         await recover_expired(self._store)
 
     async def _pick_up_waiting(self) -> None:
-        for session_id in await self._store.claimable_sessions(self._scope.narrow()):
+        for session_id in await self._store.claimable_sessions(await self._scope.narrow()):
             self._lanes.kick(session_id)
 
     def recover_soon(self) -> None:

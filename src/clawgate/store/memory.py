@@ -15,9 +15,13 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from clawgate.clock import Clock, SystemClock
 from clawgate.domain import (
+    ENDED_BEFORE_START,
+    ENDED_LEASE_EXPIRED,
+    ENDED_OWNER_GONE,
     STOP_STATUSES,
     Delivery,
     DropReason,
@@ -57,8 +61,6 @@ from clawgate.store.protocol import (
     StopOutcome,
     StopResult,
 )
-
-EXPIRED_REASON = "interrupted: its owner stopped renewing the lease (crashed or stalled)"
 
 
 @dataclass
@@ -337,7 +339,7 @@ class MemoryStore:
         db = await self._enter()
         now = self.clock.now()
         expired = [r for r in db.runs.values() if r.status.active and r.lease_expires_at < now]
-        return [self._end(db, run, RunStatus.INTERRUPTED, EXPIRED_REASON) for run in expired]
+        return [self._end(db, run, RunStatus.INTERRUPTED, ENDED_LEASE_EXPIRED) for run in expired]
 
     async def recover_owner(self, owner_id: str, reason: str) -> list[Run]:
         db = await self._enter()
@@ -415,10 +417,9 @@ class MemoryStore:
         db.current[key] = session.id
         return session
 
-    def _update_session(self, db: MemoryDatabase, session_id: str, **changes: object) -> Session:
-        changed = dataclasses.replace(
-            db.sessions[session_id], updated_at=self.clock.now(), **changes  # type: ignore[arg-type]
-        )
+    def _update_session(self, db: MemoryDatabase, session_id: str, **changes: Any) -> Session:
+        session = db.sessions[session_id]
+        changed = dataclasses.replace(session, updated_at=self.clock.now(), **changes)
         db.sessions[session_id] = changed
         return changed
 
@@ -470,11 +471,11 @@ class MemoryStore:
         ))
 
     def _transition(
-        self, db: MemoryDatabase, run: Run, status: RunStatus, **changes: object
+        self, db: MemoryDatabase, run: Run, status: RunStatus, **changes: Any
     ) -> Run:
         if not can_transition(run.status, status):  # what the SQL trigger refuses
             raise StoreError(f"run status may only move forward ({run.status} -> {status})")
-        changed = dataclasses.replace(run, status=status, **changes)  # type: ignore[arg-type]
+        changed = dataclasses.replace(run, status=status, **changes)
         db.runs[run.id] = changed
         db.events.append((run.session_id, f"run.{status}", run.id))
         return changed
@@ -501,8 +502,7 @@ class MemoryStore:
         if run is None:
             return StopResult(StopOutcome.NO_RUN, None, tuple(dropped))
         if run.status is RunStatus.QUEUED or run.lease_expires_at <= self.clock.now():
-            why = "stopped before it started" if run.status is RunStatus.QUEUED else (
-                "stopped; its owner had stopped renewing the lease")
+            why = ENDED_BEFORE_START if run.status is RunStatus.QUEUED else ENDED_OWNER_GONE
             return StopResult(StopOutcome.ENDED, self._end(db, run, status, why), tuple(dropped))
         if run.stop_requested is None or status is RunStatus.KILLED:
             run = dataclasses.replace(run, stop_requested=status)

@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 
 from clawgate.clock import Clock
 from clawgate.domain import (
+    ENDED_BEFORE_START,
+    ENDED_LEASE_EXPIRED,
+    ENDED_OWNER_GONE,
     Delivery,
     DropReason,
     Fate,
@@ -477,8 +480,7 @@ def stop_session(
     if run is None:
         return StopResult(StopOutcome.NO_RUN, None, tuple(dropped))
     if run.status is RunStatus.QUEUED or run.lease_expires_at <= now:
-        why = "stopped before it started" if run.status is RunStatus.QUEUED else (
-            "stopped; its owner had stopped renewing the lease")
+        why = ENDED_BEFORE_START if run.status is RunStatus.QUEUED else ENDED_OWNER_GONE
         ended = _end(conn, run, status, now, why)
         return StopResult(StopOutcome.ENDED, ended, tuple(dropped))
     conn.execute(
@@ -489,16 +491,13 @@ def stop_session(
     return StopResult(StopOutcome.SIGNALLED, run_by_id(conn, run.id), tuple(dropped))
 
 
-EXPIRED_REASON = "interrupted: its owner stopped renewing the lease (crashed or stalled)"
-
-
 def recover_expired(conn: sqlite3.Connection, clock: Clock) -> list[Run]:
     now = clock.now()
     rows = conn.execute(
         f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {ACTIVE} AND lease_expires_at < ?",
         (ts(now),),
     ).fetchall()
-    return _end_all(conn, [run_from(row) for row in rows], now, EXPIRED_REASON)
+    return _end_all(conn, [run_from(row) for row in rows], now, ENDED_LEASE_EXPIRED)
 
 
 def recover_owner(
