@@ -262,12 +262,41 @@ class TranscriptEntry:
 
 @dataclass(frozen=True, slots=True)
 class NewInbound:
-    """A message as a channel hands it over, before it is persisted."""
+    """A message as a channel hands it over, before it is persisted.
+
+    ``reply_to`` is where this channel pushes replies (a chat id, say); giving it makes it
+    the session's delivery target, in the same transaction that stores the message.
+    """
 
     channel: str
     text: str
     channel_message_id: str | None = None
     sender: str | None = None
+    reply_to: str | None = None
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"  # the channel refused it for good (e.g. the chat is gone)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A reply waiting in the outbox for a channel that pushes."""
+
+    id: str
+    session_id: str
+    run_id: str
+    channel: str
+    target: str
+    text: str
+    created_at: datetime
+    next_attempt_at: datetime
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    delivered_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +364,10 @@ def check_inbound(message: NewInbound) -> NewInbound:
         raise InvalidInput("the message contains a NUL character")
     if not isinstance(message.channel, str) or not 1 <= len(message.channel) <= MAX_CHANNEL_CHARS:
         raise InvalidInput(f"a channel name has 1 to {MAX_CHANNEL_CHARS} characters")
+    if message.reply_to is not None and (
+        not isinstance(message.reply_to, str) or not 1 <= len(message.reply_to) <= 256
+    ):
+        raise InvalidInput("a reply target is text of 1 to 256 characters")
     cmid = message.channel_message_id
     if cmid is not None and (
         not isinstance(cmid, str) or not 1 <= len(cmid) <= MAX_CHANNEL_MESSAGE_ID_CHARS
@@ -400,6 +433,29 @@ def plan_claim(mode: QueueMode, pending: Sequence[str]) -> ClaimPlan:
     if mode is QueueMode.INTERRUPT:
         return ClaimPlan(answered=pending[-1], dropped=tuple(pending[:-1]))
     return ClaimPlan(answered=pending[0])
+
+
+def delivery_text(status: RunStatus, reply: str, error: str | None) -> str | None:
+    """What a pushing channel receives when a run ends; None when there is nothing to say."""
+    notes = {
+        RunStatus.KILLED: "[stopped]",
+        RunStatus.TIMEOUT: "[timed out]",
+        RunStatus.INTERRUPTED: "[interrupted]",
+        RunStatus.FAILED: f"[no reply: {error or 'the model failed'}]",
+    }
+    if status is RunStatus.DONE:
+        return reply or None
+    if not reply and status is not RunStatus.FAILED:
+        return None  # a stop or interrupt with nothing said: the user knows
+    return "\n".join(part for part in (reply, notes.get(status, "")) if part)
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
+    """Backoff between delivery attempts: 1 s, 2 s, 4 s, ... at most 5 minutes."""
+    seconds = min(2 ** max(0, attempts - 1), 300)
+    if retry_after is not None:
+        seconds = max(seconds, min(retry_after, 3600))
+    return timedelta(seconds=seconds)
 
 
 def debounce_until(

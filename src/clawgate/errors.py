@@ -9,6 +9,7 @@
     │   ├── StoreBusy               another process held the database too long
     │   ├── SchemaTooNew            the database was written by a newer clawgate
     │   └── StoreCorrupt            the database failed an integrity check
+    ├── DeliveryFailed              a channel could not take a reply (retried unless permanent)
     └── ProviderError               a model provider failed (never turned into reply text)
         ├── RateLimited             429; ``retry_after`` seconds when the provider says
         ├── AuthFailed              401/403: a missing, wrong or revoked key
@@ -65,6 +66,17 @@ class SchemaTooNew(StoreError):
 
 class StoreCorrupt(StoreError):
     pass
+
+
+class DeliveryFailed(ClawgateError):
+    """A channel could not deliver a reply. Retried later unless ``permanent``."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        self.permanent = permanent
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class ProviderError(ClawgateError):

@@ -87,3 +87,26 @@ def test_doctor_finds_a_dead_owner_and_fix_repairs_it(home: Home) -> None:
     assert fixed.returncode == 0, fixed.stdout
     assert "marked interrupted" in fixed.stdout
     assert (home.latest_run("s1") or {})["status"] == "interrupted"
+
+
+def test_kill_9_the_running_agent_and_the_waiting_one_still_finishes(home: Home) -> None:
+    lease = 4
+    home.configure(fail="hang", lease=lease)
+    running = home.start("agent", "--session", "s1", "-m", "first")
+    wait_until(lambda: _running(home, "s1"), 15, "the first run to start", running)
+    home.configure(lease=lease)  # the second process reads a model that answers
+    waiting = home.start("agent", "--session", "s1", "-m", "second")
+    wait_until(lambda: len(home.json("sessions", "show", "s1")["inbound"]) == 2, 15,
+               "the second message to be accepted", waiting)
+
+    started = time.monotonic()
+    running.send_signal(signal.SIGKILL)
+    out, err = waiting.communicate(timeout=lease + 10)
+    took = time.monotonic() - started
+
+    assert waiting.returncode == 0, err
+    assert out == "echo: first\nsecond\n"
+    assert took < lease + 5
+    runs = home.json("sessions", "show", "s1")["runs"]
+    assert [r["status"] for r in runs] == ["interrupted", "done"]
+    assert home.run("doctor").returncode == 0

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from clawgate.domain import TRANSITIONS, RunStatus
+from clawgate.domain import TRANSITIONS, NewInbound, RunStatus
 from clawgate.errors import SchemaTooNew
 from clawgate.store.sqlite import SqliteStore
 from clawgate.store.sqlite_schema import migrations, statements
 from clawgate.testing import ManualClock
-from tests.conformance.helpers import finish, running, say
+from tests.conformance.helpers import FOLLOWUP, claim, finish, running, say
 
 
 @pytest.fixture
@@ -85,6 +86,20 @@ async def test_the_transcript_is_append_only(
     _, raw = db
     assert "append-only" in _refused(raw, "UPDATE transcript SET text = 'edited'")
     assert "append-only" in _refused(raw, "DELETE FROM transcript")
+
+
+async def test_a_delivered_reply_is_final_and_its_text_cannot_change(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    store = await SqliteStore.open(tmp_path / "o.db", clock)
+    accepted = await store.accept_inbound(
+        "s1", NewInbound("chatapp", "hi", reply_to="chat-1"), FOLLOWUP)
+    await finish(store, (await claim(store, accepted.session.id)).run, "hello")
+    [item] = await store.take_deliveries("chatapp", timedelta(seconds=60))
+    await store.mark_delivered(item.id)
+    raw = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+    assert "cannot change" in _refused(raw, "UPDATE outbox SET status = 'pending'")
+    await store.close()
 
 
 async def test_every_transition_leaves_an_event_row(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from clawgate.domain import InboundMessage, ModelRef, Run, preview
+from clawgate.domain import InboundMessage, ModelRef, Outbound, Run, preview
 from clawgate.store.protocol import SessionSummary
 
 Json = dict[str, Any]
@@ -61,6 +61,20 @@ def inbound_row(message: InboundMessage) -> Json:
         "fate": str(message.fate),
         "reason": None if message.reason is None else str(message.reason),
         "runId": message.run_id,
+    }
+
+
+def outbound_row(item: Outbound) -> Json:
+    return {
+        "id": item.id,
+        "runId": item.run_id,
+        "channel": item.channel,
+        "target": item.target,
+        "status": str(item.status),
+        "attempts": item.attempts,
+        "lastError": item.last_error,
+        "createdAt": _time(item.created_at),
+        "deliveredAt": _time(item.delivered_at),
     }
 
 

@@ -7,7 +7,15 @@ import json
 from datetime import datetime
 
 from clawgate.cli.common import OK, PROBLEM, open_app
-from clawgate.cli.rows import Json, dash, inbound_row, run_row, session_row, table
+from clawgate.cli.rows import (
+    Json,
+    dash,
+    inbound_row,
+    outbound_row,
+    run_row,
+    session_row,
+    table,
+)
 from clawgate.config import Settings
 from clawgate.domain import check_key
 from clawgate.errors import InvalidInput
@@ -30,6 +38,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         row["runs"] = [run_row(r) for r in await app.store.list_runs(summary.session.id,
                                                                       args.limit)]
         row["inbound"] = [inbound_row(m) for m in await app.store.list_inbound(
+            summary.session.id, args.limit)]
+        row["outbox"] = [outbound_row(o) for o in await app.store.list_outbox(
             summary.session.id, args.limit)]
         print(json.dumps(row, indent=2) if args.json else _show_text(row))
         return OK
@@ -66,7 +76,15 @@ def _show_text(row: Json) -> str:
           dash(m["runId"]), str(m["text"])] for m in inbound],
         ["MESSAGE", "RECEIVED", "FATE", "REASON", "RUN", "TEXT"],
     )
-    return "\n".join([*head, "", run_table, "", message_table])
+    parts = [*head, "", run_table, "", message_table]
+    outbox: list[Json] = row["outbox"]
+    if outbox:
+        parts += ["", table(
+            [[str(o["id"]), f"{o['channel']}:{o['target']}", str(o["status"]),
+              str(o["attempts"]), dash(o["lastError"])] for o in outbox],
+            ["REPLY", "TO", "DELIVERY", "TRIES", "LAST ERROR"],
+        )]
+    return "\n".join(parts)
 
 
 def _short(value: object) -> str:

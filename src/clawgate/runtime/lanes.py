@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from clawgate.clock import Clock
 from clawgate.runtime.runner import Runner
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 class Lanes:
     def __init__(
         self, store: Store, runner: Runner, settings: RuntimeSettings, owner_id: str,
-        scope: Scope, clock: Clock,
+        scope: Scope, clock: Clock, after_run: Callable[[], None],
     ) -> None:
         self._store = store
         self._runner = runner
@@ -30,6 +31,7 @@ class Lanes:
         self._owner = owner_id
         self._scope = scope
         self._clock = clock
+        self._after_run = after_run
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._kicked: set[str] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
@@ -72,6 +74,7 @@ class Lanes:
                     )
                     if isinstance(claim, Claim):
                         await self._runner.execute(claim)
+                        self._after_run()
                         after_run = True
                         continue
                 if isinstance(claim, Deferred):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
 
+from clawgate.channels.base import Sender
 from clawgate.clock import Clock
 from clawgate.domain import (
     Fate,
@@ -36,6 +38,7 @@ from clawgate.runtime.bus import (
     RuntimeEvent,
     Subscription,
 )
+from clawgate.runtime.delivery import Deliverer
 from clawgate.runtime.lanes import Lanes
 from clawgate.runtime.owner import this_process
 from clawgate.runtime.recovery import recover
@@ -79,6 +82,7 @@ class Runtime:
     def __init__(
         self, store: Store, providers: dict[str, Provider], settings: RuntimeSettings,
         *, scope: Scope | None = None, clock: Clock | None = None,
+        senders: Sequence[Sender] = (),
     ) -> None:
         self.store = store
         self.settings = settings
@@ -88,9 +92,12 @@ class Runtime:
         self.bus = EventBus()
         self._scope = scope or ServeAll()
         self._runner = Runner(store, providers, settings, self.owner.id, self.bus, self.clock)
-        self._lanes = Lanes(store, self._runner, settings, self.owner.id, self._scope, self.clock)
+        self._deliverer = Deliverer(store, senders, self.clock)
+        self._lanes = Lanes(store, self._runner, settings, self.owner.id, self._scope,
+                            self.clock, after_run=self._deliverer.kick)
         self._supervisor = Supervisor(
-            store, self._runner, self._lanes, self._scope, settings, self.owner, self.clock
+            store, self._runner, self._lanes, self._scope, settings, self.owner, self.clock,
+            self._deliverer,
         )
         self._loop: asyncio.Task[None] | None = None
         self._state = _State.NEW
@@ -124,6 +131,7 @@ class Runtime:
             self._loop.cancel()
             await asyncio.wait({self._loop})
         await self._lanes.drain(self.settings.shutdown_grace if grace is None else grace)
+        await self._deliverer.drain()
         try:
             await self.store.retire_owner(self.owner.id)
         except ClawgateError as exc:
@@ -144,11 +152,16 @@ class Runtime:
     async def send(
         self, key: str, text: str, *, channel: str = "cli",
         channel_message_id: str | None = None, sender: str | None = None,
+        reply_to: str | None = None,
     ) -> Acceptance:
-        """Persist a message and see that it is answered (the queue mode decides how)."""
+        """Persist a message and see that it is answered (the queue mode decides how).
+
+        ``reply_to`` is where ``channel`` pushes replies; they then go through the outbox.
+        """
         self._require_started()
         acceptance = await self.store.accept_inbound(
-            key, NewInbound(channel, text, channel_message_id, sender), self.settings.queue
+            key, NewInbound(channel, text, channel_message_id, sender, reply_to),
+            self.settings.queue,
         )
         if acceptance.duplicate:
             return acceptance

@@ -2,9 +2,9 @@
 
 Each tick: honour stop requests made by other processes, end runs past their deadline, renew
 the leases of the runs this process works on, recover orphaned runs (an expired lease is
-noticed within one tick), and pick up sessions
-whose waiting messages nobody is serving. ``run`` calls ``tick`` every poll interval; tests
-call ``tick`` directly with a manual clock.
+noticed within one tick), pick up sessions whose waiting messages nobody is serving, and
+deliver replies whose retry is due. ``run`` calls ``tick`` every poll interval; tests call
+``tick`` directly with a manual clock.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import datetime
 from clawgate.clock import Clock
 from clawgate.domain import OwnerInfo, RunStatus
 from clawgate.errors import StoreClosed
+from clawgate.runtime.delivery import Deliverer
 from clawgate.runtime.lanes import Lanes
 from clawgate.runtime.recovery import recover_dead_owners, recover_expired
 from clawgate.runtime.runner import Runner
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class Supervisor:
     def __init__(
         self, store: Store, runner: Runner, lanes: Lanes, scope: Scope,
-        settings: RuntimeSettings, owner: OwnerInfo, clock: Clock,
+        settings: RuntimeSettings, owner: OwnerInfo, clock: Clock, deliverer: Deliverer,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -38,6 +39,7 @@ class Supervisor:
         self._settings = settings
         self._owner = owner
         self._clock = clock
+        self._deliverer = deliverer
         self._next_renewal: datetime | None = None
         self._next_recovery: datetime | None = None
 
@@ -58,6 +60,7 @@ class Supervisor:
         await self._renew_leases()
         await self._recover()
         await self._pick_up_waiting()
+        self._deliverer.kick()  # replies whose retry is due
 
     async def _honour_stop_requests(self) -> None:
         if not self._runner.active:

@@ -24,11 +24,13 @@ from clawgate.domain import (
     ENDED_OWNER_GONE,
     STOP_STATUSES,
     Delivery,
+    DeliveryStatus,
     DropReason,
     Fate,
     InboundMessage,
     ModelRef,
     NewInbound,
+    Outbound,
     OwnerInfo,
     QueueMode,
     QueuePatch,
@@ -43,6 +45,7 @@ from clawgate.domain import (
     check_inbound,
     check_key,
     debounce_until,
+    delivery_text,
     merge_patch,
     plan_claim,
     plan_overflow,
@@ -73,6 +76,7 @@ class MemoryDatabase:
     transcript: list[TranscriptEntry] = field(default_factory=list)
     owners: dict[str, OwnerInfo] = field(default_factory=dict)
     summarized: set[str] = field(default_factory=set)
+    outbox: list[Outbound] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (session, kind, subject)
 
 
@@ -216,6 +220,9 @@ class MemoryStore:
         if message.channel_message_id is not None:
             db.dedup[(message.channel, message.channel_message_id)] = accepted.id
         db.events.append((session.id, "message.pending", accepted.id))
+        if message.reply_to is not None:
+            session = self._update_session(
+                db, session.id, delivery=Delivery(message.channel, message.reply_to))
         doomed = [accepted.id] if plan.drop_new else [m.id for m in queued[: plan.drop_oldest]]
         dropped = self._decide(db, doomed, Fate.DROPPED, reason=plan.reason)
         session = self._update_session(db, session.id)
@@ -325,6 +332,7 @@ class MemoryStore:
             self._append(db, run.session_id, Role.ASSISTANT, outcome.reply, run_id, stopped=stopped)
         session = db.sessions[run.session_id]
         self._update_session(db, session.id, usage=session.usage + outcome.usage)
+        self._enqueue_delivery(db, ended, outcome)
         return ended
 
     async def request_stop(
@@ -378,6 +386,45 @@ class MemoryStore:
         db = await self._enter()
         parts = [e.text for e in db.transcript if e.run_id == run_id and e.role is Role.ASSISTANT]
         return "\n\n".join(parts)
+
+    # --- outbox --------------------------------------------------------------------
+
+    async def take_deliveries(
+        self, channel: str, lease: timedelta, limit: int = 20
+    ) -> list[Outbound]:
+        db = await self._enter()
+        now = self.clock.now()
+        seen_targets: set[str] = set()
+        taken: list[Outbound] = []
+        for index, item in enumerate(db.outbox):
+            if item.channel != channel or item.status is not DeliveryStatus.PENDING:
+                continue
+            first_for_target = item.target not in seen_targets
+            seen_targets.add(item.target)
+            if first_for_target and item.next_attempt_at <= now and len(taken) < limit:
+                claimed = dataclasses.replace(
+                    item, attempts=item.attempts + 1, next_attempt_at=now + lease)
+                db.outbox[index] = claimed
+                taken.append(claimed)
+        return taken
+
+    async def mark_delivered(self, outbound_id: str) -> bool:
+        db = await self._enter()
+        return self._settle(db, outbound_id, status=DeliveryStatus.DELIVERED,
+                            delivered_at=self.clock.now(), last_error=None)
+
+    async def mark_undelivered(
+        self, outbound_id: str, error: str, retry_at: datetime | None
+    ) -> bool:
+        db = await self._enter()
+        if retry_at is None:
+            return self._settle(db, outbound_id, status=DeliveryStatus.REJECTED,
+                                last_error=error)
+        return self._settle(db, outbound_id, last_error=error, next_attempt_at=retry_at)
+
+    async def list_outbox(self, session_id: str, limit: int = 100) -> list[Outbound]:
+        db = await self._enter()
+        return [o for o in db.outbox if o.session_id == session_id][-limit:]
 
     # --- health ----------------------------------------------------------------------
 
@@ -508,6 +555,30 @@ class MemoryStore:
             run = dataclasses.replace(run, stop_requested=status)
             db.runs[run.id] = run
         return StopResult(StopOutcome.SIGNALLED, run, tuple(dropped))
+
+    def _enqueue_delivery(self, db: MemoryDatabase, run: Run, outcome: RunOutcome) -> None:
+        delivery = db.sessions[run.session_id].delivery
+        if delivery is None:
+            return
+        reply = "\n\n".join(e.text for e in db.transcript
+                             if e.run_id == run.id and e.role is Role.ASSISTANT)
+        text = delivery_text(outcome.status, reply, outcome.error)
+        if text is None:
+            return
+        now = self.clock.now()
+        db.outbox.append(Outbound(
+            id=new_id("out"), session_id=run.session_id, run_id=run.id,
+            channel=delivery.channel, target=delivery.target, text=text, created_at=now,
+            next_attempt_at=now,
+        ))
+
+    @staticmethod
+    def _settle(db: MemoryDatabase, outbound_id: str, **changes: Any) -> bool:
+        for index, item in enumerate(db.outbox):
+            if item.id == outbound_id and item.status is DeliveryStatus.PENDING:
+                db.outbox[index] = dataclasses.replace(item, **changes)
+                return True
+        return False
 
     def _summarize_dropped(self, db: MemoryDatabase, session_id: str, run_id: str) -> None:
         texts = []

@@ -26,6 +26,7 @@ from clawgate.domain import (
     InboundMessage,
     ModelRef,
     NewInbound,
+    Outbound,
     OwnerInfo,
     QueuePatch,
     QueueSettings,
@@ -262,6 +263,30 @@ class Store(Protocol):
     async def run_reply(self, run_id: str) -> str:
         """The assistant text a run produced (all its segments)."""
         ...
+
+    # --- outbox ---------------------------------------------------------------------
+    # finish_run writes a reply to the outbox, in its own transaction, when the session has a
+    # delivery target (set by accept_inbound from a message's ``reply_to``).
+
+    async def take_deliveries(
+        self, channel: str, lease: timedelta, limit: int = 20
+    ) -> list[Outbound]:
+        """Claim due replies for a channel, oldest first, at most one per target at a time.
+
+        A claim pushes the next attempt ``lease`` ahead and counts the attempt, so a sender
+        that dies mid-send leaves the reply to be retried by anyone (at-least-once).
+        """
+        ...
+
+    async def mark_delivered(self, outbound_id: str) -> bool: ...
+
+    async def mark_undelivered(
+        self, outbound_id: str, error: str, retry_at: datetime | None
+    ) -> bool:
+        """Record a failed attempt; retry at ``retry_at``, or never (rejected) when None."""
+        ...
+
+    async def list_outbox(self, session_id: str, limit: int = 100) -> list[Outbound]: ...
 
     # --- health -----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from clawgate.domain import (
     InboundMessage,
     ModelRef,
     NewInbound,
+    Outbound,
     OwnerInfo,
     QueuePatch,
     QueueSettings,
@@ -210,6 +211,27 @@ class SqliteStore:
 
     async def run_reply(self, run_id: str) -> str:
         return await self._reader.read(q.run_reply, run_id)
+
+    # --- outbox ----------------------------------------------------------------------
+
+    async def take_deliveries(
+        self, channel: str, lease: timedelta, limit: int = 20
+    ) -> list[Outbound]:
+        # Called on every supervisor tick: look first without taking the write lock.
+        if not await self._reader.read(q.any_due, self.clock, channel):
+            return []
+        return await self._writer.write(cmd.take_deliveries, self.clock, channel, lease, limit)
+
+    async def mark_delivered(self, outbound_id: str) -> bool:
+        return await self._writer.write(cmd.mark_delivered, self.clock, outbound_id)
+
+    async def mark_undelivered(
+        self, outbound_id: str, error: str, retry_at: datetime | None
+    ) -> bool:
+        return await self._writer.write(cmd.mark_undelivered, outbound_id, error, retry_at)
+
+    async def list_outbox(self, session_id: str, limit: int = 100) -> list[Outbound]:
+        return await self._reader.read(q.list_outbox, session_id, limit)
 
     # --- health ----------------------------------------------------------------------
 

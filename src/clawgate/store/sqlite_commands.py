@@ -22,6 +22,7 @@ from clawgate.domain import (
     InboundMessage,
     ModelRef,
     NewInbound,
+    Outbound,
     OwnerInfo,
     QueueMode,
     QueuePatch,
@@ -34,6 +35,7 @@ from clawgate.domain import (
     allowed_from,
     can_transition,
     debounce_until,
+    delivery_text,
     plan_claim,
     plan_overflow,
     runtime_ms,
@@ -51,9 +53,11 @@ from clawgate.store.protocol import (
 )
 from clawgate.store.sqlite_rows import (
     INBOUND_COLUMNS,
+    OUTBOX_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
     inbound_from,
+    outbound_from,
     run_from,
     session_from,
     ts,
@@ -325,6 +329,13 @@ def accept_inbound(
         (message_id, session.id, message.channel, message.channel_message_id, message.sender,
          message.text, ts(now)),
     )
+    if message.reply_to is not None:
+        conn.execute(
+            "UPDATE sessions SET delivery_channel = ?, delivery_target = ? WHERE id = ?",
+            (message.channel, message.reply_to, session.id),
+        )
+        session = dataclasses.replace(session, delivery=Delivery(message.channel,
+                                                                 message.reply_to))
     doomed = [message_id] if plan.drop_new else [m.id for m in queued[: plan.drop_oldest]]
     dropped = _decide(conn, doomed, Fate.DROPPED, now, reason=plan.reason)
     _touch(conn, session.id, now)
@@ -462,7 +473,82 @@ def finish_run(
         " updated_at = ? WHERE id = ?",
         (outcome.usage.input_tokens, outcome.usage.output_tokens, ts(now), run.session_id),
     )
+    _enqueue_delivery(conn, run, outcome, now)
     return run_by_id(conn, run_id)
+
+
+def _enqueue_delivery(
+    conn: sqlite3.Connection, run: Run, outcome: RunOutcome, now: datetime
+) -> None:
+    session = session_by_id(conn, run.session_id)
+    if session is None or session.delivery is None:
+        return
+    reply = "\n\n".join(row[0] for row in conn.execute(
+        "SELECT text FROM transcript WHERE run_id = ? AND role = 'assistant' ORDER BY seq",
+        (run.id,),
+    ))
+    text = delivery_text(outcome.status, reply, outcome.error)
+    if text is None:
+        return
+    conn.execute(
+        "INSERT INTO outbox (id, session_id, run_id, channel, target, text, next_attempt_at,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (new_id("out"), run.session_id, run.id, session.delivery.channel,
+         session.delivery.target, text, ts(now), ts(now)),
+    )
+
+
+# --- outbox --------------------------------------------------------------------------
+
+
+def take_deliveries(
+    conn: sqlite3.Connection, clock: Clock, channel: str, lease: timedelta, limit: int
+) -> list[Outbound]:
+    now = clock.now()
+    rows = conn.execute(
+        f"SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE channel = ? AND status = 'pending'"
+        " AND next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM outbox e"
+        " WHERE e.channel = o.channel AND e.target = o.target AND e.status = 'pending'"
+        " AND e.seq < o.seq) ORDER BY seq LIMIT ?",
+        (channel, ts(now), limit),
+    ).fetchall()
+    taken = []
+    for row in rows:
+        item = outbound_from(row)
+        conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?",
+            (ts(now + lease), item.id),
+        )
+        taken.append(dataclasses.replace(item, attempts=item.attempts + 1,
+                                         next_attempt_at=now + lease))
+    return taken
+
+
+def mark_delivered(conn: sqlite3.Connection, clock: Clock, outbound_id: str) -> bool:
+    cursor = conn.execute(
+        "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL"
+        " WHERE id = ? AND status = 'pending'",
+        (ts(clock.now()), outbound_id),
+    )
+    return bool(cursor.rowcount)
+
+
+def mark_undelivered(
+    conn: sqlite3.Connection, outbound_id: str, error: str, retry_at: datetime | None
+) -> bool:
+    if retry_at is None:
+        cursor = conn.execute(
+            "UPDATE outbox SET status = 'rejected', last_error = ?"
+            " WHERE id = ? AND status = 'pending'",
+            (error, outbound_id),
+        )
+    else:
+        cursor = conn.execute(
+            "UPDATE outbox SET last_error = ?, next_attempt_at = ?"
+            " WHERE id = ? AND status = 'pending'",
+            (error, ts(retry_at), outbound_id),
+        )
+    return bool(cursor.rowcount)
 
 
 def stop_session(

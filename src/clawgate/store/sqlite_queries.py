@@ -9,6 +9,7 @@ from clawgate.clock import Clock
 from clawgate.domain import (
     TRANSITIONS,
     InboundMessage,
+    Outbound,
     OwnerInfo,
     Role,
     Run,
@@ -19,11 +20,13 @@ from clawgate.store.protocol import Finding, SessionSummary
 from clawgate.store.sqlite_commands import ACTIVE, current_session
 from clawgate.store.sqlite_rows import (
     INBOUND_COLUMNS,
+    OUTBOX_COLUMNS,
     OWNER_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
     TRANSCRIPT_COLUMNS,
     inbound_from,
+    outbound_from,
     owner_from,
     run_from,
     session_from,
@@ -88,6 +91,23 @@ def list_inbound(conn: sqlite3.Connection, session_id: str, limit: int) -> list[
 def active_runs(conn: sqlite3.Connection) -> list[Run]:
     rows = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {ACTIVE}").fetchall()
     return [run_from(row) for row in rows]
+
+
+def list_outbox(conn: sqlite3.Connection, session_id: str, limit: int) -> list[Outbound]:
+    rows = conn.execute(
+        f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
+        (session_id, limit),
+    ).fetchall()
+    return [outbound_from(row) for row in reversed(rows)]
+
+
+def any_due(conn: sqlite3.Connection, clock: Clock, channel: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM outbox WHERE channel = ? AND status = 'pending'"
+        " AND next_attempt_at <= ? LIMIT 1",
+        (channel, ts(clock.now())),
+    ).fetchone()
+    return row is not None
 
 
 def any_expired(conn: sqlite3.Connection, clock: Clock) -> bool:

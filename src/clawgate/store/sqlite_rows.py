@@ -7,11 +7,13 @@ from typing import Any
 
 from clawgate.domain import (
     Delivery,
+    DeliveryStatus,
     DropPolicy,
     DropReason,
     Fate,
     InboundMessage,
     ModelRef,
+    Outbound,
     OwnerInfo,
     QueueMode,
     QueuePatch,
@@ -152,4 +154,20 @@ def owner_from(row: Row) -> OwnerInfo:
         boot_id=boot_id,
         process_start=process_start,
         started_at=dt(started),
+    )
+
+
+OUTBOX_COLUMNS = (
+    "id, session_id, run_id, channel, target, text, created_at, next_attempt_at, status,"
+    " attempts, last_error, delivered_at"
+)
+
+
+def outbound_from(row: Row) -> Outbound:
+    (oid, sid, run_id, channel, target, text, created, next_at, status, attempts, error,
+     delivered) = row
+    return Outbound(
+        id=oid, session_id=sid, run_id=run_id, channel=channel, target=target, text=text,
+        created_at=dt(created), next_attempt_at=dt(next_at), status=DeliveryStatus(status),
+        attempts=attempts, last_error=error, delivered_at=opt_dt(delivered),
     )
