@@ -166,3 +166,14 @@ def test_statement_splitting_keeps_triggers_whole() -> None:
     assert len(statements(sql)) == 2
     with pytest.raises(ValueError, match="incomplete"):
         statements("CREATE TABLE t (a")
+
+
+async def test_the_audit_notices_a_dropped_guard(
+    db: tuple[SqliteStore, sqlite3.Connection],
+) -> None:
+    store, raw = db
+    raw.execute("DROP TRIGGER transcript_append_only_update")
+    raw.execute("DROP INDEX runs_one_active")
+    findings = await store.audit()
+    assert [(f.code, "transcript_append_only_update" in f.message or "runs_one_active"
+             in f.message) for f in findings] == [("missing_guard", True)] * 2

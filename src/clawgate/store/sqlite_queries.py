@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from clawgate.clock import Clock
 from clawgate.domain import (
@@ -197,7 +197,9 @@ def audit(conn: sqlite3.Connection, clock: Clock) -> list[Finding]:
     findings = _integrity(conn)
     findings += _contradictions(conn)
     findings += _transition_table(conn)
+    findings += _guards(conn)
     findings += _orphans(conn, now)
+    findings += _past_deadline(conn, now)
     findings += _waiting(conn)
     return findings
 
@@ -244,6 +246,37 @@ def _transition_table(conn: sqlite3.Connection) -> list[Finding]:
     if stored != expected:
         return [Finding("transition_table", "the database's run transition table was altered")]
     return []
+
+
+#: The triggers and indexes that enforce the promises; doctor checks none was dropped.
+GUARDS = frozenset({
+    "runs_status_forward_only", "runs_finished_are_final", "runs_start_active",
+    "inbound_fate_once", "inbound_said_is_kept", "inbound_no_delete",
+    "transcript_append_only_update", "transcript_append_only_delete",
+    "events_run_created", "events_run_transition", "events_message_accepted",
+    "events_message_fate", "outbox_final", "outbox_text_kept",
+    "runs_one_active", "sessions_current_key", "inbound_dedup", "outbox_one_per_run",
+})
+
+
+def _guards(conn: sqlite3.Connection) -> list[Finding]:
+    present = {row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('trigger', 'index')")}
+    return [Finding("missing_guard", f"the database lost its guard {name!r}; restore it "
+                                     "from a backup or recreate the database")
+            for name in sorted(GUARDS - present)]
+
+
+def _past_deadline(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
+    rows = conn.execute(
+        "SELECT id, deadline_at FROM runs WHERE status = 'running' AND deadline_at < ?"
+        " AND lease_expires_at >= ?",
+        (ts(now - timedelta(minutes=1)), ts(now)),
+    ).fetchall()
+    return [Finding("past_deadline", f"run {run_id} is still running a minute after its "
+                                     f"deadline ({deadline}); its owner is not enforcing it",
+                    subject=run_id)
+            for (run_id, deadline) in rows]
 
 
 def _orphans(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
