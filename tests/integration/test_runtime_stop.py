@@ -5,10 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 
-from clawgate.domain import Delivery, Fate, ModelRef, QueueMode, QueuePatch, Role, RunStatus
+from clawgate.domain import (
+    Delivery,
+    Fate,
+    ModelRef,
+    NewInbound,
+    QueueMode,
+    QueuePatch,
+    Role,
+    RunStatus,
+)
 from clawgate.runtime.runtime import Runtime
 from clawgate.store.protocol import Store
-from tests.integration.harness import Harness, answer, eventually
+from tests.integration.harness import SETTINGS, Harness, answer, eventually
 
 
 async def _status(store: Store, run_id: str) -> RunStatus:
@@ -160,6 +169,23 @@ async def test_shutdown_interrupts_a_turn_that_outlasts_the_grace_period(
     assert "shut down" in (run.error or "")
     assert await runtime.store.run_reply(run.id) == "partial"
     assert call.closed
+
+
+async def test_shutdown_leaves_no_run_of_its_own_active(harness: Harness) -> None:
+    runtime = await harness.runtime(supervise=False)
+    await runtime.send("s1", "hello")
+    await harness.model.next_call()
+    # Another run this process claimed but never started (its lane was cut off mid-claim):
+    await runtime.store.accept_inbound("s2", NewInbound("cli", "orphan"), SETTINGS.queue)
+    session = await runtime.store.get_session("s2")
+    assert session is not None
+    orphan = await runtime.store.claim_next(session.id, runtime.owner.id, SETTINGS.lease,
+                                            SETTINGS.queue)
+    assert orphan is not None
+
+    await runtime.close(grace=0)
+
+    assert await runtime.store.active_runs() == []
 
 
 async def test_reset_during_a_run_stops_it_and_the_new_session_answers(

@@ -53,6 +53,9 @@ from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, Store
 log = logging.getLogger(__name__)
 
 
+SHUTDOWN_REASON = "interrupted: the gateway shut down before the run started"
+
+
 class ShuttingDown(ClawgateError):
     def __init__(self) -> None:
         super().__init__("clawgate is shutting down and accepts no new messages")
@@ -133,6 +136,8 @@ class Runtime:
         await self._lanes.drain(self.settings.shutdown_grace if grace is None else grace)
         await self._deliverer.drain()
         try:
+            # A lane cancelled mid-claim can leave a run it never started: end it now.
+            await self.store.recover_owner(self.owner.id, SHUTDOWN_REASON)
             await self.store.retire_owner(self.owner.id)
         except ClawgateError as exc:
             log.warning("could not retire owner %s: %s", self.owner.id, exc)

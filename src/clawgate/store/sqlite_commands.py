@@ -308,16 +308,9 @@ def accept_inbound(
     conn: sqlite3.Connection, clock: Clock, key: str, message: NewInbound,
     defaults: QueueSettings,
 ) -> Acceptance:
-    if message.channel_message_id is not None:
-        row = conn.execute(
-            f"SELECT {INBOUND_COLUMNS} FROM inbound WHERE channel = ? AND channel_message_id = ?",
-            (message.channel, message.channel_message_id),
-        ).fetchone()
-        if row is not None:
-            first = inbound_from(row)
-            session = session_by_id(conn, first.session_id)
-            assert session is not None
-            return Acceptance(first, session, duplicate=True)
+    duplicate = _delivered_before(conn, message)
+    if duplicate is not None:
+        return duplicate
     session = ensure_session(conn, clock, key)
     now = clock.now()
     queued = waiting(conn, session.id)
@@ -347,6 +340,22 @@ def accept_inbound(
         dropped=tuple(dropped),
         active_run=active_run(conn, session.id),
     )
+
+
+def _delivered_before(conn: sqlite3.Connection, message: NewInbound) -> Acceptance | None:
+    """The first record of a message the channel delivered before, if it did."""
+    if message.channel_message_id is None:
+        return None
+    row = conn.execute(
+        f"SELECT {INBOUND_COLUMNS} FROM inbound WHERE channel = ? AND channel_message_id = ?",
+        (message.channel, message.channel_message_id),
+    ).fetchone()
+    if row is None:
+        return None
+    first = inbound_from(row)
+    session = session_by_id(conn, first.session_id)
+    assert session is not None
+    return Acceptance(first, session, duplicate=True)
 
 
 # --- runs ----------------------------------------------------------------------------
