@@ -178,11 +178,34 @@ class ModelRef:
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0  # of the input, how many the provider served from its cache
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one candidate (model and auth profile) during a run."""
+
+    model: ModelRef
+    profile: str
+    outcome: str  # "answered", or the ProviderError kind that made us move on
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """An auth profile resting after failures; ``failures`` grows the next window."""
+
+    profile_key: str  # "provider:profile"
+    until: datetime
+    failures: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +248,7 @@ class Run:
     stop_requested: RunStatus | None = None
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+    profile: str | None = None  # the auth profile that answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +282,17 @@ class TranscriptEntry:
     run_id: str | None = None
     message_id: str | None = None
     stopped: bool = False  # an assistant reply cut short by stop, timeout or failure
+    covers_through: int | None = None  # a summary: it stands for entries up to this seq
+
+
+@dataclass(frozen=True, slots=True)
+class ContextEntry:
+    """A transcript entry as a model is shown it."""
+
+    seq: int
+    role: Role
+    text: str
+    summary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +354,9 @@ class RunOutcome:
     reply: str = ""
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
-    model: ModelRef | None = None
+    model: ModelRef | None = None  # the model that answered (None: the one it started with)
+    profile: str | None = None
+    attempts: tuple[Attempt, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.status.terminal:
@@ -448,6 +485,12 @@ def delivery_text(status: RunStatus, reply: str, error: str | None) -> str | Non
     if not reply and status is not RunStatus.FAILED:
         return None  # a stop or interrupt with nothing said: the user knows
     return "\n".join(part for part in (reply, notes.get(status, "")) if part)
+
+
+def cooldown_window(failures: int, windows: Sequence[float], at_least: float | None) -> float:
+    """Seconds an auth profile rests after its ``failures``-th failure in a row."""
+    window = windows[min(failures, len(windows)) - 1]
+    return max(window, at_least or 0.0)
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:

@@ -13,8 +13,12 @@
     └── ProviderError               a model provider failed (never turned into reply text)
         ├── RateLimited             429; ``retry_after`` seconds when the provider says
         ├── AuthFailed              401/403: a missing, wrong or revoked key
+        ├── BillingFailed           402, quota or credit exhausted
         ├── ProviderTimeout         no answer in time
-        ├── ProviderUnavailable     5xx, overload, connection reset: worth a retry
+        ├── ProviderUnavailable     5xx, connection reset, malformed stream: worth a retry
+        │   └── Overloaded          the provider says it is overloaded (529, 503)
+        ├── ContextOverflow         the conversation is longer than the model's window
+        ├── CoolingDown             every candidate is cooling down after failures
         └── ProviderFatal           the request itself is wrong; retrying will not help
 """
 
@@ -104,12 +108,28 @@ class AuthFailed(ProviderError):
     kind = "auth"
 
 
+class BillingFailed(ProviderError):
+    kind = "billing"
+
+
 class ProviderTimeout(ProviderError):
     kind = "timeout"
 
 
 class ProviderUnavailable(ProviderError):
     kind = "unavailable"
+
+
+class Overloaded(ProviderUnavailable):
+    kind = "overloaded"
+
+
+class ContextOverflow(ProviderError):
+    kind = "context_overflow"
+
+
+class CoolingDown(ProviderError):
+    kind = "cooling_down"
 
 
 class ProviderFatal(ProviderError):

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from clawgate.clock import Clock
 from clawgate.domain import (
+    ContextEntry,
     ModelRef,
     QueueMode,
     Role,
@@ -211,8 +212,13 @@ class Runner:
 
 
 _ROLES = {Role.USER: ChatRole.USER, Role.ASSISTANT: ChatRole.ASSISTANT, Role.NOTE: ChatRole.USER}
+SUMMARY_PREFIX = "Summary of the conversation so far:\n"
 
 
-def context(entries: list[tuple[Role, str]]) -> tuple[ChatMessage, ...]:
-    """The conversation a model sees, from the transcript."""
-    return tuple(ChatMessage(_ROLES[role], text) for role, text in entries)
+def context(entries: list[ContextEntry]) -> tuple[ChatMessage, ...]:
+    """The conversation a model sees, from the transcript (a summary goes first, as system)."""
+    return tuple(
+        ChatMessage(ChatRole.SYSTEM, SUMMARY_PREFIX + e.text) if e.summary
+        else ChatMessage(_ROLES[e.role], e.text)
+        for e in entries
+    )

@@ -23,6 +23,9 @@ from clawgate.domain import (
     ENDED_LEASE_EXPIRED,
     ENDED_OWNER_GONE,
     STOP_STATUSES,
+    Attempt,
+    ContextEntry,
+    Cooldown,
     Delivery,
     DeliveryStatus,
     DropReason,
@@ -41,9 +44,11 @@ from clawgate.domain import (
     RunStatus,
     Session,
     TranscriptEntry,
+    Usage,
     can_transition,
     check_inbound,
     check_key,
+    cooldown_window,
     debounce_until,
     delivery_text,
     merge_patch,
@@ -77,6 +82,8 @@ class MemoryDatabase:
     owners: dict[str, OwnerInfo] = field(default_factory=dict)
     summarized: set[str] = field(default_factory=set)
     outbox: list[Outbound] = field(default_factory=list)
+    attempts: dict[str, list[Attempt]] = field(default_factory=dict)
+    cooldowns: dict[str, Cooldown] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (session, kind, subject)
 
 
@@ -326,7 +333,9 @@ class MemoryStore:
         ended = self._transition(
             db, run, outcome.status, ended_at=now, runtime_ms=runtime_ms(run, now),
             usage=outcome.usage, error=outcome.error, model=outcome.model or run.model,
+            profile=outcome.profile,
         )
+        db.attempts[run_id] = list(outcome.attempts)
         if outcome.reply:
             stopped = outcome.status is not RunStatus.DONE
             self._append(db, run.session_id, Role.ASSISTANT, outcome.reply, run_id, stopped=stopped)
@@ -377,10 +386,33 @@ class MemoryStore:
         entries = [e for e in db.transcript if e.session_id == session_id]
         return entries if limit is None else entries[-limit:]
 
-    async def conversation(self, session_id: str, limit: int) -> list[tuple[Role, str]]:
+    async def conversation(self, session_id: str, limit: int) -> list[ContextEntry]:
         db = await self._enter()
-        entries = [(e.role, e.text) for e in db.transcript if e.session_id == session_id]
-        return entries[-limit:]
+        entries = [e for e in db.transcript if e.session_id == session_id]
+        summaries = [e for e in entries if e.covers_through is not None]
+        after = summaries[-1].covers_through if summaries else -1
+        assert after is not None
+        kept = [ContextEntry(e.seq, e.role, e.text) for e in entries
+                if e.seq > after and e.covers_through is None][-limit:]
+        if not summaries:
+            return kept
+        last = summaries[-1]
+        return [ContextEntry(last.seq, Role.NOTE, last.text, summary=True), *kept]
+
+    async def append_summary(
+        self, session_id: str, text: str, covers_through: int, usage: Usage,
+        run_id: str | None = None, owner_id: str | None = None,
+    ) -> bool:
+        db = await self._enter()
+        if run_id is not None:
+            run = db.runs.get(run_id)
+            if run is None or run.owner_id != owner_id or not run.status.active:
+                return False
+        self._append(db, session_id, Role.NOTE, text, run_id, covers_through=covers_through)
+        session = db.sessions[session_id]
+        extra = usage if run_id is None else Usage()
+        self._update_session(db, session_id, usage=session.usage + extra)
+        return True
 
     async def run_reply(self, run_id: str) -> str:
         db = await self._enter()
@@ -425,6 +457,31 @@ class MemoryStore:
     async def list_outbox(self, session_id: str, limit: int = 100) -> list[Outbound]:
         db = await self._enter()
         return [o for o in db.outbox if o.session_id == session_id][-limit:]
+
+    # --- model routing -------------------------------------------------------------
+
+    async def list_attempts(self, run_id: str) -> list[Attempt]:
+        db = await self._enter()
+        return list(db.attempts.get(run_id, []))
+
+    async def cooldowns(self) -> list[Cooldown]:
+        db = await self._enter()
+        return list(db.cooldowns.values())
+
+    async def record_cooldown(
+        self, profile_key: str, reason: str, windows: tuple[float, ...], at_least: float | None
+    ) -> Cooldown:
+        db = await self._enter()
+        previous = db.cooldowns.get(profile_key)
+        failures = (previous.failures if previous else 0) + 1
+        until = self.clock.now() + timedelta(
+            seconds=cooldown_window(failures, windows, at_least))
+        db.cooldowns[profile_key] = Cooldown(profile_key, until, failures, reason)
+        return db.cooldowns[profile_key]
+
+    async def clear_cooldown(self, profile_key: str) -> None:
+        db = await self._enter()
+        db.cooldowns.pop(profile_key, None)
 
     # --- health ----------------------------------------------------------------------
 
@@ -510,11 +567,12 @@ class MemoryStore:
     def _append(
         self, db: MemoryDatabase, session_id: str, role: Role, text: str,
         run_id: str | None = None, message_id: str | None = None, stopped: bool = False,
+        covers_through: int | None = None,
     ) -> None:
         db.transcript.append(TranscriptEntry(
             seq=len(db.transcript) + 1, session_id=session_id, role=role, text=text,
             created_at=self.clock.now(), run_id=run_id, message_id=message_id,
-            stopped=stopped,
+            stopped=stopped, covers_through=covers_through,
         ))
 
     def _transition(

@@ -22,6 +22,9 @@ from typing import Protocol
 
 from clawgate.clock import Clock
 from clawgate.domain import (
+    Attempt,
+    ContextEntry,
+    Cooldown,
     Delivery,
     InboundMessage,
     ModelRef,
@@ -30,12 +33,12 @@ from clawgate.domain import (
     OwnerInfo,
     QueuePatch,
     QueueSettings,
-    Role,
     Run,
     RunOutcome,
     RunStatus,
     Session,
     TranscriptEntry,
+    Usage,
 )
 
 
@@ -256,8 +259,21 @@ class Store(Protocol):
         """The session's transcript (the last ``limit`` entries), oldest first."""
         ...
 
-    async def conversation(self, session_id: str, limit: int) -> list[tuple[Role, str]]:
-        """The last ``limit`` transcript entries as (role, text): what a model is shown."""
+    async def conversation(self, session_id: str, limit: int) -> list[ContextEntry]:
+        """What a model is shown: the latest summary (if any), then the entries it does
+        not cover, at most ``limit`` of them, oldest first."""
+        ...
+
+    async def append_summary(
+        self, session_id: str, text: str, covers_through: int, usage: Usage,
+        run_id: str | None = None, owner_id: str | None = None,
+    ) -> bool:
+        """Record a compaction summary standing for entries up to ``covers_through``.
+
+        Inside a run (``run_id`` and ``owner_id``) it is fenced like every run write and the
+        usage belongs to the run; outside one the usage is added to the session. False when
+        the run is no longer ours.
+        """
         ...
 
     async def run_reply(self, run_id: str) -> str:
@@ -287,6 +303,24 @@ class Store(Protocol):
         ...
 
     async def list_outbox(self, session_id: str, limit: int = 100) -> list[Outbound]: ...
+
+    # --- model routing --------------------------------------------------------------
+
+    async def list_attempts(self, run_id: str) -> list[Attempt]:
+        """The candidates a run tried, in order (finish_run records them)."""
+        ...
+
+    async def cooldowns(self) -> list[Cooldown]: ...
+
+    async def record_cooldown(
+        self, profile_key: str, reason: str, windows: tuple[float, ...], at_least: float | None
+    ) -> Cooldown:
+        """Count one more failure in a row and rest the profile for the next window."""
+        ...
+
+    async def clear_cooldown(self, profile_key: str) -> None:
+        """The profile answered: its failures are forgiven."""
+        ...
 
     # --- health -----------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ from pathlib import Path
 from clawgate.clock import Clock, SystemClock
 from clawgate.domain import (
     STOP_STATUSES,
+    Attempt,
+    ContextEntry,
+    Cooldown,
     Delivery,
     DropReason,
     InboundMessage,
@@ -21,12 +24,12 @@ from clawgate.domain import (
     OwnerInfo,
     QueuePatch,
     QueueSettings,
-    Role,
     Run,
     RunOutcome,
     RunStatus,
     Session,
     TranscriptEntry,
+    Usage,
     check_inbound,
     check_key,
 )
@@ -206,8 +209,17 @@ class SqliteStore:
     ) -> list[TranscriptEntry]:
         return await self._reader.read(q.transcript, session_id, limit)
 
-    async def conversation(self, session_id: str, limit: int) -> list[tuple[Role, str]]:
+    async def conversation(self, session_id: str, limit: int) -> list[ContextEntry]:
         return await self._reader.read(q.conversation, session_id, limit)
+
+    async def append_summary(
+        self, session_id: str, text: str, covers_through: int, usage: Usage,
+        run_id: str | None = None, owner_id: str | None = None,
+    ) -> bool:
+        return await self._writer.write(
+            cmd.append_summary, self.clock, session_id, text, covers_through, usage, run_id,
+            owner_id,
+        )
 
     async def run_reply(self, run_id: str) -> str:
         return await self._reader.read(q.run_reply, run_id)
@@ -232,6 +244,24 @@ class SqliteStore:
 
     async def list_outbox(self, session_id: str, limit: int = 100) -> list[Outbound]:
         return await self._reader.read(q.list_outbox, session_id, limit)
+
+    # --- model routing ---------------------------------------------------------------
+
+    async def list_attempts(self, run_id: str) -> list[Attempt]:
+        return await self._reader.read(q.list_attempts, run_id)
+
+    async def cooldowns(self) -> list[Cooldown]:
+        return await self._reader.read(q.cooldowns)
+
+    async def record_cooldown(
+        self, profile_key: str, reason: str, windows: tuple[float, ...], at_least: float | None
+    ) -> Cooldown:
+        return await self._writer.write(
+            cmd.record_cooldown, self.clock, profile_key, reason, windows, at_least
+        )
+
+    async def clear_cooldown(self, profile_key: str) -> None:
+        await self._writer.write(cmd.clear_cooldown, profile_key)
 
     # --- health ----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from clawgate.domain import (
     ENDED_BEFORE_START,
     ENDED_LEASE_EXPIRED,
     ENDED_OWNER_GONE,
+    Cooldown,
     Delivery,
     DropReason,
     Fate,
@@ -32,8 +33,10 @@ from clawgate.domain import (
     RunOutcome,
     RunStatus,
     Session,
+    Usage,
     allowed_from,
     can_transition,
+    cooldown_window,
     debounce_until,
     delivery_text,
     plan_claim,
@@ -464,26 +467,85 @@ def finish_run(
         return None
     now = clock.now()
     model = outcome.model or run.model
+    usage = outcome.usage
     cursor = conn.execute(
         "UPDATE runs SET status = ?, ended_at = ?, runtime_ms = ?, input_tokens = ?,"
-        " output_tokens = ?, error = ?, provider = ?, model = ?"
+        " output_tokens = ?, cached_tokens = ?, error = ?, provider = ?, model = ?, profile = ?"
         " WHERE id = ? AND owner_id = ? AND status = ?",
-        (outcome.status.value, ts(now), runtime_ms(run, now), outcome.usage.input_tokens,
-         outcome.usage.output_tokens, outcome.error, model and model.provider,
-         model and model.model, run_id, owner_id, run.status.value),
+        (outcome.status.value, ts(now), runtime_ms(run, now), usage.input_tokens,
+         usage.output_tokens, usage.cached_tokens, outcome.error, model and model.provider,
+         model and model.model, outcome.profile, run_id, owner_id, run.status.value),
     )
     if not cursor.rowcount:
         return None
+    conn.executemany(
+        "INSERT INTO run_attempts (run_id, seq, provider, model, profile, outcome, error)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(run_id, n, a.model.provider, a.model.model, a.profile, a.outcome, a.error)
+         for n, a in enumerate(outcome.attempts)],
+    )
     if outcome.reply:
         stopped = outcome.status is not RunStatus.DONE
         _append(conn, run.session_id, Role.ASSISTANT, outcome.reply, now, run_id, stopped=stopped)
-    conn.execute(
-        "UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-        " updated_at = ? WHERE id = ?",
-        (outcome.usage.input_tokens, outcome.usage.output_tokens, ts(now), run.session_id),
-    )
+    _add_usage(conn, run.session_id, usage, now)
     _enqueue_delivery(conn, run, outcome, now)
     return run_by_id(conn, run_id)
+
+
+def _add_usage(conn: sqlite3.Connection, session_id: str, usage: Usage, now: datetime) -> None:
+    conn.execute(
+        "UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+        " cached_tokens = cached_tokens + ?, updated_at = ? WHERE id = ?",
+        (usage.input_tokens, usage.output_tokens, usage.cached_tokens, ts(now), session_id),
+    )
+
+
+def append_summary(
+    conn: sqlite3.Connection, clock: Clock, session_id: str, text: str, covers_through: int,
+    usage: Usage, run_id: str | None, owner_id: str | None,
+) -> bool:
+    now = clock.now()
+    if run_id is not None:
+        run = run_by_id(conn, run_id)
+        if run is None or run.owner_id != owner_id or not run.status.active:
+            return False
+    conn.execute(
+        "INSERT INTO transcript (session_id, run_id, role, text, created_at, covers_through)"
+        " VALUES (?, ?, 'note', ?, ?, ?)",
+        (session_id, run_id, text, ts(now), covers_through),
+    )
+    if run_id is None:
+        _add_usage(conn, session_id, usage, now)
+    else:
+        _touch(conn, session_id, now)
+    return True
+
+
+# --- cooldowns -----------------------------------------------------------------------
+
+
+def record_cooldown(
+    conn: sqlite3.Connection, clock: Clock, profile_key: str, reason: str,
+    windows: tuple[float, ...], at_least: float | None,
+) -> Cooldown:
+    now = clock.now()
+    row = conn.execute(
+        "SELECT failures FROM cooldowns WHERE profile_key = ?", (profile_key,)
+    ).fetchone()
+    failures = (row[0] if row else 0) + 1
+    until = now + timedelta(seconds=cooldown_window(failures, windows, at_least))
+    conn.execute(
+        "INSERT INTO cooldowns (profile_key, until, failures, reason, updated_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_key) DO UPDATE SET until = excluded.until,"
+        " failures = excluded.failures, reason = excluded.reason,"
+        " updated_at = excluded.updated_at",
+        (profile_key, ts(until), failures, reason, ts(now)),
+    )
+    return Cooldown(profile_key, until, failures, reason)
+
+
+def clear_cooldown(conn: sqlite3.Connection, profile_key: str) -> None:
+    conn.execute("DELETE FROM cooldowns WHERE profile_key = ?", (profile_key,))
 
 
 def _enqueue_delivery(

@@ -8,7 +8,11 @@ from datetime import datetime, timedelta
 from clawgate.clock import Clock
 from clawgate.domain import (
     TRANSITIONS,
+    Attempt,
+    ContextEntry,
+    Cooldown,
     InboundMessage,
+    ModelRef,
     Outbound,
     OwnerInfo,
     Role,
@@ -25,6 +29,7 @@ from clawgate.store.sqlite_rows import (
     RUN_COLUMNS,
     SESSION_COLUMNS,
     TRANSCRIPT_COLUMNS,
+    dt,
     inbound_from,
     outbound_from,
     owner_from,
@@ -171,14 +176,37 @@ def transcript(
     return [transcript_from(row) for row in reversed(rows)]
 
 
-def conversation(
-    conn: sqlite3.Connection, session_id: str, limit: int
-) -> list[tuple[Role, str]]:
+def conversation(conn: sqlite3.Connection, session_id: str, limit: int) -> list[ContextEntry]:
+    summary = conn.execute(
+        "SELECT seq, text, covers_through FROM transcript WHERE session_id = ?"
+        " AND covers_through IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        (session_id,),
+    ).fetchone()
+    after = -1 if summary is None else summary[2]
     rows = conn.execute(
-        "SELECT role, text FROM transcript WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
-        (session_id, limit),
+        "SELECT seq, role, text FROM transcript WHERE session_id = ? AND seq > ?"
+        " AND covers_through IS NULL ORDER BY seq DESC LIMIT ?",
+        (session_id, after, limit),
     ).fetchall()
-    return [(Role(role), text) for role, text in reversed(rows)]
+    entries = [ContextEntry(seq, Role(role), text) for seq, role, text in reversed(rows)]
+    if summary is None:
+        return entries
+    return [ContextEntry(summary[0], Role.NOTE, summary[1], summary=True), *entries]
+
+
+def list_attempts(conn: sqlite3.Connection, run_id: str) -> list[Attempt]:
+    rows = conn.execute(
+        "SELECT provider, model, profile, outcome, error FROM run_attempts WHERE run_id = ?"
+        " ORDER BY seq",
+        (run_id,),
+    ).fetchall()
+    return [Attempt(ModelRef(p, m), profile, outcome, error)
+            for p, m, profile, outcome, error in rows]
+
+
+def cooldowns(conn: sqlite3.Connection) -> list[Cooldown]:
+    rows = conn.execute("SELECT profile_key, until, failures, reason FROM cooldowns").fetchall()
+    return [Cooldown(key, dt(until), failures, reason) for key, until, failures, reason in rows]
 
 
 def run_reply(conn: sqlite3.Connection, run_id: str) -> str:

@@ -49,13 +49,13 @@ def opt_model(provider: str | None, model: str | None) -> ModelRef | None:
 
 SESSION_COLUMNS = (
     "id, key, created_at, updated_at, archived_at, model, queue_mode, debounce_ms, queue_cap,"
-    " drop_policy, input_tokens, output_tokens, delivery_channel, delivery_target"
+    " drop_policy, input_tokens, output_tokens, delivery_channel, delivery_target, cached_tokens"
 )
 
 
 def session_from(row: Row) -> Session:
     (sid, key, created, updated, archived, model, mode, debounce, cap, drop, tin, tout,
-     channel, target) = row
+     channel, target, cached) = row
     return Session(
         id=sid,
         key=key,
@@ -69,7 +69,7 @@ def session_from(row: Row) -> Session:
             cap=cap,
             drop=None if drop is None else DropPolicy(drop),
         ),
-        usage=Usage(tin, tout),
+        usage=Usage(tin, tout, cached),
         delivery=None if channel is None else Delivery(channel, target),
     )
 
@@ -77,13 +77,13 @@ def session_from(row: Row) -> Session:
 RUN_COLUMNS = (
     "id, session_id, status, created_at, owner_id, lease_expires_at, started_at, ended_at,"
     " runtime_ms, provider, model, deadline_at, stop_requested, input_tokens, output_tokens,"
-    " error"
+    " error, profile, cached_tokens"
 )
 
 
 def run_from(row: Row) -> Run:
     (rid, sid, status, created, owner, lease, started, ended, runtime, provider, model,
-     deadline, stop, tin, tout, error) = row
+     deadline, stop, tin, tout, error, profile, cached) = row
     return Run(
         id=rid,
         session_id=sid,
@@ -97,8 +97,9 @@ def run_from(row: Row) -> Run:
         model=opt_model(provider, model),
         deadline_at=opt_dt(deadline),
         stop_requested=None if stop is None else RunStatus(stop),
-        usage=Usage(tin, tout),
+        usage=Usage(tin, tout, cached),
         error=error,
+        profile=profile,
     )
 
 
@@ -125,11 +126,13 @@ def inbound_from(row: Row) -> InboundMessage:
     )
 
 
-TRANSCRIPT_COLUMNS = "seq, session_id, role, text, created_at, run_id, message_id, stopped"
+TRANSCRIPT_COLUMNS = (
+    "seq, session_id, role, text, created_at, run_id, message_id, stopped, covers_through"
+)
 
 
 def transcript_from(row: Row) -> TranscriptEntry:
-    (seq, sid, role, text, created, run_id, message_id, stopped) = row
+    (seq, sid, role, text, created, run_id, message_id, stopped, covers) = row
     return TranscriptEntry(
         seq=seq,
         session_id=sid,
@@ -139,6 +142,7 @@ def transcript_from(row: Row) -> TranscriptEntry:
         run_id=run_id,
         message_id=message_id,
         stopped=bool(stopped),
+        covers_through=covers,
     )
 
 

@@ -1,0 +1,165 @@
+"""Anthropic Messages, on the official ``anthropic`` SDK (imported when used).
+
+System text goes into ``system``; turns are merged so roles alternate and the first is the
+user's, as the API requires. Cancelling the stream closes the HTTP connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from clawgate.domain import Usage
+from clawgate.errors import AuthFailed, ProviderError, ProviderTimeout, ProviderUnavailable
+from clawgate.providers.base import (
+    Capabilities,
+    ChatMessage,
+    ChatRole,
+    ModelRequest,
+    StreamEvent,
+    TextDelta,
+    UsageReport,
+)
+from clawgate.providers.http_errors import from_status, from_transport, redact
+from clawgate.providers.settings import HttpProviderSettings, Profile
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+
+class AnthropicAdapter:
+    def __init__(self, settings: HttpProviderSettings, profile: Profile) -> None:
+        self.settings = settings
+        self.profile = profile
+        self._client: AsyncAnthropic | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(streaming=True, needs_key=True,
+                            context_window=self.settings.context_window)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        client = self._connect()
+        system, turns = split_system(request.messages)
+        max_tokens = request.max_output_tokens or self.settings.max_output_tokens
+        extra: dict[str, Any] = {"system": system} if system else {}
+        try:
+            events = await client.messages.create(
+                model=request.model, max_tokens=max_tokens, messages=turns, stream=True,
+                **extra,
+            )
+        except Exception as exc:  # the SDK boundary: every failure becomes a ProviderError
+            raise self._translate(exc) from exc
+        usage = _UsageCount()
+        try:
+            async for event in events:
+                text = usage.take(event)
+                if text:
+                    yield TextDelta(text)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        finally:
+            await events.close()  # also on stop: the connection is not left running
+        yield UsageReport(usage.total())
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    def _connect(self) -> AsyncAnthropic:
+        if not self.profile.api_key:
+            raise AuthFailed(f"no API key for profile {self.profile.name!r} "
+                             f"({self.profile.source} is not set)", provider=self.name)
+        if self._client is None:
+            import anthropic  # heavy: only when a model is actually called
+
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self.profile.api_key, base_url=self.settings.base_url, max_retries=0,
+                default_headers=dict(self.settings.headers),
+                timeout=anthropic.Timeout(self.settings.timeout_seconds, connect=10.0),
+            )
+        return self._client
+
+    def _translate(self, exc: Exception) -> ProviderError:
+        import anthropic
+
+        message = redact(_message(exc), self.settings.secrets())
+        if isinstance(exc, anthropic.APITimeoutError):
+            return ProviderTimeout(f"no answer within {self.settings.timeout_seconds:g}s",
+                                   provider=self.name)
+        if isinstance(exc, anthropic.APIStatusError):
+            return from_status(self.name, exc.status_code, message, _error_type(exc),
+                               exc.response.headers)
+        if isinstance(exc, anthropic.APIConnectionError):
+            return ProviderUnavailable(f"connection failed: {message}", provider=self.name)
+        if isinstance(exc, ValueError):
+            return ProviderUnavailable(f"malformed response: {message}", provider=self.name)
+        transport = from_transport(self.name, exc, self.settings.timeout_seconds)
+        if transport is not None:
+            return transport
+        return ProviderUnavailable(f"the stream broke: {type(exc).__name__}: {message}",
+                                   provider=self.name)
+
+
+class _UsageCount:
+    """Token counts spread over message_start and message_delta events."""
+
+    def __init__(self) -> None:
+        self.input = self.output = self.cached = 0
+
+    def take(self, event: Any) -> str:
+        kind = getattr(event, "type", "")
+        if kind == "message_start":
+            self._count(getattr(event.message, "usage", None))
+        elif kind == "message_delta":
+            self._count(getattr(event, "usage", None))
+        elif kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
+            return str(event.delta.text)
+        return ""
+
+    def _count(self, usage: Any) -> None:
+        if usage is None:
+            return
+        self.input = max(self.input, getattr(usage, "input_tokens", None) or 0)
+        self.output = max(self.output, getattr(usage, "output_tokens", None) or 0)
+        self.cached = max(self.cached, getattr(usage, "cache_read_input_tokens", None) or 0)
+
+    def total(self) -> Usage:
+        return Usage(self.input, self.output, self.cached)
+
+
+def split_system(messages: tuple[ChatMessage, ...]) -> tuple[str, list[Any]]:
+    """System text apart; the rest merged so roles alternate, starting with the user."""
+    system = "\n\n".join(m.content for m in messages if m.role is ChatRole.SYSTEM)
+    turns: list[dict[str, str]] = []
+    for m in messages:
+        if m.role is ChatRole.SYSTEM:
+            continue
+        if turns and turns[-1]["role"] == m.role.value:
+            turns[-1]["content"] += "\n\n" + m.content
+        else:
+            turns.append({"role": m.role.value, "content": m.content})
+    if turns and turns[0]["role"] == ChatRole.ASSISTANT.value:
+        turns.insert(0, {"role": "user", "content": "(continuing the conversation)"})
+    return system, list(turns)
+
+
+def _error_type(exc: Exception) -> str | None:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        kind = body["error"].get("type")
+        return str(kind) if kind else None
+    return None
+
+
+def _message(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = body["error"].get("message")
+        if isinstance(message, str):
+            return message
+    return str(exc) or type(exc).__name__

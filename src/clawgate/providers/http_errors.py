@@ -1,0 +1,95 @@
+"""From an HTTP answer a provider gave to the ``ProviderError`` tree, the same way for all.
+
+Adapters pull the status, the provider's message and error code, and the headers out of their
+SDK's exception; this module decides what that means. Secrets are removed from every message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from clawgate.errors import (
+    AuthFailed,
+    BillingFailed,
+    ContextOverflow,
+    Overloaded,
+    ProviderError,
+    ProviderFatal,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+
+_CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "prompt is too long",
+                  "context window", "too many tokens")
+_BILLING_HINTS = ("insufficient_quota", "billing", "credit balance", "quota")
+
+
+def from_status(
+    provider: str, status: int, message: str, code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ProviderError:
+    """The error an HTTP status (with the provider's message and code) stands for."""
+    text = f"{message} (HTTP {status})"
+    hint = f"{code or ''} {message}".lower()
+    if status == 429:
+        if any(h in hint for h in _BILLING_HINTS):
+            return BillingFailed(text, provider=provider)
+        return RateLimited(text, provider=provider, retry_after=retry_after(headers or {}))
+    if status in (401, 403):
+        return AuthFailed(text, provider=provider)
+    if status == 402 or (status == 400 and any(h in hint for h in _BILLING_HINTS)):
+        return BillingFailed(text, provider=provider)
+    if status in (400, 413, 422) and any(h in hint for h in _CONTEXT_HINTS):
+        return ContextOverflow(text, provider=provider)
+    if status in (503, 529) or "overloaded" in hint:
+        return Overloaded(text, provider=provider)
+    if status in (408, 504):
+        return ProviderTimeout(text, provider=provider)
+    if status >= 500 or status == 409:
+        return ProviderUnavailable(text, provider=provider)
+    return ProviderFatal(text, provider=provider)
+
+
+def from_transport(provider: str, exc: Exception, timeout_s: float) -> ProviderError | None:
+    """A failure of the HTTP transport under both SDKs (which sometimes let it through)."""
+    import httpx2
+
+    if isinstance(exc, httpx2.TimeoutException):
+        return ProviderTimeout(f"no answer within {timeout_s:g}s", provider=provider)
+    if isinstance(exc, httpx2.TransportError):
+        return ProviderUnavailable(f"the connection broke: {type(exc).__name__}",
+                                   provider=provider)
+    return None
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or a date)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    millis = lowered.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced (longest first, so no part of one survives)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text

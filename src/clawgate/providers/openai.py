@@ -1,0 +1,134 @@
+"""OpenAI-compatible Chat Completions, on the official ``openai`` SDK (imported when used).
+
+One adapter per auth profile. The SDK's own retries are off: retries, failover and cooldowns
+are the router's. Cancelling the stream closes the HTTP connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from clawgate.domain import Usage
+from clawgate.errors import AuthFailed, ProviderError, ProviderTimeout, ProviderUnavailable
+from clawgate.providers.base import (
+    Capabilities,
+    ChatMessage,
+    ModelRequest,
+    StreamEvent,
+    TextDelta,
+    UsageReport,
+)
+from clawgate.providers.http_errors import from_status, from_transport, redact
+from clawgate.providers.settings import HttpProviderSettings, Profile
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+NO_KEY = "not-needed"  # the SDK insists on a key; local servers ignore it
+
+
+class OpenAIAdapter:
+    def __init__(self, settings: HttpProviderSettings, profile: Profile) -> None:
+        self.settings = settings
+        self.profile = profile
+        self._client: AsyncOpenAI | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(streaming=True, needs_key=self.settings.needs_key,
+                            context_window=self.settings.context_window)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        client = self._connect()
+        try:
+            chunks = await client.chat.completions.create(
+                model=request.model, messages=_messages(request.messages), stream=True,
+                stream_options={"include_usage": True}, **_limits(request),
+            )
+        except Exception as exc:  # the SDK boundary: every failure becomes a ProviderError
+            raise self._translate(exc) from exc
+        try:
+            async for chunk in chunks:
+                for event in _events(chunk):
+                    yield event
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        finally:
+            await chunks.close()  # also on stop: the connection is not left running
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    def _connect(self) -> AsyncOpenAI:
+        if self.settings.needs_key and not self.profile.api_key:
+            raise AuthFailed(f"no API key for profile {self.profile.name!r} "
+                             f"({self.profile.source} is not set)", provider=self.name)
+        if self._client is None:
+            import openai  # heavy: only when a model is actually called
+
+            self._client = openai.AsyncOpenAI(
+                api_key=self.profile.api_key or NO_KEY, base_url=self.settings.base_url,
+                max_retries=0, default_headers=dict(self.settings.headers),
+                timeout=openai.Timeout(self.settings.timeout_seconds, connect=10.0),
+            )
+        return self._client
+
+    def _translate(self, exc: Exception) -> ProviderError:
+        import openai
+
+        message = redact(_message(exc), self.settings.secrets())
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderTimeout(f"no answer within {self.settings.timeout_seconds:g}s",
+                                   provider=self.name)
+        if isinstance(exc, openai.APIStatusError):
+            code = exc.code if isinstance(exc.code, str) else None
+            return from_status(self.name, exc.status_code, message, code, exc.response.headers)
+        if isinstance(exc, openai.APIConnectionError):
+            return ProviderUnavailable(f"connection failed: {message}", provider=self.name)
+        if isinstance(exc, ValueError | openai.APIResponseValidationError):
+            return ProviderUnavailable(f"malformed response: {message}", provider=self.name)
+        transport = from_transport(self.name, exc, self.settings.timeout_seconds)
+        if transport is not None:
+            return transport
+        return ProviderUnavailable(f"the stream broke: {type(exc).__name__}: {message}",
+                                   provider=self.name)
+
+
+def _message(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return str(exc) or type(exc).__name__
+
+
+def _messages(messages: tuple[ChatMessage, ...]) -> list[Any]:
+    return [{"role": m.role.value, "content": m.content} for m in messages]
+
+
+def _limits(request: ModelRequest) -> dict[str, Any]:
+    if request.max_output_tokens is None:
+        return {}
+    return {"max_tokens": request.max_output_tokens}
+
+
+def _events(chunk: Any) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    for choice in chunk.choices or ():
+        text = getattr(choice.delta, "content", None)
+        if text:
+            events.append(TextDelta(text))
+    usage = getattr(chunk, "usage", None)
+    if usage is not None:
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None) or 0
+        events.append(UsageReport(Usage(usage.prompt_tokens or 0,
+                                        usage.completion_tokens or 0, cached)))
+    return events

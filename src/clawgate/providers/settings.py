@@ -1,0 +1,42 @@
+"""How an HTTP model provider is set up: its endpoint, limits and auth profiles.
+
+Keys are read at the edge (the config loader reads the environment and key files) and carried
+here; they never appear in a ``repr``, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ProviderKind(StrEnum):
+    OPENAI = "openai"  # any OpenAI-compatible Chat Completions endpoint
+    ANTHROPIC = "anthropic"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One set of credentials for a provider."""
+
+    name: str
+    source: str  # where the key comes from, for messages: "env OPENAI_API_KEY", "file ..."
+    api_key: str | None = field(default=None, repr=False)  # None: not set (or not needed)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpProviderSettings:
+    name: str
+    kind: ProviderKind
+    profiles: tuple[Profile, ...]
+    base_url: str | None = None  # None: the SDK's default (api.openai.com, api.anthropic.com)
+    needs_key: bool = True  # local servers (Ollama, vLLM, llama.cpp) take none
+    timeout_seconds: float = 120.0  # the longest silence on the connection before giving up
+    context_window: int = 128_000
+    max_output_tokens: int = 4096
+    models: tuple[str, ...] = ()  # known model names, for `clawgate models list`
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        return [p.api_key for p in self.profiles if p.api_key]

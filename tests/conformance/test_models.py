@@ -1,0 +1,92 @@
+"""What real providers need from the store: attempts, cached usage, cooldowns, summaries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from clawgate.domain import Attempt, ModelRef, Role, RunOutcome, RunStatus, Usage
+from clawgate.store.protocol import Store
+from clawgate.testing import ManualClock
+from tests.conformance.helpers import OTHER, OWNER, finish, running
+
+WINDOWS = (60.0, 300.0, 1500.0, 3600.0)
+SONNET = ModelRef("anthropic", "claude")
+
+
+async def test_a_run_records_who_answered_what_was_tried_and_cached_tokens(
+    store: Store,
+) -> None:
+    run = await running(store)
+    tried = (
+        Attempt(ModelRef("openai", "gpt"), "work", "rate_limited", "slow down"),
+        Attempt(ModelRef("openai", "gpt"), "home", "auth", "bad key"),
+        Attempt(SONNET, "default", "answered"),
+    )
+    ended = await store.finish_run(run.id, OWNER, RunOutcome(
+        RunStatus.DONE, "hi", Usage(100, 20, 64), model=SONNET, profile="default",
+        attempts=tried))
+
+    assert ended is not None
+    assert (ended.model, ended.profile, ended.usage) == (SONNET, "default", Usage(100, 20, 64))
+    assert await store.list_attempts(run.id) == list(tried)
+    session = await store.get_session("s1")
+    assert session is not None
+    assert session.usage.cached_tokens == 64
+
+
+async def test_a_summary_stands_for_what_it_covers(store: Store) -> None:
+    first = await running(store, "one")
+    await finish(store, first, "reply one")
+    second = await running(store, "two")
+    entries = await store.conversation(first.session_id, 10)
+    covered = entries[1].seq  # "one" and "reply one"
+
+    assert await store.append_summary(first.session_id, "they said one", covered, Usage(5, 2),
+                                      run_id=second.id, owner_id=OWNER)
+    shown = await store.conversation(first.session_id, 10)
+
+    assert [(e.text, e.summary) for e in shown] == [("they said one", True), ("two", False)]
+    everything = await store.transcript(first.session_id)
+    assert [e.text for e in everything] == ["one", "reply one", "two", "they said one"]
+    assert everything[-1].role is Role.NOTE
+    assert everything[-1].covers_through == covered
+
+
+async def test_a_summary_inside_a_run_is_fenced(store: Store) -> None:
+    run = await running(store, "one")
+    assert not await store.append_summary(run.session_id, "x", 1, Usage(), run_id=run.id,
+                                          owner_id=OTHER)
+    assert [e.text for e in await store.transcript(run.session_id)] == ["one"]
+
+
+async def test_a_summary_outside_a_run_counts_its_usage_on_the_session(store: Store) -> None:
+    run = await running(store, "one")
+    await finish(store, run, "reply")
+    assert await store.append_summary(run.session_id, "summary", 2, Usage(30, 5))
+    session = await store.get_session("s1")
+    assert session is not None
+    assert session.usage == Usage(30, 5)
+
+
+async def test_cooldowns_grow_with_each_failure_and_success_forgives(
+    store: Store, clock: ManualClock
+) -> None:
+    first = await store.record_cooldown("openai:work", "rate limited", WINDOWS, None)
+    second = await store.record_cooldown("openai:work", "rate limited", WINDOWS, None)
+    told = await store.record_cooldown("openai:home", "429", WINDOWS, at_least=120)
+
+    assert first.until == clock.now() + timedelta(seconds=60)
+    assert (second.failures, second.until) == (2, clock.now() + timedelta(seconds=300))
+    assert told.until == clock.now() + timedelta(seconds=120)
+    assert {c.profile_key for c in await store.cooldowns()} == {"openai:work", "openai:home"}
+
+    await store.clear_cooldown("openai:work")
+    again = await store.record_cooldown("openai:work", "auth", WINDOWS, None)
+    assert again.failures == 1
+
+
+async def test_cooldown_windows_stop_growing_at_the_last_one(store: Store) -> None:
+    for _ in range(6):
+        last = await store.record_cooldown("p:x", "overloaded", WINDOWS, None)
+    assert last.failures == 6
+    assert (last.until - store.clock.now()).total_seconds() == 3600

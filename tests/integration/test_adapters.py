@@ -1,0 +1,233 @@
+"""The OpenAI and Anthropic adapters against a real HTTP server speaking each wire format."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from clawgate.domain import Usage
+from clawgate.errors import (
+    AuthFailed,
+    BillingFailed,
+    ContextOverflow,
+    Overloaded,
+    ProviderError,
+    ProviderFatal,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from clawgate.providers.anthropic import AnthropicAdapter, split_system
+from clawgate.providers.base import (
+    ChatMessage,
+    ChatRole,
+    ModelRequest,
+    Provider,
+    TextDelta,
+    UsageReport,
+)
+from clawgate.providers.openai import OpenAIAdapter
+from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind
+from clawgate.testing.model_server import (
+    Exchange,
+    Fail,
+    FakeModelServer,
+    Hang,
+    Malformed,
+    Reply,
+    Reset,
+)
+
+KEY = "sk-test-0123456789abcdef"
+HELLO = ModelRequest("m1", (ChatMessage(ChatRole.USER, "hello"),))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeModelServer]:
+    server = await FakeModelServer.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+async def adapter(
+    request: pytest.FixtureRequest, server: FakeModelServer
+) -> AsyncIterator[OpenAIAdapter | AnthropicAdapter]:
+    kind = ProviderKind(request.param)
+    settings = HttpProviderSettings(
+        name=kind.value, kind=kind, profiles=(Profile("main", "env TEST_KEY", KEY),),
+        base_url=server.openai_base_url if kind is ProviderKind.OPENAI else server.url,
+        timeout_seconds=1.0,
+    )
+    made = OpenAIAdapter if kind is ProviderKind.OPENAI else AnthropicAdapter
+    adapter = made(settings, settings.profiles[0])
+    yield adapter
+    await adapter.aclose()
+
+
+async def _collect(provider: Provider, request: ModelRequest = HELLO) -> tuple[str, Usage]:
+    text, usage = [], Usage()
+    async for event in provider.stream(request):
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, UsageReport):
+            usage += event.usage
+    return "".join(text), usage
+
+
+async def _failure(provider: Provider) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        await _collect(provider)
+    return caught.value
+
+
+async def _closed(exchange: Exchange) -> bool:
+    await asyncio.wait_for(exchange.closed_by_client.wait(), 3)
+    return True
+
+
+async def test_a_reply_streams_with_its_usage(
+    adapter: Provider, server: FakeModelServer
+) -> None:
+    server.script(Reply("Hi there, friend", input_tokens=40, output_tokens=4, cached_tokens=32))
+    text, usage = await _collect(adapter)
+    assert text == "Hi there, friend"
+    assert usage == Usage(40, 4, 32)
+    exchange = server.exchanges[-1]
+    assert exchange.streamed
+    assert exchange.api_key == KEY
+    assert exchange.user_texts() == ["hello"]
+
+
+@pytest.mark.parametrize(
+    ("fail", "kind"),
+    [
+        (Fail(401, "bad key"), AuthFailed),
+        (Fail(403, "not allowed"), AuthFailed),
+        (Fail(402, "no credit"), BillingFailed),
+        (Fail(429, "quota", code="insufficient_quota"), BillingFailed),
+        (Fail(500, "boom"), ProviderUnavailable),
+        (Fail(529, "busy"), Overloaded),
+        (Fail(503, "busy"), Overloaded),
+        (Fail(400, "This model's maximum context length is 8192 tokens"), ContextOverflow),
+        (Fail(400, "unknown parameter"), ProviderFatal),
+        (Fail(404, "no such model"), ProviderFatal),
+    ],
+)
+async def test_http_errors_become_typed_errors(
+    adapter: Provider, server: FakeModelServer, fail: Fail, kind: type[ProviderError]
+) -> None:
+    server.script(fail)
+    error = await _failure(adapter)
+    assert type(error) is kind
+    assert fail.message in str(error)
+    assert f"HTTP {fail.status}" in str(error)
+
+
+async def test_a_rate_limit_says_when_to_retry(adapter: Provider, server: FakeModelServer) -> None:
+    server.script(Fail(429, "slow down", retry_after=7))
+    error = await _failure(adapter)
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == 7
+
+
+async def test_a_key_echoed_by_the_provider_is_redacted(
+    adapter: Provider, server: FakeModelServer
+) -> None:
+    server.script(Fail(401, f"Incorrect API key provided: {KEY}"))
+    error = await _failure(adapter)
+    assert KEY not in str(error)
+    assert "[redacted]" in str(error)
+
+
+async def test_a_missing_key_fails_before_any_request(server: FakeModelServer) -> None:
+    settings = HttpProviderSettings("openai", ProviderKind.OPENAI,
+                                    (Profile("main", "env OPENAI_API_KEY"),),
+                                    base_url=server.openai_base_url)
+    error = await _failure(OpenAIAdapter(settings, settings.profiles[0]))
+    assert isinstance(error, AuthFailed)
+    assert "env OPENAI_API_KEY is not set" in str(error)
+    assert server.exchanges == []
+
+
+async def test_a_local_server_needs_no_key(server: FakeModelServer) -> None:
+    settings = HttpProviderSettings("ollama", ProviderKind.OPENAI,
+                                    (Profile("default", "none"),),
+                                    base_url=server.openai_base_url, needs_key=False)
+    adapter = OpenAIAdapter(settings, settings.profiles[0])
+    assert (await _collect(adapter))[0] == "reply to: hello"
+    await adapter.aclose()
+
+
+@pytest.mark.parametrize("after", [(), ("Once", " upon")])
+async def test_cancelling_closes_the_connection_before_or_during_the_reply(
+    adapter: Provider, server: FakeModelServer, after: tuple[str, ...]
+) -> None:
+    server.script(Hang(after))
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for event in adapter.stream(HELLO):
+            if isinstance(event, TextDelta):
+                seen.append(event.text)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _closed(server.exchanges[-1])
+    assert "".join(seen) == "".join(after)
+
+
+@pytest.mark.parametrize("after", [(), ("Once",)])
+async def test_silence_beyond_the_timeout_is_a_timeout_and_hangs_up(
+    adapter: Provider, server: FakeModelServer, after: tuple[str, ...]
+) -> None:
+    server.script(Hang(after))
+    error = await _failure(adapter)
+    assert isinstance(error, ProviderTimeout)
+    assert await _closed(server.exchanges[-1])
+
+
+async def test_a_malformed_chunk_is_a_broken_stream_and_hangs_up(
+    adapter: Provider, server: FakeModelServer
+) -> None:
+    server.script(Malformed(("Hel",)))
+    error = await _failure(adapter)
+    assert isinstance(error, ProviderUnavailable)
+    assert await _closed(server.exchanges[-1])
+
+
+async def test_a_connection_reset_mid_stream_is_unavailable(
+    adapter: Provider, server: FakeModelServer
+) -> None:
+    server.script(Reset(("Hel",)))
+    assert isinstance(await _failure(adapter), ProviderUnavailable)
+
+
+async def test_anthropic_gets_system_apart_and_alternating_turns(
+    server: FakeModelServer,
+) -> None:
+    settings = HttpProviderSettings("anthropic", ProviderKind.ANTHROPIC,
+                                    (Profile("main", "env K", KEY),), base_url=server.url)
+    adapter = AnthropicAdapter(settings, settings.profiles[0])
+    request = ModelRequest("c1", (
+        ChatMessage(ChatRole.SYSTEM, "Summary: they met."),
+        ChatMessage(ChatRole.ASSISTANT, "earlier reply"),
+        ChatMessage(ChatRole.USER, "one"), ChatMessage(ChatRole.USER, "two"),
+    ))
+    await _collect(adapter, request)
+    await adapter.aclose()
+    body = server.exchanges[-1].body
+    assert body["system"] == "Summary: they met."
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert body["messages"][-1]["content"] == "one\n\ntwo"
+    assert body["max_tokens"] == 4096
+
+
+def test_split_system_keeps_a_plain_conversation_as_it_is() -> None:
+    system, turns = split_system((ChatMessage(ChatRole.USER, "hi"),))
+    assert (system, turns) == ("", [{"role": "user", "content": "hi"}])
