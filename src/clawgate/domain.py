@@ -6,6 +6,7 @@ planning functions at the bottom, so the in-memory store cannot drift from the S
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -362,6 +363,13 @@ class RunOutcome:
         if not self.status.terminal:
             raise ValueError(f"a run outcome needs a terminal status, got {self.status}")
 
+    def with_trail(self, trail: Sequence[Attempt]) -> RunOutcome:
+        """This outcome, with the candidates tried; the last that answered is named."""
+        answered = [a for a in trail if a.outcome == "answered"]
+        model, profile = (answered[-1].model, answered[-1].profile) if answered else (
+            (trail[-1].model, trail[-1].profile) if trail else (self.model, self.profile))
+        return dataclasses.replace(self, model=model, profile=profile, attempts=tuple(trail))
+
 
 # --- pure planning shared by every store ----------------------------------------------
 
@@ -487,10 +495,17 @@ def delivery_text(status: RunStatus, reply: str, error: str | None) -> str | Non
     return "\n".join(part for part in (reply, notes.get(status, "")) if part)
 
 
-def cooldown_window(failures: int, windows: Sequence[float], at_least: float | None) -> float:
-    """Seconds an auth profile rests after its ``failures``-th failure in a row."""
-    window = windows[min(failures, len(windows)) - 1]
-    return max(window, at_least or 0.0)
+def cooldown_window(
+    failures: int, windows: Sequence[float], retry_after: float | None
+) -> float:
+    """Seconds an auth profile rests after its ``failures``-th failure in a row.
+
+    When the provider said how long (``retry-after``), that is the rest; otherwise the
+    windows grow with each failure in a row.
+    """
+    if retry_after is not None:
+        return retry_after
+    return windows[min(failures, len(windows)) - 1]
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:

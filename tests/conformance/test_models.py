@@ -73,11 +73,11 @@ async def test_cooldowns_grow_with_each_failure_and_success_forgives(
 ) -> None:
     first = await store.record_cooldown("openai:work", "rate limited", WINDOWS, None)
     second = await store.record_cooldown("openai:work", "rate limited", WINDOWS, None)
-    told = await store.record_cooldown("openai:home", "429", WINDOWS, at_least=120)
+    told = await store.record_cooldown("openai:home", "429", WINDOWS, retry_after=12)
 
     assert first.until == clock.now() + timedelta(seconds=60)
     assert (second.failures, second.until) == (2, clock.now() + timedelta(seconds=300))
-    assert told.until == clock.now() + timedelta(seconds=120)
+    assert told.until == clock.now() + timedelta(seconds=12)  # the provider said
     assert {c.profile_key for c in await store.cooldowns()} == {"openai:work", "openai:home"}
 
     await store.clear_cooldown("openai:work")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from clawgate.domain import DropReason, Fate, QueueMode, Role, RunStatus, Usage
-from clawgate.errors import AuthFailed, RateLimited
+from clawgate.errors import ProviderFatal, ProviderUnavailable, RateLimited
 from clawgate.runtime.bus import ReplyDelta, RunChanged
 from tests.integration.harness import Harness, answer, eventually, mode
 
@@ -132,20 +132,35 @@ async def test_a_provider_error_fails_the_run_and_the_session_carries_on(
 ) -> None:
     runtime = await harness.runtime()
     failing = await runtime.send("s1", "hello")
-    (await harness.model.next_call()).fail(RateLimited("slow down", provider="scripted",
-                                                       retry_after=2))
+    (await harness.model.next_call()).fail(ProviderUnavailable("overloaded", provider="scripted"))
+    (await harness.model.next_call()).fail(ProviderFatal("bad request", provider="scripted"))
     outcome = await runtime.wait_for(failing.message.id, within=5)
     assert outcome.run is not None
     assert outcome.run.status is RunStatus.FAILED
-    assert outcome.run.error == "scripted: slow down (retry after 2s)"
-
-    second = await runtime.send("s1", "again")
-    (await harness.model.next_call()).fail(AuthFailed("bad key", provider="scripted"))
-    refused = await runtime.wait_for(second.message.id, within=5)
-    assert refused.run is not None
-    assert refused.run.status is RunStatus.FAILED
+    assert outcome.run.error == "scripted: bad request"
     harness.model.queue_reply("fine now")
-    assert (await answer(runtime, "s1", "third")).reply == "fine now"
+    assert (await answer(runtime, "s1", "again")).reply == "fine now"
+
+
+async def test_a_rate_limited_model_rests_and_then_answers_again(harness: Harness) -> None:
+    runtime = await harness.runtime()
+    limited = await runtime.send("s1", "hello")
+    (await harness.model.next_call()).fail(RateLimited("slow down", provider="scripted",
+                                                       retry_after=90))
+    first = await runtime.wait_for(limited.message.id, within=5)
+    assert first.run is not None
+    assert first.run.error == "scripted: slow down (retry after 90s)"
+
+    resting = await answer(runtime, "s1", "are you there?")  # no call is made meanwhile
+    assert resting.run is not None
+    assert resting.run.status is RunStatus.FAILED
+    assert "resting after failures" in (resting.run.error or "")
+    assert len(harness.model.calls) == 1
+
+    harness.clock.advance(91)
+    harness.model.queue_reply("rested")
+    assert (await answer(runtime, "s1", "now?")).reply == "rested"
+    assert await runtime.store.cooldowns() == []  # an answer forgives
 
 
 async def test_a_model_on_an_unknown_provider_fails_with_a_clear_error(

@@ -10,7 +10,7 @@ import pytest
 from clawgate.config import DEFAULT_CONFIG, home_from_env, load, parse
 from clawgate.domain import DropPolicy, ModelRef, QueueMode
 from clawgate.errors import ConfigError
-from clawgate.providers.echo import EchoFailure
+from clawgate.providers.echo import EchoConfig, EchoFailure
 
 PATH = Path("/home/me/.clawgate/config.toml")
 
@@ -37,8 +37,9 @@ def test_values_are_read() -> None:
         '[queue]\nmode = "interrupt"\ncap = 3\n',
         PATH, PATH.parent,
     )
-    assert settings.providers[0].delay_ms == 250
-    assert settings.providers[0].fail is EchoFailure.HANG
+    slow = settings.providers[0]
+    assert isinstance(slow, EchoConfig)
+    assert (slow.delay_ms, slow.fail) == (250, EchoFailure.HANG)
     assert settings.runtime.default_model == ModelRef("slow", "x")
     assert settings.runtime.lease == timedelta(seconds=4)
     assert (settings.runtime.queue.mode, settings.runtime.queue.cap) == (QueueMode.INTERRUPT, 3)

@@ -15,8 +15,8 @@ from typing import Any
 
 from clawgate import config
 from clawgate.errors import ClawgateError, ConfigError, InvalidInput
-from clawgate.providers.base import Provider
 from clawgate.providers.registry import build
+from clawgate.providers.routing import ProviderEntry
 from clawgate.store.sqlite import SqliteStore
 
 # Exit codes shared by the commands.
@@ -29,7 +29,7 @@ USAGE = 2  # bad arguments, bad config, bad input
 class App:
     settings: config.Settings
     store: SqliteStore
-    providers: dict[str, Provider]
+    providers: dict[str, ProviderEntry]
 
 
 @asynccontextmanager

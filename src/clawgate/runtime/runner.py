@@ -14,6 +14,7 @@ from datetime import datetime
 
 from clawgate.clock import Clock
 from clawgate.domain import (
+    Attempt,
     ContextEntry,
     ModelRef,
     QueueMode,
@@ -24,14 +25,8 @@ from clawgate.domain import (
     Usage,
 )
 from clawgate.errors import ClawgateError, ProviderError, StoreError
-from clawgate.providers.base import (
-    ChatMessage,
-    ChatRole,
-    ModelRequest,
-    Provider,
-    TextDelta,
-    UsageReport,
-)
+from clawgate.providers.base import ChatMessage, ChatRole, TextDelta, UsageReport
+from clawgate.providers.routing import Router
 from clawgate.runtime.bus import EventBus, MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.protocol import Claim, Store
@@ -55,6 +50,7 @@ class ActiveRun:
     stop_status: RunStatus | None = None
     stop_reason: str = ""
     steering: bool = False  # steer mode was in force when the run started
+    trail: list[Attempt] = field(default_factory=list)  # every candidate tried
     segment: list[str] = field(default_factory=list)  # reply text not yet in the transcript
 
     def stop(self, status: RunStatus, reason: str) -> None:
@@ -67,11 +63,11 @@ class ActiveRun:
 
 class Runner:
     def __init__(
-        self, store: Store, providers: dict[str, Provider], settings: RuntimeSettings,
+        self, store: Store, router: Router, settings: RuntimeSettings,
         owner_id: str, bus: EventBus, clock: Clock,
     ) -> None:
         self._store = store
-        self._providers = providers
+        self._router = router
         self._settings = settings
         self._owner = owner_id
         self._bus = bus
@@ -108,39 +104,39 @@ class Runner:
         self._bus.publish(RunChanged(key, claim.run))
         for message in (*claim.messages, *claim.dropped):
             self._bus.publish(MessageDecided(key, message))
-        model = claim.session.model or self._settings.default_model
-        provider = self._providers.get(model.provider)
-        if provider is None:
-            known = ", ".join(sorted(self._providers)) or "none"
-            error = f"no provider named {model.provider!r} is configured (known: {known})"
+        wanted = claim.session.model or self._settings.default_model
+        chain = self._router.chain(wanted)
+        if not chain:
+            known = ", ".join(sorted(self._router.providers)) or "none"
+            error = f"no provider named {wanted.provider!r} is configured (known: {known})"
             return await self._record(claim.run, key, RunOutcome(RunStatus.FAILED, error=error))
         deadline = self._clock.now() + self._settings.run_timeout
-        started = await self._store.start_run(claim.run.id, self._owner, model, deadline)
+        started = await self._store.start_run(claim.run.id, self._owner, chain[0], deadline)
         if started is None:  # stopped before it started, or no longer ours
             return await self._publish_actual(claim.run.id, key)
         self._bus.publish(RunChanged(key, started))
         steering = claim.session.effective_queue(self._settings.queue).mode is QueueMode.STEER
         work = ActiveRun(started, key, deadline, steering=steering)
         work.task = asyncio.create_task(
-            self._converse(work, provider, model), name=f"clawgate run {started.id}"
+            self._converse(work, chain), name=f"clawgate run {started.id}"
         )
         self.active[started.id] = work
-        outcome = await self._outcome(work, model)
-        return await self._record(started, key, outcome)
+        outcome = await self._outcome(work)
+        return await self._record(started, key, outcome.with_trail(work.trail))
 
-    async def _outcome(self, work: ActiveRun, model: ModelRef) -> RunOutcome:
+    async def _outcome(self, work: ActiveRun) -> RunOutcome:
         assert work.task is not None
         try:
             usage = await work.task
-            return RunOutcome(RunStatus.DONE, "".join(work.segment), usage, model=model)
+            return RunOutcome(RunStatus.DONE, "".join(work.segment), usage)
         except asyncio.CancelledError:
             partial = "".join(work.segment)
             current = asyncio.current_task()
             if current is not None and current.cancelling():  # this process is shutting down
                 work.task.cancel()
                 reason = "interrupted: the gateway shut down before the reply was complete"
-                await self._record(work.run, work.session_key,
-                                   RunOutcome(RunStatus.INTERRUPTED, partial, error=reason))
+                outcome = RunOutcome(RunStatus.INTERRUPTED, partial, error=reason)
+                await self._record(work.run, work.session_key, outcome.with_trail(work.trail))
                 raise
             status = work.stop_status or RunStatus.KILLED
             return RunOutcome(status, partial, error=work.stop_reason or "stopped")
@@ -152,15 +148,14 @@ class Runner:
             log.exception("run %s failed unexpectedly", work.run.id)
             return RunOutcome(RunStatus.FAILED, error=f"internal error: {type(exc).__name__}")
 
-    async def _converse(self, work: ActiveRun, provider: Provider, model: ModelRef) -> Usage:
+    async def _converse(self, work: ActiveRun, chain: list[ModelRef]) -> Usage:
         """Call the model (again for each batch of steered messages); return the usage."""
         usage = Usage()
         for _ in range(MAX_STEERS + 1):
             entries = await self._store.conversation(
                 work.run.session_id, self._settings.context_entries
             )
-            request = ModelRequest(model=model.model, messages=context(entries))
-            async for event in provider.stream(request):
+            async for event in self._router.stream(chain, context(entries), work.trail):
                 if isinstance(event, TextDelta):
                     work.segment.append(event.text)
                     self._bus.publish(ReplyDelta(

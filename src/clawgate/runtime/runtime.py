@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
 
@@ -30,6 +30,7 @@ from clawgate.domain import (
 )
 from clawgate.errors import ClawgateError, InvalidInput, UnknownSession
 from clawgate.providers.base import Provider
+from clawgate.providers.routing import ProviderEntry, Router
 from clawgate.runtime import commands
 from clawgate.runtime.bus import (
     EventBus,
@@ -83,18 +84,20 @@ class CommandReply:
 
 class Runtime:
     def __init__(
-        self, store: Store, providers: dict[str, Provider], settings: RuntimeSettings,
-        *, scope: Scope | None = None, clock: Clock | None = None,
+        self, store: Store, providers: Mapping[str, Provider | ProviderEntry],
+        settings: RuntimeSettings, *, scope: Scope | None = None, clock: Clock | None = None,
         senders: Sequence[Sender] = (),
     ) -> None:
         self.store = store
         self.settings = settings
-        self.providers = providers
         self.clock = clock or store.clock
+        entries = {name: p if isinstance(p, ProviderEntry) else ProviderEntry.single(p)
+                   for name, p in providers.items()}
+        self.router = Router(entries, store, self.clock, settings.routing)
         self.owner = this_process(self.clock.now())
         self.bus = EventBus()
         self._scope = scope or ServeAll()
-        self._runner = Runner(store, providers, settings, self.owner.id, self.bus, self.clock)
+        self._runner = Runner(store, self.router, settings, self.owner.id, self.bus, self.clock)
         self._deliverer = Deliverer(store, senders, self.clock)
         self._lanes = Lanes(store, self._runner, settings, self.owner.id, self._scope,
                             self.clock, after_run=self._deliverer.kick)
@@ -135,6 +138,7 @@ class Runtime:
             await asyncio.wait({self._loop})
         await self._lanes.drain(self.settings.shutdown_grace if grace is None else grace)
         await self._deliverer.drain()
+        await self.router.aclose()
         try:
             # A lane cancelled mid-claim can leave a run it never started: end it now.
             await self.store.recover_owner(self.owner.id, SHUTDOWN_REASON)
@@ -293,11 +297,9 @@ class Runtime:
             self.bus.publish(MessageDecided(key, dropped))
         return result
 
-    async def set_model(self, key: str, model: ModelRef) -> Session:
-        if model.provider not in self.providers:
-            known = ", ".join(sorted(self.providers))
-            raise InvalidInput(f"no provider named {model.provider!r} (configured: {known})")
-        return await self.store.set_model(key, model)
+    async def set_model(self, key: str, model: str | ModelRef) -> Session:
+        """Switch a session's model (an alias or ``provider/model``), field-level."""
+        return await self.store.set_model(key, self.router.resolve(str(model)))
 
     async def set_queue(self, key: str, patch: QueuePatch) -> QueueSettings:
         session = await self.store.set_queue(key, patch)

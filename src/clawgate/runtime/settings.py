@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from clawgate.domain import ModelRef, QueueSettings
+from clawgate.providers.routing import RoutingPolicy
 
 
 @dataclass(frozen=True, slots=True)
 class RuntimeSettings:
     default_model: ModelRef = field(default_factory=lambda: ModelRef("echo", "echo"))
     queue: QueueSettings = field(default_factory=QueueSettings)
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)  # fallbacks, aliases, ...
     lease: timedelta = timedelta(seconds=15)
     run_timeout: timedelta = timedelta(seconds=600)
     #: How often a runtime looks in the store for stop requests and work from other processes.

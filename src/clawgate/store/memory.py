@@ -469,13 +469,13 @@ class MemoryStore:
         return list(db.cooldowns.values())
 
     async def record_cooldown(
-        self, profile_key: str, reason: str, windows: tuple[float, ...], at_least: float | None
+        self, profile_key: str, reason: str, windows: tuple[float, ...], retry_after: float | None
     ) -> Cooldown:
         db = await self._enter()
         previous = db.cooldowns.get(profile_key)
         failures = (previous.failures if previous else 0) + 1
         until = self.clock.now() + timedelta(
-            seconds=cooldown_window(failures, windows, at_least))
+            seconds=cooldown_window(failures, windows, retry_after))
         db.cooldowns[profile_key] = Cooldown(profile_key, until, failures, reason)
         return db.cooldowns[profile_key]
 

@@ -313,7 +313,7 @@ class Store(Protocol):
     async def cooldowns(self) -> list[Cooldown]: ...
 
     async def record_cooldown(
-        self, profile_key: str, reason: str, windows: tuple[float, ...], at_least: float | None
+        self, profile_key: str, reason: str, windows: tuple[float, ...], retry_after: float | None
     ) -> Cooldown:
         """Count one more failure in a row and rest the profile for the next window."""
         ...

@@ -254,10 +254,10 @@ class SqliteStore:
         return await self._reader.read(q.cooldowns)
 
     async def record_cooldown(
-        self, profile_key: str, reason: str, windows: tuple[float, ...], at_least: float | None
+        self, profile_key: str, reason: str, windows: tuple[float, ...], retry_after: float | None
     ) -> Cooldown:
         return await self._writer.write(
-            cmd.record_cooldown, self.clock, profile_key, reason, windows, at_least
+            cmd.record_cooldown, self.clock, profile_key, reason, windows, retry_after
         )
 
     async def clear_cooldown(self, profile_key: str) -> None:

@@ -526,14 +526,14 @@ def append_summary(
 
 def record_cooldown(
     conn: sqlite3.Connection, clock: Clock, profile_key: str, reason: str,
-    windows: tuple[float, ...], at_least: float | None,
+    windows: tuple[float, ...], retry_after: float | None,
 ) -> Cooldown:
     now = clock.now()
     row = conn.execute(
         "SELECT failures FROM cooldowns WHERE profile_key = ?", (profile_key,)
     ).fetchone()
     failures = (row[0] if row else 0) + 1
-    until = now + timedelta(seconds=cooldown_window(failures, windows, at_least))
+    until = now + timedelta(seconds=cooldown_window(failures, windows, retry_after))
     conn.execute(
         "INSERT INTO cooldowns (profile_key, until, failures, reason, updated_at)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_key) DO UPDATE SET until = excluded.until,"

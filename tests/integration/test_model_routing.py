@@ -1,0 +1,267 @@
+"""Runs against real HTTP servers: streaming, retries, failover, cooldowns, stop and timeouts.
+
+The runtime talks through the official SDKs to a server on 127.0.0.1 that speaks the OpenAI
+and Anthropic wire formats; the store is a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from clawgate.domain import ModelRef, Role, RunStatus, Usage
+from clawgate.providers.registry import build
+from clawgate.providers.routing import RoutingPolicy
+from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind
+from clawgate.runtime.bus import ReplyDelta
+from clawgate.runtime.runtime import MessageOutcome, Runtime
+from clawgate.runtime.settings import RuntimeSettings
+from clawgate.store.sqlite import SqliteStore
+from clawgate.testing import ManualClock
+from clawgate.testing.model_server import (
+    Exchange,
+    Fail,
+    FakeModelServer,
+    Hang,
+    Malformed,
+    Reply,
+    Reset,
+)
+
+WORK, HOME, CLAUDE_KEY = "sk-work-1111111111", "sk-home-2222222222", "sk-ant-3333333333"
+GPT = ModelRef("openai", "gpt-test")
+CLAUDE = ModelRef("anthropic", "claude-test")
+
+
+@dataclass
+class World:
+    server: FakeModelServer
+    path: Path
+    clock: ManualClock
+    runtimes: list[Runtime]
+
+    async def runtime(self, timeout_s: float = 5.0) -> Runtime:
+        providers = build([
+            HttpProviderSettings("openai", ProviderKind.OPENAI,
+                                 (Profile("work", "env W", WORK), Profile("home", "env H", HOME)),
+                                 base_url=self.server.openai_base_url, timeout_seconds=timeout_s),
+            HttpProviderSettings("anthropic", ProviderKind.ANTHROPIC,
+                                 (Profile("default", "env A", CLAUDE_KEY),),
+                                 base_url=self.server.url, timeout_seconds=timeout_s),
+        ])
+        settings = RuntimeSettings(
+            default_model=GPT, poll_interval=0.01,
+            routing=RoutingPolicy(fallbacks=(CLAUDE,), backoff_s=0.01),
+        )
+        store = await SqliteStore.open(self.path, self.clock)
+        runtime = Runtime(store, providers, settings)
+        await runtime.start()
+        self.runtimes.append(runtime)
+        return runtime
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    world = World(await FakeModelServer.start(), tmp_path / "c.db", ManualClock(), [])
+    yield world
+    for runtime in world.runtimes:
+        await runtime.close(grace=0)
+        await runtime.store.close()
+    await world.server.close()
+
+
+async def _ask(runtime: Runtime, text: str = "hello") -> MessageOutcome:
+    accepted = await runtime.send("s1", text)
+    return await runtime.wait_for(accepted.message.id, within=15)
+
+
+async def _attempts(runtime: Runtime, outcome: MessageOutcome) -> list[tuple[str, str, str]]:
+    assert outcome.run is not None
+    tried = await runtime.store.list_attempts(outcome.run.id)
+    return [(str(a.model), a.profile, a.outcome) for a in tried]
+
+
+async def _closed(exchange: Exchange) -> None:
+    await asyncio.wait_for(exchange.closed_by_client.wait(), 3)
+
+
+async def test_a_streamed_reply_is_recorded_with_who_answered_and_the_usage(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.script(Reply("Hello there", input_tokens=50, output_tokens=3, cached_tokens=40))
+    outcome = await _ask(runtime)
+    assert outcome.reply == "Hello there"
+    assert outcome.run is not None
+    assert (outcome.run.model, outcome.run.profile) == (GPT, "work")
+    assert outcome.run.usage == Usage(50, 3, 40)
+    assert await _attempts(runtime, outcome) == [("openai/gpt-test", "work", "answered")]
+    session = await runtime.store.get_session("s1")
+    assert session is not None
+    assert session.usage == Usage(50, 3, 40)
+
+
+async def test_a_rate_limited_profile_rests_and_the_next_profile_answers(world: World) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(429, "slow down", retry_after=30))
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert outcome.run.status is RunStatus.DONE
+    assert outcome.run.profile == "home"
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "rate_limited"), ("openai/gpt-test", "home", "answered")]
+    [cooldown] = await runtime.store.cooldowns()
+    assert cooldown.profile_key == "openai:work"
+    assert cooldown.until == world.clock.now() + timedelta(seconds=30)
+
+
+async def test_refused_keys_fail_over_to_the_next_model(world: World) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(401, "bad key"))
+    world.server.on_key(HOME, Fail(401, "bad key"))
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert (outcome.run.model, outcome.run.status) == (CLAUDE, RunStatus.DONE)
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "auth"), ("openai/gpt-test", "home", "auth"),
+        ("anthropic/claude-test", "default", "answered")]
+
+
+async def test_a_server_error_then_success_is_retried_on_the_same_profile(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.script(Fail(500, "oops"), Reply("second time lucky"))
+    outcome = await _ask(runtime)
+    assert outcome.reply == "second time lucky"
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "unavailable"), ("openai/gpt-test", "work", "answered")]
+    assert len(world.server.exchanges) == 2
+    assert await runtime.store.cooldowns() == []
+
+
+async def test_a_model_that_keeps_failing_gives_way_to_the_fallback(world: World) -> None:
+    runtime = await world.runtime()
+    world.server.on_model("gpt-test", Fail(502, "bad gateway"))
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert outcome.run.model == CLAUDE
+    outcomes = [o for _, _, o in await _attempts(runtime, outcome)]
+    assert outcomes == ["unavailable"] * 6 + ["answered"]  # 3 tries of each profile
+
+
+async def test_stop_while_the_model_hangs_ends_the_run_and_hangs_up(world: World) -> None:
+    runtime = await world.runtime()
+    world.server.script(Hang())
+    accepted = await runtime.send("s1", "hello")
+    await _until(lambda: bool(world.server.exchanges))
+    started = time.monotonic()
+    report = await runtime.stop("s1")
+    assert time.monotonic() - started < 1.0
+    assert report.final is not None
+    assert report.final.status is RunStatus.KILLED
+    await _closed(world.server.exchanges[0])
+    outcome = await runtime.wait_for(accepted.message.id, within=5)
+    assert len(world.server.exchanges) == 1  # a stop is never failed over
+    assert await _attempts(runtime, outcome) == []
+
+
+async def test_stop_mid_stream_keeps_the_partial_reply_marked_as_stopped(world: World) -> None:
+    runtime = await world.runtime()
+    world.server.script(Hang(("Once", " upon")))
+    deltas = runtime.subscribe("s1")
+    accepted = await runtime.send("s1", "tell me a story")
+    seen = ""
+    while seen != "Once upon":
+        event = await asyncio.wait_for(deltas.get(), 5)
+        if isinstance(event, ReplyDelta):
+            seen += event.text
+    await runtime.stop("s1")
+    outcome = await runtime.wait_for(accepted.message.id, within=5)
+    await _closed(world.server.exchanges[0])
+    assert outcome.reply == "Once upon"
+    entries = await runtime.store.transcript(outcome.message.session_id)
+    assert (entries[-1].role, entries[-1].stopped) == (Role.ASSISTANT, True)
+
+
+async def test_the_run_timeout_ends_a_hanging_run_and_hangs_up(world: World) -> None:
+    runtime = await world.runtime()
+    world.server.script(Hang(("Thinking",)))
+    accepted = await runtime.send("s1", "hello")
+    await _until(lambda: bool(world.server.exchanges))
+    world.clock.advance(601)
+    await runtime.tick()
+    outcome = await runtime.wait_for(accepted.message.id, within=5)
+    assert outcome.run is not None
+    assert outcome.run.status is RunStatus.TIMEOUT
+    await _closed(world.server.exchanges[0])
+
+
+async def test_a_silent_provider_times_out_and_the_fallback_answers(world: World) -> None:
+    runtime = await world.runtime(timeout_s=0.5)
+    world.server.on_model("gpt-test", Hang())
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert outcome.run.model == CLAUDE
+    assert [o for _, _, o in await _attempts(runtime, outcome)] == [
+        "timeout", "timeout", "answered"]
+    for exchange in world.server.requests_for("gpt-test"):
+        await _closed(exchange)
+
+
+@pytest.mark.parametrize("broken", [Malformed(("Hal",)), Reset(("Hal",))])
+async def test_a_stream_that_breaks_after_text_fails_the_run_and_keeps_the_text(
+    world: World, broken: Malformed | Reset
+) -> None:
+    runtime = await world.runtime()
+    world.server.script(broken)
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert outcome.run.status is RunStatus.FAILED
+    assert outcome.reply == "Hal"
+    assert len(world.server.exchanges) == 1  # text was shown: no retry, no failover
+    assert [o for _, _, o in await _attempts(runtime, outcome)] == ["unavailable"]
+
+
+async def test_a_cooldown_survives_a_restart(world: World) -> None:
+    first = await world.runtime()
+    world.server.on_key(WORK, Fail(429, "slow down", retry_after=600))
+    await _ask(first)
+    await first.close(grace=0)
+    world.server.on_key(WORK, Reply("the rested key was used"))
+
+    second = await world.runtime()
+    outcome = await _ask(second, "again")
+
+    assert outcome.run is not None
+    assert outcome.run.profile == "home"
+    assert await _attempts(second, outcome) == [
+        ("openai/gpt-test", "work", "cooling_down"), ("openai/gpt-test", "home", "answered")]
+    keys = [e.api_key for e in world.server.exchanges]
+    assert keys == [WORK, HOME, HOME]
+
+
+async def test_every_candidate_resting_fails_fast_and_says_until_when(world: World) -> None:
+    runtime = await world.runtime()
+    for key in (WORK, HOME, CLAUDE_KEY):
+        world.server.on_key(key, Fail(429, "slow down", retry_after=120))
+    await _ask(runtime)
+    calls = len(world.server.exchanges)
+    outcome = await _ask(runtime, "again")
+    assert outcome.run is not None
+    assert "resting after failures" in (outcome.run.error or "")
+    assert len(world.server.exchanges) == calls
+
+
+async def _until(check: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
