@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from clawgate.testing import ManualClock
+from clawgate.testing.model_server import FakeModelServer
 from tests.integration.harness import Harness
+from tests.integration.model_world import World
 from tests.stores import StoreBackend
 
 
@@ -13,3 +17,13 @@ async def harness(backend: StoreBackend) -> AsyncIterator[Harness]:
     harness = Harness(backend)
     yield harness
     await harness.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    world = World(await FakeModelServer.start(), tmp_path / "c.db", ManualClock(), [])
+    yield world
+    for runtime in world.runtimes:
+        await runtime.close(grace=0)
+        await runtime.store.close()
+    await world.server.close()

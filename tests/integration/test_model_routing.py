@@ -8,72 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from clawgate.domain import ModelRef, Role, RunStatus, Usage
-from clawgate.providers.registry import build
-from clawgate.providers.routing import RoutingPolicy
-from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind
+from clawgate.domain import Role, RunStatus, Usage
 from clawgate.runtime.bus import ReplyDelta
 from clawgate.runtime.runtime import MessageOutcome, Runtime
-from clawgate.runtime.settings import RuntimeSettings
-from clawgate.store.sqlite import SqliteStore
-from clawgate.testing import ManualClock
 from clawgate.testing.model_server import (
     Exchange,
     Fail,
-    FakeModelServer,
     Hang,
     Malformed,
     Reply,
     Reset,
 )
-
-WORK, HOME, CLAUDE_KEY = "sk-work-1111111111", "sk-home-2222222222", "sk-ant-3333333333"
-GPT = ModelRef("openai", "gpt-test")
-CLAUDE = ModelRef("anthropic", "claude-test")
-
-
-@dataclass
-class World:
-    server: FakeModelServer
-    path: Path
-    clock: ManualClock
-    runtimes: list[Runtime]
-
-    async def runtime(self, timeout_s: float = 5.0) -> Runtime:
-        providers = build([
-            HttpProviderSettings("openai", ProviderKind.OPENAI,
-                                 (Profile("work", "env W", WORK), Profile("home", "env H", HOME)),
-                                 base_url=self.server.openai_base_url, timeout_seconds=timeout_s),
-            HttpProviderSettings("anthropic", ProviderKind.ANTHROPIC,
-                                 (Profile("default", "env A", CLAUDE_KEY),),
-                                 base_url=self.server.url, timeout_seconds=timeout_s),
-        ])
-        settings = RuntimeSettings(
-            default_model=GPT, poll_interval=0.01,
-            routing=RoutingPolicy(fallbacks=(CLAUDE,), backoff_s=0.01),
-        )
-        store = await SqliteStore.open(self.path, self.clock)
-        runtime = Runtime(store, providers, settings)
-        await runtime.start()
-        self.runtimes.append(runtime)
-        return runtime
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    world = World(await FakeModelServer.start(), tmp_path / "c.db", ManualClock(), [])
-    yield world
-    for runtime in world.runtimes:
-        await runtime.close(grace=0)
-        await runtime.store.close()
-    await world.server.close()
+from tests.integration.model_world import CLAUDE, CLAUDE_KEY, GPT, HOME, WORK, World
 
 
 async def _ask(runtime: Runtime, text: str = "hello") -> MessageOutcome:

@@ -11,6 +11,7 @@ from clawgate.config import DEFAULT_CONFIG, home_from_env, load, parse
 from clawgate.domain import DropPolicy, ModelRef, QueueMode
 from clawgate.errors import ConfigError
 from clawgate.providers.echo import EchoConfig, EchoFailure
+from clawgate.providers.settings import HttpProviderSettings, ProviderKind
 
 PATH = Path("/home/me/.clawgate/config.toml")
 
@@ -54,19 +55,31 @@ def test_values_are_read() -> None:
         ('[queue]\ncapp = 3\n', 2, "queue.capp", "did you mean 'cap'"),
         ('[models]\ndefault = "gpt4"\n', 2, "models.default", "provider/model"),
         ('[models]\ndefault = "x/y"\n', 2, "models.default", "no provider named 'x'"),
-        ('[providers.p]\nkind = "magic"\n', 2, "providers.p.kind", "unknown provider kind"),
+        ('[providers.p]\nkind = "magic"\n', 2, "providers.p.kind",
+         "'magic' is not one of 'echo', 'openai', 'anthropic'"),
+        ('[providers.p]\nkind = "openai"\napi_key = "sk-x"\n', 3, "providers.p.api_key",
+         "keys do not belong in the config file"),
+        ('[providers.a]\nkind = "anthropic"\n', None, "providers.a.api_key_env",
+         "needs api_key_env or api_key_file"),
+        ('[providers.o]\nkind = "openai"\n[[providers.o.profiles]]\nname = "a"\n'
+         '[[providers.o.profiles]]\nname = "b"\ncolour = 1\n', 7,
+         "providers.o.profiles[1].colour", "unknown key"),
+        ('[models]\nfallbacks = ["nowhere/x"]\n', 2, "models.fallbacks", "no provider named"),
         ('runtime = 5\n', 1, "runtime", "expected a table"),
         ('[providers.e]\nkind = "echo"\nfail = "sometimes"\n', 3, "providers.e.fail",
          "not one of"),
     ],
 )
-def test_mistakes_name_file_line_and_key(text: str, line: int, key: str, message: str) -> None:
+def test_mistakes_name_file_line_and_key(
+    text: str, line: int | None, key: str, message: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         _parse(text)
     error = caught.value
     assert (error.path, error.line, error.key) == (str(PATH), line, key)
     assert message in str(error)
-    assert str(error).startswith(f"config error in {PATH}, line {line}, key {key}: ")
+    where = f", line {line}" if line else ""
+    assert str(error).startswith(f"config error in {PATH}{where}, key {key}: ")
 
 
 def test_broken_toml_names_its_line() -> None:
@@ -86,3 +99,63 @@ def test_a_missing_home_is_created_with_a_commented_config(tmp_path: Path) -> No
 def test_the_home_comes_from_the_environment(tmp_path: Path) -> None:
     assert home_from_env({"CLAWGATE_HOME": str(tmp_path)}) == tmp_path
     assert home_from_env({}).name == ".clawgate"
+
+
+def test_http_providers_profiles_keys_aliases_and_fallbacks(tmp_path: Path) -> None:
+    key_file = tmp_path / "personal.key"
+    key_file.write_text("sk-from-file\n")
+    text = f"""
+[models]
+default = "smart"
+fallbacks = ["local/llama3"]
+[models.aliases]
+smart = "anthropic/claude-sonnet"
+fast = "openai/gpt-4o-mini"
+
+[providers.openai]
+kind = "openai"
+models = ["gpt-4o-mini"]
+[[providers.openai.profiles]]
+name = "work"
+api_key_env = "WORK_KEY"
+[[providers.openai.profiles]]
+name = "personal"
+api_key_file = "{key_file}"
+[[providers.openai.profiles]]
+name = "spare"
+api_key_env = "UNSET_KEY"
+
+[providers.anthropic]
+kind = "anthropic"
+api_key_env = "ANTHROPIC_API_KEY"
+timeout_seconds = 30
+
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:11434/v1"
+
+[agent]
+system_prompt = "Be brief."
+
+[routing]
+retries = 1
+cooldown_minutes = [0.5, 2]
+"""
+    env = {"WORK_KEY": "sk-work", "ANTHROPIC_API_KEY": "sk-ant"}
+    settings = parse(text, PATH, PATH.parent, env)
+    by_name = {p.name: p for p in settings.providers}
+    openai, anthropic, local = by_name["openai"], by_name["anthropic"], by_name["local"]
+    assert isinstance(openai, HttpProviderSettings)
+    assert [(p.name, p.api_key) for p in openai.profiles] == [
+        ("work", "sk-work"), ("personal", "sk-from-file"), ("spare", None)]
+    assert "sk-work" not in repr(openai)  # keys stay out of every repr
+    assert isinstance(anthropic, HttpProviderSettings)
+    assert (anthropic.kind, anthropic.timeout_seconds) == (ProviderKind.ANTHROPIC, 30)
+    assert isinstance(local, HttpProviderSettings)
+    assert (local.needs_key, local.base_url) == (False, "http://127.0.0.1:11434/v1")
+    runtime = settings.runtime
+    assert runtime.default_model == ModelRef("anthropic", "claude-sonnet")
+    assert runtime.routing.fallbacks == (ModelRef("local", "llama3"),)
+    assert runtime.routing.aliases["fast"] == ModelRef("openai", "gpt-4o-mini")
+    assert runtime.routing.cooldown_windows_s == (30.0, 120.0)
+    assert runtime.system_prompt == "Be brief."

@@ -15,8 +15,9 @@ from typing import Any
 
 from clawgate import config
 from clawgate.errors import ClawgateError, ConfigError, InvalidInput
-from clawgate.providers.registry import build
+from clawgate.providers.registry import build, secrets
 from clawgate.providers.routing import ProviderEntry
+from clawgate.redaction import RedactingFormatter, redact
 from clawgate.store.sqlite import SqliteStore
 
 # Exit codes shared by the commands.
@@ -46,25 +47,35 @@ Command = Callable[[argparse.Namespace, config.Settings], Coroutine[Any, Any, in
 
 def run_command(module: ModuleType, args: argparse.Namespace) -> int:
     """Load the settings (before any event loop: it is file I/O), then run the command."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load(Path(args.home).expanduser() if args.home else None)
     except ConfigError as exc:
+        _log_to_stderr(args.verbose, [])
         on_error = getattr(module, "on_config_error", None)
         if on_error is not None:
             return int(on_error(args, exc))
         print(f"clawgate: {exc}", file=sys.stderr)
         return USAGE
+    keys = secrets(settings.providers)
+    _log_to_stderr(args.verbose, keys)
     command: Command = module.main
     try:
         return asyncio.run(command(args, settings))
     except InvalidInput as exc:
-        print(f"clawgate: {exc}", file=sys.stderr)
+        print(f"clawgate: {redact(str(exc), keys)}", file=sys.stderr)
         return USAGE
     except ClawgateError as exc:
-        print(f"clawgate: {exc}", file=sys.stderr)
+        print(f"clawgate: {redact(str(exc), keys)}", file=sys.stderr)
         return PROBLEM
     except KeyboardInterrupt:
         return 130
+
+
+def _log_to_stderr(verbose: int, keys: list[str]) -> None:
+    """Logging for the CLI: warnings by default, -v info, -vv debug; never a key."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", keys))
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 

@@ -13,6 +13,7 @@ COMMANDS = {
     "stop": "clawgate.cli.stop",
     "sessions": "clawgate.cli.sessions",
     "doctor": "clawgate.cli.doctor",
+    "models": "clawgate.cli.models",
 }
 
 
@@ -48,6 +49,14 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("key")
     show.add_argument("--json", action="store_true")
     show.add_argument("--limit", type=int, default=50, help="latest runs/messages (default 50)")
+
+    models = sub.add_parser("models", help="list the configured models, or test one")
+    what = models.add_subparsers(dest="action", metavar="action", required=True)
+    what.add_parser("list", help="providers, auth profiles, default, fallbacks, aliases"
+                    ).add_argument("--json", action="store_true")
+    probe = what.add_parser("test", help="one tiny request through each auth profile")
+    probe.add_argument("ref", nargs="?", help="provider/model or alias (default: the default)")
+    probe.add_argument("--json", action="store_true")
 
     doctor = sub.add_parser("doctor", help="check every promise in the store")
     doctor.add_argument("--json", action="store_true")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from clawgate.domain import InboundMessage, ModelRef, Outbound, Run, preview
+from clawgate.domain import Attempt, InboundMessage, ModelRef, Outbound, Run, preview
 from clawgate.store.protocol import SessionSummary
 
 Json = dict[str, Any]
@@ -31,12 +31,13 @@ def session_row(summary: SessionSummary, default_model: ModelRef) -> Json:
         "modelProvider": model.provider,
         "inputTokens": session.usage.input_tokens,
         "outputTokens": session.usage.output_tokens,
+        "cachedTokens": session.usage.cached_tokens,
         "waiting": summary.pending,
         "updatedAt": _time(session.updated_at),
     }
 
 
-def run_row(run: Run) -> Json:
+def run_row(run: Run, attempts: list[Attempt] | None = None) -> Json:
     return {
         "id": run.id,
         "status": str(run.status),
@@ -46,9 +47,13 @@ def run_row(run: Run) -> Json:
         "runtimeMs": run.runtime_ms,
         "model": run.model.model if run.model else None,
         "modelProvider": run.model.provider if run.model else None,
+        "profile": run.profile,
         "inputTokens": run.usage.input_tokens,
         "outputTokens": run.usage.output_tokens,
+        "cachedTokens": run.usage.cached_tokens,
         "error": run.error,
+        "attempts": [{"model": str(a.model), "profile": a.profile, "outcome": a.outcome,
+                      "error": a.error} for a in attempts or ()],
     }
 
 

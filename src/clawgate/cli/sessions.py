@@ -35,8 +35,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)")
             return PROBLEM
         row = session_row(summary, default)
-        row["runs"] = [run_row(r) for r in await app.store.list_runs(summary.session.id,
-                                                                      args.limit)]
+        runs = await app.store.list_runs(summary.session.id, args.limit)
+        row["runs"] = [run_row(r, await app.store.list_attempts(r.id)) for r in runs]
         row["inbound"] = [inbound_row(m) for m in await app.store.list_inbound(
             summary.session.id, args.limit)]
         row["outbox"] = [outbound_row(o) for o in await app.store.list_outbox(

@@ -20,8 +20,9 @@ from clawgate.providers.base import (
     TextDelta,
     UsageReport,
 )
-from clawgate.providers.http_errors import from_status, from_transport, redact
+from clawgate.providers.http_errors import from_status, from_transport
 from clawgate.providers.settings import HttpProviderSettings, Profile
+from clawgate.redaction import redact
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic

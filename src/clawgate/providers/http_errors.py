@@ -6,7 +6,7 @@ SDK's exception; this module decides what that means. Secrets are removed from e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -87,9 +87,3 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced (longest first, so no part of one survives)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text

@@ -42,12 +42,31 @@ class ShowQueue:
     pass
 
 
-Command = Stop | Reset | Status | Help | SetQueue | ShowQueue
+@dataclass(frozen=True, slots=True)
+class ShowModel:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetModel:
+    model: str  # an alias or provider/model, resolved by the runtime
+
+
+@dataclass(frozen=True, slots=True)
+class Compact:
+    pass
+
+
+Command = Stop | Reset | Status | Help | SetQueue | ShowQueue | ShowModel | SetModel | Compact
 
 HELP = """\
 /stop                  stop the current reply and clear waiting messages (or just type: stop)
 /new, /reset           start a fresh conversation (the old transcript is kept)
 /status                model, current run, queue and token use
+/model                 show the model, its fallbacks and the aliases
+/model <provider/model or alias>
+                       switch this session's model
+/compact               summarise older turns now (also happens on its own when needed)
 /queue                 show how messages sent during a reply are handled
 /queue <mode> [debounce:<ms>] [cap:<n>] [drop:old|new|summarize]
                        modes: followup (one reply each), collect (one reply for all),
@@ -56,6 +75,7 @@ HELP = """\
 
 _SIMPLE: dict[str, Command] = {
     "/stop": Stop(), "/new": Reset(), "/reset": Reset(), "/status": Status(), "/help": Help(),
+    "/compact": Compact(),
 }
 
 
@@ -74,6 +94,13 @@ def parse(text: str) -> Command | None:
         return _SIMPLE[word]
     if word == "/queue":
         return _parse_queue(rest.split())
+    if word == "/model":
+        target = rest.strip()
+        if not target:
+            return ShowModel()
+        if " " in target:
+            raise InvalidInput("/model takes one name: provider/model or an alias")
+        return SetModel(target)
     raise InvalidInput(f"unknown command {word}; /help lists the commands")
 
 

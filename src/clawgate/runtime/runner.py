@@ -24,9 +24,10 @@ from clawgate.domain import (
     RunStatus,
     Usage,
 )
-from clawgate.errors import ClawgateError, ProviderError, StoreError
+from clawgate.errors import ClawgateError, ContextOverflow, ProviderError, StoreError
 from clawgate.providers.base import ChatMessage, ChatRole, TextDelta, UsageReport
 from clawgate.providers.routing import Router
+from clawgate.runtime import compaction
 from clawgate.runtime.bus import EventBus, MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.protocol import Claim, Store
@@ -151,20 +152,52 @@ class Runner:
     async def _converse(self, work: ActiveRun, chain: list[ModelRef]) -> Usage:
         """Call the model (again for each batch of steered messages); return the usage."""
         usage = Usage()
+        overflowed = False
         for _ in range(MAX_STEERS + 1):
-            entries = await self._store.conversation(
-                work.run.session_id, self._settings.context_entries
-            )
-            async for event in self._router.stream(chain, context(entries), work.trail):
-                if isinstance(event, TextDelta):
-                    work.segment.append(event.text)
-                    self._bus.publish(ReplyDelta(
-                        work.session_key, work.run.session_id, work.run.id, event.text))
-                elif isinstance(event, UsageReport):
-                    usage += event.usage
+            entries, spent = await self._context(work, chain, force=overflowed)
+            usage += spent
+            messages = context(entries, self._settings.system_prompt)
+            try:
+                async for event in self._router.stream(chain, messages, work.trail):
+                    if isinstance(event, TextDelta):
+                        work.segment.append(event.text)
+                        self._bus.publish(ReplyDelta(
+                            work.session_key, work.run.session_id, work.run.id, event.text))
+                    elif isinstance(event, UsageReport):
+                        usage += event.usage
+            except ContextOverflow:
+                if overflowed:  # compacted once already: it cannot fit
+                    raise
+                overflowed = True
+                continue
+            overflowed = False
             if not await self._steer(work):
                 break
         return usage
+
+    async def _context(
+        self, work: ActiveRun, chain: list[ModelRef], force: bool
+    ) -> tuple[list[ContextEntry], Usage]:
+        """The conversation to send, compacted first if it would not fit the window."""
+        session_id, limit = work.run.session_id, self._settings.context_entries
+        entries = await self._store.conversation(session_id, limit)
+        window = self._router.window(chain[0])
+        reserve = self._router.output_limit(chain[0])
+        if not force and not compaction.needs_compaction(
+                entries, self._settings.system_prompt, window, reserve):
+            return entries, Usage()
+        keep = window * compaction.RECENT_SHARE
+        if force:  # the provider said it did not fit: our estimate was off, so halve it
+            keep = min(keep, compaction.tokens(entries) / 2)
+        summary = await compaction.summarize(
+            self._router, chain, entries, keep, window, work.trail)
+        if summary is None:
+            return entries, Usage()
+        if not await self._store.append_summary(
+                session_id, summary.text, summary.covers_through, summary.usage,
+                run_id=work.run.id, owner_id=self._owner):
+            raise RunLost(f"run {work.run.id} is no longer ours")
+        return await self._store.conversation(session_id, limit), summary.usage
 
     async def _steer(self, work: ActiveRun) -> bool:
         """Fold messages that arrived meanwhile into this run (steer mode); True if any.
@@ -210,9 +243,10 @@ _ROLES = {Role.USER: ChatRole.USER, Role.ASSISTANT: ChatRole.ASSISTANT, Role.NOT
 SUMMARY_PREFIX = "Summary of the conversation so far:\n"
 
 
-def context(entries: list[ContextEntry]) -> tuple[ChatMessage, ...]:
-    """The conversation a model sees, from the transcript (a summary goes first, as system)."""
-    return tuple(
+def context(entries: list[ContextEntry], system_prompt: str = "") -> tuple[ChatMessage, ...]:
+    """The conversation a model sees: the system prompt, a summary if any, the rest."""
+    prompt = (ChatMessage(ChatRole.SYSTEM, system_prompt),) if system_prompt else ()
+    return prompt + tuple(
         ChatMessage(ChatRole.SYSTEM, SUMMARY_PREFIX + e.text) if e.summary
         else ChatMessage(_ROLES[e.role], e.text)
         for e in entries

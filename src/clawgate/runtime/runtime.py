@@ -29,9 +29,9 @@ from clawgate.domain import (
     Session,
 )
 from clawgate.errors import ClawgateError, InvalidInput, UnknownSession
-from clawgate.providers.base import Provider
+from clawgate.providers.base import Provider, estimate_tokens
 from clawgate.providers.routing import ProviderEntry, Router
-from clawgate.runtime import commands
+from clawgate.runtime import commands, compaction
 from clawgate.runtime.bus import (
     EventBus,
     MessageDecided,
@@ -221,6 +221,13 @@ class Runtime:
                 return describe_queue((await self.status(key)).queue)
             case commands.SetQueue(patch):
                 return "queue: " + describe_queue(await self.set_queue(key, patch))
+            case commands.ShowModel():
+                return await self.describe_models(key)
+            case commands.SetModel(name):
+                session = await self.set_model(key, name)
+                return f"model: {session.model} (for this session, from the next reply)"
+            case commands.Compact():
+                return await self.compact(key)
 
     async def wait_for(self, message_id: str, within: float | None = None) -> MessageOutcome:
         """Wait until a message has its fate and, if a run took it, that run has ended.
@@ -300,6 +307,34 @@ class Runtime:
     async def set_model(self, key: str, model: str | ModelRef) -> Session:
         """Switch a session's model (an alias or ``provider/model``), field-level."""
         return await self.store.set_model(key, self.router.resolve(str(model)))
+
+    async def describe_models(self, key: str) -> str:
+        session = await self.store.get_session(key)
+        current = (session.model if session else None) or self.settings.default_model
+        chain = self.router.chain(current)
+        aliases = ", ".join(f"{a} = {m}" for a, m in sorted(self.router.policy.aliases.items()))
+        lines = [f"model: {current}",
+                 f"fallbacks: {', '.join(str(m) for m in chain[1:]) or 'none'}",
+                 f"aliases: {aliases or 'none'}"]
+        return "\n".join(lines)
+
+    async def compact(self, key: str) -> str:
+        """Summarise the session's older turns now (refused while a reply is running)."""
+        summary = await self.store.summarize_session(key)
+        if summary is None:
+            raise UnknownSession(key)
+        if summary.latest_run is not None and summary.latest_run.status.active:
+            raise InvalidInput("a reply is in progress; /compact once it has ended")
+        session = summary.session
+        chain = self.router.chain(session.model or self.settings.default_model)
+        entries = await self.store.conversation(session.id, self.settings.context_entries)
+        made = await compaction.summarize(self.router, chain, entries, keep_tokens=0,
+                                          window=self.router.window(chain[0]), trail=[])
+        if made is None:
+            return "nothing to compact yet"
+        await self.store.append_summary(session.id, made.text, made.covers_through, made.usage)
+        return (f"compacted {made.covered} earlier entries into a summary of about "
+                f"{estimate_tokens(made.text)} tokens")
 
     async def set_queue(self, key: str, patch: QueuePatch) -> QueueSettings:
         session = await self.store.set_queue(key, patch)

@@ -14,6 +14,7 @@ class RuntimeSettings:
     default_model: ModelRef = field(default_factory=lambda: ModelRef("echo", "echo"))
     queue: QueueSettings = field(default_factory=QueueSettings)
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)  # fallbacks, aliases, ...
+    system_prompt: str = ""  # what the model is told before every conversation
     lease: timedelta = timedelta(seconds=15)
     run_timeout: timedelta = timedelta(seconds=600)
     #: How often a runtime looks in the store for stop requests and work from other processes.

@@ -23,6 +23,7 @@ import contextlib
 import json
 import socket
 import struct
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -412,3 +413,38 @@ class _AnthropicFormat:
 
 
 _formats: dict[Api, Any] = {"openai": _OpenAIFormat, "anthropic": _AnthropicFormat}
+
+
+class ModelServerThread:
+    """The fake server on a thread of its own, for tests that block (on a subprocess, say).
+
+        with ModelServerThread() as server:
+            server.script(Reply("hi"))
+            subprocess.run([...])   # the server keeps answering meanwhile
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fake model server", daemon=True)
+        self._server: FakeModelServer | None = None
+
+    def __enter__(self) -> FakeModelServer:
+        self._thread.start()
+        if not self._ready.wait(10) or self._server is None:
+            raise RuntimeError("the fake model server did not start")
+        return self._server
+
+    def __exit__(self, *exc: object) -> None:
+        server = self._server
+        if server is not None:
+            asyncio.run_coroutine_threadsafe(server.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(FakeModelServer.start())
+        self._ready.set()
+        self._loop.run_forever()

@@ -1,0 +1,128 @@
+"""``clawgate models list`` and ``clawgate models test [ref]``.
+
+``test`` sends one tiny request through every auth profile of the model's provider and says,
+for each, how long the first token took and what came back, or exactly what failed. It does
+not rest a failing key (it is a test), but a key that answers is forgiven its cooldown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from clawgate.cli.common import OK, PROBLEM, open_app
+from clawgate.cli.rows import table
+from clawgate.clock import SystemClock
+from clawgate.config import Settings
+from clawgate.domain import Cooldown, ModelRef, preview
+from clawgate.errors import ProviderError
+from clawgate.providers.base import ChatMessage, ChatRole, ModelRequest, Provider, TextDelta
+from clawgate.providers.echo import EchoConfig
+from clawgate.providers.registry import ProviderConfig
+from clawgate.providers.routing import Router
+
+PROBE = "Reply with the single word: OK"
+
+
+async def main(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings) as app:
+        router = Router(app.providers, app.store, SystemClock(), settings.runtime.routing)
+        try:
+            if args.action == "list":
+                rows = _listing(settings, await router.cooldowns())
+                print(json.dumps(rows, indent=2) if args.json else _list_text(rows))
+                return OK
+            model = router.resolve(args.ref) if args.ref else settings.runtime.default_model
+            results = [await _probe(model, name, adapter)
+                       for name, adapter in router.providers[model.provider].profiles]
+            for result in results:
+                if result["ok"]:
+                    await app.store.clear_cooldown(f"{model.provider}:{result['profile']}")
+            print(json.dumps(results, indent=2) if args.json else _test_text(results))
+            return OK if any(r["ok"] for r in results) else PROBLEM
+        finally:
+            await router.aclose()
+
+
+async def _probe(model: ModelRef, profile: str, adapter: Provider) -> dict[str, Any]:
+    request = ModelRequest(model.model, (ChatMessage(ChatRole.USER, PROBE),), 16)
+    started = time.perf_counter()
+    first: float | None = None
+    text: list[str] = []
+    result: dict[str, Any] = {"model": str(model), "profile": profile}
+    try:
+        async for event in adapter.stream(request):
+            if isinstance(event, TextDelta):
+                first = first if first is not None else time.perf_counter() - started
+                text.append(event.text)
+    except ProviderError as exc:
+        return {**result, "ok": False, "error": str(exc), "errorKind": exc.kind}
+    total = time.perf_counter() - started
+    return {**result, "ok": True, "firstTokenMs": round((first or total) * 1000),
+            "totalMs": round(total * 1000), "reply": preview("".join(text), 60)}
+
+
+def _listing(settings: Settings, resting: list[Cooldown]) -> dict[str, Any]:
+    rest = {c.profile_key: c for c in resting}
+    routing = settings.runtime.routing
+    return {
+        "default": str(settings.runtime.default_model),
+        "fallbacks": [str(m) for m in routing.fallbacks],
+        "aliases": {name: str(model) for name, model in sorted(routing.aliases.items())},
+        "providers": [_provider_row(p, rest) for p in settings.providers],
+    }
+
+
+def _provider_row(config: ProviderConfig, rest: dict[str, Cooldown]) -> dict[str, Any]:
+    if isinstance(config, EchoConfig):
+        return {"name": config.name, "kind": "echo", "baseUrl": None, "models": [],
+                "profiles": [{"name": "default", "key": "none", "keySource": "none"}]}
+    profiles = []
+    for profile in config.profiles:
+        cooldown = rest.get(f"{config.name}:{profile.name}")
+        key = "none" if profile.source == "none" else ("set" if profile.api_key else "missing")
+        profiles.append({
+            "name": profile.name, "keySource": profile.source, "key": key,
+            "restingUntil": cooldown.until.isoformat(timespec="seconds") if cooldown else None,
+            "restReason": cooldown.reason if cooldown else None,
+        })
+    return {"name": config.name, "kind": str(config.kind),
+            "baseUrl": config.base_url or "(the provider's default)",
+            "contextWindow": config.context_window, "models": list(config.models),
+            "profiles": profiles}
+
+
+def _list_text(listing: dict[str, Any]) -> str:
+    rows = []
+    for provider in listing["providers"]:
+        profiles = "; ".join(_profile_text(p) for p in provider["profiles"])
+        rows.append([provider["name"], provider["kind"], provider["baseUrl"] or "-",
+                     profiles, ", ".join(provider["models"]) or "-"])
+    aliases = ", ".join(f"{a} = {m}" for a, m in listing["aliases"].items()) or "none"
+    return "\n".join([
+        table(rows, ["PROVIDER", "KIND", "ENDPOINT", "PROFILES", "MODELS"]), "",
+        f"default    {listing['default']}",
+        f"fallbacks  {', '.join(listing['fallbacks']) or 'none'}",
+        f"aliases    {aliases}",
+    ])
+
+
+def _profile_text(profile: dict[str, Any]) -> str:
+    text = f"{profile['name']} ({profile['keySource']}: {profile['key']})"
+    if profile.get("restingUntil"):
+        text += f" resting until {profile['restingUntil']} ({profile['restReason']})"
+    return text
+
+
+def _test_text(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in results:
+        head = f"{r['model']} via {r['profile']}: "
+        if r["ok"]:
+            lines.append(head + f"first token {r['firstTokenMs']} ms, done {r['totalMs']} ms, "
+                                f"said {r['reply']!r}")
+        else:
+            lines.append(head + f"FAILED ({r['errorKind']}): {r['error']}")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""The ``[providers.<name>]`` sections: the echo provider, and HTTP providers with their keys.
+
+Keys are read here, at the edge: from an environment variable (``api_key_env``) or a file
+(``api_key_file``), once per profile. A key that is not set is not an error here (the
+profile fails over when used, and `clawgate models list` says so); a key written into the
+config file itself is refused, so the file can be shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+
+from clawgate.config_toml import Table
+from clawgate.providers.echo import EchoConfig, EchoFailure
+from clawgate.providers.registry import ProviderConfig
+from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind
+
+PROVIDER_KEYS = ("kind", "delay_ms", "fail", "base_url", "api_key_env", "api_key_file",
+                 "profiles", "timeout_seconds", "context_window", "max_output_tokens",
+                 "models", "headers")
+PROFILE_KEYS = ("name", "api_key_env", "api_key_file")
+DEFAULT_WINDOWS = {ProviderKind.OPENAI: 128_000, ProviderKind.ANTHROPIC: 200_000}
+
+
+class Kind(StrEnum):
+    ECHO = "echo"
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+def providers(table: Table, env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
+    if not table.data:
+        return (EchoConfig("echo"),)
+    return tuple(_provider(name, table.table(name, PROVIDER_KEYS), env)
+                 for name in list(table.data))
+
+
+def _provider(name: str, table: Table, env: Mapping[str, str]) -> ProviderConfig:
+    if table.has("api_key"):
+        table.fail("api_key", "keys do not belong in the config file; put the key in an "
+                              "environment variable (api_key_env) or a file (api_key_file)")
+    if not table.has("kind"):
+        table.fail("kind", "every provider needs a kind: \"echo\", \"openai\" or \"anthropic\"")
+    kind = table.choice("kind", Kind, Kind.ECHO)
+    if kind is Kind.ECHO:
+        config: ProviderConfig = EchoConfig(
+            name, table.integer("delay_ms", 0, 0, 3_600_000),
+            table.choice("fail", EchoFailure, EchoFailure.NONE))
+    else:
+        config = _http(name, ProviderKind(kind.value), table, env)
+    table.done()
+    return config
+
+
+def _http(name: str, kind: ProviderKind, table: Table, env: Mapping[str, str]
+          ) -> HttpProviderSettings:
+    profiles = _profiles(table, env)
+    needs_key = any(p.source != "none" for p in profiles)
+    if kind is ProviderKind.ANTHROPIC and not needs_key:
+        table.fail("api_key_env", "an anthropic provider needs api_key_env or api_key_file")
+    return HttpProviderSettings(
+        name=name, kind=kind, profiles=profiles, needs_key=needs_key,
+        base_url=table.optional_string("base_url") or None,
+        timeout_seconds=float(table.integer("timeout_seconds", 120, 1, 3600)),
+        context_window=table.integer("context_window", DEFAULT_WINDOWS[kind], 256, 10_000_000),
+        max_output_tokens=table.integer("max_output_tokens", 4096, 1, 1_000_000),
+        models=tuple(table.strings("models")),
+        headers=table.string_table("headers"),
+    )
+
+
+def _profiles(table: Table, env: Mapping[str, str]) -> tuple[Profile, ...]:
+    listed = table.tables("profiles", PROFILE_KEYS)
+    if listed:
+        if table.has("api_key_env") or table.has("api_key_file"):
+            table.fail("api_key_env", "give the key in each [[profiles]] entry, not both")
+        found = [_profile(p.string("name", ""), p, env) for p in listed]
+        for profile_table, profile in zip(listed, found, strict=True):
+            if not profile.name:
+                profile_table.fail("name", "every profile needs a name")
+            profile_table.done()
+        names = [p.name for p in found]
+        if len(set(names)) != len(names):
+            table.fail("profiles", f"profile names must differ: {', '.join(names)}")
+        return tuple(found)
+    return (_profile("default", table, env),)
+
+
+def _profile(name: str, table: Table, env: Mapping[str, str]) -> Profile:
+    variable = table.optional_string("api_key_env")
+    key_file = table.optional_string("api_key_file")
+    if variable and key_file:
+        table.fail("api_key_file", "use api_key_env or api_key_file, not both")
+    if variable:
+        return Profile(name, f"env {variable}", env.get(variable, "").strip() or None)
+    if key_file:
+        return Profile(name, f"file {key_file}", _read_key(table, key_file))
+    return Profile(name, "none")
+
+
+def _read_key(table: Table, key_file: str) -> str | None:
+    path = Path(key_file).expanduser()
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None  # like an unset variable: the profile fails over, models list says so
+    except OSError as exc:
+        table.fail("api_key_file", f"cannot read {path}: {exc.strerror}")

@@ -1,0 +1,146 @@
+"""The CLI with real providers: an OpenAI-compatible and an Anthropic endpoint on 127.0.0.1.
+
+Keys come from the environment; the test greps everything the user and the disk can see
+for them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+
+from clawgate.testing.model_server import Fail, FakeModelServer, ModelServerThread, Reply
+from tests.acceptance.cli import Home
+
+WORK_KEY = "sk-work-5f3a9c1e7d2b4a6f8e0c"
+CLAUDE_KEY = "sk-ant-a1b2c3d4e5f6a7b8c9d0"
+
+
+def _config(server: FakeModelServer) -> str:
+    return f"""
+[models]
+default = "openai/gpt-test"
+fallbacks = ["claude/claude-test"]
+[models.aliases]
+smart = "claude/claude-test"
+
+[providers.openai]
+kind = "openai"
+base_url = "{server.openai_base_url}"
+timeout_seconds = 5
+models = ["gpt-test"]
+[[providers.openai.profiles]]
+name = "work"
+api_key_env = "TEST_WORK_KEY"
+[[providers.openai.profiles]]
+name = "spare"
+api_key_env = "TEST_SPARE_KEY"
+
+[providers.claude]
+kind = "anthropic"
+base_url = "{server.url}"
+api_key_env = "TEST_CLAUDE_KEY"
+
+[queue]
+mode = "followup"
+debounce_ms = 0
+"""
+
+
+@pytest.fixture
+def server() -> Iterator[FakeModelServer]:
+    with ModelServerThread() as server:
+        yield server
+
+
+@pytest.fixture
+def home_with_models(home: Home, server: FakeModelServer,
+                     monkeypatch: pytest.MonkeyPatch) -> Home:
+    (home.path / "config.toml").write_text(_config(server))
+    monkeypatch.setenv("TEST_WORK_KEY", WORK_KEY)
+    monkeypatch.setenv("TEST_CLAUDE_KEY", CLAUDE_KEY)
+    monkeypatch.delenv("TEST_SPARE_KEY", raising=False)
+    return home
+
+
+def test_agent_answers_through_an_openai_compatible_endpoint(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    server.script(Reply("Hello from the model", cached_tokens=3))
+    done = home_with_models.run("agent", "-m", "hi")
+    assert (done.returncode, done.stdout) == (0, "Hello from the model\n"), done.stderr
+    assert server.exchanges[-1].api_key == WORK_KEY
+    run = home_with_models.json("sessions", "show", "main")["runs"][-1]
+    assert (run["modelProvider"], run["model"], run["profile"]) == ("openai", "gpt-test", "work")
+    assert run["cachedTokens"] == 3
+
+
+def test_no_key_appears_in_any_output_log_error_or_stored_row(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    # The provider echoes the key back in its error, as some do.
+    server.on_key(WORK_KEY, Fail(401, f"Incorrect API key provided: {WORK_KEY}"))
+    server.on_key(CLAUDE_KEY, Fail(500, f"upstream rejected {CLAUDE_KEY}"))
+    outputs = [
+        home_with_models.run("-vv", "agent", "-m", "hello"),
+        home_with_models.run("-vv", "agent", "-m", "again", "--json"),
+        home_with_models.run("sessions", "show", "main", "--json"),
+        home_with_models.run("sessions", "show", "main"),
+        home_with_models.run("models", "list", "--json"),
+        home_with_models.run("models", "list"),
+        home_with_models.run("-vv", "models", "test"),
+        home_with_models.run("-vv", "models", "test", "smart", "--json"),
+        home_with_models.run("doctor", "--json"),
+    ]
+    assert outputs[0].returncode == 1
+    assert "[redacted]" in outputs[0].stderr
+    for done in outputs:
+        assert WORK_KEY not in done.stdout + done.stderr
+        assert CLAUDE_KEY not in done.stdout + done.stderr
+    database = home_with_models.path / "clawgate.db"
+    dump = "\n".join(sqlite3.connect(database).iterdump())
+    assert WORK_KEY not in dump
+    assert CLAUDE_KEY not in dump
+    assert "Incorrect API key provided: [redacted]" in dump  # the error itself is kept
+
+
+def test_models_list_shows_profiles_keys_and_rest(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    server.on_key(WORK_KEY, Fail(429, "slow down", retry_after=300))
+    home_with_models.run("agent", "-m", "hi")
+    listing = home_with_models.json("models", "list")
+    assert listing["default"] == "openai/gpt-test"
+    assert listing["fallbacks"] == ["claude/claude-test"]
+    assert listing["aliases"] == {"smart": "claude/claude-test"}
+    openai = next(p for p in listing["providers"] if p["name"] == "openai")
+    work, spare = openai["profiles"]
+    assert (work["key"], spare["key"]) == ("set", "missing")
+    assert work["restingUntil"] is not None
+    assert "rate_limited" in work["restReason"]
+    text = home_with_models.run("models", "list").stdout
+    assert "spare (env TEST_SPARE_KEY: missing)" in text
+
+
+def test_models_test_reports_latency_and_reply_or_the_failure(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    server.on_model("claude-test", Reply("OK"))
+    passed = home_with_models.run("models", "test", "smart")
+    assert passed.returncode == 0, passed.stderr
+    assert passed.stdout.startswith("claude/claude-test via default: first token ")
+    assert "said 'OK'" in passed.stdout
+
+    server.on_key(WORK_KEY, Fail(401, "invalid key"))
+    failed = home_with_models.run("models", "test", "--json")
+    assert failed.returncode == 1
+    results = json.loads(failed.stdout)
+    assert [(r["profile"], r["ok"], r.get("errorKind")) for r in results] == [
+        ("work", False, "auth"), ("spare", False, "auth")]
+    assert "TEST_SPARE_KEY is not set" in results[1]["error"]
+    unknown = home_with_models.run("models", "test", "nowhere/x")
+    assert unknown.returncode == 2
+    assert "no provider named 'nowhere'" in unknown.stderr
