@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from clawgate.domain import Usage
-from clawgate.errors import AuthFailed, ProviderError, ProviderTimeout, ProviderUnavailable
+from clawgate.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from clawgate.providers.base import (
     Capabilities,
     ChatMessage,
@@ -20,24 +20,14 @@ from clawgate.providers.base import (
     TextDelta,
     UsageReport,
 )
-from clawgate.providers.http_errors import from_status, from_transport
-from clawgate.providers.settings import HttpProviderSettings, Profile
-from clawgate.redaction import redact
+from clawgate.providers.http_adapter import HttpAdapter, body_message
+from clawgate.providers.http_errors import from_status
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
 
-class AnthropicAdapter:
-    def __init__(self, settings: HttpProviderSettings, profile: Profile) -> None:
-        self.settings = settings
-        self.profile = profile
-        self._client: AsyncAnthropic | None = None
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
+class AnthropicAdapter(HttpAdapter):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(streaming=True, needs_key=True,
@@ -67,14 +57,8 @@ class AnthropicAdapter:
             await events.close()  # also on stop: the connection is not left running
         yield UsageReport(usage.total())
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-
     def _connect(self) -> AsyncAnthropic:
-        if not self.profile.api_key:
-            raise AuthFailed(f"no API key for profile {self.profile.name!r} "
-                             f"({self.profile.source} is not set)", provider=self.name)
+        self._require_key()
         if self._client is None:
             import anthropic  # heavy: only when a model is actually called
 
@@ -83,12 +67,13 @@ class AnthropicAdapter:
                 default_headers=dict(self.settings.headers),
                 timeout=anthropic.Timeout(self.settings.timeout_seconds, connect=10.0),
             )
-        return self._client
+        client: AsyncAnthropic = self._client
+        return client
 
     def _translate(self, exc: Exception) -> ProviderError:
         import anthropic
 
-        message = redact(_message(exc), self.settings.secrets())
+        message = self._redacted(body_message(exc))
         if isinstance(exc, anthropic.APITimeoutError):
             return ProviderTimeout(f"no answer within {self.settings.timeout_seconds:g}s",
                                    provider=self.name)
@@ -97,13 +82,7 @@ class AnthropicAdapter:
                                exc.response.headers)
         if isinstance(exc, anthropic.APIConnectionError):
             return ProviderUnavailable(f"connection failed: {message}", provider=self.name)
-        if isinstance(exc, ValueError):
-            return ProviderUnavailable(f"malformed response: {message}", provider=self.name)
-        transport = from_transport(self.name, exc, self.settings.timeout_seconds)
-        if transport is not None:
-            return transport
-        return ProviderUnavailable(f"the stream broke: {type(exc).__name__}: {message}",
-                                   provider=self.name)
+        return self._other_failure(exc, message)
 
 
 class _UsageCount:
@@ -156,11 +135,3 @@ def _error_type(exc: Exception) -> str | None:
         return str(kind) if kind else None
     return None
 
-
-def _message(exc: Exception) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = body["error"].get("message")
-        if isinstance(message, str):
-            return message
-    return str(exc) or type(exc).__name__

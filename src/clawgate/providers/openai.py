@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from clawgate.domain import Usage
-from clawgate.errors import AuthFailed, ProviderError, ProviderTimeout, ProviderUnavailable
+from clawgate.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from clawgate.providers.base import (
     Capabilities,
     ChatMessage,
@@ -19,9 +19,8 @@ from clawgate.providers.base import (
     TextDelta,
     UsageReport,
 )
-from clawgate.providers.http_errors import from_status, from_transport
-from clawgate.providers.settings import HttpProviderSettings, Profile
-from clawgate.redaction import redact
+from clawgate.providers.http_adapter import HttpAdapter, body_message
+from clawgate.providers.http_errors import from_status
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -29,16 +28,7 @@ if TYPE_CHECKING:
 NO_KEY = "not-needed"  # the SDK insists on a key; local servers ignore it
 
 
-class OpenAIAdapter:
-    def __init__(self, settings: HttpProviderSettings, profile: Profile) -> None:
-        self.settings = settings
-        self.profile = profile
-        self._client: AsyncOpenAI | None = None
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
+class OpenAIAdapter(HttpAdapter):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(streaming=True, needs_key=self.settings.needs_key,
@@ -70,14 +60,8 @@ class OpenAIAdapter:
         finally:
             await chunks.close()  # also on stop: the connection is not left running
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-
     def _connect(self) -> AsyncOpenAI:
-        if self.settings.needs_key and not self.profile.api_key:
-            raise AuthFailed(f"no API key for profile {self.profile.name!r} "
-                             f"({self.profile.source} is not set)", provider=self.name)
+        self._require_key()
         if self._client is None:
             import openai  # heavy: only when a model is actually called
 
@@ -86,12 +70,13 @@ class OpenAIAdapter:
                 max_retries=0, default_headers=dict(self.settings.headers),
                 timeout=openai.Timeout(self.settings.timeout_seconds, connect=10.0),
             )
-        return self._client
+        client: AsyncOpenAI = self._client
+        return client
 
     def _translate(self, exc: Exception) -> ProviderError:
         import openai
 
-        message = redact(_message(exc), self.settings.secrets())
+        message = self._redacted(body_message(exc))
         if isinstance(exc, openai.APITimeoutError):
             return ProviderTimeout(f"no answer within {self.settings.timeout_seconds:g}s",
                                    provider=self.name)
@@ -100,22 +85,9 @@ class OpenAIAdapter:
             return from_status(self.name, exc.status_code, message, code, exc.response.headers)
         if isinstance(exc, openai.APIConnectionError):
             return ProviderUnavailable(f"connection failed: {message}", provider=self.name)
-        if isinstance(exc, ValueError | openai.APIResponseValidationError):
+        if isinstance(exc, openai.APIResponseValidationError):
             return ProviderUnavailable(f"malformed response: {message}", provider=self.name)
-        transport = from_transport(self.name, exc, self.settings.timeout_seconds)
-        if transport is not None:
-            return transport
-        return ProviderUnavailable(f"the stream broke: {type(exc).__name__}: {message}",
-                                   provider=self.name)
-
-
-def _message(exc: Exception) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
-    return str(exc) or type(exc).__name__
+        return self._other_failure(exc, message)
 
 
 def _messages(messages: tuple[ChatMessage, ...]) -> list[Any]:
