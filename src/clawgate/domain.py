@@ -104,7 +104,7 @@ _DROP_DESCRIPTIONS: Mapping[DropReason, str] = {
     DropReason.QUEUE_FULL_NEWEST: "queue full: the new message was dropped",
     DropReason.QUEUE_FULL_SUMMARIZED: "queue full: dropped, a summary goes to the next turn",
     DropReason.STOPPED: "cleared by stop",
-    DropReason.RESET: "cleared by session reset",
+    DropReason.RESET: "cleared when the session was reset or deleted",
     DropReason.SUPERSEDED: "superseded by a newer message (interrupt mode)",
 }
 
@@ -294,6 +294,20 @@ class ContextEntry:
     role: Role
     text: str
     summary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of the event feed: what happened to a run, a message or a session."""
+
+    seq: int
+    at: datetime
+    session_id: str
+    session_key: str
+    kind: str  # "run.running", "message.dropped", "session.model", ...
+    run_id: str | None = None
+    message_id: str | None = None
+    detail: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from clawgate.domain import (
     RunOutcome,
     RunStatus,
     Session,
+    StoredEvent,
     TranscriptEntry,
     Usage,
     can_transition,
@@ -84,7 +85,7 @@ class MemoryDatabase:
     outbox: list[Outbound] = field(default_factory=list)
     attempts: dict[str, list[Attempt]] = field(default_factory=dict)
     cooldowns: dict[str, Cooldown] = field(default_factory=dict)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (session, kind, subject)
+    events: list[StoredEvent] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -170,7 +171,11 @@ class MemoryStore:
         check_key(key)
         db = await self._enter()
         session = self._ensure(db, key)
-        return self._update_session(db, session.id, model=model)
+        changed = self._update_session(db, session.id, model=model)
+        if changed.model != session.model:
+            self._event(db, session.id, "session.model", changed.updated_at,
+                        detail={"model": None if model is None else str(model)})
+        return changed
 
     async def set_delivery(self, key: str, delivery: Delivery) -> Session:
         check_key(key)
@@ -182,7 +187,13 @@ class MemoryStore:
         check_key(key)
         db = await self._enter()
         session = self._ensure(db, key)
-        return self._update_session(db, session.id, queue=merge_patch(session.queue, patch))
+        changed = self._update_session(db, session.id, queue=merge_patch(session.queue, patch))
+        if changed.queue != session.queue:
+            queue = changed.queue
+            self._event(db, session.id, "session.queue", changed.updated_at, detail={
+                "mode": queue.mode and queue.mode.value, "debounceMs": queue.debounce_ms,
+                "cap": queue.cap, "drop": queue.drop and queue.drop.value})
+        return changed
 
     async def reset_session(self, key: str) -> ResetResult:
         check_key(key)
@@ -190,16 +201,56 @@ class MemoryStore:
         session_id = db.current.get(key)
         if session_id is None:
             raise UnknownSession(key)
-        stop = self._stop(db, session_id, RunStatus.KILLED, DropReason.RESET)
-        now = self.clock.now()
-        archived = self._update_session(db, session_id, archived_at=now)
+        stop, archived = self._archive(db, session_id)
+        now = archived.updated_at
         fresh = Session(
             id=new_id("ses"), key=key, created_at=now, updated_at=now,
             model=archived.model, queue=archived.queue, delivery=archived.delivery,
         )
         db.sessions[fresh.id] = fresh
         db.current[key] = fresh.id
+        self._event(db, fresh.id, "session.created", now, detail={"key": key})
         return ResetResult(old=archived, new=fresh, stop=stop)
+
+    async def archive_session(self, key: str) -> StopResult:
+        check_key(key)
+        db = await self._enter()
+        session_id = db.current.get(key)
+        if session_id is None:
+            raise UnknownSession(key)
+        stop, _ = self._archive(db, session_id)
+        del db.current[key]
+        return stop
+
+    def _archive(self, db: MemoryDatabase, session_id: str) -> tuple[StopResult, Session]:
+        stop = self._stop(db, session_id, RunStatus.KILLED, DropReason.RESET)
+        archived = self._update_session(db, session_id, archived_at=self.clock.now())
+        self._event(db, session_id, "session.archived", archived.updated_at,
+                    detail={"key": archived.key})
+        return stop, archived
+
+    # --- the event feed --------------------------------------------------------------
+
+    async def events_after(
+        self, seq: int, keys: frozenset[str] | None = None, limit: int = 500
+    ) -> list[StoredEvent]:
+        db = await self._enter()
+        found = [e for e in db.events[seq:] if keys is None or e.session_key in keys]
+        return found[:limit]
+
+    async def last_event_seq(self) -> int:
+        db = await self._enter()
+        return len(db.events)
+
+    def _event(
+        self, db: MemoryDatabase, session_id: str, kind: str, at: datetime,
+        run_id: str | None = None, message_id: str | None = None,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        db.events.append(StoredEvent(
+            seq=len(db.events) + 1, at=at, session_id=session_id,
+            session_key=db.sessions[session_id].key, kind=kind, run_id=run_id,
+            message_id=message_id, detail=detail or {}))
 
     # --- inbound ---------------------------------------------------------------------
 
@@ -226,7 +277,8 @@ class MemoryStore:
         db.inbound[accepted.id] = accepted
         if message.channel_message_id is not None:
             db.dedup[(message.channel, message.channel_message_id)] = accepted.id
-        db.events.append((session.id, "message.pending", accepted.id))
+        self._event(db, session.id, "message.pending", now, message_id=accepted.id,
+                    detail={"channel": accepted.channel, "preview": accepted.text[:120]})
         if message.reply_to is not None:
             session = self._update_session(
                 db, session.id, delivery=Delivery(message.channel, message.reply_to))
@@ -279,7 +331,8 @@ class MemoryStore:
             owner_id=owner_id, lease_expires_at=now + lease,
         )
         db.runs[run.id] = run
-        db.events.append((session_id, "run.queued", run.id))
+        self._event(db, session_id, "run.queued", now, run_id=run.id,
+                    detail={"status": "queued"})
         taken = self._decide(db, [plan.answered], Fate.ANSWERED, run_id=run.id)
         taken += self._decide(db, plan.merged, Fate.MERGED, run_id=run.id)
         dropped = self._decide(db, plan.dropped, Fate.DROPPED, reason=DropReason.SUPERSEDED)
@@ -519,6 +572,7 @@ class MemoryStore:
         session = Session(id=new_id("ses"), key=key, created_at=now, updated_at=now)
         db.sessions[session.id] = session
         db.current[key] = session.id
+        self._event(db, session.id, "session.created", now, detail={"key": key})
         return session
 
     def _update_session(self, db: MemoryDatabase, session_id: str, **changes: Any) -> Session:
@@ -560,7 +614,9 @@ class MemoryStore:
             db.inbound[message_id] = dataclasses.replace(
                 message, fate=fate, run_id=run_id, reason=reason, decided_at=now
             )
-            db.events.append((message.session_id, f"message.{fate}", message_id))
+            self._event(db, message.session_id, f"message.{fate}", now, run_id=run_id,
+                        message_id=message_id,
+                        detail={"fate": fate.value, "reason": reason and reason.value})
             decided.append(db.inbound[message_id])
         return decided
 
@@ -582,7 +638,15 @@ class MemoryStore:
             raise StoreError(f"run status may only move forward ({run.status} -> {status})")
         changed = dataclasses.replace(run, status=status, **changes)
         db.runs[run.id] = changed
-        db.events.append((run.session_id, f"run.{status}", run.id))
+        at = changed.ended_at or changed.started_at or self.clock.now()
+        self._event(db, run.session_id, f"run.{status}", at, run_id=run.id, detail={
+            "status": status.value, "from": run.status.value, "error": changed.error,
+            "runtimeMs": changed.runtime_ms,
+            "provider": changed.model.provider if changed.model else None,
+            "model": changed.model.model if changed.model else None,
+            "profile": changed.profile, "inputTokens": changed.usage.input_tokens,
+            "outputTokens": changed.usage.output_tokens,
+        })
         return changed
 
     def _end(self, db: MemoryDatabase, run: Run, status: RunStatus, error: str) -> Run:

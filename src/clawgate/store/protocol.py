@@ -37,6 +37,7 @@ from clawgate.domain import (
     RunOutcome,
     RunStatus,
     Session,
+    StoredEvent,
     TranscriptEntry,
     Usage,
 )
@@ -159,6 +160,24 @@ class Store(Protocol):
         Raises UnknownSession.
         """
         ...
+
+    async def archive_session(self, key: str) -> StopResult:
+        """Retire the key's session (what ``delete`` means: what was said is kept).
+
+        Like reset, but no fresh session is opened: the key is free until used again.
+        Raises UnknownSession.
+        """
+        ...
+
+    # --- the event feed -----------------------------------------------------------------
+
+    async def events_after(
+        self, seq: int, keys: frozenset[str] | None = None, limit: int = 500
+    ) -> list[StoredEvent]:
+        """Events with a seq above ``seq`` (of these session keys, or all), oldest first."""
+        ...
+
+    async def last_event_seq(self) -> int: ...
 
     # --- inbound messages -------------------------------------------------------------
 

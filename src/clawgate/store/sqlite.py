@@ -28,6 +28,7 @@ from clawgate.domain import (
     RunOutcome,
     RunStatus,
     Session,
+    StoredEvent,
     TranscriptEntry,
     Usage,
     check_inbound,
@@ -128,6 +129,19 @@ class SqliteStore:
 
     async def reset_session(self, key: str) -> ResetResult:
         return await self._writer.write(cmd.reset_session, self.clock, check_key(key))
+
+    async def archive_session(self, key: str) -> StopResult:
+        return await self._writer.write(cmd.archive_session, self.clock, check_key(key))
+
+    # --- the event feed --------------------------------------------------------------
+
+    async def events_after(
+        self, seq: int, keys: frozenset[str] | None = None, limit: int = 500
+    ) -> list[StoredEvent]:
+        return await self._reader.read(q.events_after, seq, keys, limit)
+
+    async def last_event_seq(self) -> int:
+        return await self._reader.read(q.last_event_seq)
 
     # --- inbound ---------------------------------------------------------------------
 

@@ -304,6 +304,17 @@ def reset_session(conn: sqlite3.Connection, clock: Clock, key: str) -> ResetResu
     return ResetResult(old=archived, new=fresh, stop=stop)
 
 
+def archive_session(conn: sqlite3.Connection, clock: Clock, key: str) -> StopResult:
+    session = current_session(conn, key)
+    if session is None:
+        raise UnknownSession(key)
+    stop = stop_session(conn, clock, session.id, RunStatus.KILLED, DropReason.RESET)
+    now = ts(clock.now())
+    conn.execute("UPDATE sessions SET archived_at = ?, updated_at = ? WHERE id = ?",
+                 (now, now, session.id))
+    return stop
+
+
 # --- inbound -------------------------------------------------------------------------
 
 

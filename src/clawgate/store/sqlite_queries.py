@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from clawgate.domain import (
     Role,
     Run,
     RunStatus,
+    StoredEvent,
     TranscriptEntry,
 )
 from clawgate.store.protocol import Finding, SessionSummary
@@ -104,6 +106,39 @@ def list_outbox(conn: sqlite3.Connection, session_id: str, limit: int) -> list[O
         (session_id, limit),
     ).fetchall()
     return [outbound_from(row) for row in reversed(rows)]
+
+
+def events_after(
+    conn: sqlite3.Connection, seq: int, keys: frozenset[str] | None, limit: int
+) -> list[StoredEvent]:
+    columns = "seq, at, session_id, session_key, kind, run_id, message_id, detail"
+    if keys is None:
+        rows = conn.execute(f"SELECT {columns} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                            (seq, limit)).fetchall()
+    elif not keys:
+        return []
+    else:
+        marks = ", ".join("?" for _ in keys)
+        rows = conn.execute(
+            f"SELECT {columns} FROM events WHERE seq > ? AND session_key IN ({marks})"
+            " ORDER BY seq LIMIT ?", (seq, *sorted(keys), limit)).fetchall()
+    return [StoredEvent(n, dt(at), sid, key or "", kind, run_id, message_id, _detail(detail))
+            for n, at, sid, key, kind, run_id, message_id, detail in rows]
+
+
+def _detail(raw: str | None) -> dict[str, object]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"note": raw}  # written before schema 4
+    return value if isinstance(value, dict) else {"note": raw}
+
+
+def last_event_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT max(seq) FROM events").fetchone()
+    return int(row[0] or 0)
 
 
 def any_due(conn: sqlite3.Connection, clock: Clock, channel: str) -> bool:
@@ -282,7 +317,8 @@ GUARDS = frozenset({
     "inbound_fate_once", "inbound_said_is_kept", "inbound_no_delete",
     "transcript_append_only_update", "transcript_append_only_delete",
     "events_run_created", "events_run_transition", "events_message_accepted",
-    "events_message_fate", "outbox_final", "outbox_text_kept",
+    "events_message_fate", "events_session_created", "events_session_archived",
+    "events_session_model", "events_session_queue", "outbox_final", "outbox_text_kept",
     "runs_one_active", "sessions_current_key", "inbound_dedup", "outbox_one_per_run",
 })
 
