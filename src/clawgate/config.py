@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from clawgate.config_toml import Table
 from clawgate.config_toml import load as load_toml
 from clawgate.domain import DropPolicy, ModelRef, QueueMode, QueueSettings
 from clawgate.errors import ConfigError
+from clawgate.gateway.settings import Auth, GatewaySettings
 from clawgate.providers.registry import ProviderConfig
 from clawgate.providers.routing import RoutingPolicy
 from clawgate.runtime.settings import RuntimeSettings
@@ -41,6 +42,11 @@ fail = ""                      # "", "rate_limit", "auth", "server" or "hang"
 [agent]
 system_prompt = ""             # what the model is told before every conversation
 
+[gateway]
+host = "127.0.0.1"             # where `clawgate gateway` listens (loopback: only this machine)
+port = 18789
+auth = "token"                 # "token" (see `clawgate gateway token`) or "none" (loopback only)
+
 [routing]
 retries = 2                    # extra tries of one model after a transient error
 backoff_ms = 500               # the first wait between them (doubles, with jitter)
@@ -61,7 +67,7 @@ cap = 20                       # at most this many waiting messages per session
 drop = "summarize"             # when full: drop "old", "new", or "summarize" the dropped
 """
 
-ROOT_KEYS = ("models", "providers", "agent", "routing", "runtime", "queue")
+ROOT_KEYS = ("models", "providers", "agent", "gateway", "routing", "runtime", "queue")
 MODELS_KEYS = ("default", "fallbacks", "aliases")
 RUNTIME_KEYS = ("lease_seconds", "run_timeout_seconds", "poll_interval_ms", "context_entries",
                 "max_concurrent_runs", "shutdown_grace_seconds")
@@ -74,6 +80,16 @@ class Settings:
     database: Path
     runtime: RuntimeSettings
     providers: tuple[ProviderConfig, ...]
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / "gateway.token"
+
+    @property
+    def gateway_state(self) -> Path:
+        """Written by a running gateway so that the CLI can find it."""
+        return self.home / "gateway.json"
 
 
 def home_from_env(env: Mapping[str, str] | None = None) -> Path:
@@ -105,8 +121,23 @@ def parse(
     providers = config_providers.providers(
         root.table("providers", config_providers.PROVIDER_KEYS), env or {})
     runtime = _runtime(root, providers)
+    gateway = _gateway(root.table("gateway", ("host", "port", "auth", "max_frame_kib")))
     root.done()
-    return Settings(home, config_path, home / "clawgate.db", runtime, providers)
+    return Settings(home, config_path, home / "clawgate.db", runtime, providers, gateway)
+
+
+def _gateway(table: Table) -> GatewaySettings:
+    settings = GatewaySettings(
+        host=table.string("host", "127.0.0.1"),
+        port=table.integer("port", 18789, 1, 65535),
+        auth=table.choice("auth", Auth, Auth.TOKEN),
+        max_frame_bytes=table.integer("max_frame_kib", 1024, 1, 65536) * 1024,
+    )
+    if settings.auth is Auth.NONE and not settings.loopback:
+        table.fail("auth", f"auth = \"none\" is only allowed on a loopback address, and host "
+                           f"is {settings.host!r}; anyone who can reach it could use it")
+    table.done()
+    return settings
 
 
 def _runtime(root: Table, providers: tuple[ProviderConfig, ...]) -> RuntimeSettings:

@@ -14,6 +14,7 @@ COMMANDS = {
     "sessions": "clawgate.cli.sessions",
     "doctor": "clawgate.cli.doctor",
     "models": "clawgate.cli.models",
+    "gateway": "clawgate.cli.gateway",
 }
 
 
@@ -49,6 +50,12 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("key")
     show.add_argument("--json", action="store_true")
     show.add_argument("--limit", type=int, default=50, help="latest runs/messages (default 50)")
+
+    gateway = sub.add_parser("gateway", help="run the gateway (web chat, WebSocket, HTTP API)")
+    gateway.add_argument("action", nargs="?", choices=["run", "token"], default="run",
+                         help="run (the default), or print the gateway token")
+    gateway.add_argument("--host", help="listen here instead of the configured address")
+    gateway.add_argument("--port", type=int, help="listen on this port (0: any free one)")
 
     models = sub.add_parser("models", help="list the configured models, or test one")
     what = models.add_subparsers(dest="action", metavar="action", required=True)

@@ -16,12 +16,11 @@ from clawgate.cli.common import OK, PROBLEM, open_app
 from clawgate.cli.rows import table
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
-from clawgate.domain import Cooldown, ModelRef, preview
+from clawgate.domain import ModelRef, preview
 from clawgate.errors import ProviderError
 from clawgate.providers.base import ChatMessage, ChatRole, ModelRequest, Provider, TextDelta
-from clawgate.providers.echo import EchoConfig
-from clawgate.providers.registry import ProviderConfig
 from clawgate.providers.routing import Router
+from clawgate.views import model_listing
 
 PROBE = "Reply with the single word: OK"
 
@@ -31,7 +30,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         router = Router(app.providers, app.store, SystemClock(), settings.runtime.routing)
         try:
             if args.action == "list":
-                rows = _listing(settings, await router.cooldowns())
+                rows = model_listing(settings, await router.cooldowns())
                 print(json.dumps(rows, indent=2) if args.json else _list_text(rows))
                 return OK
             model = router.resolve(args.ref) if args.ref else settings.runtime.default_model
@@ -62,36 +61,6 @@ async def _probe(model: ModelRef, profile: str, adapter: Provider) -> dict[str, 
     total = time.perf_counter() - started
     return {**result, "ok": True, "firstTokenMs": round((first or total) * 1000),
             "totalMs": round(total * 1000), "reply": preview("".join(text), 60)}
-
-
-def _listing(settings: Settings, resting: list[Cooldown]) -> dict[str, Any]:
-    rest = {c.profile_key: c for c in resting}
-    routing = settings.runtime.routing
-    return {
-        "default": str(settings.runtime.default_model),
-        "fallbacks": [str(m) for m in routing.fallbacks],
-        "aliases": {name: str(model) for name, model in sorted(routing.aliases.items())},
-        "providers": [_provider_row(p, rest) for p in settings.providers],
-    }
-
-
-def _provider_row(config: ProviderConfig, rest: dict[str, Cooldown]) -> dict[str, Any]:
-    if isinstance(config, EchoConfig):
-        return {"name": config.name, "kind": "echo", "baseUrl": None, "models": [],
-                "profiles": [{"name": "default", "key": "none", "keySource": "none"}]}
-    profiles = []
-    for profile in config.profiles:
-        cooldown = rest.get(f"{config.name}:{profile.name}")
-        key = "none" if profile.source == "none" else ("set" if profile.api_key else "missing")
-        profiles.append({
-            "name": profile.name, "keySource": profile.source, "key": key,
-            "restingUntil": cooldown.until.isoformat(timespec="seconds") if cooldown else None,
-            "restReason": cooldown.reason if cooldown else None,
-        })
-    return {"name": config.name, "kind": str(config.kind),
-            "baseUrl": config.base_url or "(the provider's default)",
-            "contextWindow": config.context_window, "models": list(config.models),
-            "profiles": profiles}
 
 
 def _list_text(listing: dict[str, Any]) -> str:

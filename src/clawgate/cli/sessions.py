@@ -7,18 +7,11 @@ import json
 from datetime import datetime
 
 from clawgate.cli.common import OK, PROBLEM, open_app
-from clawgate.cli.rows import (
-    Json,
-    dash,
-    inbound_row,
-    outbound_row,
-    run_row,
-    session_row,
-    table,
-)
+from clawgate.cli.rows import dash, table
 from clawgate.config import Settings
 from clawgate.domain import check_key
 from clawgate.errors import InvalidInput
+from clawgate.views import Json, inbound_row, outbound_row, run_row, session_row
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:

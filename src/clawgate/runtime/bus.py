@@ -14,13 +14,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from clawgate.domain import InboundMessage, Run
+from clawgate.domain import Attempt, InboundMessage, Run
 
 
 @dataclass(frozen=True, slots=True)
 class RunChanged:
     session_key: str
     run: Run
+    attempts: tuple[Attempt, ...] = ()  # when a run ends: every candidate it tried
 
     @property
     def session_id(self) -> str:

@@ -229,7 +229,7 @@ class Runner:
             return None
         if ended is None:
             return await self._publish_actual(run.id, key)
-        self._bus.publish(RunChanged(key, ended))
+        self._bus.publish(RunChanged(key, ended, outcome.attempts))
         return ended
 
     async def _publish_actual(self, run_id: str, key: str) -> Run | None:

@@ -49,7 +49,7 @@ from clawgate.runtime.settings import RuntimeSettings
 from clawgate.runtime.status import StatusReport
 from clawgate.runtime.stopping import StopReport, stop_and_wait
 from clawgate.runtime.supervisor import Supervisor
-from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, Store
+from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, StopResult, Store
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +301,15 @@ class Runtime:
         if result.stop.outcome is StopOutcome.SIGNALLED and run is not None:
             self._runner.stop(run.id, RunStatus.KILLED, "stopped: the session was reset")
         for dropped in result.stop.dropped:
+            self.bus.publish(MessageDecided(key, dropped))
+        return result
+
+    async def delete(self, key: str) -> StopResult:
+        """Retire a session: its run is stopped, waiting messages dropped, history kept."""
+        result = await self.store.archive_session(key)
+        if result.outcome is StopOutcome.SIGNALLED and result.run is not None:
+            self._runner.stop(result.run.id, RunStatus.KILLED, "stopped: the session was deleted")
+        for dropped in result.dropped:
             self.bus.publish(MessageDecided(key, dropped))
         return result
 

@@ -63,6 +63,7 @@ from clawgate.ids import new_id
 from clawgate.store.protocol import (
     Acceptance,
     Claim,
+    Counts,
     Deferred,
     Finding,
     ResetResult,
@@ -537,6 +538,12 @@ class MemoryStore:
         db.cooldowns.pop(profile_key, None)
 
     # --- health ----------------------------------------------------------------------
+
+    async def counts(self) -> Counts:
+        db = await self._enter()
+        active = sum(1 for r in db.runs.values() if r.status.active)
+        waiting = sum(1 for m in db.inbound.values() if m.fate is Fate.PENDING)
+        return Counts(len(db.current), active, waiting)
 
     async def audit(self) -> list[Finding]:
         db = await self._enter()

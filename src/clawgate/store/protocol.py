@@ -95,6 +95,13 @@ class SessionSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Counts:
+    sessions: int  # current ones
+    active_runs: int
+    waiting: int  # messages with no fate yet
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     """Something ``audit`` found wrong. ``fixable`` ones are mended by recovery."""
 
@@ -342,6 +349,10 @@ class Store(Protocol):
         ...
 
     # --- health -----------------------------------------------------------------------
+
+    async def counts(self) -> Counts:
+        """A few totals, each from an index (cheap enough for every metrics scrape)."""
+        ...
 
     async def audit(self) -> list[Finding]:
         """Check every promise against what is stored."""

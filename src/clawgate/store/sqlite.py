@@ -40,6 +40,7 @@ from clawgate.store import sqlite_queries as q
 from clawgate.store.protocol import (
     Acceptance,
     Claim,
+    Counts,
     Deferred,
     Finding,
     ResetResult,
@@ -278,6 +279,9 @@ class SqliteStore:
         await self._writer.write(cmd.clear_cooldown, profile_key)
 
     # --- health ----------------------------------------------------------------------
+
+    async def counts(self) -> Counts:
+        return await self._reader.read(q.counts)
 
     async def audit(self) -> list[Finding]:
         return await self._reader.read(q.audit, self.clock)

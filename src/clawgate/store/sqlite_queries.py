@@ -22,7 +22,7 @@ from clawgate.domain import (
     StoredEvent,
     TranscriptEntry,
 )
-from clawgate.store.protocol import Finding, SessionSummary
+from clawgate.store.protocol import Counts, Finding, SessionSummary
 from clawgate.store.sqlite_commands import ACTIVE, current_session
 from clawgate.store.sqlite_rows import (
     INBOUND_COLUMNS,
@@ -250,6 +250,13 @@ def run_reply(conn: sqlite3.Connection, run_id: str) -> str:
         (run_id,),
     ).fetchall()
     return "\n\n".join(row[0] for row in rows)
+
+
+def counts(conn: sqlite3.Connection) -> Counts:
+    sessions = conn.execute("SELECT count(*) FROM sessions WHERE archived_at IS NULL")
+    active = conn.execute(f"SELECT count(*) FROM runs WHERE status IN {ACTIVE}")
+    waiting = conn.execute("SELECT count(*) FROM inbound WHERE fate = 'pending'")
+    return Counts(sessions.fetchone()[0], active.fetchone()[0], waiting.fetchone()[0])
 
 
 # --- audit ---------------------------------------------------------------------------

@@ -1,0 +1,22 @@
+"""``clawgate gateway``: run the daemon; ``clawgate gateway token``: show its token."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from clawgate.cli.common import OK
+from clawgate.config import Settings
+from clawgate.gateway import auth
+
+
+async def main(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "token":
+        token = auth.load_or_create(settings.token_path)
+        print(token)
+        return OK
+    from clawgate.gateway.server import serve  # the web stack only when serving
+
+    changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    gateway = dataclasses.replace(settings.gateway, **changes)
+    return await serve(dataclasses.replace(settings, gateway=gateway))

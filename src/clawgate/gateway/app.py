@@ -1,0 +1,164 @@
+"""The gateway's ASGI app: WebSocket protocol, OpenAI-compatible API, web chat, health, metrics.
+
+Every route but ``/healthz``, ``/readyz`` and the web page's static files needs the gateway
+token. The app owns the runtime's lifecycle: it starts supervising when the server starts,
+and on shutdown stops taking messages, lets turns in flight finish for the grace period,
+then ends them ``interrupted`` (recorded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from clawgate import __version__
+from clawgate.config import Settings
+from clawgate.errors import ClawgateError
+from clawgate.gateway import auth
+from clawgate.gateway.api import GatewayApi
+from clawgate.gateway.feed import EventFeed
+from clawgate.gateway.metrics import Metrics
+from clawgate.gateway.openai_api import OpenAIError, router
+from clawgate.gateway.ws import Connection
+from clawgate.runtime.runtime import Runtime
+
+WEBCHAT = Path(str(resources.files("clawgate.gateway") / "webchat"))
+UNAUTHORIZED = {"error": {"message": "a valid gateway token is required "
+                                     "(see `clawgate gateway token`)",
+                          "type": "unauthorized", "param": None, "code": "unauthorized"}}
+
+
+class Gateway:
+    def __init__(self, runtime: Runtime, settings: Settings, token: str | None) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.token = token
+        self.feed = EventFeed(runtime.store, runtime.bus, settings.runtime.poll_interval)
+        self.api = GatewayApi(runtime, settings, self.feed)
+        self.metrics = Metrics(runtime.bus, runtime.store)
+        self.ready = False
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        await self.runtime.start()
+        await self.feed.start()
+        self.metrics.start()
+        self.ready = True
+        try:
+            yield
+        finally:
+            self.ready = False
+            await self.runtime.close()  # grace period, then interrupted (recorded)
+            await self.feed.close()
+            await self.metrics.close()
+
+    def authorized(self, authorization: str | None, query_token: str | None) -> bool:
+        return auth.valid(self.token, auth.presented(authorization, query_token))
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(title="clawgate gateway", version=__version__, lifespan=gateway.lifespan,
+                  docs_url="/docs", redoc_url=None)
+    app.add_middleware(_BodyLimit, limit=gateway.settings.gateway.max_body_bytes)
+
+    async def require_token(request: Request) -> None:
+        if not gateway.authorized(request.headers.get("authorization"), None):
+            raise _Unauthorized()
+
+    token = [Depends(require_token)]
+    _errors(app)
+    _health(app, gateway, token)
+
+    @app.websocket("/ws")
+    async def websocket(ws: WebSocket) -> None:
+        if not gateway.authorized(ws.headers.get("authorization"),
+                                  ws.query_params.get("token")):
+            await ws.send_denial_response(JSONResponse(UNAUTHORIZED, 401))
+            return
+        await ws.accept()
+        gateway.metrics.connections += 1
+        try:
+            await Connection(ws, gateway.api, gateway.settings.gateway.max_frame_bytes).run()
+        finally:
+            gateway.metrics.connections -= 1
+
+    app.include_router(router(gateway.runtime, gateway.api.counters.message),
+                       dependencies=token)
+    _web(app)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
+        return JSONResponse(UNAUTHORIZED, 401, {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        return OpenAIError(400, problems, "invalid_request_error").response()
+
+    @app.exception_handler(ClawgateError)
+    async def failed(request: Request, exc: ClawgateError) -> JSONResponse:
+        return OpenAIError(503, str(exc), "service_unavailable").response()
+
+
+def _health(app: FastAPI, gateway: Gateway, token: list[Any]) -> None:
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    async def healthz() -> dict[str, object]:
+        return {"ok": True, "version": __version__}
+
+    @app.get("/readyz", tags=["health"], summary="Ready to take messages")
+    async def readyz() -> JSONResponse:
+        if not gateway.ready:
+            return JSONResponse({"ready": False}, 503)
+        await gateway.runtime.store.counts()  # the store answers
+        return JSONResponse({"ready": True})
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             dependencies=token, summary="Prometheus metrics")
+    async def metrics() -> PlainTextResponse:
+        text = await gateway.metrics.render(gateway.api.counters.accepted)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def _web(app: FastAPI) -> None:
+    """The web chat page: static files, no build step."""
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEBCHAT / "index.html")
+
+    app.mount("/static", StaticFiles(directory=WEBCHAT), name="static")
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+class _BodyLimit:
+    """Refuse request bodies over the limit (by their declared length) before reading them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.limit:
+                response = OpenAIError(413, f"request bodies are limited to {self.limit} bytes",
+                                       "invalid_request_error").response()
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,122 @@
+"""A client of the gateway's WebSocket protocol (the CLI uses it when a gateway is running).
+
+    async with await GatewayClient.connect(url, token) as client:
+        ack = await client.request("chat.send", session="main", text="hi")
+        async for event in client.events(): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from clawgate.errors import ClawgateError
+
+Frame = dict[str, Any]
+
+
+class GatewayError(ClawgateError):
+    """The gateway answered a request with an error, or could not be reached."""
+
+    def __init__(self, code: str, message: str, details: object = None) -> None:
+        self.code, self.details = code, details
+        super().__init__(message)
+
+
+class GatewayClient:
+    def __init__(self, connection: ClientConnection) -> None:
+        self._connection = connection
+        self._ids = itertools.count(1)
+        self._waiting: dict[object, asyncio.Future[Frame]] = {}
+        self.event_frames: asyncio.Queue[Frame | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(), name="gateway client reader")
+
+    @classmethod
+    async def connect(cls, url: str, token: str | None, open_within: float = 10.0
+                      ) -> GatewayClient:
+        ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            connection = await connect(ws_url, additional_headers=headers, open_timeout=open_within,
+                                       max_size=None, proxy=None)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            code = "unauthorized" if status == 401 else "refused"
+            raise GatewayError(code, f"the gateway refused the connection ({status})") from None
+        except (OSError, TimeoutError) as exc:
+            raise GatewayError("unreachable", f"cannot reach the gateway at {url}: {exc}"
+                               ) from None
+        return cls(connection)
+
+    async def request(self, method: str, **params: Any) -> Any:
+        """Send a request and wait for its response's payload (a GatewayError on error)."""
+        return await self.send_raw({"type": "req", "id": next(self._ids), "method": method,
+                                    "params": params})
+
+    async def send_raw(self, frame: Frame | str, request_id: object = None) -> Any:
+        """Send any frame (tests send broken ones) and wait for the response to its id."""
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        key = frame.get("id") if isinstance(frame, dict) else request_id
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        try:
+            await self._connection.send(text)
+            response = await future
+        finally:
+            self._waiting.pop(key, None)
+        if not response.get("ok"):
+            error = response.get("error") or {}
+            raise GatewayError(str(error.get("code")), str(error.get("message")),
+                               error.get("details"))
+        return response.get("payload")
+
+    async def events(self) -> AsyncIterator[Frame]:
+        while (frame := await self.event_frames.get()) is not None:
+            yield frame
+
+    async def next_event(self, within: float = 5.0) -> Frame:
+        async with asyncio.timeout(within):
+            frame = await self.event_frames.get()
+        if frame is None:
+            raise GatewayError("closed", "the gateway closed the connection")
+        return frame
+
+    async def close(self) -> None:
+        await self._connection.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        await self.close()
+
+    async def _read(self) -> None:
+        try:
+            async for text in self._connection:
+                frame = json.loads(text)
+                if frame.get("type") == "res":
+                    waiter = self._waiting.get(frame.get("id"))
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(frame)
+                else:
+                    self.event_frames.put_nowait(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.event_frames.put_nowait(None)
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(GatewayError("closed", "the connection closed"))
+            with contextlib.suppress(Exception):
+                await self._connection.close()

@@ -1,0 +1,224 @@
+"""An OpenAI-compatible HTTP API, so any OpenAI client can talk to a clawgate agent.
+
+``POST /v1/chat/completions`` (streamed or not) and ``GET /v1/models``. clawgate keeps each
+conversation itself, so only the newest user message of a request is new: it becomes a
+message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<user>``, or
+``openai``. ``Idempotency-Key`` makes a retried request safe. A client that disconnects does
+not stop the reply: it is still recorded in the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from clawgate.domain import Fate, RunStatus, check_key
+from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
+from clawgate.runtime.runtime import MessageOutcome, Runtime, ShuttingDown
+
+DEFAULT_MODEL = "clawgate"  # "answer with the session's model"
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The fields clawgate uses; other OpenAI parameters are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1, max_length=300)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(default=None, max_length=100)
+
+
+class OpenAIError(Exception):
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+        super().__init__(message)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(status_code=self.status, content={"error": {
+            "message": self.message, "type": self.kind, "param": None, "code": self.code}})
+
+
+def router(runtime: Runtime, count: Any) -> APIRouter:
+    api = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+    @api.post("/chat/completions", response_model=None,
+              summary="Send the newest user message to a session; answer as Chat Completions")
+    async def chat_completions(
+        body: ChatCompletionRequest,
+        x_clawgate_session: str | None = Header(default=None),
+        idempotency_key: str | None = Header(default=None, max_length=256),
+    ) -> Any:
+        try:
+            key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
+            if body.model != DEFAULT_MODEL:
+                session = await runtime.store.get_session(key)
+                chosen = runtime.router.resolve(body.model)
+                if session is None or session.model != chosen:
+                    await runtime.set_model(key, chosen)
+            listening = runtime.subscribe(key)
+            accepted = await runtime.send(key, text, channel="http",
+                                          channel_message_id=idempotency_key)
+        except OpenAIError as exc:
+            return exc.response()
+        except ShuttingDown as exc:
+            return OpenAIError(503, str(exc), "service_unavailable").response()
+        except InvalidInput as exc:
+            return OpenAIError(400, str(exc), "invalid_request_error").response()
+        if not accepted.duplicate:
+            count("http")
+        message_id = accepted.message.id
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(
+                _stream(runtime, listening, message_id, include_usage),
+                media_type="text/event-stream")
+        listening.close()
+        return _completion(await runtime.wait_for(message_id))
+
+    @api.get("/models", summary="The models a request may name")
+    async def models() -> dict[str, Any]:
+        names = [DEFAULT_MODEL, *sorted(runtime.router.policy.aliases),
+                 str(runtime.settings.default_model),
+                 *(str(m) for m in runtime.router.policy.fallbacks)]
+        for name, entry in sorted(runtime.router.providers.items()):
+            names += [f"{name}/{model}" for model in entry.models]
+        unique = list(dict.fromkeys(names))
+        return {"object": "list", "data": [
+            {"id": n, "object": "model", "created": 0, "owned_by": "clawgate"} for n in unique]}
+
+    return api
+
+
+def _session_key(body: ChatCompletionRequest, header: str | None) -> str:
+    key = header or (f"openai:{body.user}" if body.user else "openai")
+    try:
+        return check_key(key)
+    except InvalidInput as exc:
+        raise OpenAIError(400, f"{exc} (from the X-Clawgate-Session header or the user field)",
+                          "invalid_request_error", "invalid_session") from None
+
+
+def _newest_user_text(body: ChatCompletionRequest) -> str:
+    for message in reversed(body.messages):
+        if message.role == "user":
+            content = message.content
+            text = content if isinstance(content, str) else "".join(
+                part.text or "" for part in content or () if part.type == "text")
+            if text.strip():
+                return text
+            break
+    raise OpenAIError(400, "the request needs a user message with text (the newest one is "
+                           "what clawgate sends to its agent)", "invalid_request_error")
+
+
+def _completion(outcome: MessageOutcome) -> JSONResponse:
+    run = outcome.run
+    if run is None:
+        reason = outcome.message.reason.describe if outcome.message.reason else "dropped"
+        return OpenAIError(409, f"the message was not answered: {reason}",
+                           "message_dropped").response()
+    if run.status in (RunStatus.FAILED, RunStatus.TIMEOUT) and not outcome.reply:
+        status = 504 if run.status is RunStatus.TIMEOUT else 502
+        return OpenAIError(status, run.error or str(run.status), "provider_error",
+                           str(run.status)).response()
+    return JSONResponse(headers={"X-Clawgate-Run-Status": str(run.status)}, content={
+        "id": f"chatcmpl-{run.id}", "object": "chat.completion", "created": int(time.time()),
+        "model": str(run.model) if run.model else DEFAULT_MODEL,
+        "choices": [{"index": 0, "finish_reason": _finish(run.status), "logprobs": None,
+                     "message": {"role": "assistant", "content": outcome.reply}}],
+        "usage": _usage(outcome),
+    })
+
+
+def _usage(outcome: MessageOutcome) -> dict[str, Any]:
+    usage = outcome.run.usage if outcome.run else None
+    inputs, outputs = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
+    return {"prompt_tokens": inputs, "completion_tokens": outputs,
+            "total_tokens": inputs + outputs,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens if usage else 0}}
+
+
+def _finish(status: RunStatus) -> str:
+    return "stop" if status is RunStatus.DONE else "length"
+
+
+async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usage: bool
+                  ) -> AsyncIterator[str]:
+    """Chunks as the reply streams; the stored reply fills in anything the bus did not carry."""
+    created, sent = int(time.time()), ""
+    chunk_id = f"chatcmpl-{message_id}"
+    outcome_task = asyncio.create_task(runtime.wait_for(message_id))
+    run_id: str | None = None
+    try:
+        yield _sse(chunk_id, created, {"role": "assistant", "content": ""})
+        while not outcome_task.done():
+            getting = asyncio.ensure_future(listening.get())
+            done, _ = await asyncio.wait({getting, outcome_task},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if getting not in done:
+                getting.cancel()
+                break
+            event = getting.result()
+            if isinstance(event, MessageDecided) and event.message.id == message_id:
+                run_id = event.message.run_id
+            elif isinstance(event, ReplyDelta) and event.run_id == run_id:
+                sent += event.text
+                yield _sse(chunk_id, created, {"content": event.text})
+            elif isinstance(event, RunChanged) and event.run.id == run_id and (
+                    event.run.status.terminal):
+                break
+        outcome = await outcome_task
+        rest = outcome.reply[len(sent):] if outcome.reply.startswith(sent) else ""
+        if rest:
+            yield _sse(chunk_id, created, {"content": rest})
+        status = outcome.run.status if outcome.run else RunStatus.FAILED
+        if outcome.message.fate is Fate.DROPPED or (status is RunStatus.FAILED and not sent):
+            error = outcome.run.error if outcome.run else "the message was dropped"
+            yield f"data: {json.dumps({'error': {'message': error, 'type': 'provider_error'}})}\n\n"
+        yield _sse(chunk_id, created, {}, finish=_finish(status))
+        if include_usage:
+            usage_chunk = {"id": chunk_id, "object": "chat.completion.chunk",
+                           "created": created, "model": DEFAULT_MODEL, "choices": [],
+                           "usage": _usage(outcome)}
+            yield f"data: {json.dumps(usage_chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+    except ClawgateError as exc:
+        yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
+    finally:
+        listening.close()
+        outcome_task.cancel()
+
+
+def _sse(chunk_id: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
+    chunk = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
+             "model": DEFAULT_MODEL,
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                          "logprobs": None}]}
+    return f"data: {json.dumps(chunk)}\n\n"

@@ -1,0 +1,147 @@
+"""Running the gateway: uvicorn on the configured address, until a signal says stop.
+
+On start it writes ``$CLAWGATE_HOME/gateway.json`` (where it listens, its pid) so the CLI can
+find it; on a clean stop it removes it. SIGINT and SIGTERM shut down gracefully: no new
+connections or messages, turns in flight get the grace period, then end ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+
+from clawgate.config import Settings
+from clawgate.errors import ClawgateError, ConfigError
+from clawgate.gateway import auth
+from clawgate.gateway.app import Gateway, create_app
+from clawgate.gateway.settings import Auth
+from clawgate.providers.registry import build
+from clawgate.runtime.runtime import Runtime
+from clawgate.store.sqlite import SqliteStore
+
+START_TIMEOUT_S = 30
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    token: str | None
+    runtime: Runtime
+    server: uvicorn.Server
+    serving: asyncio.Task[None]
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM does)."""
+        self.server.should_exit = True
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
+    """A gateway serving until the block ends (or a signal stops it)."""
+    config = settings.gateway
+    if config.auth is Auth.NONE and not config.loopback:
+        raise ConfigError(f"refusing to listen on {config.host} without a token",
+                          key="gateway.auth", path=str(settings.config_path))
+    token = None if config.auth is Auth.NONE else auth.load_or_create(settings.token_path)
+    store = await SqliteStore.open(settings.database)
+    runtime = Runtime(store, build(settings.providers), settings.runtime)
+    server = _Server(uvicorn.Config(
+        create_app(Gateway(runtime, settings, token)), host=config.host, port=config.port,
+        ws="websockets-sansio", lifespan="on", log_level="warning", access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.runtime.shutdown_grace)),
+    ))
+    serving = asyncio.create_task(server.serve(), name="clawgate gateway")
+    try:
+        port = await _bound_port(server, serving)
+        if port is None:
+            raise GatewayFailed(f"the gateway could not listen on {config.url} (see above)")
+        url = _write_state(settings, config.host, port)
+        yield RunningGateway(url, token, runtime, server, serving)
+    finally:
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        _remove_state(settings)
+        await store.close()
+
+
+async def serve(settings: Settings) -> int:
+    async with running(settings) as gateway:
+        _banner(gateway.url, gateway.token)
+        await gateway.serving
+    return 0
+
+
+class GatewayFailed(ClawgateError):
+    pass
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but a stop signal only asks for the graceful shutdown.
+
+    (uvicorn re-raises the signal once it has shut down, which would end the process before
+    the state file is removed and the store closed.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or not this platform: the caller stops us
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
+async def _bound_port(server: uvicorn.Server, serving: asyncio.Task[None]) -> int | None:
+    async with asyncio.timeout(START_TIMEOUT_S):
+        while not server.started:
+            if serving.done():
+                return None  # it could not start (address in use, ...): uvicorn said why
+            await asyncio.sleep(0.02)
+    port: int = server.servers[0].sockets[0].getsockname()[1]
+    return port
+
+
+def _write_state(settings: Settings, host: str, port: int) -> str:
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    state = {"url": url, "pid": os.getpid(), "startedAt": datetime.now(UTC).isoformat()}
+    path = settings.gateway_state
+    path.write_text(json.dumps(state))
+    path.chmod(0o600)
+    return url
+
+
+def _remove_state(settings: Settings) -> None:
+    path: Path = settings.gateway_state
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if state.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def _banner(url: str, token: str | None) -> None:
+    print(f"clawgate gateway listening on {url}", flush=True)
+    chat = f"{url}/#token={token}" if token else f"{url}/"
+    print(f"web chat: {chat}", flush=True)
+    print("stop with Ctrl-C (turns in progress get the grace period)", file=sys.stderr,
+          flush=True)

@@ -1,0 +1,150 @@
+"""How records look to users, as JSON: the CLI's --json output and the gateway's payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from clawgate.config import Settings
+from clawgate.domain import (
+    Attempt,
+    Cooldown,
+    InboundMessage,
+    ModelRef,
+    Outbound,
+    Run,
+    StoredEvent,
+    TranscriptEntry,
+    preview,
+)
+from clawgate.providers.echo import EchoConfig
+from clawgate.providers.registry import ProviderConfig
+from clawgate.store.protocol import SessionSummary
+
+Json = dict[str, Any]
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="milliseconds")
+
+
+def session_row(summary: SessionSummary, default_model: ModelRef) -> Json:
+    """The session row: status is the latest run's, or ``idle``; the model is the one the
+    next turn will use (the session's own choice, or the default)."""
+    session, run = summary.session, summary.latest_run
+    model = session.model or default_model
+    return {
+        "key": session.key,
+        "sessionId": session.id,
+        "status": "idle" if run is None else str(run.status),
+        "startedAt": _time(run.started_at if run else None),
+        "endedAt": _time(run.ended_at if run else None),
+        "runtimeMs": run.runtime_ms if run else None,
+        "model": model.model,
+        "modelProvider": model.provider,
+        "inputTokens": session.usage.input_tokens,
+        "outputTokens": session.usage.output_tokens,
+        "cachedTokens": session.usage.cached_tokens,
+        "waiting": summary.pending,
+        "updatedAt": _time(session.updated_at),
+    }
+
+
+def run_row(run: Run, attempts: list[Attempt] | None = None) -> Json:
+    return {
+        "id": run.id,
+        "status": str(run.status),
+        "createdAt": _time(run.created_at),
+        "startedAt": _time(run.started_at),
+        "endedAt": _time(run.ended_at),
+        "runtimeMs": run.runtime_ms,
+        "model": run.model.model if run.model else None,
+        "modelProvider": run.model.provider if run.model else None,
+        "profile": run.profile,
+        "inputTokens": run.usage.input_tokens,
+        "outputTokens": run.usage.output_tokens,
+        "cachedTokens": run.usage.cached_tokens,
+        "error": run.error,
+        "attempts": [{"model": str(a.model), "profile": a.profile, "outcome": a.outcome,
+                      "error": a.error} for a in attempts or ()],
+    }
+
+
+def inbound_row(message: InboundMessage) -> Json:
+    return {
+        "id": message.id,
+        "receivedAt": _time(message.received_at),
+        "channel": message.channel,
+        "text": preview(message.text),
+        "fate": str(message.fate),
+        "reason": None if message.reason is None else str(message.reason),
+        "runId": message.run_id,
+    }
+
+
+def outbound_row(item: Outbound) -> Json:
+    return {
+        "id": item.id,
+        "runId": item.run_id,
+        "channel": item.channel,
+        "target": item.target,
+        "status": str(item.status),
+        "attempts": item.attempts,
+        "lastError": item.last_error,
+        "createdAt": _time(item.created_at),
+        "deliveredAt": _time(item.delivered_at),
+    }
+
+
+def transcript_row(entry: TranscriptEntry) -> Json:
+    return {
+        "seq": entry.seq,
+        "role": str(entry.role),
+        "text": entry.text,
+        "runId": entry.run_id,
+        "messageId": entry.message_id,
+        "stopped": entry.stopped,
+        "summary": entry.covers_through is not None,
+        "createdAt": _time(entry.created_at),
+    }
+
+
+def event_row(event: StoredEvent) -> Json:
+    return {
+        "session": event.session_key,
+        "sessionId": event.session_id,
+        "runId": event.run_id,
+        "messageId": event.message_id,
+        "at": _time(event.at),
+        **event.detail,
+    }
+
+
+def model_listing(settings: Settings, resting: list[Cooldown]) -> dict[str, Any]:
+    rest = {c.profile_key: c for c in resting}
+    routing = settings.runtime.routing
+    return {
+        "default": str(settings.runtime.default_model),
+        "fallbacks": [str(m) for m in routing.fallbacks],
+        "aliases": {name: str(model) for name, model in sorted(routing.aliases.items())},
+        "providers": [_provider_row(p, rest) for p in settings.providers],
+    }
+
+
+def _provider_row(config: ProviderConfig, rest: dict[str, Cooldown]) -> dict[str, Any]:
+    if isinstance(config, EchoConfig):
+        return {"name": config.name, "kind": "echo", "baseUrl": None, "models": [],
+                "profiles": [{"name": "default", "key": "none", "keySource": "none"}]}
+    profiles = []
+    for profile in config.profiles:
+        cooldown = rest.get(f"{config.name}:{profile.name}")
+        key = "none" if profile.source == "none" else ("set" if profile.api_key else "missing")
+        profiles.append({
+            "name": profile.name, "keySource": profile.source, "key": key,
+            "restingUntil": cooldown.until.isoformat(timespec="seconds") if cooldown else None,
+            "restReason": cooldown.reason if cooldown else None,
+        })
+    return {"name": config.name, "kind": str(config.kind),
+            "baseUrl": config.base_url or "(the provider's default)",
+            "contextWindow": config.context_window, "models": list(config.models),
+            "profiles": profiles}

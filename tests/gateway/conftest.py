@@ -1,0 +1,56 @@
+"""A real gateway on 127.0.0.1 (port 0), on a SQLite home of its own, with test providers:
+``echo`` answers at once, ``slow`` after 300 ms, ``hang`` never (until stopped)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from clawgate import config
+from clawgate.gateway.client import GatewayClient
+from clawgate.gateway.server import RunningGateway, running
+
+CONFIG = """
+[models]
+default = "echo/echo"
+[providers.echo]
+kind = "echo"
+[providers.slow]
+kind = "echo"
+delay_ms = 300
+[providers.hang]
+kind = "echo"
+fail = "hang"
+[runtime]
+poll_interval_ms = 20
+shutdown_grace_seconds = 1
+[queue]
+mode = "followup"
+debounce_ms = 0
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(CONFIG)
+    return home
+
+
+@pytest.fixture
+async def gateway(home: Path) -> AsyncIterator[RunningGateway]:
+    settings = config.load(home, env={})
+    settings = dataclasses.replace(
+        settings, gateway=dataclasses.replace(settings.gateway, port=0))
+    async with running(settings) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def client(gateway: RunningGateway) -> AsyncIterator[GatewayClient]:
+    async with await GatewayClient.connect(gateway.url, gateway.token) as client:
+        yield client

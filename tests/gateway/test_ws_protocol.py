@@ -1,0 +1,236 @@
+"""The WebSocket protocol against a real gateway: frames, methods, events, errors, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from clawgate.gateway.client import GatewayClient, GatewayError
+from clawgate.gateway.server import RunningGateway
+
+
+async def _events_until(client: GatewayClient, done: str, run_id: str | None = None
+                        ) -> list[dict[str, Any]]:
+    seen = []
+    while True:
+        frame = await client.next_event()
+        seen.append(frame)
+        if frame["event"] == done and (run_id is None or frame["payload"]["runId"] == run_id):
+            return seen
+
+
+async def _run_of(client: GatewayClient, message_id: str) -> str:
+    while True:
+        frame = await client.next_event()
+        if frame["event"] in ("message.answered", "message.merged") and (
+                frame["payload"]["messageId"] == message_id):
+            return str(frame["payload"]["runId"])
+
+
+async def test_a_message_is_acknowledged_and_its_run_streams_as_events(
+    client: GatewayClient,
+) -> None:
+    ack = await client.request("chat.send", session="s1", text="hello gateway")
+    assert (ack["command"], ack["duplicate"], ack["fate"]) == (False, False, "pending")
+    events = await _events_until(client, "run.done")
+
+    kinds = [e["event"] for e in events]
+    assert kinds[:3] == ["session.created", "message.pending", "run.queued"]
+    assert "run.running" in kinds
+    deltas = [e for e in events if e["event"] == "run.delta"]
+    assert "".join(e["payload"]["text"] for e in deltas) == "echo: hello gateway"
+    assert all(e["seq"] is None for e in deltas)
+    stored = [e["seq"] for e in events if e["event"] != "run.delta"]
+    assert stored == sorted(stored)
+    history = await client.request("chat.history", session="s1")
+    assert [(e["role"], e["text"]) for e in history["entries"]] == [
+        ("user", "hello gateway"), ("assistant", "echo: hello gateway")]
+    assert history["session"]["status"] == "done"
+
+
+async def test_chat_send_with_an_idempotency_key_sends_nothing_twice(
+    client: GatewayClient,
+) -> None:
+    first = await client.request("chat.send", session="s1", text="once",
+                                 idempotencyKey="k-1")
+    await _events_until(client, "run.done")
+    again = await client.request("chat.send", session="s1", text="once",
+                                 idempotencyKey="k-1")
+
+    assert again["messageId"] == first["messageId"]
+    assert again["duplicate"] is True
+    got = await client.request("sessions.get", session="s1")
+    assert len(got["inbound"]) == 1
+    assert len(got["runs"]) == 1
+
+
+async def test_a_reconnecting_client_gets_exactly_what_it_missed(
+    gateway: RunningGateway, client: GatewayClient,
+) -> None:
+    await client.request("events.subscribe", sessions=["s1"])
+    await client.request("chat.send", session="s1", text="first")
+    seen = await _events_until(client, "run.done")
+    last_seq = max(e["seq"] for e in seen if e["seq"] is not None)
+    await client.close()
+
+    async with await GatewayClient.connect(gateway.url, gateway.token) as other:
+        await other.request("chat.send", session="s1", text="while you were away")
+        await other.request("chat.send", session="s2", text="another session")
+        await _events_until(other, "run.done")
+        await _events_until(other, "run.done")
+
+    async with await GatewayClient.connect(gateway.url, gateway.token) as back:
+        resumed = await back.request("events.subscribe", sessions=["s1"], after=last_seq)
+        missed = [await back.next_event() for _ in range(resumed["replayed"])]
+
+    assert resumed["replayed"] == 5
+    assert [e["event"] for e in missed] == [
+        "message.pending", "run.queued", "message.answered", "run.running", "run.done"]
+    assert all(e["payload"]["session"] == "s1" for e in missed)
+    assert [e["seq"] for e in missed] == sorted(e["seq"] for e in missed)
+    assert missed[0]["seq"] > last_seq
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("this is not json", "bad_frame"),
+        ("[1, 2, 3]", "bad_frame"),
+        ('{"type": "req", "method": "status"}', "bad_frame"),
+        ('{"type": "req", "id": 7}', "bad_frame"),
+        ('{"type": "res", "id": 7, "method": "status"}', "bad_frame"),
+        ('{"type": "req", "id": true, "method": "status"}', "bad_frame"),
+        ('{"type": "req", "id": 7, "method": "status", "extra": 1}', "bad_frame"),
+        ('{"type": "req", "id": 7, "method": "status", "params": [1]}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "chat.fly", "params": {}}', "unknown_method"),
+        ('{"type": "req", "id": 7, "method": "chat.send", '
+         '"params": {"session": "s1", "text": 123}}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "chat.send", '
+         '"params": {"session": "s1"}}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "chat.send", '
+         '"params": {"session": "bad key", "text": "hi"}}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "chat.send", '
+         '"params": {"session": "s1", "text": "   "}}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "sessions.list", '
+         '"params": {"limit": "5"}}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "sessions.list", '
+         '"params": {"limit": 5, "colour": "red"}}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "sessions.get", '
+         '"params": {"session": "nobody"}}', "unknown_session"),
+    ],
+)
+async def test_bad_frames_get_a_typed_error_and_the_connection_stays_usable(
+    client: GatewayClient, frame: str, code: str
+) -> None:
+    with pytest.raises(GatewayError) as caught:
+        await client.send_raw(frame, request_id=json.loads(frame).get("id")
+                              if frame.startswith("{") else None)
+    assert caught.value.code == code
+    assert (await client.request("status"))["version"]
+    assert await client.request("sessions.list") == {"sessions": []}
+
+
+async def test_an_oversized_frame_is_refused_and_the_connection_stays_usable(
+    client: GatewayClient,
+) -> None:
+    huge = json.dumps({"type": "req", "id": 9, "method": "chat.send",
+                       "params": {"session": "s1", "text": "x" * 2_000_000}})
+    with pytest.raises(GatewayError) as caught:
+        await client.send_raw(huge, request_id=9)
+    assert caught.value.code == "frame_too_large"
+    ack = await client.request("chat.send", session="s1", text="still here")
+    assert ack["fate"] == "pending"
+
+
+async def test_abort_stops_a_hanging_run_within_a_second(client: GatewayClient) -> None:
+    await client.request("sessions.patch", session="s1", model="hang/echo")
+    ack = await client.request("chat.send", session="s1", text="hang please")
+    run_id = await _run_of(client, ack["messageId"])
+    await _events_until(client, "run.running", run_id)
+
+    started = time.monotonic()
+    stopped = await client.request("chat.abort", session="s1")
+    ended = await _events_until(client, "run.killed", run_id)
+
+    assert time.monotonic() - started < 1.0
+    assert (stopped["status"], stopped["runId"]) == ("killed", run_id)
+    assert ended[-1]["payload"]["status"] == "killed"
+
+
+async def test_sessions_can_be_listed_patched_reset_and_deleted(client: GatewayClient) -> None:
+    await client.request("chat.send", session="s1", text="hi")
+    await _events_until(client, "run.done")
+    patched = await client.request("sessions.patch", session="s1", model="slow/echo",
+                                   queue={"mode": "collect", "debounceMs": 0})
+    assert (patched["modelProvider"], patched["model"]) == ("slow", "echo")
+    for bad in ({"model": "nowhere/x"}, {"queue": {"mode": "sideways"}},
+                {"queue": {"mode": 3}}):
+        with pytest.raises(GatewayError) as caught:
+            await client.request("sessions.patch", session="s1", **bad)
+        assert caught.value.code == "invalid_params"
+
+    reset = await client.request("sessions.reset", session="s1")
+    assert reset["sessionId"] != reset["previousSessionId"]
+    listed = await client.request("sessions.list")
+    assert [(s["key"], s["sessionId"]) for s in listed["sessions"]] == [
+        ("s1", reset["sessionId"])]
+    deleted = await client.request("sessions.delete", session="s1")
+    assert deleted["archivedSessionId"] == reset["sessionId"]
+    assert await client.request("sessions.list") == {"sessions": []}
+    models = await client.request("models.list")
+    assert models["default"] == "echo/echo"
+    assert {p["name"] for p in models["providers"]} == {"echo", "slow", "hang"}
+
+
+async def test_without_the_token_nothing_is_served_but_health(gateway: RunningGateway) -> None:
+    for token in (None, "wrong-token"):
+        with pytest.raises(GatewayError) as caught:
+            await GatewayClient.connect(gateway.url, token)
+        assert caught.value.code == "unauthorized"
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/readyz")).json() == {"ready": True}
+        for path in ("/metrics", "/v1/models"):
+            response = await http.get(path, headers={"Authorization": "Bearer nope"})
+            assert response.status_code == 401
+        refused = await http.post("/v1/chat/completions", json={
+            "model": "clawgate", "messages": [{"role": "user", "content": "hi"}]})
+        assert refused.status_code == 401
+    assert await gateway.runtime.store.list_sessions() == []  # nothing happened
+
+
+async def test_metrics_count_runs_and_queue_depth(
+    gateway: RunningGateway, client: GatewayClient
+) -> None:
+    await client.request("chat.send", session="s1", text="hi")
+    await _events_until(client, "run.done")
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        text = (await http.get("/metrics", headers={
+            "Authorization": f"Bearer {gateway.token}"})).text
+    assert 'clawgate_runs_ended_total{status="done"} 1' in text
+    assert "clawgate_messages_waiting 0" in text
+    assert 'clawgate_messages_accepted_total{channel="ws"} 1' in text
+    assert "clawgate_run_duration_seconds_count 1" in text
+
+
+async def test_shutdown_ends_a_hanging_run_interrupted_and_records_it(
+    gateway: RunningGateway, client: GatewayClient
+) -> None:
+    await client.request("sessions.patch", session="s1", model="hang/echo")
+    ack = await client.request("chat.send", session="s1", text="hang")
+    run_id = await _run_of(client, ack["messageId"])
+    await _events_until(client, "run.running", run_id)
+    store = gateway.runtime.store
+
+    gateway.stop()
+    await asyncio.wait_for(asyncio.shield(gateway.serving), 10)
+
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert run.status == "interrupted"
+    assert "shut down" in (run.error or "")
