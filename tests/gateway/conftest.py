@@ -1,5 +1,6 @@
 """A real gateway on 127.0.0.1 (port 0), on a SQLite home of its own, with test providers:
-``echo`` answers at once, ``slow`` after 300 ms, ``hang`` never (until stopped)."""
+``echo`` answers at once, ``slow`` after 300 ms, ``hang`` never (until stopped),
+``broken`` refuses (as a revoked key would)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ delay_ms = 300
 [providers.hang]
 kind = "echo"
 fail = "hang"
+[providers.broken]
+kind = "echo"
+fail = "auth"
 [runtime]
 poll_interval_ms = 20
 shutdown_grace_seconds = 1
