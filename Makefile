@@ -4,7 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck unit bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: setup run test lint typecheck unit bench clean browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "clawgate needs Python 3.11 or newer")'
@@ -18,9 +20,21 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/clawgate chat
 
-## Everything CI checks: lint, types, and every test.
-test: lint typecheck
+## Everything CI checks: lint, types, and every test (installs Chromium for the web chat tests).
+test: lint typecheck browser
 	$(BIN)/pytest
+
+## Debian's Chromium, which the web chat tests drive (Playwright never downloads a browser).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the web chat tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "WARNING: $(CHROMIUM) is missing and cannot be installed here (needs root and apt):" \
+	         "the web chat tests will be SKIPPED (and fail under CI=true)" >&2; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,9 +17,9 @@ from clawgate.providers.echo import EchoConfig, EchoFailure
 from clawgate.providers.registry import ProviderConfig
 from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind
 
-PROVIDER_KEYS = ("kind", "delay_ms", "fail", "base_url", "api_key_env", "api_key_file",
-                 "profiles", "timeout_seconds", "context_window", "max_output_tokens",
-                 "models", "headers")
+PROVIDER_KEYS = ("kind", "delay_ms", "chunk_delay_ms", "fail", "base_url", "api_key_env",
+                 "api_key_file", "profiles", "timeout_seconds", "context_window",
+                 "max_output_tokens", "models", "headers")
 PROFILE_KEYS = ("name", "api_key_env", "api_key_file")
 DEFAULT_WINDOWS = {ProviderKind.OPENAI: 128_000, ProviderKind.ANTHROPIC: 200_000}
 
@@ -47,7 +47,8 @@ def _provider(name: str, table: Table, env: Mapping[str, str]) -> ProviderConfig
     if kind is Kind.ECHO:
         config: ProviderConfig = EchoConfig(
             name, table.integer("delay_ms", 0, 0, 3_600_000),
-            table.choice("fail", EchoFailure, EchoFailure.NONE))
+            table.choice("fail", EchoFailure, EchoFailure.NONE),
+            table.integer("chunk_delay_ms", 0, 0, 60_000))
     else:
         config = _http(name, ProviderKind(kind.value), table, env)
     table.done()

@@ -1,6 +1,6 @@
 """A real gateway on 127.0.0.1 (port 0), on a SQLite home of its own, with test providers:
 ``echo`` answers at once, ``slow`` after 300 ms, ``hang`` never (until stopped),
-``broken`` refuses (as a revoked key would)."""
+``trickle`` streams a word every 120 ms, ``broken`` refuses (as a revoked key would)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ delay_ms = 300
 [providers.hang]
 kind = "echo"
 fail = "hang"
+[providers.trickle]
+kind = "echo"
+chunk_delay_ms = 120
 [providers.broken]
 kind = "echo"
 fail = "auth"

@@ -184,7 +184,7 @@ async def test_sessions_can_be_listed_patched_reset_and_deleted(client: GatewayC
     assert await client.request("sessions.list") == {"sessions": []}
     models = await client.request("models.list")
     assert models["default"] == "echo/echo"
-    assert {p["name"] for p in models["providers"]} == {"echo", "slow", "hang", "broken"}
+    assert {p["name"] for p in models["providers"]} == {"echo", "slow", "hang", "trickle", "broken"}
 
 
 async def test_without_the_token_nothing_is_served_but_health(gateway: RunningGateway) -> None:

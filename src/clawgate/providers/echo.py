@@ -38,17 +38,20 @@ class EchoConfig:
     name: str
     delay_ms: int = 0
     fail: EchoFailure = EchoFailure.NONE
+    chunk_delay_ms: int = 0  # a pause between streamed words, to watch streaming
 
 
 class EchoProvider:
     capabilities = Capabilities(streaming=True, context_window=1_000_000)
 
     def __init__(
-        self, name: str = "echo", delay_ms: int = 0, fail: EchoFailure = EchoFailure.NONE
+        self, name: str = "echo", delay_ms: int = 0, fail: EchoFailure = EchoFailure.NONE,
+        chunk_delay_ms: int = 0,
     ) -> None:
         self._name = name
         self.delay_ms = delay_ms
         self.fail = fail
+        self.chunk_delay_ms = chunk_delay_ms
 
     @property
     def name(self) -> str:
@@ -61,6 +64,8 @@ class EchoProvider:
         reply = "echo: " + latest_user_text(request)
         words = reply.split(" ")
         for index, word in enumerate(words):
+            if index and self.chunk_delay_ms:
+                await asyncio.sleep(self.chunk_delay_ms / 1000)
             yield TextDelta(word if index == 0 else " " + word)
         prompt = sum(estimate_tokens(m.content) for m in request.messages)
         yield UsageReport(Usage(prompt, estimate_tokens(reply)))

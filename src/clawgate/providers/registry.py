@@ -21,7 +21,8 @@ def build(configs: Iterable[ProviderConfig]) -> dict[str, ProviderEntry]:
 
 def entry(config: ProviderConfig) -> ProviderEntry:
     if isinstance(config, EchoConfig):
-        return ProviderEntry.single(EchoProvider(config.name, config.delay_ms, config.fail))
+        return ProviderEntry.single(EchoProvider(config.name, config.delay_ms, config.fail,
+                                                 config.chunk_delay_ms))
     profiles: list[tuple[str, Provider]] = [
         (p.name, adapter(config, p.name)) for p in config.profiles]
     return ProviderEntry(tuple(profiles), config.context_window, config.max_output_tokens,

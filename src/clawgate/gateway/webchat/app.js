@@ -1,0 +1,268 @@
+// clawgate web chat: one WebSocket to the gateway, the store as the truth.
+// Replies stream in as run.delta events; when a run ends the transcript is read again from
+// the store, so what the page shows is what was recorded. After a reconnect the page asks
+// for the events it missed (by seq), so a reload never shows a stale "running".
+"use strict";
+
+const ACTIVE = new Set(["queued", "running"]);
+const state = {
+  token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
+  sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null,
+};
+const $ = (id) => document.getElementById(id);
+
+function start() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    localStorage.setItem("clawgate.token", fromLink);
+    history.replaceState(null, "", location.pathname);  // keep the token out of the address
+  }
+  state.token = localStorage.getItem("clawgate.token");
+  state.session = localStorage.getItem("clawgate.session") || "main";
+  $("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    localStorage.setItem("clawgate.token", $("token-input").value.trim());
+    location.reload();
+  });
+  bindControls();
+  if (state.token) checkToken(); else showLogin("");
+}
+
+async function checkToken() {
+  const reply = await fetch("/v1/models", {headers: {Authorization: `Bearer ${state.token}`}});
+  if (reply.status === 401) { showLogin("That token was refused."); return; }
+  $("app").hidden = false;
+  connect();
+}
+
+function showLogin(message) {
+  $("login").hidden = false;
+  $("app").hidden = true;
+  $("login-error").textContent = message;
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+  state.ws = ws;
+  ws.onopen = () => { state.delay = 500; setConnected(true); onConnected().catch(report); };
+  ws.onmessage = (message) => onFrame(JSON.parse(message.data));
+  ws.onclose = () => {
+    setConnected(false);
+    for (const {reject} of state.waiting.values()) reject(new Error("connection lost"));
+    state.waiting.clear();
+    setTimeout(connect, state.delay);
+    state.delay = Math.min(state.delay * 2, 5000);
+  };
+}
+
+function setConnected(up) {
+  $("connection").classList.toggle("up", up);
+  $("connection").title = up ? "connected" : "reconnecting";
+}
+
+function request(method, params = {}) {
+  return new Promise((resolve, reject) => {
+    const id = state.nextId++;
+    state.waiting.set(id, {resolve, reject});
+    state.ws.send(JSON.stringify({type: "req", id, method, params}));
+  });
+}
+
+function onFrame(frame) {
+  if (frame.type === "res") {
+    const waiter = state.waiting.get(frame.id);
+    state.waiting.delete(frame.id);
+    if (!waiter) return;
+    if (frame.ok) waiter.resolve(frame.payload);
+    else waiter.reject(Object.assign(new Error(frame.error.message), {code: frame.error.code}));
+    return;
+  }
+  onEvent(frame);
+}
+
+async function onConnected() {
+  // Every session's events (for the list); after a reconnect, only what was missed.
+  const params = state.lastSeq ? {after: state.lastSeq} : {};
+  const subscribed = await request("events.subscribe", params);
+  state.lastSeq = Math.max(state.lastSeq, subscribed.lastSeq);
+  await refreshSessions();
+  await openSession(state.session);
+}
+
+function onEvent(frame) {
+  if (frame.seq !== null) state.lastSeq = Math.max(state.lastSeq, frame.seq);
+  const kind = frame.event, p = frame.payload;
+  if (kind === "feed.lagged") { request("events.subscribe", {after: state.lastSeq}); return; }
+  if (kind.startsWith("session.")) { refreshSessions(); }
+  if (kind.startsWith("run.") && p.status) rememberStatus(p.session, p.status);
+  if (p.session !== state.session) return;
+  if (kind === "run.delta") { appendDelta(p.runId, p.text); return; }
+  if (kind.startsWith("run.")) onRunEvent(p);
+  if (kind.startsWith("message.")) scheduleQueueRefresh();
+  if (kind === "session.created" || kind === "session.archived") openSession(state.session);
+}
+
+function onRunEvent(p) {
+  setStatus(p.status);
+  if (!ACTIVE.has(p.status)) {
+    if (p.status !== "done" && p.error) notice(`${p.status}: ${p.error}`);
+    loadTranscript().catch(report);
+    scheduleQueueRefresh();
+  }
+}
+
+function rememberStatus(key, status) {
+  const row = state.sessions.get(key);
+  if (row) { row.status = status; renderSessions(); }
+}
+
+async function refreshSessions() {
+  const listed = await request("sessions.list", {limit: 200});
+  state.sessions = new Map(listed.sessions.map((s) => [s.key, s]));
+  renderSessions();
+}
+
+function renderSessions() {
+  const list = $("session-list");
+  list.replaceChildren();
+  const keys = [...state.sessions.keys()];
+  if (state.session && !state.sessions.has(state.session)) keys.unshift(state.session);
+  for (const key of keys) {
+    const row = state.sessions.get(key);
+    const item = document.createElement("li");
+    item.dataset.session = key;
+    item.classList.toggle("current", key === state.session);
+    const name = document.createElement("span");
+    name.textContent = key;
+    const badge = document.createElement("span");
+    badge.className = `badge ${row ? row.status : "idle"}`;
+    badge.textContent = row ? row.status : "new";
+    item.append(name, badge);
+    item.addEventListener("click", () => openSession(key));
+    list.append(item);
+  }
+}
+
+async function openSession(key) {
+  state.session = key;
+  localStorage.setItem("clawgate.session", key);
+  $("session-key").textContent = key;
+  state.streaming.clear();
+  renderSessions();
+  await loadTranscript();
+  await refreshQueue();
+}
+
+async function loadTranscript() {
+  const key = state.session;
+  let history;
+  try {
+    history = await request("chat.history", {session: key});
+  } catch (error) {
+    if (error.code !== "unknown_session") throw error;
+    history = {session: {status: "idle", model: "", modelProvider: ""}, entries: []};
+  }
+  if (key !== state.session) return;
+  const transcript = $("transcript");
+  transcript.replaceChildren(...history.entries.map(entryElement));
+  state.streaming.clear();
+  const s = history.session;
+  $("session-model").textContent = s.modelProvider ? `${s.modelProvider}/${s.model}` : "";
+  setStatus(s.status);
+  transcript.scrollTop = transcript.scrollHeight;
+}
+
+function entryElement(entry) {
+  const element = document.createElement("div");
+  element.className = `entry ${entry.role}`;
+  if (entry.stopped) element.classList.add("stopped");
+  element.textContent = entry.summary ? `Summary of earlier turns: ${entry.text}` : entry.text;
+  return element;
+}
+
+function appendDelta(runId, text) {
+  let element = state.streaming.get(runId);
+  if (!element) {
+    element = entryElement({role: "assistant", text: ""});
+    element.classList.add("streaming");
+    element.dataset.run = runId;
+    element.dataset.testid = "streaming";
+    state.streaming.set(runId, element);
+    $("transcript").append(element);
+  }
+  element.textContent += text;
+  $("transcript").scrollTop = $("transcript").scrollHeight;
+}
+
+function setStatus(status) {
+  const badge = $("session-status");
+  badge.textContent = status;
+  badge.className = `badge ${status}`;
+  $("stop").disabled = !ACTIVE.has(status);
+}
+
+function scheduleQueueRefresh() {
+  clearTimeout(state.queueTimer);
+  state.queueTimer = setTimeout(() => refreshQueue().catch(report), 100);
+}
+
+async function refreshQueue() {
+  const key = state.session;
+  let inbound = [];
+  try {
+    inbound = (await request("sessions.get", {session: key, limit: 20})).inbound;
+  } catch (error) {
+    if (error.code !== "unknown_session") throw error;
+  }
+  if (key !== state.session) return;
+  $("queue-list").replaceChildren(...inbound.slice().reverse().map((m) => {
+    const item = document.createElement("li");
+    const fate = document.createElement("span");
+    fate.className = `fate ${m.fate}`;
+    fate.textContent = m.reason ? `${m.fate} (${m.reason})` : m.fate;
+    const text = document.createElement("span");
+    text.textContent = m.text;
+    item.append(fate, text);
+    return item;
+  }));
+}
+
+function bindControls() {
+  $("composer").addEventListener("submit", (e) => { e.preventDefault(); send().catch(report); });
+  $("message").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send().catch(report); }
+  });
+  $("stop").addEventListener("click", () => stop().catch(report));
+  $("new-session").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("new-session-key").value.trim();
+    if (key) { $("new-session-key").value = ""; openSession(key).catch(report); }
+  });
+}
+
+async function send() {
+  const text = $("message").value.trim();
+  if (!text) return;
+  $("message").value = "";
+  const idempotencyKey = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  const ack = await request("chat.send", {session: state.session, text, idempotencyKey});
+  if (ack.command) {
+    notice(ack.reply);
+    await openSession(state.session);
+    return;
+  }
+  if (!state.sessions.has(state.session)) await refreshSessions();
+  if (ack.queuedBehind) notice("queued: it will be answered after the current reply");
+  scheduleQueueRefresh();
+}
+
+async function stop() {
+  const result = await request("chat.abort", {session: state.session});
+  notice(result.text);
+}
+
+function notice(text) { $("notice").textContent = text; }
+function report(error) { notice(`error: ${error.message}`); }
+
+start();
