@@ -67,6 +67,14 @@ class Home:
         self.processes.append(process)
         return process
 
+    def start_gateway(self) -> tuple[subprocess.Popen[str], str]:
+        """``clawgate gateway`` on a free port; its URL once it listens."""
+        state = self.path / "gateway.json"
+        state.unlink(missing_ok=True)
+        gateway = self.start("gateway", "--port", "0")
+        wait_until(state.exists, 20, "the gateway to start", gateway)
+        return gateway, str(json.loads(state.read_text())["url"])
+
     def json(self, *args: str) -> Any:
         done = self.run(*args, "--json")
         assert done.returncode in (0, 1), done.stderr

@@ -13,17 +13,13 @@ import signal
 import sys
 import threading
 import time
-from typing import TextIO
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, TextIO
 
-from clawgate.domain import Fate, RunStatus
+from clawgate.domain import Fate
 from clawgate.errors import ClawgateError, InvalidInput
-from clawgate.runtime.bus import (
-    MessageDecided,
-    ReplyDelta,
-    RunChanged,
-    RuntimeEvent,
-    Subscription,
-)
+from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.runtime import CommandReply, Runtime
 
 CHANNEL = "terminal"
@@ -31,12 +27,101 @@ QUIT = frozenset({"/quit", "/exit"})
 DOUBLE_PRESS_S = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class Delta:
+    run_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnded:
+    run_id: str
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    reason: str
+
+
+ChatEvent = Delta | RunEnded | Dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message_id: str
+    queued_mode: str | None = None  # set when it waits behind a reply in progress
+
+
+class ChatBackend(Protocol):
+    """Where a chat's session lives: this process's runtime, or a running gateway."""
+
+    async def model(self) -> str: ...
+
+    async def handle(self, text: str) -> str | Sent:
+        """A command's reply text, or the message as sent."""
+        ...
+
+    def events(self) -> AsyncIterator[ChatEvent]: ...
+
+    async def stop(self) -> str | None:
+        """Stop the reply in progress; what to say about it (None: its end says enough)."""
+        ...
+
+    async def wait_for(self, message_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalChat:
+    """A chat on this process's runtime."""
+
+    def __init__(self, runtime: Runtime, key: str) -> None:
+        self._runtime = runtime
+        self._key = key
+        self._events = runtime.subscribe(key)
+
+    async def model(self) -> str:
+        session = await self._runtime.store.get_session(self._key)
+        return str((session.model if session else None) or self._runtime.settings.default_model)
+
+    async def handle(self, text: str) -> str | Sent:
+        result = await self._runtime.handle(self._key, text, channel=CHANNEL)
+        if isinstance(result, CommandReply):
+            return result.text
+        queued = None
+        if result.message.fate is Fate.PENDING and result.active_run is not None:
+            queued = str(result.session.effective_queue(self._runtime.settings.queue).mode)
+        return Sent(result.message.id, queued)
+
+    async def events(self) -> AsyncIterator[ChatEvent]:
+        async for event in self._events:
+            if isinstance(event, ReplyDelta):
+                yield Delta(event.run_id, event.text)
+            elif isinstance(event, RunChanged) and event.run.status.terminal:
+                yield RunEnded(event.run.id, str(event.run.status), event.run.error)
+            elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED:
+                reason = event.message.reason.describe if event.message.reason else "dropped"
+                yield Dropped(reason)
+
+    async def stop(self) -> str | None:
+        report = await self._runtime.stop(self._key)
+        return report.describe() if report.final is None or report.first.dropped else None
+
+    async def wait_for(self, message_id: str) -> None:
+        await self._runtime.wait_for(message_id)
+
+    def close(self) -> None:
+        self._events.close()
+
+
 class TerminalChat:
     def __init__(
-        self, runtime: Runtime, key: str, stdin: TextIO = sys.stdin,
+        self, backend: ChatBackend, key: str, stdin: TextIO = sys.stdin,
         stdout: TextIO = sys.stdout,
     ) -> None:
-        self._runtime = runtime
+        self._backend = backend
         self._key = key
         self._in = stdin
         self._out = stdout
@@ -49,24 +134,19 @@ class TerminalChat:
         self._stopping: set[asyncio.Task[None]] = set()
 
     async def run(self) -> int:
-        status = await self._runtime.status(self._key) if await self._known() else None
-        model = status.model if status else self._runtime.settings.default_model
+        model = await self._backend.model()
         self._say(f"clawgate chat, session {self._key}, model {model}. "
                   "/help for commands, Ctrl-C stops a reply, Ctrl-D leaves.")
-        events = self._runtime.subscribe(self._key)
-        printer = asyncio.create_task(self._print_events(events))
+        printer = asyncio.create_task(self._print_events())
         self._read_in_background(asyncio.get_running_loop())
         self._on_ctrl_c()
         try:
             await self._converse()
             await self._finish_answers()
         finally:
-            events.close()
+            self._backend.close()
             await printer
         return 0
-
-    async def _known(self) -> bool:
-        return await self._runtime.store.get_session(self._key) is not None
 
     async def _converse(self) -> None:
         while not self._leave.is_set():
@@ -87,22 +167,21 @@ class TerminalChat:
 
     async def _handle(self, line: str) -> None:
         try:
-            result = await self._runtime.handle(self._key, line, channel=CHANNEL)
+            result = await self._backend.handle(line)
         except InvalidInput as exc:
             self._say(f"! {exc}")
             return
-        if isinstance(result, CommandReply):
-            self._say(result.text)
+        if isinstance(result, str):
+            self._say(result)
             return
-        self._sent.append(result.message.id)
-        if result.message.fate is Fate.PENDING and result.active_run is not None:
-            mode = result.session.effective_queue(self._runtime.settings.queue).mode
-            self._say(f"[queued ({mode}): answered after the current reply]")
+        self._sent.append(result.message_id)
+        if result.queued_mode:
+            self._say(f"[queued ({result.queued_mode}): answered after the current reply]")
 
     async def _finish_answers(self) -> None:
         """Before leaving, wait for the answers to what was sent (Ctrl-C gives up)."""
         for message_id in self._sent:
-            waiting = asyncio.ensure_future(self._runtime.wait_for(message_id))
+            waiting = asyncio.ensure_future(self._backend.wait_for(message_id))
             leaving = asyncio.ensure_future(self._leave.wait())
             done, _ = await asyncio.wait({waiting, leaving},
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -113,24 +192,23 @@ class TerminalChat:
                 return
         await asyncio.sleep(0)  # let the printer show the last events
 
-    async def _print_events(self, events: Subscription) -> None:
-        async for event in events:
+    async def _print_events(self) -> None:
+        async for event in self._backend.events():
             self._show(event)
 
-    def _show(self, event: RuntimeEvent) -> None:
-        if isinstance(event, ReplyDelta):
+    def _show(self, event: ChatEvent) -> None:
+        if isinstance(event, Delta):
             self._streaming = event.run_id
             self._out.write(event.text)
             self._out.flush()
-        elif isinstance(event, RunChanged) and event.run.status.terminal:
-            if self._streaming == event.run.id:
+        elif isinstance(event, RunEnded):
+            if self._streaming == event.run_id:
                 self._out.write("\n")
                 self._streaming = None
-            if event.run.status is not RunStatus.DONE:
-                self._say(f"[{event.run.status}: {event.run.error}]")
-        elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED:
-            reason = event.message.reason.describe if event.message.reason else "dropped"
-            self._say(f"[message dropped: {reason}]")
+            if event.status != "done":
+                self._say(f"[{event.status}: {event.error}]")
+        else:
+            self._say(f"[message dropped: {event.reason}]")
 
     def _say(self, text: str) -> None:
         if self._streaming is not None:
@@ -173,10 +251,10 @@ class TerminalChat:
 
     async def _stop_quietly(self) -> None:
         try:
-            report = await self._runtime.stop(self._key)
+            said = await self._backend.stop()
         except ClawgateError as exc:
             self._say(f"[{exc}]")
             return
-        if report.final is None or report.first.dropped:  # the run's own end is shown anyway
-            self._say(f"[{report.describe()}]")
+        if said:  # otherwise the run's own end is shown anyway
+            self._say(f"[{said}]")
 

@@ -1,5 +1,6 @@
 """``clawgate agent``: send one message, stream the reply, exit with the run's outcome.
 
+It uses the running gateway when there is one, and works in-process otherwise.
 Exit codes: 0 answered; 1 the run failed (the error is printed); 2 bad arguments or config;
 3 stopped; 4 timed out; 5 interrupted; 6 the message was dropped unanswered.
 """
@@ -12,13 +13,20 @@ import contextlib
 import json
 import signal
 import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from clawgate.cli.common import USAGE, open_app
+from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.config import Settings
-from clawgate.domain import Fate, RunStatus, check_key
+from clawgate.domain import DropReason, RunStatus, check_key
+from clawgate.gateway.client import GatewayClient
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime
 from clawgate.runtime.scope import ServeOwnMessages
+from clawgate.views import run_row
 
 EXIT_BY_STATUS = {
     RunStatus.DONE: 0,
@@ -30,9 +38,33 @@ EXIT_BY_STATUS = {
 DROPPED = 6
 
 
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of the message, however it was sent."""
+
+    message_id: str
+    fate: str
+    reason: str | None  # why it was dropped, in words
+    run: dict[str, Any] | None  # the run row (views.run_row), if a run took it
+    reply: str
+
+
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     key = check_key(args.session)
     text = sys.stdin.read() if args.message == "-" else args.message
+    client = await connect_gateway(settings)
+    if client is not None:
+        async with client:
+            return await _via_gateway(client, key, text, args)
+    in_process()
+    return await _in_process(settings, key, text, args)
+
+
+# --- in-process -----------------------------------------------------------------------
+
+
+async def _in_process(settings: Settings, key: str, text: str, args: argparse.Namespace
+                      ) -> int:
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
                           scope=ServeOwnMessages(app.store))
@@ -53,13 +85,13 @@ async def _turn(runtime: Runtime, key: str, text: str, args: argparse.Namespace)
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)
     printer = asyncio.create_task(_stream(events, accepted.message.id, quiet=args.json))
-    _on_signals(runtime, key)
+    _on_signals(lambda: runtime.stop(key))
     try:
         outcome = await runtime.wait_for(accepted.message.id)
     finally:
         events.close()
         streamed = await printer
-    return _report(outcome, streamed, args)
+    return _report(_local_result(outcome), streamed, args)
 
 
 async def _stream(events: Subscription, message_id: str, quiet: bool) -> bool:
@@ -70,24 +102,107 @@ async def _stream(events: Subscription, message_id: str, quiet: bool) -> bool:
         if isinstance(event, MessageDecided) and event.message.id == message_id:
             run_id = event.message.run_id
         elif isinstance(event, ReplyDelta) and event.run_id == run_id and not quiet:
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
+            _write(event.text)
             printed = True
     return printed
 
 
-def _on_signals(runtime: Runtime, key: str) -> None:
-    """Ctrl-C stops the run (and so ends the command); SIGTERM exits at once."""
+def _local_result(outcome: MessageOutcome) -> Result:
+    message = outcome.message
+    return Result(message.id, str(message.fate),
+                  message.reason.describe if message.reason else None,
+                  run_row(outcome.run) if outcome.run else None, outcome.reply)
+
+
+# --- through the gateway ----------------------------------------------------------------
+
+
+async def _via_gateway(client: GatewayClient, key: str, text: str, args: argparse.Namespace
+                       ) -> int:
+    await client.request("events.subscribe", sessions=[key])
+    ack = await client.request("chat.send", session=key, text=text,
+                               idempotencyKey=args.message_id or f"cli-{uuid.uuid4()}")
+    if ack["command"]:
+        print(ack["reply"])
+        return 0
+    if ack["duplicate"] and not args.json:
+        print(f"(message id {args.message_id} was sent before; showing its outcome)",
+              file=sys.stderr)
+    _on_signals(lambda: client.request("chat.abort", session=key))
+    try:
+        streamed = await _follow(client, key, ack["messageId"], quiet=args.json)
+    except asyncio.CancelledError:
+        print("clawgate: leaving; the gateway carries on with the run", file=sys.stderr)
+        return EXIT_BY_STATUS[RunStatus.INTERRUPTED]
+    result = await _gateway_result(client, key, ack["messageId"])
+    return _report(result, streamed, args)
+
+
+async def _follow(client: GatewayClient, key: str, message_id: str, quiet: bool) -> bool:
+    """Print the reply as it streams, until the message's run ends; True if any printed."""
+    if await _settled(client, key, message_id):
+        return False
+    run_id, printed = None, False
+    while True:
+        event = await client.next_event(within=3600)
+        payload, kind = event["payload"], event["event"]
+        if payload.get("messageId") == message_id and kind.startswith("message."):
+            if kind == "message.dropped":
+                return printed
+            run_id = payload.get("runId")
+        elif payload.get("runId") == run_id and run_id is not None:
+            if kind == "run.delta" and not quiet:
+                _write(payload["text"])
+                printed = True
+            elif kind.startswith("run.") and payload.get("status") not in (
+                    None, "queued", "running"):
+                return printed
+
+
+async def _settled(client: GatewayClient, key: str, message_id: str) -> bool:
+    """Whether the message already has its final outcome (a repeat of an old message).
+
+    A message a run took is settled only once that run is seen ended (the session's runs
+    and messages are separate reads, so the run may not be listed yet).
+    """
+    result = await _gateway_result(client, key, message_id)
+    if result.fate == "pending":
+        return False
+    if result.fate == "dropped":
+        return True
+    return result.run is not None and result.run["status"] not in ("queued", "running")
+
+
+async def _gateway_result(client: GatewayClient, key: str, message_id: str) -> Result:
+    session = await client.request("sessions.get", session=key, limit=200)
+    message = next((m for m in session["inbound"] if m["id"] == message_id), None)
+    if message is None:
+        return Result(message_id, "unknown", "the message is too old to show", None, "")
+    run = next((r for r in session["runs"] if r["id"] == message["runId"]), None)
+    reply = ""
+    if run is not None:
+        history = await client.request("chat.history", session=key, limit=1000)
+        reply = "\n\n".join(e["text"] for e in history["entries"]
+                            if e["runId"] == run["id"] and e["role"] == "assistant")
+    reason = DropReason(message["reason"]).describe if message["reason"] else None
+    return Result(message_id, message["fate"], reason, run, reply)
+
+
+# --- both ------------------------------------------------------------------------------
+
+
+def _on_signals(stop: Callable[[], Awaitable[object]]) -> None:
+    """Ctrl-C stops the run (and so ends the command); a second one, or SIGTERM, leaves."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    stopping: set[asyncio.Task[object]] = set()
+    stopping: set[asyncio.Future[object]] = set()
 
     def interrupt() -> None:
         if stopping and task is not None:
-            task.cancel()  # a second Ctrl-C: leave now, the run ends interrupted
+            task.cancel()
             return
         print("\nstopping...", file=sys.stderr)
-        stopping.add(asyncio.ensure_future(runtime.stop(key)))
+        stopping.add(asyncio.ensure_future(stop()))
 
     def terminate() -> None:
         if task is not None:
@@ -98,33 +213,34 @@ def _on_signals(runtime: Runtime, key: str) -> None:
         loop.add_signal_handler(signal.SIGTERM, terminate)
 
 
-def _report(outcome: MessageOutcome, streamed: bool, args: argparse.Namespace) -> int:
-    message, run = outcome.message, outcome.run
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _report(result: Result, streamed: bool, args: argparse.Namespace) -> int:
+    run = result.run
     if args.json:
         print(json.dumps({
-            "session": args.session,
-            "messageId": message.id,
-            "fate": str(message.fate),
-            "reason": None if message.reason is None else str(message.reason),
-            "runId": run.id if run else None,
-            "status": str(run.status) if run else None,
-            "reply": outcome.reply,
-            "error": run.error if run else None,
-            "model": str(run.model) if run and run.model else None,
-            "inputTokens": run.usage.input_tokens if run else 0,
-            "outputTokens": run.usage.output_tokens if run else 0,
-            "runtimeMs": run.runtime_ms if run else None,
+            "session": args.session, "messageId": result.message_id, "fate": result.fate,
+            "reason": result.reason, "runId": run["id"] if run else None,
+            "status": run["status"] if run else None, "reply": result.reply,
+            "error": run["error"] if run else None,
+            "model": f"{run['modelProvider']}/{run['model']}" if run and run["model"] else None,
+            "inputTokens": run["inputTokens"] if run else 0,
+            "outputTokens": run["outputTokens"] if run else 0,
+            "runtimeMs": run["runtimeMs"] if run else None,
         }))
     else:
-        if not streamed and outcome.reply:
-            sys.stdout.write(outcome.reply)
-        if streamed or outcome.reply:
-            sys.stdout.write("\n")
-        sys.stdout.flush()
-    if message.fate is Fate.DROPPED or run is None:
-        reason = message.reason.describe if message.reason else "dropped"
-        print(f"clawgate: the message was not answered: {reason}", file=sys.stderr)
+        if not streamed and result.reply:
+            _write(result.reply)
+        if streamed or result.reply:
+            _write("\n")
+    if run is None:
+        print(f"clawgate: the message was not answered: {result.reason or result.fate}",
+              file=sys.stderr)
         return DROPPED
-    if run.status is not RunStatus.DONE and not args.json:
-        print(f"clawgate: run {run.id} ended {run.status}: {run.error}", file=sys.stderr)
-    return EXIT_BY_STATUS.get(run.status, USAGE)
+    status = RunStatus(run["status"])
+    if status is not RunStatus.DONE and not args.json:
+        print(f"clawgate: run {run['id']} ended {status}: {run['error']}", file=sys.stderr)
+    return EXIT_BY_STATUS.get(status, USAGE)

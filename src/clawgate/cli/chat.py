@@ -1,24 +1,108 @@
-"""``clawgate chat``: the terminal channel on this machine's store."""
+"""``clawgate chat``: the terminal channel, through the running gateway or in-process."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
 
-from clawgate.channels.terminal import TerminalChat
+from clawgate.channels.terminal import (
+    ChatEvent,
+    Delta,
+    Dropped,
+    LocalChat,
+    RunEnded,
+    Sent,
+    TerminalChat,
+)
 from clawgate.cli.common import open_app
+from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.config import Settings
-from clawgate.domain import check_key
+from clawgate.domain import DropReason, check_key
+from clawgate.errors import InvalidInput
+from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.runtime.runtime import Runtime
 from clawgate.runtime.scope import ServeKeys
+
+ACTIVE = ("queued", "running")
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     key = check_key(args.session)
+    client = await connect_gateway(settings)
+    if client is not None:
+        async with client:
+            await client.request("events.subscribe", sessions=[key])
+            return await TerminalChat(RemoteChat(client, key), key).run()
+    in_process()
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
                           scope=ServeKeys(app.store, frozenset({key})))
         await runtime.start()
         try:
-            return await TerminalChat(runtime, key).run()
+            return await TerminalChat(LocalChat(runtime, key), key).run()
         finally:
             await runtime.close()
+
+
+class RemoteChat:
+    """A chat whose session lives in the running gateway."""
+
+    def __init__(self, client: GatewayClient, key: str) -> None:
+        self._client = client
+        self._key = key
+
+    async def model(self) -> str:
+        try:
+            row = await self._client.request("sessions.get", session=self._key, limit=1)
+        except GatewayError as exc:
+            if exc.code != "unknown_session":
+                raise
+            return str((await self._client.request("models.list"))["default"])
+        return f"{row['modelProvider']}/{row['model']}"
+
+    async def handle(self, text: str) -> str | Sent:
+        try:
+            ack = await self._client.request("chat.send", session=self._key, text=text,
+                                             idempotencyKey=f"chat-{uuid.uuid4()}")
+        except GatewayError as exc:
+            if exc.code in ("invalid_params", "unknown_session"):
+                raise InvalidInput(str(exc)) from None
+            raise
+        if ack["command"]:
+            return str(ack["reply"])
+        return Sent(ack["messageId"], "the session's mode" if ack["queuedBehind"] else None)
+
+    async def events(self) -> AsyncIterator[ChatEvent]:
+        async for frame in self._client.events():
+            kind, payload = frame["event"], frame["payload"]
+            if payload.get("session") != self._key:
+                continue
+            if kind == "run.delta":
+                yield Delta(payload["runId"], payload["text"])
+            elif kind.startswith("run.") and payload.get("status") not in (None, *ACTIVE):
+                yield RunEnded(payload["runId"], payload["status"], payload.get("error"))
+            elif kind == "message.dropped":
+                reason = payload.get("reason")
+                yield Dropped(DropReason(reason).describe if reason else "dropped")
+
+    async def stop(self) -> str | None:
+        result = await self._client.request("chat.abort", session=self._key)
+        return str(result["text"]) if result["runId"] is None or result["dropped"] else None
+
+    async def wait_for(self, message_id: str) -> None:
+        """Until the message has its fate and its run (if any) has ended."""
+        while True:
+            row = await self._client.request("sessions.get", session=self._key, limit=200)
+            message = next((m for m in row["inbound"] if m["id"] == message_id), None)
+            run = next((r for r in row["runs"] if message and r["id"] == message["runId"]),
+                       None)
+            if message is None or message["fate"] == "dropped":
+                return
+            if run is not None and run["status"] not in ACTIVE:  # (a run not listed yet:
+                return                                            # the reads are separate)
+            await asyncio.sleep(0.2)
+
+    def close(self) -> None:
+        self._client.end_events()

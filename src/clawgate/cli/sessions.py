@@ -7,16 +7,23 @@ import json
 from datetime import datetime
 
 from clawgate.cli.common import OK, PROBLEM, open_app
+from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.cli.rows import dash, table
 from clawgate.config import Settings
 from clawgate.domain import check_key
 from clawgate.errors import InvalidInput
+from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.views import Json, inbound_row, outbound_row, run_row, session_row
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     if args.limit < 1:
         raise InvalidInput("--limit must be at least 1")
+    client = await connect_gateway(settings)
+    if client is not None:
+        async with client:
+            return await _via_gateway(client, args)
+    in_process()
     async with open_app(settings) as app:
         default = settings.runtime.default_model
         if args.action == "list":
@@ -36,6 +43,23 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             summary.session.id, args.limit)]
         print(json.dumps(row, indent=2) if args.json else _show_text(row))
         return OK
+
+
+async def _via_gateway(client: GatewayClient, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        rows = (await client.request("sessions.list", limit=args.limit))["sessions"]
+        print(json.dumps(rows, indent=2) if args.json else _list_text(rows))
+        return OK
+    try:
+        row = await client.request("sessions.get", session=check_key(args.key),
+                                   limit=args.limit)
+    except GatewayError as exc:
+        if exc.code != "unknown_session":
+            raise
+        print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)")
+        return PROBLEM
+    print(json.dumps(row, indent=2) if args.json else _show_text(row))
+    return OK
 
 
 def _list_text(rows: list[Json]) -> str:

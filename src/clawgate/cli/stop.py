@@ -7,9 +7,11 @@ import json
 import sys
 
 from clawgate.cli.common import OK, PROBLEM, open_app
+from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.domain import Run, check_key
+from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.runtime.owner import this_process
 from clawgate.runtime.recovery import recover
 from clawgate.runtime.stopping import stop_and_wait
@@ -17,6 +19,27 @@ from clawgate.runtime.stopping import stop_and_wait
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     key = check_key(args.session)
+    client = await connect_gateway(settings)
+    if client is not None:
+        async with client:
+            return await _via_gateway(client, key, args)
+    in_process()
+    return await _in_process(settings, key, args)
+
+
+async def _via_gateway(client: GatewayClient, key: str, args: argparse.Namespace) -> int:
+    try:
+        result = await client.request("chat.abort", session=key)
+    except GatewayError as exc:
+        if exc.code != "unknown_session":
+            raise
+        print(f"clawgate: no session with key {key!r}", file=sys.stderr)
+        return PROBLEM
+    print(json.dumps(result) if args.json else result["text"])
+    return OK if result["confirmed"] else PROBLEM
+
+
+async def _in_process(settings: Settings, key: str, args: argparse.Namespace) -> int:
     clock = SystemClock()
     async with open_app(settings) as app:
         session = await app.store.get_session(key)

@@ -82,6 +82,10 @@ class GatewayClient:
         while (frame := await self.event_frames.get()) is not None:
             yield frame
 
+    def end_events(self) -> None:
+        """Make ``events()`` finish (the connection stays open for requests)."""
+        self.event_frames.put_nowait(None)
+
     async def next_event(self, within: float = 5.0) -> Frame:
         async with asyncio.timeout(within):
             frame = await self.event_frames.get()

@@ -1,0 +1,94 @@
+"""The CLI with a running gateway: every command goes through it, and says so."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import pytest
+
+from tests.acceptance.cli import Home, wait_until
+
+pytestmark = pytest.mark.slow
+
+NOTE_GATEWAY = "(via the gateway at "
+NOTE_LOCAL = "(in-process (no gateway is running))"
+
+
+@pytest.fixture
+def gateway(home: Home) -> subprocess.Popen[str]:
+    home.configure(lease=15)
+    process, _ = home.start_gateway()
+    return process
+
+
+def test_agent_sessions_and_chat_go_through_the_gateway(
+    home: Home, gateway: subprocess.Popen[str]
+) -> None:
+    answered = home.run("agent", "--session", "s1", "-m", "hello gateway")
+    assert (answered.returncode, answered.stdout) == (0, "echo: hello gateway\n")
+    assert NOTE_GATEWAY in answered.stderr
+
+    again = home.json("agent", "--session", "s1", "-m", "hello gateway", "--id", "x-1")
+    repeat = home.json("agent", "--session", "s1", "-m", "hello gateway", "--id", "x-1")
+    assert repeat["runId"] == again["runId"]
+
+    listed = home.run("sessions", "list", "--json")
+    assert NOTE_GATEWAY in listed.stderr
+    assert [row["key"] for row in json.loads(listed.stdout)] == ["s1"]
+    shown = home.json("sessions", "show", "s1")
+    assert len(shown["runs"]) == 2
+
+    chatted = home.run("chat", "--session", "s2", stdin="first line\n/status\n")
+    assert chatted.returncode == 0
+    assert NOTE_GATEWAY in chatted.stderr
+    assert "echo: first line" in chatted.stdout
+    assert "model     echo/echo" in chatted.stdout
+
+
+def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:
+    home.configure(fail="hang")
+    gateway, _ = home.start_gateway()
+    agent = home.start("agent", "--session", "s1", "-m", "hang forever")
+
+    def running() -> bool:
+        run = home.latest_run("s1")
+        return run is not None and run["status"] == "running"
+
+    wait_until(running, 15, "the run to start", agent)
+    stopped = home.json("stop", "--session", "s1")
+    assert (stopped["status"], stopped["confirmed"]) == ("killed", True)
+    assert agent.wait(10) == 3
+    assert gateway.poll() is None  # the gateway carries on
+
+
+def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
+    done = home.run("agent", "-m", "hi")
+    assert done.returncode == 0
+    assert NOTE_LOCAL in done.stderr
+    (home.path / "gateway.json").write_text(
+        json.dumps({"url": "http://127.0.0.1:9", "pid": 999_999_999}))
+    stale = home.run("agent", "-m", "hi again")  # a crashed gateway's leftover file
+    assert stale.returncode == 0
+    assert NOTE_LOCAL in stale.stderr
+
+
+def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home) -> None:
+    home.configure(fail="hang")
+    gateway, _ = home.start_gateway()
+    agent = home.start("agent", "--session", "s1", "-m", "hang")
+
+    def running() -> bool:
+        run = home.latest_run("s1")
+        return run is not None and run["status"] == "running"
+
+    wait_until(running, 15, "the run to start", agent)
+    gateway.send_signal(signal.SIGTERM)
+    assert gateway.wait(20) == 0
+    assert not (home.path / "gateway.json").exists()
+    run = home.latest_run("s1")
+    assert run is not None
+    assert run["status"] == "interrupted"
+    assert "shut down" in run["error"]
+    assert home.run("doctor").returncode == 0
