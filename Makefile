@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Chat with the assistant in this terminal (SQLite in $$CLAWGATE_HOME, default ~/.clawgate).
+## Start the gateway (SQLite in $$CLAWGATE_HOME, default ~/.clawgate); it prints the web chat
+## link. `clawgate chat` in another terminal talks to it.
 run: $(STAMP)
-	$(BIN)/clawgate chat
+	$(BIN)/clawgate gateway
 
 ## Everything CI checks: lint, types, and every test (installs Chromium for the web chat tests).
 test: lint typecheck browser
@@ -48,6 +49,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/turns.py
 	$(BIN)/python bench/providers.py
+	$(BIN)/python bench/gateway_load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

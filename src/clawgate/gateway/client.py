@@ -70,6 +70,8 @@ class GatewayClient:
         try:
             await self._connection.send(text)
             response = await future
+        except ConnectionClosed:
+            raise GatewayError("closed", "the connection to the gateway closed") from None
         finally:
             self._waiting.pop(key, None)
         if not response.get("ok"):

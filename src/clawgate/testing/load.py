@@ -1,0 +1,163 @@
+"""A bounded load on a gateway: many WebSocket clients sending messages and stops.
+
+Every loop is bounded in time; every message carries an idempotency key, so a client that
+lost its connection can send it again without it counting twice. ``verify`` then checks the
+store: each acknowledged message has a fate, and no message is in a transcript twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clawgate.gateway.client import GatewayClient, GatewayError
+
+EXPECTED_ERRORS = frozenset({"unknown_session"})  # a stop before a session's first message
+
+
+@dataclass
+class LoadStats:
+    acked: dict[str, str] = field(default_factory=dict)  # idempotency key -> message id
+    unacked: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (session, text)
+    ack_seconds: list[float] = field(default_factory=list)
+    stops: int = 0
+    duplicates: int = 0  # resends recognised by their idempotency key
+    events: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # unexpected error codes
+    expected_errors: Counter[str] = field(default_factory=Counter)
+    dropped_connections: int = 0
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.ack_seconds)
+        return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] * 1000
+
+
+async def run_load(
+    url: str, token: str | None, clients: int, sessions: int, seconds: float,
+    stop_share: float = 0.05, think_s: float = 0.05, seed: int = 7,
+    stats: LoadStats | None = None,
+) -> LoadStats:
+    """``clients`` connections on ``sessions`` sessions for ``seconds`` (then they stop)."""
+    stats = stats or LoadStats()
+    keys = [f"load-{n}" for n in range(sessions)]
+    deadline = time.monotonic() + seconds
+    await asyncio.gather(*(
+        _client(url, token, keys, deadline, stats, random.Random(seed + n), stop_share,
+                think_s) for n in range(clients)))
+    return stats
+
+
+async def _client(
+    url: str, token: str | None, keys: list[str], deadline: float, stats: LoadStats,
+    rng: random.Random, stop_share: float, think_s: float,
+) -> None:
+    mine = rng.sample(keys, k=min(3, len(keys)))
+    try:
+        client = await GatewayClient.connect(url, token)
+    except GatewayError:
+        stats.dropped_connections += 1
+        return
+    async with client:
+        drain = asyncio.create_task(_count_events(client, stats))
+        try:
+            await client.request("events.subscribe", sessions=mine)
+            while time.monotonic() < deadline:
+                await _one_action(client, rng.choice(mine), rng, stats, stop_share)
+                await asyncio.sleep(rng.uniform(0, think_s))
+        except GatewayError as exc:
+            if exc.code != "closed":
+                raise
+            stats.dropped_connections += 1
+        finally:
+            drain.cancel()
+
+
+async def _one_action(client: GatewayClient, session: str, rng: random.Random,
+                      stats: LoadStats, stop_share: float) -> None:
+    try:
+        if rng.random() < stop_share:
+            await client.request("chat.abort", session=session)
+            stats.stops += 1
+            return
+        await send(client, session, f"load {rng.random():.6f}", f"k-{uuid.uuid4()}", stats)
+    except GatewayError as exc:
+        if exc.code == "closed":
+            raise
+        bucket = stats.expected_errors if exc.code in EXPECTED_ERRORS else stats.errors
+        bucket[exc.code] += 1
+
+
+async def send(client: GatewayClient, session: str, text: str, key: str, stats: LoadStats
+               ) -> None:
+    """Send one message; remember it as unacknowledged until the gateway says it has it."""
+    stats.unacked[key] = (session, text)
+    started = time.perf_counter()
+    ack = await client.request("chat.send", session=session, text=text, idempotencyKey=key)
+    stats.ack_seconds.append(time.perf_counter() - started)
+    stats.unacked.pop(key, None)
+    stats.acked[key] = ack["messageId"]
+    stats.duplicates += bool(ack["duplicate"])
+
+
+async def resend_unacked(url: str, token: str | None, stats: LoadStats) -> int:
+    """What a client does after a crash: send again what was never acknowledged."""
+    pending = list(stats.unacked.items())
+    async with await GatewayClient.connect(url, token) as client:
+        for key, (session, text) in pending:
+            await send(client, session, text, key, stats)
+    return len(pending)
+
+
+async def _count_events(client: GatewayClient, stats: LoadStats) -> None:
+    async for _ in client.events():
+        stats.events += 1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    messages: int
+    without_fate: list[str]
+    repeated_in_transcript: list[str]
+    fates: dict[str, int]
+
+    @property
+    def sound(self) -> bool:
+        return not self.without_fate and not self.repeated_in_transcript
+
+
+def verify(database: Path, stats: LoadStats) -> Verdict:
+    """Read the store directly: every acknowledged message has a fate, none is repeated."""
+    with sqlite3.connect(database) as conn:
+        fate = dict(conn.execute("SELECT id, fate FROM inbound").fetchall())
+        repeated = [row[0] for row in conn.execute(
+            "SELECT message_id FROM transcript WHERE message_id IS NOT NULL"
+            " GROUP BY message_id HAVING count(*) > 1")]
+    acked = set(stats.acked.values())
+    without = sorted(m for m in acked if fate.get(m, "missing") in ("pending", "missing"))
+    return Verdict(len(acked), without, repeated,
+                   dict(Counter(fate[m] for m in acked if m in fate)))
+
+
+async def settle(database: Path, within: float) -> bool:
+    """Wait (bounded) until no message waits and no run is active."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(_quiet, database):
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+def _quiet(database: Path) -> bool:
+    with sqlite3.connect(database) as conn:
+        waiting = conn.execute("SELECT count(*) FROM inbound WHERE fate = 'pending'"
+                               ).fetchone()[0]
+        active = conn.execute("SELECT count(*) FROM runs WHERE status IN "
+                              "('queued', 'running')").fetchone()[0]
+    return not waiting and not active
