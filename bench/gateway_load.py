@@ -1,6 +1,11 @@
 """A gateway under load: many WebSocket clients sending messages and stops. Prints figures.
 
     python bench/gateway_load.py [--clients 200] [--sessions 50] [--seconds 60]
+    python bench/gateway_load.py --crash-after 20     # kill -9 the gateway mid-load
+
+With --crash-after, the gateway is killed (SIGKILL) that many seconds in, restarted, the
+clients send again what was never acknowledged, and the script times how long until every
+session answers a new message.
 
 The gateway runs as a process of its own (the echo model answers after --delay-ms), on a
 fresh home. Afterwards the store is checked: every acknowledged message has a fate, no
@@ -19,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from clawgate.testing.load import LoadStats, run_load, settle, verify
+from clawgate.gateway.client import GatewayClient
+from clawgate.testing.load import LoadStats, resend_unacked, run_load, settle, verify
 
 CONFIG = """
 [providers.echo]
@@ -35,14 +41,20 @@ def start_gateway(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     gateway = subprocess.Popen(
         [sys.executable, "-m", "clawgate", "--home", str(home), "gateway", "--port", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = home / "gateway.json"
     deadline = time.monotonic() + 30
-    while not state.exists():
+    while (url := _url_of(home, gateway.pid)) is None:  # a killed one's file may linger
         if time.monotonic() > deadline or gateway.poll() is not None:
             raise SystemExit("the gateway did not start")
         time.sleep(0.05)
-    url = json.loads(state.read_text())["url"]
     return gateway, url, (home / "gateway.token").read_text().strip()
+
+
+def _url_of(home: Path, pid: int) -> str | None:
+    try:
+        state = json.loads((home / "gateway.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return str(state["url"]) if state.get("pid") == pid else None
 
 
 def rss_kib(pid: int) -> int:
@@ -62,23 +74,36 @@ async def main(options: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "config.toml").write_text(CONFIG.format(delay=options.delay_ms))
-        gateway, url, token = start_gateway(home)
+        gateways = [start_gateway(home)]
         try:
-            return await measure(options, home, gateway, url, token)
+            return await measure(options, home, gateways)
         finally:
-            gateway.terminate()
-            gateway.wait(30)
+            for gateway, _, _ in gateways:
+                gateway.terminate()
+                gateway.wait(30)
 
 
-async def measure(options: argparse.Namespace, home: Path, gateway: subprocess.Popen[bytes],
-                  url: str, token: str) -> int:
+Gateways = list[tuple[subprocess.Popen[bytes], str, str]]
+
+
+async def measure(options: argparse.Namespace, home: Path, gateways: Gateways) -> int:
+    gateway, url, token = gateways[0]
     peak = [0]
     sampler = asyncio.create_task(sample_rss(gateway.pid, peak,
                                              time.monotonic() + options.seconds + 5))
+    stats = LoadStats()
     started = time.monotonic()
-    stats = await run_load(url, token, options.clients, options.sessions, options.seconds)
+    load = asyncio.create_task(run_load(url, token, options.clients, options.sessions,
+                                        options.seconds, stats=stats))
+    if options.crash_after:
+        await asyncio.sleep(options.crash_after)
+        gateway.kill()
+        gateway.wait(10)
+    await load
     elapsed = time.monotonic() - started
     sampler.cancel()
+    if options.crash_after:
+        await recover(home, gateways, stats, options.sessions)
     settled = await settle(home / "clawgate.db", 60)
     verdict = verify(home / "clawgate.db", stats)
     doctor = await asyncio.to_thread(
@@ -94,9 +119,35 @@ async def measure(options: argparse.Namespace, home: Path, gateway: subprocess.P
         *([f"unexpected errors: {dict(stats.errors)}"] if stats.errors else []),
         *(["doctor is not healthy"] if doctor.returncode != 0 else []),
     ]
-    print("every acknowledged message has a fate; doctor healthy" if not problems else
+    print("every acknowledged message has a fate, none is repeated in a transcript; "
+          "doctor healthy" if not problems else
           "PROBLEMS: " + "; ".join(problems))
     return 1 if problems else 0
+
+
+async def recover(home: Path, gateways: Gateways, stats: LoadStats, sessions: int) -> None:
+    """Restart after the kill, send again what was never acknowledged, time the recovery."""
+    started = time.monotonic()
+    gateway, url, token = start_gateway(home)
+    gateways.append((gateway, url, token))
+    unacked = len(stats.unacked)
+    duplicates_before = stats.duplicates
+    await resend_unacked(url, token, stats)
+    async with await GatewayClient.connect(url, token) as client:
+        keys = [f"load-{n}" for n in range(sessions)]
+        await client.request("events.subscribe", sessions=keys)
+        waiting: set[str] = set()
+        for key in keys:
+            ack = await client.request("chat.send", session=key, text="are you there?")
+            waiting.add(ack["messageId"])
+        while waiting:
+            event = await client.next_event(within=60)
+            if event["event"] in ("message.answered", "message.merged"):
+                waiting.discard(event["payload"]["messageId"])
+    print(f"kill -9 at load, restart: every one of {sessions} sessions answered "
+          f"{time.monotonic() - started:.1f} s after the restart began; {unacked} "
+          f"unacknowledged messages sent again, {stats.duplicates - duplicates_before} of "
+          "them recognised as already received")
 
 
 def report(options: argparse.Namespace, stats: LoadStats, elapsed: float, rss_kib: int,
@@ -106,7 +157,8 @@ def report(options: argparse.Namespace, stats: LoadStats, elapsed: float, rss_ki
           f"(echo after {options.delay_ms} ms)")
     print(f"messages acknowledged  {acked} ({acked / elapsed:.0f}/s); stops {stats.stops}")
     print(f"ack latency            p50 {stats.percentile(0.5):.1f} ms   "
-          f"p99 {stats.percentile(0.99):.1f} ms")
+          f"p99 {stats.percentile(0.99):.1f} ms   (each client waits for its ack: at "
+          "saturation this is mostly queueing)")
     print(f"events delivered       {stats.events} ({stats.events / elapsed:.0f}/s)")
     print(f"gateway peak RSS       {rss_kib / 1024:.0f} MiB")
     print(f"fates                  {fates}")
@@ -120,4 +172,6 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--delay-ms", type=int, default=20)
+    parser.add_argument("--crash-after", type=float, default=0,
+                        help="kill -9 the gateway this many seconds in, then restart it")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -53,6 +53,25 @@ async def test_a_message_is_acknowledged_and_its_run_streams_as_events(
     assert history["session"]["status"] == "done"
 
 
+async def test_a_run_is_reported_running_before_any_of_its_text(client: GatewayClient) -> None:
+    sessions = [f"order-{n}" for n in range(12)]
+    await client.request("events.subscribe", sessions=sessions)
+    for key in sessions:
+        await client.request("chat.send", session=key, text=f"hi {key}")
+    seen: list[tuple[str, str]] = []
+    ended = 0
+    while ended < len(sessions):
+        frame = await client.next_event()
+        if frame["event"] in ("run.running", "run.delta", "run.done"):
+            seen.append((frame["event"], frame["payload"]["runId"]))
+        ended += frame["event"] == "run.done"
+
+    for run_id in {run for _, run in seen}:
+        kinds = [kind for kind, run in seen if run == run_id]
+        assert (kinds[0], kinds[-1]) == ("run.running", "run.done"), kinds
+        assert set(kinds[1:-1]) == {"run.delta"}, kinds
+
+
 async def test_chat_send_with_an_idempotency_key_sends_nothing_twice(
     client: GatewayClient,
 ) -> None:

@@ -6,6 +6,11 @@ that, from the store. One task tails the table for the whole gateway; the runtim
 wakes it at once, and it also looks every poll interval (for work done by other processes).
 Reply text streams straight from the bus (``run.delta``, no ``seq``: it is not stored until
 the run ends, when the transcript holds it).
+
+Order: a client sees a run's ``run.running``, then its text, then how it ended. The runtime
+publishes text after it stores ``running`` and before it stores the end, so the feed takes in
+every published delta before it hands out what it just read from the store, and holds back a
+run's text until that run's ``run.running`` has gone out.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from clawgate.domain import StoredEvent
+from clawgate.domain import RunStatus, StoredEvent
 from clawgate.errors import StoreError
-from clawgate.runtime.bus import EventBus, ReplyDelta
+from clawgate.runtime.bus import EventBus, ReplyDelta, RuntimeEvent
 from clawgate.store.protocol import Store
 from clawgate.views import event_row
 
@@ -26,6 +31,8 @@ log = logging.getLogger(__name__)
 
 Frame = dict[str, Any]
 BATCH = 500
+EARLY_TEXT_LIMIT = 2000  # deltas held for one run while its run.running is not yet read
+TERMINAL_EVENTS = frozenset(f"run.{status.value}" for status in RunStatus if status.terminal)
 LISTENER_QUEUE = 2000
 
 
@@ -97,6 +104,9 @@ class EventFeed:
         self._listeners: set[Listener] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._live_events = bus.subscribe(maxsize=10_000)
+        self._running: set[str] = set()  # runs whose run.running has gone out, until they end
+        self._early: dict[str, list[ReplyDelta]] = {}  # text that came before its run.running
         self.last_seq = 0
 
     async def start(self) -> None:
@@ -108,6 +118,7 @@ class EventFeed:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._live_events.close()
         for listener in self._listeners:
             with contextlib.suppress(asyncio.QueueFull):
                 listener.frames.put_nowait(None)
@@ -151,6 +162,8 @@ class EventFeed:
     def wake(self) -> None:
         self._wake.set()
 
+    # --- the store's events --------------------------------------------------------------
+
     async def _tail(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
@@ -158,26 +171,69 @@ class EventFeed:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                await self._catch_up()
+                await self._read_new()
             except StoreError as exc:
                 log.warning("event feed could not read the store: %s", exc)
 
-    async def _catch_up(self) -> None:
+    async def _read_new(self) -> None:
         while True:
             batch = await self._store.events_after(self.last_seq, None, BATCH)
+            self._take_live()  # text published before these rows were stored goes first
             for event in batch:
                 self.last_seq = event.seq
-                for listener in list(self._listeners):
-                    listener.offer(event)
+                self._hand_out(event)
             if len(batch) < BATCH:
                 return
 
+    def _hand_out(self, event: StoredEvent) -> None:
+        run_id = event.run_id
+        if run_id is None:
+            self._offer(event)
+        elif event.kind == "run.running":
+            self._offer(event)
+            self._running.add(run_id)
+            self._release_early(run_id)
+        elif event.kind in TERMINAL_EVENTS:
+            self._release_early(run_id)  # its running was never read: text before the end
+            self._offer(event)
+            self._running.discard(run_id)
+        else:
+            self._offer(event)
+
+    # --- live text from this process ------------------------------------------------------
+
     async def _live(self) -> None:
-        while True:  # a subscription that fell behind is closed: listen afresh
-            async for event in self._bus.subscribe(maxsize=10_000):
-                if isinstance(event, ReplyDelta):
-                    for listener in list(self._listeners):
-                        listener.offer(event)
-                else:
-                    self.wake()
-            self.wake()
+        while True:
+            event = await self._live_events.get()
+            if event is None:  # fell behind and was dropped: listen afresh, read the store
+                self._live_events = self._bus.subscribe(maxsize=10_000)
+                self.wake()
+                continue
+            self._take(event)
+            self._take_live()
+
+    def _take_live(self) -> None:
+        """Take in everything the bus has published so far, without waiting."""
+        while not self._live_events.queue.empty():
+            event = self._live_events.queue.get_nowait()
+            if event is not None:
+                self._take(event)
+
+    def _take(self, event: RuntimeEvent) -> None:
+        if not isinstance(event, ReplyDelta):
+            self.wake()  # something was stored: the tail reads it
+        elif event.run_id in self._running:
+            self._offer(event)
+        else:
+            early = self._early.setdefault(event.run_id, [])
+            early.append(event)
+            if len(early) >= EARLY_TEXT_LIMIT:  # never held without bound
+                self._release_early(event.run_id)
+
+    def _release_early(self, run_id: str) -> None:
+        for delta in self._early.pop(run_id, ()):
+            self._offer(delta)
+
+    def _offer(self, item: StoredEvent | ReplyDelta) -> None:
+        for listener in list(self._listeners):
+            listener.offer(item)

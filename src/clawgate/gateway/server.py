@@ -59,6 +59,8 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
     server = _Server(uvicorn.Config(
         create_app(Gateway(runtime, settings, token)), host=config.host, port=config.port,
         ws="websockets-sansio", lifespan="on", log_level="warning", access_log=False,
+        # frames are small JSON events: compressing each one cost more CPU than it saved
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=max(1, int(settings.runtime.shutdown_grace)),
     ))
     serving = asyncio.create_task(server.serve(), name="clawgate gateway")
