@@ -23,6 +23,7 @@ fail = "{fail}"
 [runtime]
 lease_seconds = {lease}
 poll_interval_ms = 50
+shutdown_grace_seconds = {grace}
 
 [queue]
 mode = "followup"
@@ -43,9 +44,10 @@ class Home:
                 process.kill()
             process.communicate(timeout=10)
 
-    def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15) -> None:
+    def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15,
+                  grace: int = 5) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        text = CONFIG.format(delay_ms=delay_ms, fail=fail, lease=lease)
+        text = CONFIG.format(delay_ms=delay_ms, fail=fail, lease=lease, grace=grace)
         (self.path / "config.toml").write_text(text)
 
     def env(self) -> dict[str, str]:

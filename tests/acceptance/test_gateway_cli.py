@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -86,9 +88,45 @@ def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home
     wait_until(running, 15, "the run to start", agent)
     gateway.send_signal(signal.SIGTERM)
     assert gateway.wait(20) == 0
+    _, said = gateway.communicate(timeout=5)
+    assert "stopping: turns in progress get 5 s to finish" in said
+    assert "clawgate gateway stopped" in said
     assert not (home.path / "gateway.json").exists()
     run = home.latest_run("s1")
     assert run is not None
     assert run["status"] == "interrupted"
     assert "shut down" in run["error"]
     assert home.run("doctor").returncode == 0
+
+
+def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -> None:
+    home.configure(fail="hang", grace=120)
+    gateway, url = home.start_gateway()
+    agent = home.start("agent", "--session", "s1", "-m", "hang")
+
+    def running() -> bool:
+        run = home.latest_run("s1")
+        return run is not None and run["status"] == "running"
+
+    wait_until(running, 15, "the run to start", agent)
+    gateway.send_signal(signal.SIGINT)
+    wait_until(lambda: not _listening(url), 10, "the gateway to stop listening", gateway)
+    gateway.send_signal(signal.SIGINT)
+    assert gateway.wait(20) == 0  # well before the 120 s grace period
+    _, said = gateway.communicate(timeout=5)
+    assert "stopping now: turns in progress end as interrupted" in said
+    assert "Traceback" not in said
+    assert not (home.path / "gateway.json").exists()
+    run = home.latest_run("s1")
+    assert run is not None
+    assert run["status"] == "interrupted"
+    assert home.run("doctor").returncode == 0
+
+
+def _listening(url: str) -> bool:
+    address = urlsplit(url)
+    try:
+        socket.create_connection((address.hostname, address.port), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -228,13 +228,18 @@ async def test_metrics_count_runs_and_queue_depth(
 ) -> None:
     await client.request("chat.send", session="s1", text="hi")
     await _events_until(client, "run.done")
+    await client.request("sessions.patch", session="s2", model="broken/echo")
+    await client.request("chat.send", session="s2", text="hi")
+    await _events_until(client, "run.failed")
     async with httpx.AsyncClient(base_url=gateway.url) as http:
         text = (await http.get("/metrics", headers={
             "Authorization": f"Bearer {gateway.token}"})).text
     assert 'clawgate_runs_ended_total{status="done"} 1' in text
+    assert 'clawgate_runs_ended_total{status="failed"} 1' in text
+    assert 'clawgate_provider_errors_total{kind="auth"} 1' in text
     assert "clawgate_messages_waiting 0" in text
-    assert 'clawgate_messages_accepted_total{channel="ws"} 1' in text
-    assert "clawgate_run_duration_seconds_count 1" in text
+    assert 'clawgate_messages_accepted_total{channel="ws"} 2' in text
+    assert "clawgate_run_duration_seconds_count 2" in text
 
 
 async def test_shutdown_ends_a_hanging_run_interrupted_and_records_it(

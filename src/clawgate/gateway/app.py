@@ -8,6 +8,7 @@ then ends them ``interrupted`` (recorded).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -46,6 +47,23 @@ class Gateway:
         self.api = GatewayApi(runtime, settings, self.feed)
         self.metrics = Metrics(runtime.bus, runtime.store)
         self.ready = False
+        self.grace = settings.runtime.shutdown_grace
+        self._stopping_since: float | None = None
+
+    def begin_shutdown(self) -> None:
+        """The server stops taking connections: the grace period starts now."""
+        self.ready = False
+        if self._stopping_since is None:
+            self._stopping_since = time.monotonic()
+
+    def hurry(self) -> None:
+        """End the grace period now: turns in flight end interrupted (and that is recorded)."""
+        self.runtime.hurry()
+
+    def _grace_left(self) -> float:
+        if self._stopping_since is None:
+            return self.grace
+        return max(0.0, self.grace - (time.monotonic() - self._stopping_since))
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +75,7 @@ class Gateway:
             yield
         finally:
             self.ready = False
-            await self.runtime.close()  # grace period, then interrupted (recorded)
+            await self.runtime.close(self._grace_left())  # then interrupted (recorded)
             await self.feed.close()
             await self.metrics.close()
 

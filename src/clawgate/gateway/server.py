@@ -12,14 +12,17 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
+from uvicorn.lifespan.on import LifespanOn
 
 from clawgate.config import Settings
 from clawgate.errors import ClawgateError, ConfigError
@@ -56,8 +59,9 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
     token = None if config.auth is Auth.NONE else auth.load_or_create(settings.token_path)
     store = await SqliteStore.open(settings.database)
     runtime = Runtime(store, build(settings.providers), settings.runtime)
-    server = _Server(uvicorn.Config(
-        create_app(Gateway(runtime, settings, token)), host=config.host, port=config.port,
+    gateway = Gateway(runtime, settings, token)
+    server = _Server(gateway, uvicorn.Config(
+        create_app(gateway), host=config.host, port=config.port,
         ws="websockets-sansio", lifespan="on", log_level="warning", access_log=False,
         # frames are small JSON events: compressing each one cost more CPU than it saved
         ws_per_message_deflate=False,
@@ -79,8 +83,9 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
 
 async def serve(settings: Settings) -> int:
     async with running(settings) as gateway:
-        _banner(gateway.url, gateway.token)
+        _banner(gateway.url, gateway.token, settings.runtime.shutdown_grace)
         await gateway.serving
+    _say("clawgate gateway stopped")
     return 0
 
 
@@ -89,11 +94,35 @@ class GatewayFailed(ClawgateError):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, but a stop signal only asks for the graceful shutdown.
+    """uvicorn, but stop signals always end in the app's own orderly shutdown.
 
-    (uvicorn re-raises the signal once it has shut down, which would end the process before
-    the state file is removed and the store closed.)
+    The first SIGINT or SIGTERM starts the graceful shutdown; a second one cuts the grace
+    period short (turns in flight end ``interrupted`` at once) but the app still records how
+    every run ended and closes the store. uvicorn alone would skip the app's shutdown on a
+    second Ctrl-C, and re-raise the signal, ending the process before the state file is
+    removed and the store closed.
     """
+
+    def __init__(self, gateway: Gateway, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._gateway = gateway
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            self.should_exit = True
+            _say(f"stopping: turns in progress get {self._gateway.grace:g} s to finish "
+                 "(Ctrl-C again to end them now)")
+            return
+        _say("stopping now: turns in progress end as interrupted")
+        self.force_exit = True  # stop waiting for connections
+        self._gateway.hurry()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._gateway.begin_shutdown()  # one grace period, shared with waiting connections
+        await super().shutdown(sockets)
+        lifespan = self.lifespan
+        if isinstance(lifespan, LifespanOn) and not lifespan.shutdown_event.is_set():
+            await lifespan.shutdown()  # skipped by uvicorn after a second signal
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -141,9 +170,12 @@ def _remove_state(settings: Settings) -> None:
         path.unlink(missing_ok=True)
 
 
-def _banner(url: str, token: str | None) -> None:
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _banner(url: str, token: str | None, grace: float) -> None:
     print(f"clawgate gateway listening on {url}", flush=True)
     chat = f"{url}/#token={token}" if token else f"{url}/"
     print(f"web chat: {chat}", flush=True)
-    print("stop with Ctrl-C (turns in progress get the grace period)", file=sys.stderr,
-          flush=True)
+    _say(f"stop with Ctrl-C (turns in progress get {grace:g} s to finish)")

@@ -35,6 +35,7 @@ class Lanes:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._kicked: set[str] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
+        self._hurry = asyncio.Event()
 
     def kick(self, session_id: str) -> None:
         self._kicked.add(session_id)
@@ -44,15 +45,30 @@ class Lanes:
             )
 
     async def drain(self, grace: float) -> None:
-        """Let lanes finish for ``grace`` seconds, then cancel them (runs end interrupted)."""
+        """Let lanes finish for ``grace`` seconds (or until ``hurry``), then cancel them.
+
+        Cancelled runs end interrupted, and that is recorded.
+        """
         tasks = list(self._tasks.values())
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
+        finished = asyncio.create_task(asyncio.wait(tasks))
+        hurried = asyncio.create_task(self._hurry.wait())
+        try:
+            await asyncio.wait({finished, hurried}, timeout=grace,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            finished.cancel()
+            hurried.cancel()
+        pending = [task for task in tasks if not task.done()]
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=max(grace, 1.0))
+
+    def hurry(self) -> None:
+        """End the grace period of a ``drain`` now (or before it starts)."""
+        self._hurry.set()
 
     def abandon(self) -> None:
         """Cancel every lane without waiting (a crash, as far as the store can tell)."""

@@ -146,6 +146,10 @@ class Runtime:
         except ClawgateError as exc:
             log.warning("could not retire owner %s: %s", self.owner.id, exc)
 
+    def hurry(self) -> None:
+        """Cut ``close``'s grace period short: turns in flight end interrupted now."""
+        self._lanes.hurry()
+
     def abandon(self) -> None:
         """Drop all work in flight without recording anything, as a crashed process would.
 
