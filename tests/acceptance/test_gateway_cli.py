@@ -50,15 +50,7 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
 
 
 def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:
-    home.configure(fail="hang")
-    gateway, _ = home.start_gateway()
-    agent = home.start("agent", "--session", "s1", "-m", "hang forever")
-
-    def running() -> bool:
-        run = home.latest_run("s1")
-        return run is not None and run["status"] == "running"
-
-    wait_until(running, 15, "the run to start", agent)
+    gateway, _, agent = _gateway_with_a_hanging_run(home)
     stopped = home.json("stop", "--session", "s1")
     assert (stopped["status"], stopped["confirmed"]) == ("killed", True)
     assert agent.wait(10) == 3
@@ -77,15 +69,7 @@ def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
 
 
 def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home) -> None:
-    home.configure(fail="hang")
-    gateway, _ = home.start_gateway()
-    agent = home.start("agent", "--session", "s1", "-m", "hang")
-
-    def running() -> bool:
-        run = home.latest_run("s1")
-        return run is not None and run["status"] == "running"
-
-    wait_until(running, 15, "the run to start", agent)
+    gateway, _, _ = _gateway_with_a_hanging_run(home)
     gateway.send_signal(signal.SIGTERM)
     assert gateway.wait(20) == 0
     _, said = gateway.communicate(timeout=5)
@@ -100,15 +84,7 @@ def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home
 
 
 def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -> None:
-    home.configure(fail="hang", grace=120)
-    gateway, url = home.start_gateway()
-    agent = home.start("agent", "--session", "s1", "-m", "hang")
-
-    def running() -> bool:
-        run = home.latest_run("s1")
-        return run is not None and run["status"] == "running"
-
-    wait_until(running, 15, "the run to start", agent)
+    gateway, url, _ = _gateway_with_a_hanging_run(home, grace=120)
     gateway.send_signal(signal.SIGINT)
     wait_until(lambda: not _listening(url), 10, "the gateway to stop listening", gateway)
     gateway.send_signal(signal.SIGINT)
@@ -121,6 +97,22 @@ def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -
     assert run is not None
     assert run["status"] == "interrupted"
     assert home.run("doctor").returncode == 0
+
+
+def _gateway_with_a_hanging_run(
+    home: Home, grace: int = 5,
+) -> tuple[subprocess.Popen[str], str, subprocess.Popen[str]]:
+    """A gateway, and an agent whose run (on session s1) hangs until something ends it."""
+    home.configure(fail="hang", grace=grace)
+    gateway, url = home.start_gateway()
+    agent = home.start("agent", "--session", "s1", "-m", "hang")
+
+    def running() -> bool:
+        run = home.latest_run("s1")
+        return run is not None and run["status"] == "running"
+
+    wait_until(running, 15, "the run to start", agent)
+    return gateway, url, agent
 
 
 def _listening(url: str) -> bool:
