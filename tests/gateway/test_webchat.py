@@ -100,3 +100,17 @@ async def test_a_message_sent_elsewhere_shows_up_live(
     transcript = page.locator("[data-testid=transcript]")
     await expect(transcript).to_contain_text("echo: from another client", timeout=5000)
     await expect(page.locator("[data-testid=session-status]")).to_have_text("done")
+
+
+async def test_the_newest_reply_stays_in_view_as_the_conversation_grows(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await _open(browser, gateway, "long")
+    await page.set_viewport_size({"width": 900, "height": 500})
+    transcript = page.locator("[data-testid=transcript]")
+    for n in range(8):
+        await _send(page, f"message number {n}")
+        await expect(transcript).to_contain_text(f"echo: message number {n}", timeout=5000)
+    await expect(page.locator("[data-testid=queue]")).to_contain_text("message number 7")
+    newest = transcript.get_by_text("echo: message number 7", exact=True)
+    await expect(newest).to_be_in_viewport()

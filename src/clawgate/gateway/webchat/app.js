@@ -7,7 +7,7 @@
 const ACTIVE = new Set(["queued", "running"]);
 const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
-  sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null,
+  sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
 };
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +25,7 @@ function start() {
     location.reload();
   });
   bindControls();
+  followTranscript();
   if (state.token) checkToken(); else showLogin("");
 }
 
@@ -170,7 +171,22 @@ async function loadTranscript() {
   const s = history.session;
   $("session-model").textContent = s.modelProvider ? `${s.modelProvider}/${s.model}` : "";
   setStatus(s.status);
+  state.stick = true;
   transcript.scrollTop = transcript.scrollHeight;
+}
+
+// Keep the newest text in view while the reader is at the end, whatever makes it move
+// (new text, or the queue panel growing); a reader who scrolled up stays where they are.
+function followTranscript() {
+  const transcript = $("transcript");
+  transcript.addEventListener("scroll", () => {
+    const below = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight;
+    state.stick = below < 48;
+  });
+  const keep = () => { if (state.stick) transcript.scrollTop = transcript.scrollHeight; };
+  new ResizeObserver(keep).observe(transcript);
+  new MutationObserver(keep).observe(transcript,
+    {childList: true, subtree: true, characterData: true});
 }
 
 function entryElement(entry) {
@@ -192,7 +208,6 @@ function appendDelta(runId, text) {
     $("transcript").append(element);
   }
   element.textContent += text;
-  $("transcript").scrollTop = $("transcript").scrollHeight;
 }
 
 function setStatus(status) {
