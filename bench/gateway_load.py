@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from clawgate.gateway.client import GatewayClient
-from clawgate.testing.load import LoadStats, resend_unacked, run_load, settle, verify
+from clawgate.testing import load as loadgen
 
 CONFIG = """
 [providers.echo]
@@ -91,9 +90,9 @@ async def measure(options: argparse.Namespace, home: Path, gateways: Gateways) -
     peak = [0]
     sampler = asyncio.create_task(sample_rss(gateway.pid, peak,
                                              time.monotonic() + options.seconds + 5))
-    stats = LoadStats()
+    stats = loadgen.LoadStats()
     started = time.monotonic()
-    load = asyncio.create_task(run_load(url, token, options.clients, options.sessions,
+    load = asyncio.create_task(loadgen.run_load(url, token, options.clients, options.sessions,
                                         options.seconds, stats=stats))
     if options.crash_after:
         await asyncio.sleep(options.crash_after)
@@ -104,8 +103,8 @@ async def measure(options: argparse.Namespace, home: Path, gateways: Gateways) -
     sampler.cancel()
     if options.crash_after:
         await recover(home, gateways, stats, options.sessions)
-    settled = await settle(home / "clawgate.db", 60)
-    verdict = verify(home / "clawgate.db", stats)
+    settled = await loadgen.settle(home / "clawgate.db", 60)
+    verdict = loadgen.verify(home / "clawgate.db", stats)
     doctor = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "clawgate", "--home", str(home), "doctor",
                          "--json"], capture_output=True, text=True, check=False)
@@ -125,32 +124,22 @@ async def measure(options: argparse.Namespace, home: Path, gateways: Gateways) -
     return 1 if problems else 0
 
 
-async def recover(home: Path, gateways: Gateways, stats: LoadStats, sessions: int) -> None:
+async def recover(home: Path, gateways: Gateways, stats: loadgen.LoadStats, sessions: int) -> None:
     """Restart after the kill, send again what was never acknowledged, time the recovery."""
     started = time.monotonic()
     gateway, url, token = start_gateway(home)
     gateways.append((gateway, url, token))
     unacked = len(stats.unacked)
     duplicates_before = stats.duplicates
-    await resend_unacked(url, token, stats)
-    async with await GatewayClient.connect(url, token) as client:
-        keys = [f"load-{n}" for n in range(sessions)]
-        await client.request("events.subscribe", sessions=keys)
-        waiting: set[str] = set()
-        for key in keys:
-            ack = await client.request("chat.send", session=key, text="are you there?")
-            waiting.add(ack["messageId"])
-        while waiting:
-            event = await client.next_event(within=60)
-            if event["event"] in ("message.answered", "message.merged"):
-                waiting.discard(event["payload"]["messageId"])
+    await loadgen.resend_unacked(url, token, stats)
+    await loadgen.every_session_answers(url, token, sessions, within=60)
     print(f"kill -9 at load, restart: every one of {sessions} sessions answered "
           f"{time.monotonic() - started:.1f} s after the restart began; {unacked} "
           f"unacknowledged messages sent again, {stats.duplicates - duplicates_before} of "
           "them recognised as already received")
 
 
-def report(options: argparse.Namespace, stats: LoadStats, elapsed: float, rss_kib: int,
+def report(options: argparse.Namespace, stats: loadgen.LoadStats, elapsed: float, rss_kib: int,
            fates: dict[str, int]) -> None:
     acked = len(stats.acked)
     print(f"{options.clients} clients on {options.sessions} sessions for {elapsed:.0f} s "

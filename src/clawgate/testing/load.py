@@ -45,7 +45,7 @@ async def run_load(
 ) -> LoadStats:
     """``clients`` connections on ``sessions`` sessions for ``seconds`` (then they stop)."""
     stats = stats or LoadStats()
-    keys = [f"load-{n}" for n in range(sessions)]
+    keys = session_keys(sessions)
     deadline = time.monotonic() + seconds
     await asyncio.gather(*(
         _client(url, token, keys, deadline, stats, random.Random(seed + n), stop_share,
@@ -112,6 +112,27 @@ async def resend_unacked(url: str, token: str | None, stats: LoadStats) -> int:
         for key, (session, text) in pending:
             await send(client, session, text, key, stats)
     return len(pending)
+
+
+def session_keys(sessions: int) -> list[str]:
+    """The keys of the sessions a load of ``sessions`` sessions uses."""
+    return [f"load-{n}" for n in range(sessions)]
+
+
+async def every_session_answers(url: str, token: str | None, sessions: int,
+                                within: float) -> None:
+    """Send each load session a message; wait (bounded) until every one is answered."""
+    async with await GatewayClient.connect(url, token) as client, asyncio.timeout(within):
+        keys = session_keys(sessions)
+        await client.request("events.subscribe", sessions=keys)
+        waiting: set[str] = set()
+        for key in keys:
+            ack = await client.request("chat.send", session=key, text="are you there?")
+            waiting.add(ack["messageId"])
+        while waiting:
+            event = await client.next_event(within=within)
+            if event["event"] in ("message.answered", "message.merged"):
+                waiting.discard(event["payload"]["messageId"])
 
 
 async def _count_events(client: GatewayClient, stats: LoadStats) -> None:
