@@ -34,6 +34,7 @@ BATCH = 500
 EARLY_TEXT_LIMIT = 2000  # deltas held for one run while its run.running is not yet read
 TERMINAL_EVENTS = frozenset(f"run.{status.value}" for status in RunStatus if status.terminal)
 LISTENER_QUEUE = 2000
+LIVE_QUEUE = 10_000  # bus events not yet taken in (the tail is behind)
 
 
 class Listener:
@@ -97,14 +98,16 @@ class Listener:
 
 
 class EventFeed:
-    def __init__(self, store: Store, bus: EventBus, poll_interval: float) -> None:
+    def __init__(self, store: Store, bus: EventBus, poll_interval: float,
+                 live_queue: int = LIVE_QUEUE) -> None:
         self._store = store
         self._bus = bus
         self._poll = poll_interval
+        self._live_queue = live_queue
         self._listeners: set[Listener] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._live_events = bus.subscribe(maxsize=10_000)
+        self._live_events = bus.subscribe(maxsize=live_queue)
         self._running: set[str] = set()  # runs whose run.running has gone out, until they end
         self._early: dict[str, list[ReplyDelta]] = {}  # text that came before its run.running
         self.last_seq = 0
@@ -204,18 +207,22 @@ class EventFeed:
 
     async def _live(self) -> None:
         while True:
+            if self._live_events.closed:  # fell behind and was dropped: listen afresh
+                self._live_events = self._bus.subscribe(maxsize=self._live_queue)
+                self.wake()  # what was missed is in the store
             event = await self._live_events.get()
-            if event is None:  # fell behind and was dropped: listen afresh, read the store
-                self._live_events = self._bus.subscribe(maxsize=10_000)
-                self.wake()
-                continue
-            self._take(event)
-            self._take_live()
+            if event is not None:
+                self._take(event)
+                self._take_live()
 
     def _take_live(self) -> None:
-        """Take in everything the bus has published so far, without waiting."""
-        while not self._live_events.queue.empty():
-            event = self._live_events.queue.get_nowait()
+        """Take in everything the bus has published so far, without waiting.
+
+        A subscription that fell behind is left to ``_live``, which replaces it.
+        """
+        events = self._live_events
+        while not events.closed and not events.queue.empty():
+            event = events.queue.get_nowait()
             if event is not None:
                 self._take(event)
 

@@ -1,0 +1,83 @@
+"""The gateway's event feed on its own: a run's events in order, and recovery from a lag."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from clawgate.domain import Run
+from clawgate.gateway.feed import EventFeed, Listener
+from clawgate.runtime.bus import EventBus, ReplyDelta
+from clawgate.store.protocol import Store
+from tests.conformance.helpers import finish, running
+
+POLL_S = 0.02
+
+
+@pytest.fixture
+async def bus_and_feed(store: Store) -> AsyncIterator[tuple[EventBus, EventFeed]]:
+    bus = EventBus()
+    feed = EventFeed(store, bus, POLL_S, live_queue=4)
+    await feed.start()
+    yield bus, feed
+    await feed.close()
+
+
+async def _listen(feed: EventFeed) -> Listener:
+    listener = feed.listener()
+    await feed.subscribe(listener, None, None)
+    return listener
+
+
+def _delta(run: Run, text: str) -> ReplyDelta:
+    return ReplyDelta("s1", run.session_id, run.id, text)
+
+
+async def _frames_until(listener: Listener, event: str, text: str | None = None
+                        ) -> list[dict[str, Any]]:
+    seen = []
+    async with asyncio.timeout(5):
+        while True:
+            frame = await listener.frames.get()
+            assert frame is not None
+            seen.append(frame)
+            if frame["event"] == event and (text is None or frame["payload"]["text"] == text):
+                return seen
+
+
+async def test_text_published_before_the_feed_read_run_running_comes_after_it(
+    store: Store, bus_and_feed: tuple[EventBus, EventFeed],
+) -> None:
+    bus, feed = bus_and_feed
+    listener = await _listen(feed)
+    run = await running(store, "hello")
+    bus.publish(_delta(run, "first words"))  # the tail has not read run.running yet
+    bus.publish(_delta(run, " and more"))
+    await finish(store, run, "first words and more")
+
+    frames = await _frames_until(listener, "run.done")
+
+    kinds = [f["event"] for f in frames]
+    assert kinds.index("run.running") < kinds.index("run.delta") < kinds.index("run.done")
+    assert [f["payload"]["text"] for f in frames if f["event"] == "run.delta"] == [
+        "first words", " and more"]
+
+
+async def test_live_text_flows_again_after_the_feed_fell_behind(
+    store: Store, bus_and_feed: tuple[EventBus, EventFeed],
+) -> None:
+    bus, feed = bus_and_feed
+    listener = await _listen(feed)
+    run = await running(store, "hello")
+    await _frames_until(listener, "run.running")
+
+    for n in range(10):  # more than the feed's live queue holds, before it can take any
+        bus.publish(_delta(run, f"burst {n}"))
+    await asyncio.sleep(POLL_S * 3)
+    bus.publish(_delta(run, "after the lag"))
+
+    frames = await _frames_until(listener, "run.delta", "after the lag")
+    assert frames[-1]["payload"]["runId"] == run.id
