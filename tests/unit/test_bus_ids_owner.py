@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ async def test_a_subscriber_that_falls_behind_is_dropped_not_waited_for() -> Non
     assert slow.lagged
     assert slow.closed
     assert [await slow.get(), await slow.get()] == [_decided("a", "ses_a")] * 2
+    assert await asyncio.wait_for(slow.get(), 1) is None  # then it says so: no endless wait
+    assert [event async for event in slow] == []
 
 
 def test_ids_sort_in_creation_order_even_within_a_millisecond() -> None:

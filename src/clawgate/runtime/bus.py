@@ -75,11 +75,17 @@ class Subscription:
             self.queue.put_nowait(None)
 
     async def get(self) -> RuntimeEvent | None:
-        """The next event, or None once the subscription is closed."""
+        """The next event, or None once the subscription is closed and drained.
+
+        (A subscription closed because its queue was full has no room for an end marker:
+        once what it holds has been read, it says None rather than waiting forever.)
+        """
+        if self.closed and self.queue.empty():
+            return None
         return await self.queue.get()
 
     async def __aiter__(self) -> AsyncIterator[RuntimeEvent]:
-        while (event := await self.queue.get()) is not None:
+        while (event := await self.get()) is not None:
             yield event
 
 
