@@ -99,6 +99,39 @@ def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -
     assert home.run("doctor").returncode == 0
 
 
+def test_the_token_is_made_once_kept_private_and_shown(home: Home) -> None:
+    gateway, _ = home.start_gateway()
+    token_file = home.path / "gateway.token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    token = token_file.read_text().strip()
+    assert len(token) >= 40
+    shown = home.run("gateway", "token")
+    assert (shown.returncode, shown.stdout.strip()) == (0, token)
+    assert home.run("agent", "-m", "hi").returncode == 0  # the CLI finds and uses it
+
+    gateway.send_signal(signal.SIGTERM)
+    assert gateway.wait(20) == 0
+    home.start_gateway()
+    assert token_file.read_text().strip() == token  # a restart keeps it
+
+
+def test_without_a_token_only_loopback_is_allowed(home: Home) -> None:
+    with (home.path / "config.toml").open("a") as config:
+        config.write('\n[gateway]\nauth = "none"\n')
+
+    refused = home.run("gateway", "--host", "0.0.0.0", "--port", "0")
+    assert refused.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without a token" in refused.stderr
+    assert "gateway.auth" in refused.stderr
+    assert not (home.path / "gateway.json").exists()
+
+    home.start_gateway()  # loopback: allowed, and no token is asked for
+    answered = home.run("agent", "-m", "hi")
+    assert (answered.returncode, answered.stdout) == (0, "echo: hi\n")
+    assert NOTE_GATEWAY in answered.stderr
+    assert not (home.path / "gateway.token").exists()
+
+
 def _gateway_with_a_hanging_run(
     home: Home, grace: int = 5,
 ) -> tuple[subprocess.Popen[str], str, subprocess.Popen[str]]:

@@ -54,7 +54,8 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
     """A gateway serving until the block ends (or a signal stops it)."""
     config = settings.gateway
     if config.auth is Auth.NONE and not config.loopback:
-        raise ConfigError(f"refusing to listen on {config.host} without a token",
+        raise ConfigError(f"refusing to listen on {config.host} without a token (use "
+                          'auth = "token", or a loopback address such as 127.0.0.1)',
                           key="gateway.auth", path=str(settings.config_path))
     token = None if config.auth is Auth.NONE else auth.load_or_create(settings.token_path)
     store = await SqliteStore.open(settings.database)
