@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -48,12 +49,19 @@ def home(tmp_path: Path) -> Path:
     return home
 
 
-@pytest.fixture
-async def gateway(home: Path) -> AsyncIterator[RunningGateway]:
+@asynccontextmanager
+async def restarted(home: Path) -> AsyncIterator[RunningGateway]:
+    """A gateway on ``home`` (any free port), until the block ends."""
     settings = config.load(home, env={})
     settings = dataclasses.replace(
         settings, gateway=dataclasses.replace(settings.gateway, port=0))
     async with running(settings) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def gateway(home: Path) -> AsyncIterator[RunningGateway]:
+    async with restarted(home) as gateway:
         yield gateway
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 
 from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.gateway.server import RunningGateway
+from tests.gateway.conftest import restarted as _restarted
 
 
 async def _events_until(client: GatewayClient, done: str, run_id: str | None = None
@@ -258,3 +260,34 @@ async def test_shutdown_ends_a_hanging_run_interrupted_and_records_it(
     assert run is not None
     assert run.status == "interrupted"
     assert "shut down" in (run.error or "")
+
+
+async def test_shutdown_lets_a_quick_run_finish_and_keeps_waiting_messages_for_the_restart(
+    home: Path, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    await client.request("sessions.patch", session="quick", model="slow/echo")
+    await client.request("sessions.patch", session="long", model="trickle/echo")
+    quick = await client.request("chat.send", session="quick", text="almost done")
+    await client.request("chat.send", session="long", text=" ".join(["word"] * 30))
+    waiting = await client.request("chat.send", session="long", text="after that")
+    quick_run = await _run_of(client, quick["messageId"])
+    store = gateway.runtime.store
+
+    gateway.stop()  # grace 1 s: the quick run (300 ms) ends, the long one (3.6 s) cannot
+    await asyncio.wait_for(asyncio.shield(gateway.serving), 10)
+
+    finished = await store.get_run(quick_run)
+    assert finished is not None
+    assert finished.status == "done"
+    async with _restarted(home) as again, await GatewayClient.connect(
+            again.url, again.token) as fresh:
+        for _ in range(100):  # bounded: 5 s
+            session = await fresh.request("sessions.get", session="long")
+            if session["status"] == "done":
+                break
+            await asyncio.sleep(0.05)
+        history = await fresh.request("chat.history", session="long")
+    assert [r["status"] for r in session["runs"]] == ["interrupted", "done"]
+    assert {m["id"]: m["fate"] for m in session["inbound"]}[waiting["messageId"]] == "answered"
+    assert ("assistant", "echo: after that") in [
+        (e["role"], e["text"]) for e in history["entries"]]
