@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
 
+from clawgate.domain import Run
 from clawgate.gateway.server import RunningGateway
 
 
@@ -129,3 +131,35 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     schema = document["components"]["schemas"][schema_name.rsplit("/", 1)[-1]]
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
     assert too_big.status_code == 413
+
+
+async def test_a_streaming_client_that_goes_away_stops_its_run(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    store = gateway.runtime.store
+    chunks = await sdk.chat.completions.create(
+        model="hang/echo", user="erin", stream=True,
+        messages=[{"role": "user", "content": "think forever"}])
+    first = await anext(aiter(chunks))
+    assert first.choices[0].delta.role == "assistant"
+    session = await store.get_session("openai:erin")
+    assert session is not None
+    run = await _latest_run(gateway, session.id, "running")
+
+    await chunks.close()  # what a UI's Stop button does: it drops the connection
+
+    stopped = await _latest_run(gateway, session.id, "killed")
+    assert stopped.id == run.id
+    assert "disconnected" in (stopped.error or "")
+    answered = await sdk.chat.completions.create(
+        model="echo/echo", user="erin", messages=[{"role": "user", "content": "still there?"}])
+    assert (answered.choices[0].message.content or "").endswith("still there?")
+
+
+async def _latest_run(gateway: RunningGateway, session_id: str, status: str) -> Run:
+    for _ in range(100):  # bounded: 5 s
+        runs = await gateway.runtime.store.list_runs(session_id, 1)
+        if runs and runs[0].status == status:
+            return runs[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the session's latest run did not become {status}: {runs}")

@@ -109,7 +109,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         finally:
             gateway.metrics.connections -= 1
 
-    app.include_router(router(gateway.runtime, gateway.api.counters.message),
+    app.include_router(router(gateway.runtime, gateway.api.counters.message,
+                              lambda: gateway.ready),
                        dependencies=token)
     _web(app)
     return app

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header
@@ -65,7 +65,8 @@ class OpenAIError(Exception):
             "message": self.message, "type": self.kind, "param": None, "code": self.code}})
 
 
-def router(runtime: Runtime, count: Any) -> APIRouter:
+def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRouter:
+    """The API on ``runtime``; ``serving`` is false once the gateway is shutting down."""
     api = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
     @api.post("/chat/completions", response_model=None,
@@ -97,7 +98,7 @@ def router(runtime: Runtime, count: Any) -> APIRouter:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                _stream(runtime, listening, message_id, include_usage),
+                _stream(runtime, listening, message_id, include_usage, serving),
                 media_type="text/event-stream")
         listening.close()
         return _completion(await runtime.wait_for(message_id))
@@ -169,9 +170,13 @@ def _finish(status: RunStatus) -> str:
     return "stop" if status is RunStatus.DONE else "length"
 
 
-async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usage: bool
-                  ) -> AsyncIterator[str]:
-    """Chunks as the reply streams; the stored reply fills in anything the bus did not carry."""
+async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usage: bool,
+                  serving: Callable[[], bool]) -> AsyncIterator[str]:
+    """Chunks as the reply streams; the stored reply fills in anything the bus did not carry.
+
+    A client that goes away before the end stops the run (that is how chat UIs stop a
+    reply); when the gateway itself is stopping, the shutdown decides how the run ends.
+    """
     created, sent = int(time.time()), ""
     chunk_id = f"chatcmpl-{message_id}"
     outcome_task = asyncio.create_task(runtime.wait_for(message_id))
@@ -213,6 +218,8 @@ async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usa
         yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
     finally:
         listening.close()
+        if not outcome_task.done() and run_id is not None and serving():
+            runtime.stop_run(run_id, "stopped: the HTTP client disconnected")
         outcome_task.cancel()
 
 

@@ -299,6 +299,11 @@ class Runtime:
             pause=lambda: self._pause(key),
         )
 
+    def stop_run(self, run_id: str, reason: str) -> bool:
+        """End a run this process is executing (``killed``, with ``reason``); False if it
+        is not one of this process's runs. Waiting messages are left as they are."""
+        return self._runner.stop(run_id, RunStatus.KILLED, reason)
+
     async def reset(self, key: str) -> ResetResult:
         result = await self.store.reset_session(key)
         run = result.stop.run
