@@ -145,7 +145,7 @@ class Verdict:
     messages: int
     without_fate: list[str]
     repeated_in_transcript: list[str]
-    fates: dict[str, int]
+    fates: dict[str, int]  # fate (and why, for a drop) -> messages
 
     @property
     def sound(self) -> bool:
@@ -155,14 +155,15 @@ class Verdict:
 def verify(database: Path, stats: LoadStats) -> Verdict:
     """Read the store directly: every acknowledged message has a fate, none is repeated."""
     with sqlite3.connect(database) as conn:
-        fate = dict(conn.execute("SELECT id, fate FROM inbound").fetchall())
+        rows = conn.execute("SELECT id, fate, reason FROM inbound").fetchall()
         repeated = [row[0] for row in conn.execute(
             "SELECT message_id FROM transcript WHERE message_id IS NOT NULL"
             " GROUP BY message_id HAVING count(*) > 1")]
+    fate = {message: f"{fate} ({reason})" if reason else fate for message, fate, reason in rows}
     acked = set(stats.acked.values())
     without = sorted(m for m in acked if fate.get(m, "missing") in ("pending", "missing"))
     return Verdict(len(acked), without, repeated,
-                   dict(Counter(fate[m] for m in acked if m in fate)))
+                   dict(Counter(fate[m] for m in acked if m in fate).most_common()))
 
 
 async def settle(database: Path, within: float) -> bool:
