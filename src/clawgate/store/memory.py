@@ -197,11 +197,7 @@ class MemoryStore:
         return changed
 
     async def reset_session(self, key: str) -> ResetResult:
-        check_key(key)
-        db = await self._enter()
-        session_id = db.current.get(key)
-        if session_id is None:
-            raise UnknownSession(key)
+        db, session_id = await self._existing(key)
         stop, archived = self._archive(db, session_id)
         now = archived.updated_at
         fresh = Session(
@@ -214,11 +210,7 @@ class MemoryStore:
         return ResetResult(old=archived, new=fresh, stop=stop)
 
     async def archive_session(self, key: str) -> StopResult:
-        check_key(key)
-        db = await self._enter()
-        session_id = db.current.get(key)
-        if session_id is None:
-            raise UnknownSession(key)
+        db, session_id = await self._existing(key)
         stop, _ = self._archive(db, session_id)
         del db.current[key]
         return stop
@@ -570,6 +562,15 @@ class MemoryStore:
         return findings
 
     # --- the "transaction" bodies ----------------------------------------------------
+
+    async def _existing(self, key: str) -> tuple[MemoryDatabase, str]:
+        """The database and the id of ``key``'s current session (UnknownSession if none)."""
+        check_key(key)
+        db = await self._enter()
+        session_id = db.current.get(key)
+        if session_id is None:
+            raise UnknownSession(key)
+        return db, session_id
 
     def _ensure(self, db: MemoryDatabase, key: str) -> Session:
         session_id = db.current.get(key)
