@@ -51,6 +51,29 @@ async def test_the_same_message_id_on_another_channel_is_a_different_message(
     assert not other.duplicate
 
 
+async def test_the_same_message_id_in_another_conversation_is_a_different_message(
+    store: Store,
+) -> None:
+    bobs = await say(store, "bob's secret", key="openai:bob", cmid="idem-1")
+    alices = await say(store, "alice asks", key="openai:alice", cmid="idem-1")
+
+    assert not alices.duplicate
+    assert alices.session.key == "openai:alice"
+    assert alices.message.text == "alice asks"
+    assert await store.get_message(bobs.message.id) == bobs.message
+
+
+async def test_a_redelivery_after_a_reset_is_still_recognised(store: Store) -> None:
+    first = await say(store, "hello", cmid="tg-7")
+    await store.reset_session("s1")
+    again = await say(store, "hello", cmid="tg-7")
+
+    assert again.duplicate
+    assert again.message.id == first.message.id
+    assert again.message.fate is Fate.DROPPED
+    assert again.message.reason is DropReason.RESET
+
+
 @pytest.mark.parametrize(
     ("key", "text"),
     [

@@ -86,6 +86,15 @@ async def test_a_retried_request_with_an_idempotency_key_is_answered_once(
     assert len(await gateway.runtime.store.list_runs(session.id)) == 1
 
 
+async def test_an_idempotency_key_belongs_to_its_session(sdk: openai.AsyncOpenAI) -> None:
+    answers = [await sdk.chat.completions.create(
+        model="clawgate", user=user, extra_headers={"Idempotency-Key": "req-7"},
+        messages=[{"role": "user", "content": f"{user}'s question"}])
+        for user in ("bob", "alice")]
+    assert [a.choices[0].message.content for a in answers] == [
+        "echo: bob's question", "echo: alice's question"]
+
+
 async def test_naming_a_model_switches_the_session_to_it(
     sdk: openai.AsyncOpenAI, gateway: RunningGateway
 ) -> None:

@@ -89,6 +89,11 @@ async def test_chat_send_with_an_idempotency_key_sends_nothing_twice(
     assert len(got["inbound"]) == 1
     assert len(got["runs"]) == 1
 
+    elsewhere = await client.request("chat.send", session="s2", text="other",
+                                     idempotencyKey="k-1")
+    assert elsewhere["duplicate"] is False
+    assert elsewhere["messageId"] != first["messageId"]
+
 
 async def test_a_reconnecting_client_gets_exactly_what_it_missed(
     gateway: RunningGateway, client: GatewayClient,

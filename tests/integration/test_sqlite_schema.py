@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clawgate.domain import TRANSITIONS, NewInbound, RunStatus
+from clawgate.domain import TRANSITIONS, DropReason, NewInbound, RunStatus
 from clawgate.errors import SchemaTooNew
 from clawgate.store.sqlite import SqliteStore
 from clawgate.store.sqlite_schema import migrations, statements
@@ -145,6 +145,37 @@ async def test_migrations_apply_once_and_reopening_changes_nothing(
     assert summary is not None
     assert summary.pending == 1
     await second.close()
+
+
+async def test_an_older_database_is_upgraded_with_its_messages_and_their_fates(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "v4.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " applied_at TEXT NOT NULL)")
+    for migration in [m for m in migrations() if m.version <= 4]:
+        for statement in statements(migration.sql):
+            raw.execute(statement)
+        raw.execute("INSERT INTO schema_migrations VALUES (?, ?, '2026-11-01')",
+                    (migration.version, migration.name))
+    at = "2026-11-01T00:00:00.000000+00:00"
+    raw.execute("INSERT INTO sessions (id, key, created_at, updated_at) VALUES"
+                " ('ses_old', 'tg:1', ?, ?)", (at, at))
+    raw.execute("INSERT INTO inbound (id, session_id, channel, channel_message_id, text,"
+                " received_at) VALUES ('msg_old', 'ses_old', 'test', 'm-1', 'hello', ?)", (at,))
+    raw.execute("UPDATE inbound SET fate = 'dropped', reason = 'reset', decided_at = ?", (at,))
+    raw.close()
+
+    store = await SqliteStore.open(path, clock)
+    again = await say(store, "hello", key="tg:1", cmid="m-1")
+    elsewhere = await say(store, "hello", key="tg:2", cmid="m-1")
+
+    assert again.duplicate
+    assert (again.message.id, again.message.reason) == ("msg_old", DropReason.RESET)
+    assert not elsewhere.duplicate
+    assert await store.audit() == []
+    await store.close()
 
 
 async def test_a_database_from_a_newer_clawgate_is_refused_with_a_clear_error(

@@ -79,7 +79,7 @@ class MemoryDatabase:
     current: dict[str, str] = field(default_factory=dict)  # key -> session id
     runs: dict[str, Run] = field(default_factory=dict)
     inbound: dict[str, InboundMessage] = field(default_factory=dict)
-    dedup: dict[tuple[str, str], str] = field(default_factory=dict)
+    dedup: dict[tuple[str, str, str], str] = field(default_factory=dict)
     transcript: list[TranscriptEntry] = field(default_factory=list)
     owners: dict[str, OwnerInfo] = field(default_factory=dict)
     summarized: set[str] = field(default_factory=set)
@@ -254,7 +254,7 @@ class MemoryStore:
         check_inbound(message)
         db = await self._enter()
         if message.channel_message_id is not None:
-            first_id = db.dedup.get((message.channel, message.channel_message_id))
+            first_id = db.dedup.get((message.channel, key, message.channel_message_id))
             if first_id is not None:
                 first = db.inbound[first_id]
                 return Acceptance(first, db.sessions[first.session_id], duplicate=True)
@@ -269,7 +269,7 @@ class MemoryStore:
         )
         db.inbound[accepted.id] = accepted
         if message.channel_message_id is not None:
-            db.dedup[(message.channel, message.channel_message_id)] = accepted.id
+            db.dedup[(message.channel, key, message.channel_message_id)] = accepted.id
         self._event(db, session.id, "message.pending", now, message_id=accepted.id,
                     detail={"channel": accepted.channel, "preview": accepted.text[:120]})
         if message.reply_to is not None:

@@ -193,8 +193,9 @@ class Store(Protocol):
     ) -> Acceptance:
         """Persist a message (creating the session if needed), applying the queue cap.
 
-        A repeat of a (channel, channel_message_id) pair returns the first record with
-        ``duplicate=True`` and changes nothing.
+        A repeat of a channel message id on the same channel and key returns the first
+        record with ``duplicate=True`` and changes nothing; the same id on another key is
+        another message.
         """
         ...
 

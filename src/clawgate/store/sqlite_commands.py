@@ -322,7 +322,7 @@ def accept_inbound(
     conn: sqlite3.Connection, clock: Clock, key: str, message: NewInbound,
     defaults: QueueSettings,
 ) -> Acceptance:
-    duplicate = _delivered_before(conn, message)
+    duplicate = _delivered_before(conn, key, message)
     if duplicate is not None:
         return duplicate
     session = ensure_session(conn, clock, key)
@@ -331,10 +331,10 @@ def accept_inbound(
     plan = plan_overflow(len(queued), session.effective_queue(defaults))
     message_id = new_id("msg")
     conn.execute(
-        "INSERT INTO inbound (id, session_id, channel, channel_message_id, sender, text,"
-        " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (message_id, session.id, message.channel, message.channel_message_id, message.sender,
-         message.text, ts(now)),
+        "INSERT INTO inbound (id, session_id, session_key, channel, channel_message_id, sender,"
+        " text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (message_id, session.id, key, message.channel, message.channel_message_id,
+         message.sender, message.text, ts(now)),
     )
     if message.reply_to is not None:
         conn.execute(
@@ -356,13 +356,16 @@ def accept_inbound(
     )
 
 
-def _delivered_before(conn: sqlite3.Connection, message: NewInbound) -> Acceptance | None:
-    """The first record of a message the channel delivered before, if it did."""
+def _delivered_before(
+    conn: sqlite3.Connection, key: str, message: NewInbound
+) -> Acceptance | None:
+    """The first record of a message the channel delivered to this conversation before."""
     if message.channel_message_id is None:
         return None
     row = conn.execute(
-        f"SELECT {INBOUND_COLUMNS} FROM inbound WHERE channel = ? AND channel_message_id = ?",
-        (message.channel, message.channel_message_id),
+        f"SELECT {INBOUND_COLUMNS} FROM inbound"
+        " WHERE channel = ? AND session_key = ? AND channel_message_id = ?",
+        (message.channel, key, message.channel_message_id),
     ).fetchone()
     if row is None:
         return None

@@ -321,7 +321,7 @@ def _transition_table(conn: sqlite3.Connection) -> list[Finding]:
 #: The triggers and indexes that enforce the promises; doctor checks none was dropped.
 GUARDS = frozenset({
     "runs_status_forward_only", "runs_finished_are_final", "runs_start_active",
-    "inbound_fate_once", "inbound_said_is_kept", "inbound_no_delete",
+    "inbound_fate_once", "inbound_said_is_kept", "inbound_no_delete", "inbound_names_its_key",
     "transcript_append_only_update", "transcript_append_only_delete",
     "events_run_created", "events_run_transition", "events_message_accepted",
     "events_message_fate", "events_session_created", "events_session_archived",
