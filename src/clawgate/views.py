@@ -10,7 +10,6 @@ from clawgate.domain import (
     Attempt,
     Cooldown,
     InboundMessage,
-    ModelRef,
     Outbound,
     Run,
     StoredEvent,
@@ -19,6 +18,7 @@ from clawgate.domain import (
 )
 from clawgate.providers.echo import EchoConfig
 from clawgate.providers.registry import ProviderConfig
+from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.protocol import SessionSummary
 
 Json = dict[str, Any]
@@ -28,11 +28,12 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="milliseconds")
 
 
-def session_row(summary: SessionSummary, default_model: ModelRef) -> Json:
-    """The session row: status is the latest run's, or ``idle``; the model is the one the
-    next turn will use (the session's own choice, or the default)."""
+def session_row(summary: SessionSummary, defaults: RuntimeSettings) -> Json:
+    """The session row: status is the latest run's, or ``idle``; the model and the queue
+    settings are the ones in force (the session's own choice, or the default)."""
     session, run = summary.session, summary.latest_run
-    model = session.model or default_model
+    model = session.model or defaults.default_model
+    queue = session.effective_queue(defaults.queue)
     return {
         "key": session.key,
         "sessionId": session.id,
@@ -46,6 +47,8 @@ def session_row(summary: SessionSummary, default_model: ModelRef) -> Json:
         "outputTokens": session.usage.output_tokens,
         "cachedTokens": session.usage.cached_tokens,
         "waiting": summary.pending,
+        "queue": {"mode": str(queue.mode), "debounceMs": queue.debounce_ms, "cap": queue.cap,
+                  "drop": str(queue.drop)},
         "updatedAt": _time(session.updated_at),
     }
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
-from urllib.parse import urlsplit
+import urllib.request
 
 import pytest
 
@@ -68,9 +67,27 @@ def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
     assert NOTE_LOCAL in stale.stderr
 
 
+def test_an_id_means_the_same_message_with_or_without_a_gateway(home: Home) -> None:
+    home.configure(lease=15)
+    first = home.json("agent", "--session", "s1", "-m", "pay the bill", "--id", "bill-1")
+    home.start_gateway()
+    again = home.run("agent", "--session", "s1", "-m", "pay the bill", "--id", "bill-1")
+    elsewhere = home.json("agent", "--session", "s2", "-m", "other", "--id", "bill-1")
+
+    assert NOTE_GATEWAY in again.stderr
+    assert "was sent before" in again.stderr
+    assert again.returncode == 0
+    assert len(home.json("sessions", "show", "s1")["inbound"]) == 1
+    assert elsewhere["runId"] != first["runId"]  # another session: another message
+    empty = home.run("agent", "--session", "s1", "-m", "")
+    assert empty.returncode == 2  # bad input, as in-process
+    assert "empty" in empty.stderr
+
+
 def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home) -> None:
-    gateway, _, _ = _gateway_with_a_hanging_run(home)
+    gateway, _, agent = _gateway_with_a_hanging_run(home)
     gateway.send_signal(signal.SIGTERM)
+    assert agent.wait(20) == 5  # the agent was told how its run ended: interrupted
     assert gateway.wait(20) == 0
     _, said = gateway.communicate(timeout=5)
     assert "stopping: turns in progress get 5 s to finish" in said
@@ -86,7 +103,7 @@ def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home
 def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -> None:
     gateway, url, _ = _gateway_with_a_hanging_run(home, grace=120)
     gateway.send_signal(signal.SIGINT)
-    wait_until(lambda: not _listening(url), 10, "the gateway to stop listening", gateway)
+    wait_until(lambda: not _ready(url), 10, "the gateway to stop taking messages", gateway)
     gateway.send_signal(signal.SIGINT)
     assert gateway.wait(20) == 0  # well before the 120 s grace period
     _, said = gateway.communicate(timeout=5)
@@ -120,7 +137,7 @@ def test_without_a_token_only_loopback_is_allowed(home: Home) -> None:
         config.write('\n[gateway]\nauth = "none"\n')
 
     refused = home.run("gateway", "--host", "0.0.0.0", "--port", "0")
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a configuration error, as if it were in the file
     assert "refusing to listen on 0.0.0.0 without a token" in refused.stderr
     assert "gateway.auth" in refused.stderr
     assert not (home.path / "gateway.json").exists()
@@ -129,6 +146,10 @@ def test_without_a_token_only_loopback_is_allowed(home: Home) -> None:
     answered = home.run("agent", "-m", "hi")
     assert (answered.returncode, answered.stdout) == (0, "echo: hi\n")
     assert NOTE_GATEWAY in answered.stderr
+    assert not (home.path / "gateway.token").exists()
+    no_token = home.run("gateway", "token")
+    assert (no_token.returncode, no_token.stdout) == (1, "")
+    assert "needs no token" in no_token.stderr
     assert not (home.path / "gateway.token").exists()
 
 
@@ -148,10 +169,10 @@ def _gateway_with_a_hanging_run(
     return gateway, url, agent
 
 
-def _listening(url: str) -> bool:
-    address = urlsplit(url)
+def _ready(url: str) -> bool:
+    """What /readyz says (a gateway that no longer listens is not ready either)."""
     try:
-        socket.create_connection((address.hostname, address.port), timeout=1).close()
-    except OSError:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
+            return bool(json.load(answer)["ready"])
+    except (OSError, ValueError):
         return False
-    return True

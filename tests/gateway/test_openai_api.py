@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
 
-from clawgate.domain import Run
+from clawgate.domain import Run, Session
+from clawgate.gateway.openai_models import ChatCompletion, ErrorBody, ModelList
 from clawgate.gateway.server import RunningGateway
 
 
@@ -127,19 +129,37 @@ async def test_a_failing_model_is_an_error_not_a_reply(sdk: openai.AsyncOpenAI) 
 
 
 async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) -> None:
+    auth = {"Authorization": f"Bearer {gateway.token}"}
     async with httpx.AsyncClient(base_url=gateway.url) as http:
         document = (await http.get("/openapi.json")).json()
         too_big = await http.post(
             "/v1/chat/completions", content=b"x" * 2_000_000,
-            headers={"Authorization": f"Bearer {gateway.token}",
-                     "Content-Type": "application/json"})
+            headers={**auth, "Content-Type": "application/json"})
+        answered = await http.post("/v1/chat/completions", headers=auth, json={
+            "model": "clawgate", "messages": [{"role": "user", "content": "hi"}]})
+        refused = await http.post("/v1/chat/completions", headers=auth, json={
+            "model": "clawgate", "messages": []})
+        models = await http.get("/v1/models", headers=auth)
     assert set(document["paths"]) == {
         "/healthz", "/readyz", "/metrics", "/v1/chat/completions", "/v1/models"}
     operation = document["paths"]["/v1/chat/completions"]["post"]
     schema_name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][schema_name.rsplit("/", 1)[-1]]
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
-    assert too_big.status_code == 413
+    responses = operation["responses"]
+    assert set(responses) == {"200", "400", "401", "403", "409", "413", "502", "503", "504"}
+    assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert operation["security"] == [{"HTTPBearer": []}]
+    # what the document describes is what the routes send
+    described = {name.rsplit("/", 1)[-1] for name in (
+        responses["200"]["content"]["application/json"]["schema"]["$ref"],
+        responses["400"]["content"]["application/json"]["schema"]["$ref"])}
+    assert described == {"ChatCompletion", "ErrorBody"}
+    ChatCompletion.model_validate(answered.json(), strict=True)
+    for failed in (too_big, refused):
+        ErrorBody.model_validate(failed.json(), strict=True)
+    assert (too_big.status_code, refused.status_code) == (413, 400)
+    ModelList.model_validate(models.json(), strict=True)
 
 
 async def test_a_streaming_client_that_goes_away_stops_its_run(
@@ -172,3 +192,59 @@ async def _latest_run(gateway: RunningGateway, session_id: str, status: str) -> 
             return runs[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"the session's latest run did not become {status}: {runs}")
+
+
+async def test_a_reply_stopped_before_a_word_is_an_error_not_an_empty_answer(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    asking = asyncio.create_task(sdk.chat.completions.create(
+        model="hang/echo", user="fay", messages=[{"role": "user", "content": "think"}]))
+    session = await _session_of(gateway, "openai:fay")
+    await _latest_run(gateway, session.id, "running")
+
+    await gateway.runtime.stop("openai:fay")
+
+    with pytest.raises(openai.ConflictError) as caught:
+        await asking
+    assert caught.value.code == "killed"
+
+
+async def test_a_stream_cut_short_by_a_shutdown_says_so_and_ends_cleanly(
+    gateway: RunningGateway,
+) -> None:
+    headers = {"Authorization": f"Bearer {gateway.token}"}
+    body = {"model": "hang/echo", "user": "gus", "stream": True,
+            "messages": [{"role": "user", "content": "think forever"}]}
+    lines = []
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http, http.stream(
+            "POST", "/v1/chat/completions", json=body, headers=headers) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and '"role": "assistant"' in line:
+                gateway.stop()  # the run hangs: the grace period ends it interrupted
+            if line.startswith("data: "):
+                lines.append(line.removeprefix("data: "))
+
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(x) for x in lines[:-1]]
+    errors = [c["error"] for c in chunks if "error" in c]
+    assert [(e["type"], e["code"]) for e in errors] == [("run_interrupted", "interrupted")]
+    assert chunks[-1]["clawgate"]["status"] == "interrupted"
+
+
+async def test_stream_must_be_a_real_boolean(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        answer = await http.post("/v1/chat/completions", headers={
+            "Authorization": f"Bearer {gateway.token}"}, json={
+            "model": "clawgate", "stream": "yes",
+            "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 400
+    assert "stream" in answer.json()["error"]["message"]
+
+
+async def _session_of(gateway: RunningGateway, key: str) -> Session:
+    for _ in range(100):  # bounded: 5 s
+        session = await gateway.runtime.store.get_session(key)
+        if session is not None:
+            return session
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no session {key} appeared")

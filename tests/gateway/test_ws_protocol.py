@@ -122,6 +122,21 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed(
     assert missed[0]["seq"] > last_seq
 
 
+async def test_a_seq_from_another_database_resets_the_client_and_it_still_gets_events(
+    client: GatewayClient,
+) -> None:
+    await client.request("chat.send", session="s1", text="first")
+    await _events_until(client, "run.done")
+
+    resumed = await client.request("events.subscribe", sessions=["s1"], after=999_999)
+    assert resumed["reset"] is True
+    assert resumed["replayed"] == 0
+    assert resumed["lastSeq"] < 999_999
+    await client.request("chat.send", session="s1", text="second")
+    ended = await _events_until(client, "run.done")
+    assert ended[-1]["seq"] > resumed["lastSeq"]
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
@@ -148,6 +163,11 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed(
          '"params": {"limit": 5, "colour": "red"}}', "invalid_params"),
         ('{"type": "req", "id": 7, "method": "sessions.get", '
          '"params": {"session": "nobody"}}', "unknown_session"),
+        ('{"type": "req", "id": 7, "method": "events.subscribe", '
+         '"params": {"sessions": ["has space"]}}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "chat.send", '
+         '"params": {"session": "s1", "text": "hi", "channel": "Not A Label"}}',
+         "invalid_params"),
     ],
 )
 async def test_bad_frames_get_a_typed_error_and_the_connection_stays_usable(
@@ -194,6 +214,10 @@ async def test_sessions_can_be_listed_patched_reset_and_deleted(client: GatewayC
     patched = await client.request("sessions.patch", session="s1", model="slow/echo",
                                    queue={"mode": "collect", "debounceMs": 0})
     assert (patched["modelProvider"], patched["model"]) == ("slow", "echo")
+    assert patched["queue"] == {"mode": "collect", "debounceMs": 0, "cap": 20,
+                                "drop": "summarize"}
+    capped = await client.request("sessions.patch", session="s1", queue={"cap": 3})
+    assert capped["queue"] == {**patched["queue"], "cap": 3}  # only that field changed
     for bad in ({"model": "nowhere/x"}, {"queue": {"mode": "sideways"}},
                 {"queue": {"mode": 3}}):
         with pytest.raises(GatewayError) as caught:
@@ -259,12 +283,17 @@ async def test_shutdown_ends_a_hanging_run_interrupted_and_records_it(
     store = gateway.runtime.store
 
     gateway.stop()
+    with pytest.raises(GatewayError) as refused:  # the grace period: no new messages
+        await client.request("chat.send", session="s2", text="too late")
+    ended = await _events_until(client, "run.interrupted", run_id)  # told, then closed
     await asyncio.wait_for(asyncio.shield(gateway.serving), 10)
 
+    assert refused.value.code == "shutting_down"
+    assert "shut down" in (ended[-1]["payload"]["error"] or "")
     run = await store.get_run(run_id)
     assert run is not None
     assert run.status == "interrupted"
-    assert "shut down" in (run.error or "")
+    assert await store.get_session("s2") is None
 
 
 async def test_shutdown_lets_a_quick_run_finish_and_keeps_waiting_messages_for_the_restart(
@@ -279,6 +308,8 @@ async def test_shutdown_lets_a_quick_run_finish_and_keeps_waiting_messages_for_t
     store = gateway.runtime.store
 
     gateway.stop()  # grace 1 s: the quick run (300 ms) ends, the long one (3.6 s) cannot
+    await _events_until(client, "run.done", quick_run)  # connected clients are told
+    await _events_until(client, "run.interrupted")
     await asyncio.wait_for(asyncio.shield(gateway.serving), 10)
 
     finished = await store.get_run(quick_run)

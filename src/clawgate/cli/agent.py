@@ -36,6 +36,7 @@ EXIT_BY_STATUS = {
     RunStatus.INTERRUPTED: 5,
 }
 DROPPED = 6
+CHANNEL = "cli"  # in-process or through a gateway: so that --id means the same either way
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ async def _in_process(settings: Settings, key: str, text: str, args: argparse.Na
 
 async def _turn(runtime: Runtime, key: str, text: str, args: argparse.Namespace) -> int:
     events = runtime.subscribe(key)
-    accepted = await runtime.send(key, text, channel="cli", channel_message_id=args.message_id)
+    accepted = await runtime.send(key, text, channel=CHANNEL, channel_message_id=args.message_id)
     if accepted.duplicate and not args.json:
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)
@@ -120,7 +121,7 @@ def _local_result(outcome: MessageOutcome) -> Result:
 async def _via_gateway(client: GatewayClient, key: str, text: str, args: argparse.Namespace
                        ) -> int:
     await client.request("events.subscribe", sessions=[key])
-    ack = await client.request("chat.send", session=key, text=text,
+    ack = await client.request("chat.send", session=key, text=text, channel=CHANNEL,
                                idempotencyKey=args.message_id or f"cli-{uuid.uuid4()}")
     if ack["command"]:
         print(ack["reply"])

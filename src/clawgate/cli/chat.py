@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from clawgate.channels.terminal import (
+    CHANNEL,
     ChatEvent,
     Delta,
     Dropped,
@@ -65,6 +66,7 @@ class RemoteChat:
     async def handle(self, text: str) -> str | Sent:
         try:
             ack = await self._client.request("chat.send", session=self._key, text=text,
+                                             channel=CHANNEL,
                                              idempotencyKey=f"chat-{uuid.uuid4()}")
         except GatewayError as exc:
             if exc.code in ("invalid_params", "unknown_session"):

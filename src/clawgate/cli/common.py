@@ -61,7 +61,7 @@ def run_command(module: ModuleType, args: argparse.Namespace) -> int:
     command: Command = module.main
     try:
         return asyncio.run(command(args, settings))
-    except InvalidInput as exc:
+    except (InvalidInput, ConfigError) as exc:
         print(f"clawgate: {redact(str(exc), keys)}", file=sys.stderr)
         return USAGE
     except ClawgateError as exc:

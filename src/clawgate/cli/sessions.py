@@ -25,7 +25,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             return await _via_gateway(client, args)
     in_process()
     async with open_app(settings) as app:
-        default = settings.runtime.default_model
+        default = settings.runtime
         if args.action == "list":
             rows = [session_row(s, default) for s in await app.store.list_sessions(args.limit)]
             print(json.dumps(rows, indent=2) if args.json else _list_text(rows))

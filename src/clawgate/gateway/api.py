@@ -79,11 +79,12 @@ class GatewayApi:
     async def chat_send(self, params: p.ChatSend, listener: Listener) -> Json:
         listener.follow(params.session)  # the sender sees what becomes of its message
         result = await self.runtime.handle(
-            params.session, params.text, channel="ws", channel_message_id=params.idempotency_key)
+            params.session, params.text, channel=params.channel,
+            channel_message_id=params.idempotency_key)
         if isinstance(result, CommandReply):
             return {"command": True, "reply": result.text}
         if not result.duplicate:
-            self.counters.message("ws")
+            self.counters.message(params.channel)
         message = result.message
         return {
             "command": False,
@@ -114,22 +115,21 @@ class GatewayApi:
         if summary is None:
             raise UnknownSession(params.session)
         entries = await self.runtime.store.transcript(summary.session.id, params.limit)
-        return {"session": session_row(summary, self.settings.runtime.default_model),
+        return {"session": session_row(summary, self.settings.runtime),
                 "entries": [transcript_row(e) for e in entries]}
 
     # --- sessions ----------------------------------------------------------------------
 
     async def sessions_list(self, params: p.SessionsList, listener: Listener) -> Json:
-        default = self.settings.runtime.default_model
         summaries = await self.runtime.store.list_sessions(params.limit)
-        return {"sessions": [session_row(s, default) for s in summaries]}
+        return {"sessions": [session_row(s, self.settings.runtime) for s in summaries]}
 
     async def sessions_get(self, params: p.SessionsGet, listener: Listener) -> Json:
         store = self.runtime.store
         summary = await store.summarize_session(params.session)
         if summary is None:
             raise UnknownSession(params.session)
-        row = session_row(summary, self.settings.runtime.default_model)
+        row = session_row(summary, self.settings.runtime)
         session_id = summary.session.id
         runs = await store.list_runs(session_id, params.limit)
         row["runs"] = [run_row(r, await store.list_attempts(r.id)) for r in runs]
@@ -165,9 +165,9 @@ class GatewayApi:
     # --- events, models, status ----------------------------------------------------------
 
     async def events_subscribe(self, params: p.Subscribe, listener: Listener) -> Json:
-        replayed = await self.feed.subscribe(listener, params.sessions, params.after)
-        return {"sessions": params.sessions, "replayed": replayed,
-                "lastSeq": listener.last_seq}
+        replay = await self.feed.subscribe(listener, params.sessions, params.after)
+        return {"sessions": params.sessions, "replayed": replay.replayed,
+                "reset": replay.reset, "lastSeq": listener.last_seq}
 
     async def models_list(self, params: p.NoParams, listener: Listener) -> Json:
         return model_listing(self.settings, await self.runtime.router.cooldowns())

@@ -18,8 +18,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clawgate import __version__
 from clawgate.config import Settings
@@ -27,12 +27,16 @@ from clawgate.errors import ClawgateError
 from clawgate.gateway import auth
 from clawgate.gateway.api import GatewayApi
 from clawgate.gateway.feed import EventFeed
+from clawgate.gateway.guard import Guard
 from clawgate.gateway.metrics import Metrics
-from clawgate.gateway.openai_api import OpenAIError, router
+from clawgate.gateway.openai_api import router
+from clawgate.gateway.openai_models import OpenAIError
 from clawgate.gateway.ws import Connection
 from clawgate.runtime.runtime import Runtime
 
 WEBCHAT = Path(str(resources.files("clawgate.gateway") / "webchat"))
+BEARER = HTTPBearer(auto_error=False, description="the gateway token (clawgate gateway token)")
+FLUSH_SECONDS = 2.0  # for connected clients to be sent the last events before they close
 UNAUTHORIZED = {"error": {"message": "a valid gateway token is required "
                                      "(see `clawgate gateway token`)",
                           "type": "unauthorized", "param": None, "code": "unauthorized"}}
@@ -55,6 +59,17 @@ class Gateway:
         self.ready = False
         if self._stopping_since is None:
             self._stopping_since = time.monotonic()
+
+    async def drain(self) -> None:
+        """The first half of a graceful stop, while connections are still open.
+
+        No new messages (they get "shutting down"); turns in flight get the grace period,
+        then end ``interrupted`` (recorded); connected clients are sent how their runs ended.
+        The server closes connections after this.
+        """
+        self.begin_shutdown()
+        await self.runtime.close(self._grace_left())
+        await self.feed.flush(within=FLUSH_SECONDS)
 
     def hurry(self) -> None:
         """End the grace period now: turns in flight end interrupted (and that is recorded)."""
@@ -86,13 +101,10 @@ class Gateway:
 def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="clawgate gateway", version=__version__, lifespan=gateway.lifespan,
                   docs_url="/docs", redoc_url=None)
-    app.add_middleware(_BodyLimit, limit=gateway.settings.gateway.max_body_bytes)
-
-    async def require_token(request: Request) -> None:
-        if not gateway.authorized(request.headers.get("authorization"), None):
-            raise _Unauthorized()
-
-    token = [Depends(require_token)]
+    listen = gateway.settings.gateway
+    app.add_middleware(Guard, token=gateway.token, loopback=listen.loopback,
+                       body_limit=listen.max_body_bytes)
+    token = [Depends(BEARER)]  # enforced by the guard, before the body is read; declared here
     _errors(app)
     _health(app, gateway, token)
 
@@ -113,14 +125,31 @@ def create_app(gateway: Gateway) -> FastAPI:
                               lambda: gateway.ready),
                        dependencies=token)
     _web(app)
+    _openapi_without_422(app)
     return app
 
 
-def _errors(app: FastAPI) -> None:
-    @app.exception_handler(_Unauthorized)
-    async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
-        return JSONResponse(UNAUTHORIZED, 401, {"WWW-Authenticate": "Bearer"})
+def _openapi_without_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 for every body; clawgate answers bad bodies with 400 (in
+    OpenAI's shape, documented per route), so the 422 would be a lie."""
+    generate = app.openapi
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for path in document["paths"].values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
@@ -159,25 +188,3 @@ def _web(app: FastAPI) -> None:
         return FileResponse(WEBCHAT / "index.html")
 
     app.mount("/static", StaticFiles(directory=WEBCHAT), name="static")
-
-
-class _Unauthorized(Exception):
-    pass
-
-
-class _BodyLimit:
-    """Refuse request bodies over the limit (by their declared length) before reading them."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.limit:
-                response = OpenAIError(413, f"request bodies are limited to {self.limit} bytes",
-                                       "invalid_request_error").response()
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

@@ -18,7 +18,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from clawgate.errors import ClawgateError
+from clawgate.errors import ClawgateError, InvalidInput
 
 Frame = dict[str, Any]
 
@@ -29,6 +29,13 @@ class GatewayError(ClawgateError):
     def __init__(self, code: str, message: str, details: object = None) -> None:
         self.code, self.details = code, details
         super().__init__(message)
+
+
+class GatewayRefusedInput(GatewayError, InvalidInput):
+    """The gateway refused what was asked (bad parameters, no such session); nothing changed."""
+
+
+REFUSED_INPUT = frozenset({"invalid_params", "unknown_session"})
 
 
 class GatewayClient:
@@ -76,8 +83,9 @@ class GatewayClient:
             self._waiting.pop(key, None)
         if not response.get("ok"):
             error = response.get("error") or {}
-            raise GatewayError(str(error.get("code")), str(error.get("message")),
-                               error.get("details"))
+            code = str(error.get("code"))
+            kind = GatewayRefusedInput if code in REFUSED_INPUT else GatewayError
+            raise kind(code, str(error.get("message")), error.get("details"))
         return response.get("payload")
 
     async def events(self) -> AsyncIterator[Frame]:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from clawgate.domain import RunStatus, StoredEvent
@@ -35,6 +36,13 @@ EARLY_TEXT_LIMIT = 2000  # deltas held for one run while its run.running is not 
 TERMINAL_EVENTS = frozenset(f"run.{status.value}" for status in RunStatus if status.terminal)
 LISTENER_QUEUE = 2000
 LIVE_QUEUE = 10_000  # bus events not yet taken in (the tail is behind)
+FLUSH_POLL = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    replayed: int  # stored events sent again
+    reset: bool  # the client's seq was beyond the store's newest event: it must reload
 
 
 class Listener:
@@ -137,16 +145,22 @@ class EventFeed:
 
     async def subscribe(
         self, listener: Listener, keys: Iterable[str] | None, after: int | None
-    ) -> int:
+    ) -> Replay:
         """Follow these sessions (None: all); replay stored events after ``after`` first.
 
-        Returns how many stored events were replayed.
+        An ``after`` beyond the newest stored event (a client that saw another database, or
+        this one before a restore) cannot be resumed from: the client gets ``reset`` and
+        follows from the newest event; it must reload what it shows.
         """
         listener.keys = None if keys is None else frozenset(keys)
         listener.lagged = False
         if after is None:
             listener.last_seq = max(listener.last_seq, self.last_seq)
-            return 0
+            return Replay(0, reset=False)
+        newest = await self._store.last_event_seq()
+        if after > newest:
+            listener.last_seq = newest
+            return Replay(0, reset=True)
         listener.hold()
         listener.last_seq = after
         replayed = 0
@@ -160,7 +174,23 @@ class EventFeed:
                     break
         finally:
             listener.release()
-        return replayed
+        return Replay(replayed, reset=False)
+
+    async def flush(self, within: float) -> None:
+        """Hand out every event stored so far and let listeners send it (at most ``within`` s).
+
+        Used before the server closes connections, so clients see how their runs ended.
+        """
+        try:
+            newest = await self._store.last_event_seq()
+        except StoreError:
+            return
+        self.wake()
+        for _ in range(max(1, round(within / FLUSH_POLL))):
+            if self.last_seq >= newest and all(
+                    listener.frames.empty() for listener in self._listeners):
+                return
+            await asyncio.sleep(FLUSH_POLL)
 
     def wake(self) -> None:
         self._wake.set()

@@ -3,8 +3,10 @@
 ``POST /v1/chat/completions`` (streamed or not) and ``GET /v1/models``. clawgate keeps each
 conversation itself, so only the newest user message of a request is new: it becomes a
 message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<user>``, or
-``openai``. ``Idempotency-Key`` makes a retried request safe. A client that disconnects does
-not stop the reply: it is still recorded in the session.
+``openai``. ``Idempotency-Key`` makes a retried request to the same session safe. A streaming
+client that disconnects stops its run (how chat UIs stop a reply); a non-streaming one does
+not: the reply is still recorded in the session. A reply that did not end ``done`` says how
+it ended in a ``clawgate`` field (run id, status, error) beside OpenAI's.
 """
 
 from __future__ import annotations
@@ -13,63 +15,30 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from clawgate.domain import Fate, RunStatus, check_key
+from clawgate.domain import Run, RunStatus, check_key
 from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.gateway.openai_models import (
+    DEFAULT_MODEL,
+    RESPONSES,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ModelList,
+    OpenAIError,
+)
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.runtime import MessageOutcome, Runtime, ShuttingDown
-
-DEFAULT_MODEL = "clawgate"  # "answer with the session's model"
-
-
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """The fields clawgate uses; other OpenAI parameters are accepted and ignored."""
-
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1, max_length=300)
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    user: str | None = Field(default=None, max_length=100)
-
-
-class OpenAIError(Exception):
-    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
-        self.status, self.message, self.kind, self.code = status, message, kind, code
-        super().__init__(message)
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(status_code=self.status, content={"error": {
-            "message": self.message, "type": self.kind, "param": None, "code": self.code}})
 
 
 def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRouter:
     """The API on ``runtime``; ``serving`` is false once the gateway is shutting down."""
     api = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
-    @api.post("/chat/completions", response_model=None,
+    @api.post("/chat/completions", response_model=None, responses=RESPONSES,
               summary="Send the newest user message to a session; answer as Chat Completions")
     async def chat_completions(
         body: ChatCompletionRequest,
@@ -104,15 +73,15 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRout
         return _completion(await runtime.wait_for(message_id))
 
     @api.get("/models", summary="The models a request may name")
-    async def models() -> dict[str, Any]:
+    async def models() -> ModelList:
         names = [DEFAULT_MODEL, *sorted(runtime.router.policy.aliases),
                  str(runtime.settings.default_model),
                  *(str(m) for m in runtime.router.policy.fallbacks)]
         for name, entry in sorted(runtime.router.providers.items()):
             names += [f"{name}/{model}" for model in entry.models]
         unique = list(dict.fromkeys(names))
-        return {"object": "list", "data": [
-            {"id": n, "object": "model", "created": 0, "owned_by": "clawgate"} for n in unique]}
+        return ModelList.model_validate({"object": "list", "data": [
+            {"id": n, "object": "model", "created": 0, "owned_by": "clawgate"} for n in unique]})
 
     return api
 
@@ -145,17 +114,39 @@ def _completion(outcome: MessageOutcome) -> JSONResponse:
         reason = outcome.message.reason.describe if outcome.message.reason else "dropped"
         return OpenAIError(409, f"the message was not answered: {reason}",
                            "message_dropped").response()
-    if run.status in (RunStatus.FAILED, RunStatus.TIMEOUT) and not outcome.reply:
-        status = 504 if run.status is RunStatus.TIMEOUT else 502
-        return OpenAIError(status, run.error or str(run.status), "provider_error",
-                           str(run.status)).response()
-    return JSONResponse(headers={"X-Clawgate-Run-Status": str(run.status)}, content={
+    if run.status is not RunStatus.DONE and not outcome.reply:
+        return _unanswered(run).response()
+    answer = ChatCompletion.model_validate({
         "id": f"chatcmpl-{run.id}", "object": "chat.completion", "created": int(time.time()),
         "model": str(run.model) if run.model else DEFAULT_MODEL,
-        "choices": [{"index": 0, "finish_reason": _finish(run.status), "logprobs": None,
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                      "message": {"role": "assistant", "content": outcome.reply}}],
         "usage": _usage(outcome),
+        "clawgate": _run_info(run),
     })
+    return JSONResponse(answer.model_dump(mode="json"),
+                        headers={"X-Clawgate-Run-Status": str(run.status)})
+
+
+#: How a run that ended without a word is answered: HTTP status and error type.
+UNANSWERED = {
+    RunStatus.FAILED: (502, "provider_error"),
+    RunStatus.TIMEOUT: (504, "provider_error"),
+    RunStatus.KILLED: (409, "run_stopped"),
+    RunStatus.INTERRUPTED: (503, "run_interrupted"),
+}
+
+
+def _unanswered(run: Run) -> OpenAIError:
+    status, kind = UNANSWERED.get(run.status, (502, "provider_error"))
+    return OpenAIError(status, run.error or f"the run ended {run.status}", kind, str(run.status))
+
+
+def _run_info(run: Run | None) -> dict[str, Any]:
+    """How the run ended, beside OpenAI's fields: a stopped or cut-off reply says so here."""
+    if run is None:
+        return {"runId": None, "status": None, "error": None}
+    return {"runId": run.id, "status": str(run.status), "error": run.error}
 
 
 def _usage(outcome: MessageOutcome) -> dict[str, Any]:
@@ -164,10 +155,6 @@ def _usage(outcome: MessageOutcome) -> dict[str, Any]:
     return {"prompt_tokens": inputs, "completion_tokens": outputs,
             "total_tokens": inputs + outputs,
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens if usage else 0}}
-
-
-def _finish(status: RunStatus) -> str:
-    return "stop" if status is RunStatus.DONE else "length"
 
 
 async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usage: bool,
@@ -203,11 +190,12 @@ async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usa
         rest = outcome.reply[len(sent):] if outcome.reply.startswith(sent) else ""
         if rest:
             yield _sse(chunk_id, created, {"content": rest})
-        status = outcome.run.status if outcome.run else RunStatus.FAILED
-        if outcome.message.fate is Fate.DROPPED or (status is RunStatus.FAILED and not sent):
-            error = outcome.run.error if outcome.run else "the message was dropped"
-            yield f"data: {json.dumps({'error': {'message': error, 'type': 'provider_error'}})}\n\n"
-        yield _sse(chunk_id, created, {}, finish=_finish(status))
+        run = outcome.run
+        if run is None or (run.status is not RunStatus.DONE and not outcome.reply):
+            problem = _unanswered(run) if run else OpenAIError(
+                409, "the message was not answered: it was dropped", "message_dropped")
+            yield _sse_error(problem)
+        yield _sse(chunk_id, created, {}, finish="stop", extra={"clawgate": _run_info(run)})
         if include_usage:
             usage_chunk = {"id": chunk_id, "object": "chat.completion.chunk",
                            "created": created, "model": DEFAULT_MODEL, "choices": [],
@@ -215,7 +203,7 @@ async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usa
             yield f"data: {json.dumps(usage_chunk)}\n\n"
         yield "data: [DONE]\n\n"
     except ClawgateError as exc:
-        yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
+        yield _sse_error(OpenAIError(500, str(exc), "server_error"))
     finally:
         listening.close()
         if not outcome_task.done() and run_id is not None and serving():
@@ -223,9 +211,15 @@ async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usa
         outcome_task.cancel()
 
 
-def _sse(chunk_id: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
+def _sse(chunk_id: str, created: int, delta: dict[str, Any], finish: str | None = None,
+         extra: dict[str, Any] | None = None) -> str:
     chunk = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
              "model": DEFAULT_MODEL,
              "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
-                          "logprobs": None}]}
+                          "logprobs": None}], **(extra or {})}
     return f"data: {json.dumps(chunk)}\n\n"
+
+
+def _sse_error(problem: OpenAIError) -> str:
+    error = {"message": problem.message, "type": problem.kind, "code": problem.code}
+    return f"data: {json.dumps({'error': error})}\n\n"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -98,10 +98,11 @@ class SessionRef(Params):
 
 
 class ChatSend(SessionRef):
-    text: str = Field(min_length=1)
+    text: str  # checked by the runtime, which says what is wrong with it
     idempotency_key: str | None = Field(
         default=None, alias="idempotencyKey", min_length=1,
         max_length=MAX_CHANNEL_MESSAGE_ID_CHARS)
+    channel: str = Field(default="ws", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class ChatHistory(SessionRef):
@@ -130,7 +131,8 @@ class SessionsPatch(SessionRef):
 
 
 class Subscribe(Params):
-    sessions: list[str] | None = None  # session keys; None (or absent): every session
+    # session keys; None (or absent): every session
+    sessions: list[Annotated[str, SessionKey]] | None = Field(default=None, max_length=1000)
     after: int | None = Field(default=None, ge=0)  # replay stored events after this seq
 
 

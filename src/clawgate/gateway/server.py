@@ -2,7 +2,9 @@
 
 On start it writes ``$CLAWGATE_HOME/gateway.json`` (where it listens, its pid) so the CLI can
 find it; on a clean stop it removes it. SIGINT and SIGTERM shut down gracefully: no new
-connections or messages, turns in flight get the grace period, then end ``interrupted``.
+messages (clients are told the gateway is shutting down), turns in flight get the grace
+period, then end ``interrupted``; connections stay open until their clients have been sent
+how their runs ended, then the server closes them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from clawgate.runtime.runtime import Runtime
 from clawgate.store.sqlite import SqliteStore
 
 START_TIMEOUT_S = 30
+CLOSE_CONNECTIONS_S = 5  # after the runs have ended: for responses still being written
 
 
 @dataclass
@@ -46,7 +49,7 @@ class RunningGateway:
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
-        self.server.should_exit = True
+        self.server.handle_exit(signal.SIGTERM, None)
 
 
 @asynccontextmanager
@@ -66,7 +69,8 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
         ws="websockets-sansio", lifespan="on", log_level="warning", access_log=False,
         # frames are small JSON events: compressing each one cost more CPU than it saved
         ws_per_message_deflate=False,
-        timeout_graceful_shutdown=max(1, int(settings.runtime.shutdown_grace)),
+        ws_max_size=unread_frame_limit(config.max_frame_bytes),
+        timeout_graceful_shutdown=CLOSE_CONNECTIONS_S,
     ))
     serving = asyncio.create_task(server.serve(), name="clawgate gateway")
     try:
@@ -90,6 +94,12 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+def unread_frame_limit(max_frame_bytes: int) -> int:
+    """Frames up to this size are read and, over ``max_frame_bytes``, answered with an error;
+    larger ones close the connection (1009) without being read."""
+    return max(16 * 1024 * 1024, 4 * max_frame_bytes)
+
+
 class GatewayFailed(ClawgateError):
     pass
 
@@ -97,26 +107,38 @@ class GatewayFailed(ClawgateError):
 class _Server(uvicorn.Server):
     """uvicorn, but stop signals always end in the app's own orderly shutdown.
 
-    The first SIGINT or SIGTERM starts the graceful shutdown; a second one cuts the grace
-    period short (turns in flight end ``interrupted`` at once) but the app still records how
-    every run ended and closes the store. uvicorn alone would skip the app's shutdown on a
-    second Ctrl-C, and re-raise the signal, ending the process before the state file is
-    removed and the store closed.
+    The first SIGINT or SIGTERM drains the gateway while connections stay open (turns in
+    flight finish or end ``interrupted``, and clients are told), then stops the server; a
+    second one cuts the grace period short but the app still records how every run ended
+    and closes the store. uvicorn alone would close connections first, skip the app's
+    shutdown on a second Ctrl-C, and re-raise the signal, ending the process before the
+    state file is removed and the store closed.
     """
 
     def __init__(self, gateway: Gateway, config: uvicorn.Config) -> None:
         super().__init__(config)
         self._gateway = gateway
+        self._draining: asyncio.Task[None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.should_exit:
-            self.should_exit = True
+        if self._draining is None and not self.should_exit:
             _say(f"stopping: turns in progress get {self._gateway.grace:g} s to finish "
                  "(Ctrl-C again to end them now)")
+            if not self.started:  # nothing to drain yet
+                self.should_exit = True
+                return
+            self._draining = asyncio.get_running_loop().create_task(
+                self._drain(), name="clawgate gateway drain")
             return
         _say("stopping now: turns in progress end as interrupted")
         self.force_exit = True  # stop waiting for connections
         self._gateway.hurry()
+
+    async def _drain(self) -> None:
+        try:
+            await self._gateway.drain()
+        finally:
+            self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._gateway.begin_shutdown()  # one grace period, shared with waiting connections

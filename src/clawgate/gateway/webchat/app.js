@@ -86,7 +86,7 @@ async function onConnected() {
   // Every session's events (for the list); after a reconnect, only what was missed.
   const params = state.lastSeq ? {after: state.lastSeq} : {};
   const subscribed = await request("events.subscribe", params);
-  state.lastSeq = Math.max(state.lastSeq, subscribed.lastSeq);
+  state.lastSeq = subscribed.lastSeq;  // after a reset (another database), the server's newest
   await refreshSessions();
   await openSession(state.session);
 }
@@ -261,7 +261,8 @@ async function send() {
   if (!text) return;
   $("message").value = "";
   const idempotencyKey = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
-  const ack = await request("chat.send", {session: state.session, text, idempotencyKey});
+  const ack = await request("chat.send",
+                           {session: state.session, text, idempotencyKey, channel: "webchat"});
   if (ack.command) {
     notice(ack.reply);
     await openSession(state.session);

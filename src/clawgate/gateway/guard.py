@@ -1,0 +1,87 @@
+"""What every request passes before the app sees it, cheapest check first.
+
+1. **Web sites other than the gateway's own page are refused** (403): a request whose
+   ``Origin`` is not the address it was sent to. Browsers send ``Origin`` with every
+   WebSocket handshake and every cross-site POST, so a page on another site cannot drive the
+   gateway through the user's browser, even with ``auth = "none"``.
+2. **On loopback, only loopback names are served** (403 for any other ``Host``): a DNS name
+   that an attacker points at 127.0.0.1 (DNS rebinding) does not reach the gateway.
+3. **The token**, for the API routes (401), before the body is read or parsed; WebSocket
+   handshakes are checked by the ``/ws`` route, which also accepts the token as a query
+   parameter.
+4. **Request bodies over the limit** (by their declared length) are refused (413) unread.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from clawgate.gateway import auth
+from clawgate.gateway.openai_models import OpenAIError
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+#: Paths served without the token: health checks, the web page and the API's description.
+PUBLIC = ("/healthz", "/readyz", "/static/", "/openapi.json", "/docs")
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, token: str | None, loopback: bool, body_limit: int
+                 ) -> None:
+        self.app = app
+        self.token = token
+        self.loopback = loopback
+        self.body_limit = body_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(scope, headers)
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # the handshake gets 403
+        else:
+            status, kind, message = refusal
+            headers_out = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+            response = OpenAIError(status, message, kind, kind).response()
+            response.headers.update(headers_out)
+            await response(scope, receive, send)
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, str] | None:
+        host = headers.get("host", "")
+        origin = headers.get("origin")
+        if origin is not None and not same_origin(origin, host):
+            return 403, "forbidden", (f"requests from other web sites are refused (Origin "
+                                      f"{origin[:100]}); use the gateway's own page")
+        if self.loopback and hostname(host) not in LOOPBACK_NAMES:
+            return 403, "forbidden", (f"this gateway listens on loopback and answers only to "
+                                      f"localhost or 127.0.0.1, not {host[:100]!r}")
+        if scope["type"] == "websocket":
+            return None
+        path: str = scope["path"]
+        if path != "/" and not path.startswith(PUBLIC) and not auth.valid(
+                self.token, auth.presented(headers.get("authorization"), None)):
+            return 401, "unauthorized", ("a valid gateway token is required "
+                                         "(see `clawgate gateway token`)")
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.body_limit:
+            return 413, "invalid_request_error", (f"request bodies are limited to "
+                                                  f"{self.body_limit} bytes")
+        return None
+
+
+def hostname(host: str) -> str:
+    """The name part of a Host header (``[::1]:8080`` -> ``[::1]``, ``a:1`` -> ``a``)."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1].lower()
+    return host.rpartition(":")[0].lower() if ":" in host else host.lower()
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """An ``Origin`` header names the address the request was sent to (scheme aside)."""
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()

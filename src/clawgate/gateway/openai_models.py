@@ -1,0 +1,145 @@
+"""The OpenAI-compatible API's shapes: what a request may carry, what comes back.
+
+The request models check input; the response models describe what the routes send, so that
+``/openapi.json`` tells the truth (the tests validate real answers against them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+DEFAULT_MODEL = "clawgate"  # "answer with the session's model"
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: StrictBool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The fields clawgate uses; other OpenAI parameters are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1, max_length=300)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(default=None, max_length=100)
+
+
+# --- what comes back ---------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error, in OpenAI's shape."""
+
+    error: ErrorDetail
+
+
+class AnswerMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    finish_reason: Literal["stop"]
+    logprobs: None
+    message: AnswerMessage
+
+
+class PromptTokens(BaseModel):
+    cached_tokens: int
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokens
+
+
+class RunInfo(BaseModel):
+    """clawgate's own field: the run that answered and how it ended. A reply that was
+    stopped, cut short or failed part-way has a status other than ``done``."""
+
+    runId: str | None
+    status: Literal["done", "failed", "killed", "timeout", "interrupted"] | None
+    error: str | None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    clawgate: RunInfo
+
+
+class ModelEntry(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelEntry]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+#: The answers of ``POST /v1/chat/completions``, for the OpenAPI document.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The reply (``stream: false``), or with ``stream: true`` a "
+                         "``text/event-stream`` of ``chat.completion.chunk`` objects ending "
+                         "in ``data: [DONE]``; a run that ended without a word sends an "
+                         "``error`` chunk first.",
+          "model": ChatCompletion,
+          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    400: _error("Bad request: no user message, a bad session key, an unknown model"),
+    401: _error("No valid gateway token"),
+    403: _error("Sent from another web site, or to a host name the gateway does not serve"),
+    409: _error("The message was dropped, or the run was stopped before a word"),
+    413: _error("The body is over the limit"),
+    502: _error("The model failed before a word"),
+    503: _error("The gateway is shutting down, or the run was interrupted by a shutdown"),
+    504: _error("The model timed out before a word"),
+}
+
+
+class OpenAIError(Exception):
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+        super().__init__(message)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(status_code=self.status, content={"error": {
+            "message": self.message, "type": self.kind, "param": None, "code": self.code}})

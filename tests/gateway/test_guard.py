@@ -1,0 +1,75 @@
+"""Other web sites, other host names and callers without the token are turned away first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
+
+from clawgate.gateway.server import RunningGateway
+from tests.gateway.conftest import restarted
+
+
+def _ws(url: str) -> str:
+    return url.replace("http://", "ws://") + "/ws"
+
+
+@pytest.fixture
+async def open_gateway(home: Path) -> AsyncIterator[RunningGateway]:
+    """A gateway with ``auth = "none"``: any local program may use it, no web site may."""
+    config = home / "config.toml"
+    config.write_text(config.read_text() + '\n[gateway]\nauth = "none"\n')
+    async with restarted(home) as gateway:
+        yield gateway
+
+
+async def test_a_page_on_another_site_cannot_open_the_websocket(
+    open_gateway: RunningGateway,
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(_ws(open_gateway.url), origin=Origin("http://evil.example")):
+            pass
+    assert refused.value.response.status_code == 403
+    port = open_gateway.url.rsplit(":", 1)[1]
+    async with connect(_ws(open_gateway.url),
+                       origin=Origin(f"http://127.0.0.1:{port}")) as own:
+        await own.send('{"type": "req", "id": 1, "method": "status", "params": {}}')
+        assert '"ok": true' in await own.recv()
+
+
+async def test_a_cross_site_post_changes_nothing(open_gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(base_url=open_gateway.url) as http:
+        answer = await http.post(
+            "/v1/chat/completions", headers={"Origin": "http://evil.example",
+                                             "Content-Type": "text/plain"},
+            content='{"model": "clawgate", "messages": [{"role": "user", "content": "hi"}]}')
+    assert answer.status_code == 403
+    assert "other web sites" in answer.json()["error"]["message"]
+    assert await open_gateway.runtime.store.get_session("openai") is None
+
+
+async def test_a_name_that_only_resolves_to_loopback_is_refused(
+    open_gateway: RunningGateway,
+) -> None:
+    async with httpx.AsyncClient(base_url=open_gateway.url) as http:
+        rebound = await http.get("/v1/models", headers={"Host": "attacker.example"})
+        local = await http.get("/v1/models", headers={"Host": "localhost"})
+    assert rebound.status_code == 403
+    assert local.status_code == 200
+
+
+@pytest.mark.parametrize("body", [b"{", b"x" * 2_000_000])
+async def test_without_the_token_the_answer_is_401_whatever_the_body(
+    gateway: RunningGateway, body: bytes
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        answer = await http.post("/v1/chat/completions", content=body,
+                                 headers={"Content-Type": "application/json"})
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert (await gateway.runtime.store.counts()).sessions == 0
