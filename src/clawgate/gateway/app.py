@@ -101,9 +101,7 @@ class Gateway:
 def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="clawgate gateway", version=__version__, lifespan=gateway.lifespan,
                   docs_url="/docs", redoc_url=None)
-    listen = gateway.settings.gateway
-    app.add_middleware(Guard, token=gateway.token, loopback=listen.loopback,
-                       body_limit=listen.max_body_bytes)
+    app.add_middleware(Guard, token=gateway.token, listen=gateway.settings.gateway)
     token = [Depends(BEARER)]  # enforced by the guard, before the body is read; declared here
     _errors(app)
     _health(app, gateway, token)

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clawgate.gateway import auth
 from clawgate.gateway.openai_models import OpenAIError
+from clawgate.gateway.settings import GatewaySettings
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 #: Paths served without the token: health checks, the web page and the API's description.
@@ -27,12 +28,13 @@ PUBLIC = ("/healthz", "/readyz", "/static/", "/openapi.json", "/docs")
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, token: str | None, loopback: bool, body_limit: int
-                 ) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, listen: GatewaySettings) -> None:
         self.app = app
         self.token = token
-        self.loopback = loopback
-        self.body_limit = body_limit
+        self.loopback = listen.loopback
+        own = f"[{listen.host}]" if ":" in listen.host else listen.host
+        self.local_names = LOOPBACK_NAMES | {own.lower()}
+        self.body_limit = listen.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -57,7 +59,7 @@ class Guard:
         if origin is not None and not same_origin(origin, host):
             return 403, "forbidden", (f"requests from other web sites are refused (Origin "
                                       f"{origin[:100]}); use the gateway's own page")
-        if self.loopback and hostname(host) not in LOOPBACK_NAMES:
+        if self.loopback and hostname(host) not in self.local_names:
             return 403, "forbidden", (f"this gateway listens on loopback and answers only to "
                                       f"localhost or 127.0.0.1, not {host[:100]!r}")
         if scope["type"] == "websocket":
