@@ -38,6 +38,7 @@ from clawgate.testing.model_server import (
     Malformed,
     Reply,
     Reset,
+    StreamError,
 )
 
 KEY = "sk-test-0123456789abcdef"
@@ -124,6 +125,28 @@ async def test_http_errors_become_typed_errors(
     assert type(error) is kind
     assert fail.message in str(error)
     assert f"HTTP {fail.status}" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("error_type", "kind"),
+    [
+        ("overloaded_error", Overloaded),
+        ("api_error", ProviderUnavailable),
+        ("rate_limit_error", RateLimited),
+        ("authentication_error", AuthFailed),
+        ("invalid_request_error", ProviderFatal),
+        ("something_new", ProviderUnavailable),
+    ],
+)
+async def test_an_error_event_inside_a_200_stream_is_typed_by_its_error_type(
+    adapter: Provider, server: FakeModelServer, error_type: str, kind: type[ProviderError]
+) -> None:
+    server.script(StreamError(error_type, "it went wrong"))
+    error = await _failure(adapter)
+    assert type(error) is kind
+    assert "it went wrong" in str(error)
+    assert error_type in str(error)
+    assert "HTTP 200" not in str(error)
 
 
 async def test_a_rate_limit_says_when_to_retry(adapter: Provider, server: FakeModelServer) -> None:

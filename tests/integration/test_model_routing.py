@@ -23,6 +23,7 @@ from clawgate.testing.model_server import (
     Malformed,
     Reply,
     Reset,
+    StreamError,
 )
 from tests.integration.model_world import CLAUDE, CLAUDE_KEY, GPT, HOME, WORK, World
 
@@ -105,6 +106,36 @@ async def test_a_model_that_keeps_failing_gives_way_to_the_fallback(world: World
     assert outcome.run.model == CLAUDE
     outcomes = [o for _, _, o in await _attempts(runtime, outcome)]
     assert outcomes == ["unavailable"] * 6 + ["answered"]  # 3 tries of each profile
+
+
+async def test_an_overloaded_error_inside_an_anthropic_stream_rests_it_and_fails_over(
+    world: World,
+) -> None:
+    runtime = await world.runtime(fallbacks=(GPT,))
+    await runtime.set_model("s1", CLAUDE)
+    world.server.on_model("claude-test", StreamError("overloaded_error", "Overloaded"))
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert (outcome.run.status, outcome.run.model) == (RunStatus.DONE, GPT)
+    assert await _attempts(runtime, outcome) == [
+        ("anthropic/claude-test", "default", "overloaded"),
+        ("openai/gpt-test", "work", "answered")]
+    [tried, _] = await runtime.store.list_attempts(outcome.run.id)
+    assert "Overloaded" in (tried.error or "")
+    assert "HTTP 200" not in (tried.error or "")
+    [cooldown] = await runtime.store.cooldowns()
+    assert cooldown.profile_key == "anthropic:default"
+
+
+async def test_an_api_error_inside_an_anthropic_stream_is_retried(world: World) -> None:
+    runtime = await world.runtime()
+    await runtime.set_model("s1", CLAUDE)
+    world.server.script(StreamError("api_error", "Internal server error"), Reply("fine now"))
+    outcome = await _ask(runtime)
+    assert outcome.reply == "fine now"
+    assert await _attempts(runtime, outcome) == [
+        ("anthropic/claude-test", "default", "unavailable"),
+        ("anthropic/claude-test", "default", "answered")]
 
 
 async def test_stop_while_the_model_hangs_ends_the_run_and_hangs_up(world: World) -> None:
