@@ -11,7 +11,8 @@ first token of a reply:
   candidate would do better); a stop is never failed over.
 
 After the first token nothing is retried (the user has seen the text): the error is raised.
-Every try is written to ``trail``, which the run records.
+Every try is written to a ``Trail``, which the run records: the attempts, the call in flight
+(so a run stopped mid-reply can name it) and every token the providers reported.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 
 from clawgate.clock import Clock
-from clawgate.domain import Attempt, Cooldown, ModelRef
+from clawgate.domain import Attempt, Cooldown, ModelRef, Usage
 from clawgate.errors import (
     AuthFailed,
     BillingFailed,
@@ -42,6 +43,7 @@ from clawgate.providers.base import (
     Provider,
     StreamEvent,
     TextDelta,
+    UsageReport,
 )
 from clawgate.store.protocol import Store
 
@@ -72,6 +74,29 @@ class ProviderEntry:
     @classmethod
     def single(cls, provider: Provider) -> ProviderEntry:
         return cls(((("default", provider),)), provider.capabilities.context_window)
+
+
+@dataclass
+class Trail:
+    """What the router did for one run: each candidate tried, the one being called now, and
+    the tokens the providers reported, counted as they arrive (so a call that fails, or is
+    stopped or timed out halfway, still counts what it cost)."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    calling: tuple[ModelRef, str] | None = None  # (model, auth profile) streaming now
+
+    def tried(self, model: ModelRef, profile: str, outcome: str, error: str | None = None
+              ) -> None:
+        self.calling = None
+        self.attempts.append(Attempt(model, profile, outcome, error))
+
+    def ended(self, outcome: str, error: str | None = None) -> list[Attempt]:
+        """Every attempt, with the call still in flight (if any) closed as ``outcome``."""
+        if self.calling is None:
+            return list(self.attempts)
+        model, profile = self.calling
+        return [*self.attempts, Attempt(model, profile, outcome, error)]
 
 
 class Router:
@@ -124,8 +149,7 @@ class Router:
     # --- calling -------------------------------------------------------------------------
 
     async def stream(
-        self, chain: Sequence[ModelRef], messages: tuple[ChatMessage, ...],
-        trail: list[Attempt],
+        self, chain: Sequence[ModelRef], messages: tuple[ChatMessage, ...], trail: Trail,
     ) -> AsyncIterator[StreamEvent]:
         """The first candidate that answers streams its reply; ``trail`` records every try."""
         resting = await self._resting()
@@ -137,7 +161,7 @@ class Router:
         for model, profile, adapter in candidates:
             if _key(model, profile) in resting:
                 cooldown = resting[_key(model, profile)]
-                trail.append(Attempt(model, profile, "cooling_down", cooldown.reason))
+                trail.tried(model, profile, "cooling_down", cooldown.reason)
                 continue
             try:
                 async for event in self._tries(model, profile, adapter, messages, trail):
@@ -149,18 +173,21 @@ class Router:
 
     async def _tries(
         self, model: ModelRef, profile: str, adapter: Provider,
-        messages: tuple[ChatMessage, ...], trail: list[Attempt],
+        messages: tuple[ChatMessage, ...], trail: Trail,
     ) -> AsyncIterator[StreamEvent]:
         request = ModelRequest(model.model, messages, self.providers[
             model.provider].max_output_tokens)
         for attempt in range(self.policy.retries + 1):
             started = False
+            trail.calling = (model, profile)
             try:
                 async for event in adapter.stream(request):
                     started = started or isinstance(event, TextDelta)
+                    if isinstance(event, UsageReport):
+                        trail.usage += event.usage
                     yield event
             except ProviderError as error:
-                trail.append(Attempt(model, profile, error.kind, str(error)))
+                trail.tried(model, profile, error.kind, str(error))
                 if started or isinstance(error, _RAISE):
                     raise
                 if isinstance(error, _MOVE_ON_AND_REST):
@@ -170,7 +197,7 @@ class Router:
                     raise _Declined(error) from error
                 await self._sleep(self._backoff(attempt))
                 continue
-            trail.append(Attempt(model, profile, "answered"))
+            trail.tried(model, profile, "answered")
             await self._forgive(model, profile)
             return
 
