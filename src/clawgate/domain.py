@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from clawgate.errors import InvalidInput
+from clawgate.errors import CoolingDown, InvalidInput, NotConfigured
 
 # --- run status and its transition table ---------------------------------------------
 
@@ -388,7 +388,7 @@ class RunOutcome:
 
 
 #: Attempts that never reached the provider.
-SKIPPED_OUTCOMES = frozenset({"cooling_down", "not_configured"})
+SKIPPED_OUTCOMES = frozenset({CoolingDown.kind, NotConfigured.kind})
 
 
 def cut_short(status: RunStatus) -> str:

@@ -107,6 +107,30 @@ def test_no_key_appears_in_any_output_log_error_or_stored_row(
     assert "Incorrect API key provided: [redacted]" in dump  # the error itself is kept
 
 
+def test_an_unset_key_is_skipped_without_rest_and_used_once_it_is_set(
+    home_with_models: Home, server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_WORK_KEY")
+    monkeypatch.setenv("TEST_SPARE_KEY", "sk-spare-0a1b2c3d4e5f")
+    skipped = home_with_models.run("agent", "-m", "hi")
+    assert skipped.returncode == 0, skipped.stderr
+    run = home_with_models.json("sessions", "show", "main")["runs"][-1]
+    assert run["profile"] == "spare"
+    [work, spare] = run["attempts"]
+    assert (work["profile"], work["outcome"]) == ("work", "not_configured")
+    assert "TEST_WORK_KEY is not set" in work["error"]
+    assert spare["outcome"] == "answered"
+    openai = next(p for p in home_with_models.json("models", "list")["providers"]
+                  if p["name"] == "openai")
+    assert [p["restingUntil"] for p in openai["profiles"]] == [None, None]
+
+    monkeypatch.setenv("TEST_WORK_KEY", WORK_KEY)
+    used = home_with_models.run("agent", "-m", "and now?")
+    assert used.returncode == 0, used.stderr
+    assert server.exchanges[-1].api_key == WORK_KEY
+    assert home_with_models.json("sessions", "show", "main")["runs"][-1]["profile"] == "work"
+
+
 def test_models_list_shows_profiles_keys_and_rest(
     home_with_models: Home, server: FakeModelServer
 ) -> None:
@@ -139,7 +163,7 @@ def test_models_test_reports_latency_and_reply_or_the_failure(
     assert failed.returncode == 1
     results = json.loads(failed.stdout)
     assert [(r["profile"], r["ok"], r.get("errorKind")) for r in results] == [
-        ("work", False, "auth"), ("spare", False, "auth")]
+        ("work", False, "auth"), ("spare", False, "not_configured")]
     assert "TEST_SPARE_KEY is not set" in results[1]["error"]
     unknown = home_with_models.run("models", "test", "nowhere/x")
     assert unknown.returncode == 2

@@ -12,6 +12,7 @@ from clawgate.errors import (
     AuthFailed,
     BillingFailed,
     ContextOverflow,
+    NotConfigured,
     Overloaded,
     ProviderError,
     ProviderFatal,
@@ -170,7 +171,7 @@ async def test_a_missing_key_fails_before_any_request(server: FakeModelServer) -
                                     (Profile("main", "env OPENAI_API_KEY"),),
                                     base_url=server.openai_base_url)
     error = await _failure(OpenAIAdapter(settings, settings.profiles[0]))
-    assert isinstance(error, AuthFailed)
+    assert isinstance(error, NotConfigured)
     assert "env OPENAI_API_KEY is not set" in str(error)
     assert server.exchanges == []
 

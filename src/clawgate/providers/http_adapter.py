@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clawgate.errors import AuthFailed, ProviderError, ProviderUnavailable
+from clawgate.errors import NotConfigured, ProviderError, ProviderUnavailable
 from clawgate.providers.http_errors import from_transport
 from clawgate.providers.settings import HttpProviderSettings, Profile
 from clawgate.redaction import redact
@@ -27,7 +27,7 @@ class HttpAdapter:
 
     def _require_key(self) -> None:
         if self.settings.needs_key and not self.profile.api_key:
-            raise AuthFailed(f"no API key for profile {self.profile.name!r} "
+            raise NotConfigured(f"no API key for profile {self.profile.name!r} "
                              f"({self.profile.source} is not set)", provider=self.name)
 
     def _redacted(self, text: str) -> str:

@@ -7,8 +7,10 @@ first token of a reply:
   candidate, with jittered, growing waits, then the next candidate is tried;
 * rate limits, refused keys, billing trouble and overload move on at once and rest that
   profile (a cooldown, persisted, that grows with each failure in a row);
-* a timeout moves on; a context overflow or a malformed request is raised (no other
-  candidate would do better); a stop is never failed over.
+* a timeout moves on; so does a profile that is not configured (its key is not set), which
+  is recorded but not rested: setting the key takes effect on the next turn;
+* a context overflow or a malformed request is raised (no other candidate would do
+  better); a stop is never failed over.
 
 After the first token nothing is retried (the user has seen the text): the error is raised.
 Every try is written to a ``Trail``, which the run records: the attempts, the call in flight
@@ -31,6 +33,7 @@ from clawgate.errors import (
     ContextOverflow,
     CoolingDown,
     InvalidInput,
+    NotConfigured,
     Overloaded,
     ProviderError,
     ProviderFatal,
@@ -48,6 +51,7 @@ from clawgate.providers.base import (
 from clawgate.store.protocol import Store
 
 _MOVE_ON_AND_REST = (RateLimited, AuthFailed, BillingFailed, Overloaded)
+_MOVE_ON = (ProviderTimeout, NotConfigured)
 _RAISE = (ContextOverflow, ProviderFatal)
 COOLDOWN_CACHE_S = 1.0
 
@@ -193,7 +197,7 @@ class Router:
                 if isinstance(error, _MOVE_ON_AND_REST):
                     await self._rest(model, profile, error)
                     raise _Declined(error) from error
-                if isinstance(error, ProviderTimeout) or attempt == self.policy.retries:
+                if isinstance(error, _MOVE_ON) or attempt == self.policy.retries:
                     raise _Declined(error) from error
                 await self._sleep(self._backoff(attempt))
                 continue
