@@ -131,6 +131,26 @@ def test_an_unset_key_is_skipped_without_rest_and_used_once_it_is_set(
     assert home_with_models.json("sessions", "show", "main")["runs"][-1]["profile"] == "work"
 
 
+@pytest.mark.parametrize("via", ["in-process", "gateway"])
+def test_a_chat_command_that_fails_says_why_and_the_chat_goes_on(
+    home_with_models: Home, server: FakeModelServer, via: str
+) -> None:
+    server.on_model("badreq", Fail(400, "this request is malformed"))
+    if via == "gateway":
+        home_with_models.start_gateway()
+    first = home_with_models.run("chat", stdin="hello\n")
+    assert "reply to: hello" in first.stdout, first.stderr
+    done = home_with_models.run(
+        "chat", stdin="/model openai/badreq\n/compact\n/status\nstill here?\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "! /compact failed: " in out
+    assert "this request is malformed (HTTP 400)" in out
+    assert "model     openai/badreq" in out  # /status, after the failure
+    assert "[failed: openai: this request is malformed (HTTP 400)]" in out  # "still here?"
+    assert "Traceback" not in done.stderr
+
+
 def test_models_list_shows_profiles_keys_and_rest(
     home_with_models: Home, server: FakeModelServer
 ) -> None:
