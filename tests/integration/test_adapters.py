@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -174,6 +175,27 @@ async def test_a_missing_key_fails_before_any_request(server: FakeModelServer) -
     assert isinstance(error, NotConfigured)
     assert "env OPENAI_API_KEY is not set" in str(error)
     assert server.exchanges == []
+
+
+@pytest.mark.parametrize("kind", list(ProviderKind))
+async def test_a_refused_connection_names_the_endpoint_without_its_secrets(
+    kind: ProviderKind,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = "/v1" if kind is ProviderKind.OPENAI else ""
+    settings = HttpProviderSettings(
+        "local", kind, (Profile("main", "env K", KEY),),
+        base_url=f"http://me:hunter2@127.0.0.1:{port}{path}?key=q-secret", timeout_seconds=5)
+    made = OpenAIAdapter if kind is ProviderKind.OPENAI else AnthropicAdapter
+    adapter = made(settings, settings.profiles[0])
+    error = await _failure(adapter)
+    await adapter.aclose()
+    assert isinstance(error, ProviderUnavailable)
+    assert f"connection to http://127.0.0.1:{port}{path} failed" in str(error)
+    for secret in ("hunter2", "q-secret", KEY):
+        assert secret not in str(error)
 
 
 async def test_a_local_server_needs_no_key(server: FakeModelServer) -> None:

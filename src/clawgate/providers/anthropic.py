@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from clawgate.domain import Usage
-from clawgate.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from clawgate.errors import ProviderError, ProviderTimeout
 from clawgate.providers.base import (
     Capabilities,
     ChatMessage,
@@ -83,7 +83,7 @@ class AnthropicAdapter(HttpAdapter):
             return from_status(self.name, exc.status_code, message, _error_type(exc),
                                exc.response.headers)
         if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderUnavailable(f"connection failed: {message}", provider=self.name)
+            return self._unreachable(message)
         return self._other_failure(exc, message)
 
 

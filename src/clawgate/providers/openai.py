@@ -84,7 +84,7 @@ class OpenAIAdapter(HttpAdapter):
             code = exc.code if isinstance(exc.code, str) else None
             return from_status(self.name, exc.status_code, message, code, exc.response.headers)
         if isinstance(exc, openai.APIConnectionError):
-            return ProviderUnavailable(f"connection failed: {message}", provider=self.name)
+            return self._unreachable(message)
         if isinstance(exc, openai.APIResponseValidationError):
             return ProviderUnavailable(f"malformed response: {message}", provider=self.name)
         if isinstance(exc, openai.APIError) and isinstance(exc.body, dict):  # sent mid-stream
