@@ -391,18 +391,25 @@ class RunOutcome:
 SKIPPED_OUTCOMES = frozenset({CoolingDown.kind, NotConfigured.kind})
 
 
+_CUT_SHORT: Mapping[RunStatus, str] = {
+    RunStatus.KILLED: "stopped", RunStatus.TIMEOUT: "run_timeout",
+    RunStatus.INTERRUPTED: "interrupted", RunStatus.FAILED: "failed",
+}
+#: Attempts ended by their run's end (a stop, the run timeout, ...), not by the provider.
+CUT_SHORT_OUTCOMES = frozenset(_CUT_SHORT.values())
+
+
 def cut_short(status: RunStatus) -> str:
     """The outcome of an attempt still streaming when its run ended with ``status``."""
-    return {RunStatus.KILLED: "stopped", RunStatus.TIMEOUT: "run_timeout"}.get(
-        status, str(status))
+    return _CUT_SHORT.get(status, str(status))
 
 
 def in_use(trail: Sequence[Attempt]) -> Attempt | None:
     """The attempt a run names: the last that answered or was cut short, else the last that
     reached the provider, else the last skipped."""
-    cut = {cut_short(s) for s in TERMINAL_STATUSES - {RunStatus.DONE}}
     called = [a for a in trail if a.outcome not in SKIPPED_OUTCOMES]
-    streaming = [a for a in called if a.outcome == "answered" or a.outcome in cut]
+    streaming = [a for a in called
+                 if a.outcome == "answered" or a.outcome in CUT_SHORT_OUTCOMES]
     for found in (streaming, called, trail):
         if found:
             return found[-1]
