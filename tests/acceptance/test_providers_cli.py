@@ -78,6 +78,33 @@ def test_agent_answers_through_an_openai_compatible_endpoint(
     assert run["cachedTokens"] == 3
 
 
+def test_sessions_show_text_names_the_profile_every_candidate_tried_and_cached_tokens(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    server.on_key(WORK_KEY, Fail(429, "slow down", retry_after=300))
+    server.on_key(CLAUDE_KEY, Reply("Hello from Claude", input_tokens=40, output_tokens=5,
+                                    cached_tokens=32))
+    assert home_with_models.run("agent", "-m", "hi").returncode == 0
+    shown = home_with_models.run("sessions", "show", "main")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "tokens   40 in (32 of them cached), 5 out" in lines
+    [run_line] = [line.split() for line in lines if line.startswith("run_")][:1]
+    assert run_line[1] == "done"
+    assert run_line[-4:-1] == ["claude/claude-test", "default", "40/5/32"]
+    start = lines.index("candidates tried, in order:")
+    header = lines[start + 1]
+    cuts = [header.index(name) for name in ("MODEL", "PROFILE", "OUTCOME", "WHY")]
+    tried = [[line[a:b].strip() for a, b in zip(cuts, [*cuts[1:], None], strict=True)]
+             for line in lines[start + 2:start + 5]]
+    assert [t[:3] for t in tried] == [
+        ["openai/gpt-test", "work", "rate_limited"],
+        ["openai/gpt-test", "spare", "not_configured"],
+        ["claude/claude-test", "default", "answered"]]
+    assert "slow down (HTTP 429)" in tried[0][3]
+    assert "env TEST_SPARE_KEY is not set" in tried[1][3]
+
+
 def test_no_key_appears_in_any_output_log_error_or_stored_row(
     home_with_models: Home, server: FakeModelServer
 ) -> None:
