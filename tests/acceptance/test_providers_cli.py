@@ -17,6 +17,7 @@ from tests.acceptance.cli import Home
 
 WORK_KEY = "sk-work-5f3a9c1e7d2b4a6f8e0c"
 CLAUDE_KEY = "sk-ant-a1b2c3d4e5f6a7b8c9d0"
+CHAT_LINES = "hello\n/status\n/model\n/model smart\n/compact\nagain\n"
 
 
 def _config(server: FakeModelServer) -> str:
@@ -121,9 +122,14 @@ def test_no_key_appears_in_any_output_log_error_or_stored_row(
         home_with_models.run("-vv", "models", "test"),
         home_with_models.run("-vv", "models", "test", "smart", "--json"),
         home_with_models.run("doctor", "--json"),
+        home_with_models.run("-vv", "chat", stdin=CHAT_LINES),
+        home_with_models.run("-vv", "chat", "--session", "other", stdin=CHAT_LINES),
     ]
     assert outputs[0].returncode == 1
     assert "[redacted]" in outputs[0].stderr
+    chat = outputs[-2]
+    assert chat.returncode == 0, chat.stderr
+    assert "[redacted]" in chat.stdout  # the provider's error is shown, without the key
     for done in outputs:
         assert WORK_KEY not in done.stdout + done.stderr
         assert CLAUDE_KEY not in done.stdout + done.stderr
