@@ -73,6 +73,21 @@ async def test_a_rate_limited_profile_rests_and_the_next_profile_answers(world: 
     assert cooldown.until == world.clock.now() + timedelta(seconds=30)
 
 
+async def test_an_overload_rests_the_profile_briefly_at_first_then_longer(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(529, "Overloaded"))
+    assert (await _ask(runtime)).reply == "reply to: hello"  # home answered meanwhile
+    [first] = await runtime.store.cooldowns()
+    assert (first.profile_key, first.until) == (
+        "openai:work", world.clock.now() + timedelta(seconds=10))
+    world.clock.advance(11)
+    await _ask(runtime, "again")
+    [second] = await runtime.store.cooldowns()
+    assert second.until == world.clock.now() + timedelta(seconds=30)
+
+
 async def test_refused_keys_fail_over_to_the_next_model(world: World) -> None:
     runtime = await world.runtime()
     world.server.on_key(WORK, Fail(401, "bad key"))

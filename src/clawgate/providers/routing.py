@@ -64,6 +64,8 @@ class RoutingPolicy:
     backoff_s: float = 0.5  # the first wait; doubles each time, jittered
     backoff_cap_s: float = 8.0
     cooldown_windows_s: tuple[float, ...] = (60.0, 300.0, 1500.0, 3600.0)
+    # An overload (503/529) is often over in seconds: a short first rest, growing likewise.
+    overload_windows_s: tuple[float, ...] = (10.0, 30.0, 120.0, 300.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,9 +227,10 @@ class Router:
 
     async def _rest(self, model: ModelRef, profile: str, error: ProviderError) -> None:
         retry_after = error.retry_after if isinstance(error, RateLimited) else None
+        windows = (self.policy.overload_windows_s if isinstance(error, Overloaded)
+                   else self.policy.cooldown_windows_s)
         cooldown = await self._store.record_cooldown(
-            _key(model, profile), f"{error.kind}: {error}", self.policy.cooldown_windows_s,
-            retry_after)
+            _key(model, profile), f"{error.kind}: {error}", windows, retry_after)
         self._cooldowns[cooldown.profile_key] = cooldown
 
     async def _forgive(self, model: ModelRef, profile: str) -> None:
