@@ -51,6 +51,7 @@ auth = "token"                 # "token" (see `clawgate gateway token`) or "none
 retries = 2                    # extra tries of one model after a transient error
 backoff_ms = 500               # the first wait between them (doubles, with jitter)
 cooldown_minutes = [1, 5, 25, 60]  # how long a failing key rests, growing per failure
+overload_seconds = [10, 30, 120, 300]  # how long an overloaded provider rests, likewise
 
 [runtime]
 lease_seconds = 15             # how long an owner's claim on a run lasts without renewal
@@ -171,13 +172,16 @@ def _models(models: Table, names: list[str], root: Table) -> tuple[ModelRef, Rou
     fallbacks = tuple(_ref(models, "fallbacks", text, names, aliases)
                       for text in models.strings("fallbacks"))
     models.done()
-    routing = root.table("routing", ("retries", "backoff_ms", "cooldown_minutes"))
+    routing = root.table("routing", ("retries", "backoff_ms", "cooldown_minutes",
+                                     "overload_seconds"))
     policy = RoutingPolicy(
         fallbacks=fallbacks, aliases=aliases,
         retries=routing.integer("retries", 2, 0, 10),
         backoff_s=routing.integer("backoff_ms", 500, 0, 60_000) / 1000,
         cooldown_windows_s=tuple(m * 60 for m in routing.numbers(
             "cooldown_minutes", [1, 5, 25, 60], 0, 1440)),
+        overload_windows_s=tuple(routing.numbers(
+            "overload_seconds", [10, 30, 120, 300], 0, 86_400)),
     )
     routing.done()
     return default, policy

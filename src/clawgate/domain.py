@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from clawgate.errors import InvalidInput
+from clawgate.errors import CoolingDown, InvalidInput, NotConfigured
 
 # --- run status and its transition table ---------------------------------------------
 
@@ -377,12 +377,43 @@ class RunOutcome:
         if not self.status.terminal:
             raise ValueError(f"a run outcome needs a terminal status, got {self.status}")
 
-    def with_trail(self, trail: Sequence[Attempt]) -> RunOutcome:
-        """This outcome, with the candidates tried; the last that answered is named."""
-        answered = [a for a in trail if a.outcome == "answered"]
-        model, profile = (answered[-1].model, answered[-1].profile) if answered else (
-            (trail[-1].model, trail[-1].profile) if trail else (self.model, self.profile))
-        return dataclasses.replace(self, model=model, profile=profile, attempts=tuple(trail))
+    def with_trail(self, trail: Sequence[Attempt], usage: Usage) -> RunOutcome:
+        """This outcome with the candidates tried and every token they cost. The run names
+        the candidate last in use: the last that answered or was cut short by the run's end,
+        else the last one called."""
+        named = in_use(trail)
+        model, profile = (named.model, named.profile) if named else (self.model, self.profile)
+        return dataclasses.replace(self, model=model, profile=profile, attempts=tuple(trail),
+                                   usage=usage)
+
+
+#: Attempts that never reached the provider.
+SKIPPED_OUTCOMES = frozenset({CoolingDown.kind, NotConfigured.kind})
+
+
+_CUT_SHORT: Mapping[RunStatus, str] = {
+    RunStatus.KILLED: "stopped", RunStatus.TIMEOUT: "run_timeout",
+    RunStatus.INTERRUPTED: "interrupted", RunStatus.FAILED: "failed",
+}
+#: Attempts ended by their run's end (a stop, the run timeout, ...), not by the provider.
+CUT_SHORT_OUTCOMES = frozenset(_CUT_SHORT.values())
+
+
+def cut_short(status: RunStatus) -> str:
+    """The outcome of an attempt still streaming when its run ended with ``status``."""
+    return _CUT_SHORT.get(status, str(status))
+
+
+def in_use(trail: Sequence[Attempt]) -> Attempt | None:
+    """The attempt a run names: the last that answered or was cut short, else the last that
+    reached the provider, else the last skipped."""
+    called = [a for a in trail if a.outcome not in SKIPPED_OUTCOMES]
+    streaming = [a for a in called
+                 if a.outcome == "answered" or a.outcome in CUT_SHORT_OUTCOMES]
+    for found in (streaming, called, trail):
+        if found:
+            return found[-1]
+    return None
 
 
 # --- pure planning shared by every store ----------------------------------------------

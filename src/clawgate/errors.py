@@ -12,7 +12,9 @@
     ├── DeliveryFailed              a channel could not take a reply (retried unless permanent)
     └── ProviderError               a model provider failed (never turned into reply text)
         ├── RateLimited             429; ``retry_after`` seconds when the provider says
-        ├── AuthFailed              401/403: a missing, wrong or revoked key
+        ├── AuthFailed              401/403: a wrong or revoked key
+        ├── NotConfigured           a profile lacks what it needs (an unset key): skipped,
+        │                           never rested, so setting it takes effect at once
         ├── BillingFailed           402, quota or credit exhausted
         ├── ProviderTimeout         no answer in time
         ├── ProviderUnavailable     5xx, connection reset, malformed stream: worth a retry
@@ -106,6 +108,12 @@ class RateLimited(ProviderError):
 
 class AuthFailed(ProviderError):
     kind = "auth"
+
+
+class NotConfigured(ProviderError):
+    """A configuration problem (a key variable not set), not a failure of the provider."""
+
+    kind = "not_configured"
 
 
 class BillingFailed(ProviderError):

@@ -17,6 +17,7 @@ from tests.acceptance.cli import Home
 
 WORK_KEY = "sk-work-5f3a9c1e7d2b4a6f8e0c"
 CLAUDE_KEY = "sk-ant-a1b2c3d4e5f6a7b8c9d0"
+CHAT_LINES = "hello\n/status\n/model\n/model smart\n/compact\nagain\n"
 
 
 def _config(server: FakeModelServer) -> str:
@@ -78,6 +79,33 @@ def test_agent_answers_through_an_openai_compatible_endpoint(
     assert run["cachedTokens"] == 3
 
 
+def test_sessions_show_text_names_the_profile_every_candidate_tried_and_cached_tokens(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    server.on_key(WORK_KEY, Fail(429, "slow down", retry_after=300))
+    server.on_key(CLAUDE_KEY, Reply("Hello from Claude", input_tokens=40, output_tokens=5,
+                                    cached_tokens=32))
+    assert home_with_models.run("agent", "-m", "hi").returncode == 0
+    shown = home_with_models.run("sessions", "show", "main")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "tokens   40 in (32 of them cached), 5 out" in lines
+    [run_line] = [line.split() for line in lines if line.startswith("run_")][:1]
+    assert run_line[1] == "done"
+    assert run_line[-4:-1] == ["claude/claude-test", "default", "40/5/32"]
+    start = lines.index("candidates tried, in order:")
+    header = lines[start + 1]
+    cuts = [header.index(name) for name in ("MODEL", "PROFILE", "OUTCOME", "WHY")]
+    tried = [[line[a:b].strip() for a, b in zip(cuts, [*cuts[1:], None], strict=True)]
+             for line in lines[start + 2:start + 5]]
+    assert [t[:3] for t in tried] == [
+        ["openai/gpt-test", "work", "rate_limited"],
+        ["openai/gpt-test", "spare", "not_configured"],
+        ["claude/claude-test", "default", "answered"]]
+    assert "slow down (HTTP 429)" in tried[0][3]
+    assert "env TEST_SPARE_KEY is not set" in tried[1][3]
+
+
 def test_no_key_appears_in_any_output_log_error_or_stored_row(
     home_with_models: Home, server: FakeModelServer
 ) -> None:
@@ -94,9 +122,14 @@ def test_no_key_appears_in_any_output_log_error_or_stored_row(
         home_with_models.run("-vv", "models", "test"),
         home_with_models.run("-vv", "models", "test", "smart", "--json"),
         home_with_models.run("doctor", "--json"),
+        home_with_models.run("-vv", "chat", stdin=CHAT_LINES),
+        home_with_models.run("-vv", "chat", "--session", "other", stdin=CHAT_LINES),
     ]
     assert outputs[0].returncode == 1
     assert "[redacted]" in outputs[0].stderr
+    chat = outputs[-2]
+    assert chat.returncode == 0, chat.stderr
+    assert "[redacted]" in chat.stdout  # the provider's error is shown, without the key
     for done in outputs:
         assert WORK_KEY not in done.stdout + done.stderr
         assert CLAUDE_KEY not in done.stdout + done.stderr
@@ -105,6 +138,50 @@ def test_no_key_appears_in_any_output_log_error_or_stored_row(
     assert WORK_KEY not in dump
     assert CLAUDE_KEY not in dump
     assert "Incorrect API key provided: [redacted]" in dump  # the error itself is kept
+
+
+def test_an_unset_key_is_skipped_without_rest_and_used_once_it_is_set(
+    home_with_models: Home, server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_WORK_KEY")
+    monkeypatch.setenv("TEST_SPARE_KEY", "sk-spare-0a1b2c3d4e5f")
+    skipped = home_with_models.run("agent", "-m", "hi")
+    assert skipped.returncode == 0, skipped.stderr
+    run = home_with_models.json("sessions", "show", "main")["runs"][-1]
+    assert run["profile"] == "spare"
+    [work, spare] = run["attempts"]
+    assert (work["profile"], work["outcome"]) == ("work", "not_configured")
+    assert "TEST_WORK_KEY is not set" in work["error"]
+    assert spare["outcome"] == "answered"
+    openai = next(p for p in home_with_models.json("models", "list")["providers"]
+                  if p["name"] == "openai")
+    assert [p["restingUntil"] for p in openai["profiles"]] == [None, None]
+
+    monkeypatch.setenv("TEST_WORK_KEY", WORK_KEY)
+    used = home_with_models.run("agent", "-m", "and now?")
+    assert used.returncode == 0, used.stderr
+    assert server.exchanges[-1].api_key == WORK_KEY
+    assert home_with_models.json("sessions", "show", "main")["runs"][-1]["profile"] == "work"
+
+
+@pytest.mark.parametrize("via", ["in-process", "gateway"])
+def test_a_chat_command_that_fails_says_why_and_the_chat_goes_on(
+    home_with_models: Home, server: FakeModelServer, via: str
+) -> None:
+    server.on_model("badreq", Fail(400, "this request is malformed"))
+    if via == "gateway":
+        home_with_models.start_gateway()
+    first = home_with_models.run("chat", stdin="hello\n")
+    assert "reply to: hello" in first.stdout, first.stderr
+    done = home_with_models.run(
+        "chat", stdin="/model openai/badreq\n/compact\n/status\nstill here?\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "! /compact failed: " in out
+    assert "this request is malformed (HTTP 400)" in out
+    assert "model     openai/badreq" in out  # /status, after the failure
+    assert "[failed: openai: this request is malformed (HTTP 400)]" in out  # "still here?"
+    assert "Traceback" not in done.stderr
 
 
 def test_models_list_shows_profiles_keys_and_rest(
@@ -139,7 +216,7 @@ def test_models_test_reports_latency_and_reply_or_the_failure(
     assert failed.returncode == 1
     results = json.loads(failed.stdout)
     assert [(r["profile"], r["ok"], r.get("errorKind")) for r in results] == [
-        ("work", False, "auth"), ("spare", False, "auth")]
+        ("work", False, "auth"), ("spare", False, "not_configured")]
     assert "TEST_SPARE_KEY is not set" in results[1]["error"]
     unknown = home_with_models.run("models", "test", "nowhere/x")
     assert unknown.returncode == 2

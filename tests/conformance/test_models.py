@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from clawgate.domain import Attempt, ModelRef, Role, RunOutcome, RunStatus, Usage
 from clawgate.store.protocol import Store
 from clawgate.testing import ManualClock
@@ -90,3 +92,20 @@ async def test_cooldown_windows_stop_growing_at_the_last_one(store: Store) -> No
         last = await store.record_cooldown("p:x", "overloaded", WINDOWS, None)
     assert last.failures == 6
     assert (last.until - store.clock.now()).total_seconds() == 3600
+
+
+@pytest.mark.parametrize("status", [RunStatus.KILLED, RunStatus.FAILED, RunStatus.TIMEOUT])
+async def test_tokens_spent_count_whatever_the_run_ended_as(
+    store: Store, status: RunStatus
+) -> None:
+    run = await running(store)
+    stopped = Attempt(SONNET, "default", "stopped", "stopped by request")
+    ended = await store.finish_run(run.id, OWNER, RunOutcome(
+        status, "Once", Usage(120, 1, 100), error="ended early", model=SONNET,
+        profile="default", attempts=(stopped,)))
+    assert ended is not None
+    assert (ended.status, ended.usage, ended.profile) == (status, Usage(120, 1, 100), "default")
+    assert await store.list_attempts(run.id) == [stopped]
+    session = await store.get_session("s1")
+    assert session is not None
+    assert session.usage == Usage(120, 1, 100)

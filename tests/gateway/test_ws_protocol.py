@@ -262,15 +262,23 @@ async def test_metrics_count_runs_and_queue_depth(
     await client.request("sessions.patch", session="s2", model="broken/echo")
     await client.request("chat.send", session="s2", text="hi")
     await _events_until(client, "run.failed")
+    await client.request("sessions.patch", session="s3", model="hang/echo")
+    ack = await client.request("chat.send", session="s3", text="hang please")
+    run_id = await _run_of(client, ack["messageId"])
+    await _events_until(client, "run.running", run_id)
+    await client.request("chat.abort", session="s3")
+    await _events_until(client, "run.killed", run_id)
     async with httpx.AsyncClient(base_url=gateway.url) as http:
         text = (await http.get("/metrics", headers={
             "Authorization": f"Bearer {gateway.token}"})).text
     assert 'clawgate_runs_ended_total{status="done"} 1' in text
     assert 'clawgate_runs_ended_total{status="failed"} 1' in text
+    assert 'clawgate_runs_ended_total{status="killed"} 1' in text
     assert 'clawgate_provider_errors_total{kind="auth"} 1' in text
+    assert 'kind="stopped"' not in text  # a stop is not a provider error
     assert "clawgate_messages_waiting 0" in text
-    assert 'clawgate_messages_accepted_total{channel="ws"} 2' in text
-    assert "clawgate_run_duration_seconds_count 2" in text
+    assert 'clawgate_messages_accepted_total{channel="ws"} 3' in text
+    assert "clawgate_run_duration_seconds_count 3" in text
 
 
 async def test_shutdown_ends_a_hanging_run_interrupted_and_records_it(

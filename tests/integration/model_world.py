@@ -32,7 +32,8 @@ class World:
     runtimes: list[Runtime]
 
     async def runtime(
-        self, timeout_s: float = 5.0, window: int = 128_000, system_prompt: str = ""
+        self, timeout_s: float = 5.0, window: int = 128_000, system_prompt: str = "",
+        fallbacks: tuple[ModelRef, ...] = (CLAUDE,),
     ) -> Runtime:
         providers = build([
             HttpProviderSettings("openai", ProviderKind.OPENAI,
@@ -45,7 +46,7 @@ class World:
         ])
         settings = RuntimeSettings(
             default_model=GPT, poll_interval=0.01, system_prompt=system_prompt,
-            routing=RoutingPolicy(fallbacks=(CLAUDE,), backoff_s=0.01),
+            routing=RoutingPolicy(fallbacks=fallbacks, backoff_s=0.01),
         )
         store = await SqliteStore.open(self.path, self.clock)
         runtime = Runtime(store, providers, settings)

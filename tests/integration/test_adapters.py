@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,7 @@ from clawgate.errors import (
     AuthFailed,
     BillingFailed,
     ContextOverflow,
+    NotConfigured,
     Overloaded,
     ProviderError,
     ProviderFatal,
@@ -38,6 +40,7 @@ from clawgate.testing.model_server import (
     Malformed,
     Reply,
     Reset,
+    StreamError,
 )
 
 KEY = "sk-test-0123456789abcdef"
@@ -126,6 +129,28 @@ async def test_http_errors_become_typed_errors(
     assert f"HTTP {fail.status}" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("error_type", "kind"),
+    [
+        ("overloaded_error", Overloaded),
+        ("api_error", ProviderUnavailable),
+        ("rate_limit_error", RateLimited),
+        ("authentication_error", AuthFailed),
+        ("invalid_request_error", ProviderFatal),
+        ("something_new", ProviderUnavailable),
+    ],
+)
+async def test_an_error_event_inside_a_200_stream_is_typed_by_its_error_type(
+    adapter: Provider, server: FakeModelServer, error_type: str, kind: type[ProviderError]
+) -> None:
+    server.script(StreamError(error_type, "it went wrong"))
+    error = await _failure(adapter)
+    assert type(error) is kind
+    assert "it went wrong" in str(error)
+    assert error_type in str(error)
+    assert "HTTP 200" not in str(error)
+
+
 async def test_a_rate_limit_says_when_to_retry(adapter: Provider, server: FakeModelServer) -> None:
     server.script(Fail(429, "slow down", retry_after=7))
     error = await _failure(adapter)
@@ -147,9 +172,30 @@ async def test_a_missing_key_fails_before_any_request(server: FakeModelServer) -
                                     (Profile("main", "env OPENAI_API_KEY"),),
                                     base_url=server.openai_base_url)
     error = await _failure(OpenAIAdapter(settings, settings.profiles[0]))
-    assert isinstance(error, AuthFailed)
+    assert isinstance(error, NotConfigured)
     assert "env OPENAI_API_KEY is not set" in str(error)
     assert server.exchanges == []
+
+
+@pytest.mark.parametrize("kind", list(ProviderKind))
+async def test_a_refused_connection_names_the_endpoint_without_its_secrets(
+    kind: ProviderKind,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = "/v1" if kind is ProviderKind.OPENAI else ""
+    settings = HttpProviderSettings(
+        "local", kind, (Profile("main", "env K", KEY),),
+        base_url=f"http://me:hunter2@127.0.0.1:{port}{path}?key=q-secret", timeout_seconds=5)
+    made = OpenAIAdapter if kind is ProviderKind.OPENAI else AnthropicAdapter
+    adapter = made(settings, settings.profiles[0])
+    error = await _failure(adapter)
+    await adapter.aclose()
+    assert isinstance(error, ProviderUnavailable)
+    assert f"connection to http://127.0.0.1:{port}{path} failed" in str(error)
+    for secret in ("hunter2", "q-secret", KEY):
+        assert secret not in str(error)
 
 
 async def test_a_local_server_needs_no_key(server: FakeModelServer) -> None:

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from clawgate.domain import Role, RunStatus, Usage
-from clawgate.runtime.bus import ReplyDelta
+from clawgate.runtime.bus import ReplyDelta, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime
 from clawgate.testing.model_server import (
     Exchange,
@@ -23,6 +23,7 @@ from clawgate.testing.model_server import (
     Malformed,
     Reply,
     Reset,
+    StreamError,
 )
 from tests.integration.model_world import CLAUDE, CLAUDE_KEY, GPT, HOME, WORK, World
 
@@ -72,6 +73,21 @@ async def test_a_rate_limited_profile_rests_and_the_next_profile_answers(world: 
     assert cooldown.until == world.clock.now() + timedelta(seconds=30)
 
 
+async def test_an_overload_rests_the_profile_briefly_at_first_then_longer(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(529, "Overloaded"))
+    assert (await _ask(runtime)).reply == "reply to: hello"  # home answered meanwhile
+    [first] = await runtime.store.cooldowns()
+    assert (first.profile_key, first.until) == (
+        "openai:work", world.clock.now() + timedelta(seconds=10))
+    world.clock.advance(11)
+    await _ask(runtime, "again")
+    [second] = await runtime.store.cooldowns()
+    assert second.until == world.clock.now() + timedelta(seconds=30)
+
+
 async def test_refused_keys_fail_over_to_the_next_model(world: World) -> None:
     runtime = await world.runtime()
     world.server.on_key(WORK, Fail(401, "bad key"))
@@ -107,6 +123,36 @@ async def test_a_model_that_keeps_failing_gives_way_to_the_fallback(world: World
     assert outcomes == ["unavailable"] * 6 + ["answered"]  # 3 tries of each profile
 
 
+async def test_an_overloaded_error_inside_an_anthropic_stream_rests_it_and_fails_over(
+    world: World,
+) -> None:
+    runtime = await world.runtime(fallbacks=(GPT,))
+    await runtime.set_model("s1", CLAUDE)
+    world.server.on_model("claude-test", StreamError("overloaded_error", "Overloaded"))
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert (outcome.run.status, outcome.run.model) == (RunStatus.DONE, GPT)
+    assert await _attempts(runtime, outcome) == [
+        ("anthropic/claude-test", "default", "overloaded"),
+        ("openai/gpt-test", "work", "answered")]
+    [tried, _] = await runtime.store.list_attempts(outcome.run.id)
+    assert "Overloaded" in (tried.error or "")
+    assert "HTTP 200" not in (tried.error or "")
+    [cooldown] = await runtime.store.cooldowns()
+    assert cooldown.profile_key == "anthropic:default"
+
+
+async def test_an_api_error_inside_an_anthropic_stream_is_retried(world: World) -> None:
+    runtime = await world.runtime()
+    await runtime.set_model("s1", CLAUDE)
+    world.server.script(StreamError("api_error", "Internal server error"), Reply("fine now"))
+    outcome = await _ask(runtime)
+    assert outcome.reply == "fine now"
+    assert await _attempts(runtime, outcome) == [
+        ("anthropic/claude-test", "default", "unavailable"),
+        ("anthropic/claude-test", "default", "answered")]
+
+
 async def test_stop_while_the_model_hangs_ends_the_run_and_hangs_up(world: World) -> None:
     runtime = await world.runtime()
     world.server.script(Hang())
@@ -120,7 +166,7 @@ async def test_stop_while_the_model_hangs_ends_the_run_and_hangs_up(world: World
     await _closed(world.server.exchanges[0])
     outcome = await runtime.wait_for(accepted.message.id, within=5)
     assert len(world.server.exchanges) == 1  # a stop is never failed over
-    assert await _attempts(runtime, outcome) == []
+    assert await _attempts(runtime, outcome) == [("openai/gpt-test", "work", "stopped")]
 
 
 async def test_stop_mid_stream_keeps_the_partial_reply_marked_as_stopped(world: World) -> None:
@@ -141,6 +187,64 @@ async def test_stop_mid_stream_keeps_the_partial_reply_marked_as_stopped(world: 
     assert (entries[-1].role, entries[-1].stopped) == (Role.ASSISTANT, True)
 
 
+async def test_a_run_stopped_after_a_failover_names_the_profile_that_was_streaming(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(429, "slow down", retry_after=30))
+    world.server.on_key(HOME, Hang(("Once",)))
+    deltas = runtime.subscribe("s1")
+    accepted = await runtime.send("s1", "tell me a story")
+    await _first_text(deltas)
+    await runtime.stop("s1")
+    outcome = await runtime.wait_for(accepted.message.id, within=5)
+    assert outcome.run is not None
+    assert (outcome.run.status, outcome.run.model, outcome.run.profile) == (
+        RunStatus.KILLED, GPT, "home")
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "rate_limited"), ("openai/gpt-test", "home", "stopped")]
+
+
+async def test_input_tokens_reported_before_a_stop_count_on_the_run_and_session(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    await runtime.set_model("s1", CLAUDE)
+    world.server.script(Hang(("Once",), input_tokens=120))
+    deltas = runtime.subscribe("s1")
+    accepted = await runtime.send("s1", "tell me a story")
+    await _first_text(deltas)
+    await runtime.stop("s1")
+    outcome = await runtime.wait_for(accepted.message.id, within=5)
+    assert outcome.run is not None
+    assert outcome.run.status is RunStatus.KILLED
+    assert outcome.run.usage == Usage(120, 1)  # message_start: the input, one output token
+    session = await runtime.store.get_session("s1")
+    assert session is not None
+    assert session.usage == Usage(120, 1)
+
+
+async def test_tokens_spent_compacting_count_on_a_run_that_then_fails(world: World) -> None:
+    runtime = await world.runtime()
+    await _ask(runtime, "first question")
+    await _ask(runtime, "second question")
+    session = await runtime.store.get_session("s1")
+    assert session is not None
+    world.server.script(
+        Fail(400, "This model's maximum context length is 100 tokens",
+             code="context_length_exceeded"),
+        Reply("the summary", input_tokens=90, output_tokens=12),
+        Fail(400, "unknown parameter"),
+    )
+    outcome = await _ask(runtime, "third question")
+    assert outcome.run is not None
+    assert outcome.run.status is RunStatus.FAILED
+    assert outcome.run.usage == Usage(90, 12)
+    after = await runtime.store.get_session("s1")
+    assert after is not None
+    assert after.usage == session.usage + Usage(90, 12)
+
+
 async def test_the_run_timeout_ends_a_hanging_run_and_hangs_up(world: World) -> None:
     runtime = await world.runtime()
     world.server.script(Hang(("Thinking",)))
@@ -151,6 +255,7 @@ async def test_the_run_timeout_ends_a_hanging_run_and_hangs_up(world: World) -> 
     outcome = await runtime.wait_for(accepted.message.id, within=5)
     assert outcome.run is not None
     assert outcome.run.status is RunStatus.TIMEOUT
+    assert await _attempts(runtime, outcome) == [("openai/gpt-test", "work", "run_timeout")]
     await _closed(world.server.exchanges[0])
 
 
@@ -208,6 +313,11 @@ async def test_every_candidate_resting_fails_fast_and_says_until_when(world: Wor
     assert outcome.run is not None
     assert "resting after failures" in (outcome.run.error or "")
     assert len(world.server.exchanges) == calls
+
+
+async def _first_text(events: Subscription) -> None:
+    while not isinstance(await asyncio.wait_for(events.get(), 5), ReplyDelta):
+        pass
 
 
 async def _until(check: Callable[[], bool], within: float = 5.0) -> None:

@@ -140,6 +140,7 @@ system_prompt = "Be brief."
 [routing]
 retries = 1
 cooldown_minutes = [0.5, 2]
+overload_seconds = [5, 20]
 """
     env = {"WORK_KEY": "sk-work", "ANTHROPIC_API_KEY": "sk-ant"}
     settings = parse(text, PATH, PATH.parent, env)
@@ -158,4 +159,5 @@ cooldown_minutes = [0.5, 2]
     assert runtime.routing.fallbacks == (ModelRef("local", "llama3"),)
     assert runtime.routing.aliases["fast"] == ModelRef("openai", "gpt-4o-mini")
     assert runtime.routing.cooldown_windows_s == (30.0, 120.0)
+    assert runtime.routing.overload_windows_s == (5.0, 20.0)
     assert runtime.system_prompt == "Be brief."

@@ -12,6 +12,7 @@ from clawgate.domain import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     TRANSITIONS,
+    Attempt,
     DropPolicy,
     DropReason,
     ModelRef,
@@ -21,6 +22,7 @@ from clawgate.domain import (
     QueueSettings,
     RunOutcome,
     RunStatus,
+    Usage,
     can_transition,
     check_inbound,
     check_key,
@@ -151,3 +153,15 @@ def test_the_summary_note_names_what_was_dropped() -> None:
     note = summary_note(["buy milk", "and " + "eggs " * 40])
     assert note.startswith("[2 earlier messages were dropped from a full queue: buy milk; and")
     assert note.endswith("…]")
+
+
+def test_an_outcome_names_the_candidate_last_in_use() -> None:
+    gpt, claude = ModelRef("openai", "gpt"), ModelRef("anthropic", "claude")
+    killed = RunOutcome(RunStatus.KILLED)
+    steered = [Attempt(gpt, "work", "answered"), Attempt(claude, "default", "stopped")]
+    assert killed.with_trail(steered, Usage(5, 1)).profile == "default"
+    failed = RunOutcome(RunStatus.FAILED, error="no")
+    tried = [Attempt(gpt, "work", "auth"), Attempt(gpt, "home", "cooling_down")]
+    assert (failed.with_trail(tried, Usage()).model,
+            failed.with_trail(tried, Usage()).profile) == (gpt, "work")
+    assert failed.with_trail([], Usage()).profile is None

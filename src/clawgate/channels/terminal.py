@@ -171,6 +171,9 @@ class TerminalChat:
         except InvalidInput as exc:
             self._say(f"! {exc}")
             return
+        except ClawgateError as exc:  # a provider, the store or the gateway failed: say so
+            self._say(f"! {_doing(line)} failed: {exc}")  # and go on chatting
+            return
         if isinstance(result, str):
             self._say(result)
             return
@@ -258,3 +261,8 @@ class TerminalChat:
         if said:  # otherwise the run's own end is shown anyway
             self._say(f"[{said}]")
 
+
+def _doing(line: str) -> str:
+    """What a typed line asked for, to say what failed: the command, or the message."""
+    word = line.split(maxsplit=1)[0] if line.strip() else ""
+    return word if word.startswith("/") else "sending the message"

@@ -80,20 +80,22 @@ def _show_text(row: Json) -> str:
         f"session  {row['key']} ({row['sessionId']})",
         f"status   {row['status']}",
         f"model    {row['modelProvider']}/{row['model']}",
-        f"tokens   {row['inputTokens']} in, {row['outputTokens']} out",
+        f"tokens   {_tokens(row)}",
         f"updated  {_short(row['updatedAt'])}",
     ]
     run_table = table(
         [[str(r["id"]), str(r["status"]), _short(r["startedAt"]), dash(r["runtimeMs"]),
-          f"{dash(r['modelProvider'])}/{dash(r['model'])}", dash(r["error"])] for r in runs],
-        ["RUN", "STATUS", "STARTED", "MS", "MODEL", "ERROR"],
+          f"{dash(r['modelProvider'])}/{dash(r['model'])}", dash(r["profile"]),
+          f"{r['inputTokens']}/{r['outputTokens']}/{r['cachedTokens']}", dash(r["error"])]
+         for r in runs],
+        ["RUN", "STATUS", "STARTED", "MS", "MODEL", "PROFILE", "IN/OUT/CACHED", "ERROR"],
     )
     message_table = table(
         [[str(m["id"]), _short(m["receivedAt"]), str(m["fate"]), dash(m["reason"]),
           dash(m["runId"]), str(m["text"])] for m in inbound],
         ["MESSAGE", "RECEIVED", "FATE", "REASON", "RUN", "TEXT"],
     )
-    parts = [*head, "", run_table, "", message_table]
+    parts = [*head, "", run_table, *_attempts_text(runs), "", message_table]
     outbox: list[Json] = row["outbox"]
     if outbox:
         parts += ["", table(
@@ -102,6 +104,26 @@ def _show_text(row: Json) -> str:
             ["REPLY", "TO", "DELIVERY", "TRIES", "LAST ERROR"],
         )]
     return "\n".join(parts)
+
+
+def _tokens(row: Json) -> str:
+    cached = f" ({row['cachedTokens']} of them cached)" if row.get("cachedTokens") else ""
+    return f"{row['inputTokens']} in{cached}, {row['outputTokens']} out"
+
+
+def _attempts_text(runs: list[Json]) -> list[str]:
+    """Every candidate tried, for the runs where more happened than one answer."""
+    rows = []
+    for run in runs:
+        tried: list[Json] = run.get("attempts") or []
+        if [a["outcome"] for a in tried] in ([], ["answered"]):
+            continue
+        rows += [[str(run["id"]) if n == 1 else "", str(n), str(a["model"]), str(a["profile"]),
+                  str(a["outcome"]), dash(a["error"])] for n, a in enumerate(tried, 1)]
+    if not rows:
+        return []
+    return ["", "candidates tried, in order:",
+            table(rows, ["RUN", "TRY", "MODEL", "PROFILE", "OUTCOME", "WHY"])]
 
 
 def _short(value: object) -> str:

@@ -7,11 +7,14 @@ import asyncio
 from bisect import bisect_left
 from collections import Counter
 
+from clawgate.domain import CUT_SHORT_OUTCOMES
 from clawgate.runtime.bus import EventBus, RunChanged
 from clawgate.store.protocol import Store
 
 #: Run duration buckets, in seconds.
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+#: Attempt outcomes that are no failure of the provider: an answer, or a stop cutting it short.
+NOT_PROVIDER_ERRORS = CUT_SHORT_OUTCOMES | {"answered"}
 
 
 class Histogram:
@@ -59,7 +62,7 @@ class Metrics:
                     self.runs_ended[str(event.run.status)] += 1
                     self.run_seconds.observe((event.run.runtime_ms or 0) / 1000)
                     for attempt in event.attempts:
-                        if attempt.outcome != "answered":
+                        if attempt.outcome not in NOT_PROVIDER_ERRORS:
                             self.provider_errors[attempt.outcome] += 1
 
     async def render(self, accepted: dict[str, int]) -> str:

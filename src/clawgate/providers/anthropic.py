@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from clawgate.domain import Usage
-from clawgate.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from clawgate.errors import ProviderError, ProviderTimeout
 from clawgate.providers.base import (
     Capabilities,
     ChatMessage,
@@ -51,11 +51,13 @@ class AnthropicAdapter(HttpAdapter):
                 text = usage.take(event)
                 if text:
                     yield TextDelta(text)
+                gained = usage.unreported()
+                if gained is not None:  # as soon as it is known: a stop may come next
+                    yield UsageReport(gained)
         except Exception as exc:
             raise self._translate(exc) from exc
         finally:
             await events.close()  # also on stop: the connection is not left running
-        yield UsageReport(usage.total())
 
     def _connect(self) -> AsyncAnthropic:
         self._require_key()
@@ -81,15 +83,20 @@ class AnthropicAdapter(HttpAdapter):
             return from_status(self.name, exc.status_code, message, _error_type(exc),
                                exc.response.headers)
         if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderUnavailable(f"connection failed: {message}", provider=self.name)
+            return self._unreachable(message)
         return self._other_failure(exc, message)
 
 
 class _UsageCount:
-    """Token counts spread over message_start and message_delta events."""
+    """Token counts spread over message_start and message_delta events (running totals).
+
+    ``message_start`` already counts the input, so a reply stopped or broken halfway still
+    reports what it cost; ``unreported`` hands out each increase once.
+    """
 
     def __init__(self) -> None:
         self.input = self.output = self.cached = 0
+        self._reported = Usage()
 
     def take(self, event: Any) -> str:
         kind = getattr(event, "type", "")
@@ -108,8 +115,15 @@ class _UsageCount:
         self.output = max(self.output, getattr(usage, "output_tokens", None) or 0)
         self.cached = max(self.cached, getattr(usage, "cache_read_input_tokens", None) or 0)
 
-    def total(self) -> Usage:
-        return Usage(self.input, self.output, self.cached)
+    def unreported(self) -> Usage | None:
+        """What the counts grew by since the last call; None when they did not."""
+        total = Usage(self.input, self.output, self.cached)
+        if total == self._reported:
+            return None
+        before, self._reported = self._reported, total
+        return Usage(total.input_tokens - before.input_tokens,
+                     total.output_tokens - before.output_tokens,
+                     total.cached_tokens - before.cached_tokens)
 
 
 def split_system(messages: tuple[ChatMessage, ...]) -> tuple[str, list[Any]]:

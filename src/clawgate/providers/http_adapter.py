@@ -4,8 +4,9 @@ check, closing, and the last steps of turning a failure into a ``ProviderError``
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from clawgate.errors import AuthFailed, ProviderError, ProviderUnavailable
+from clawgate.errors import NotConfigured, ProviderError, ProviderUnavailable
 from clawgate.providers.http_errors import from_transport
 from clawgate.providers.settings import HttpProviderSettings, Profile
 from clawgate.redaction import redact
@@ -27,11 +28,23 @@ class HttpAdapter:
 
     def _require_key(self) -> None:
         if self.settings.needs_key and not self.profile.api_key:
-            raise AuthFailed(f"no API key for profile {self.profile.name!r} "
+            raise NotConfigured(f"no API key for profile {self.profile.name!r} "
                              f"({self.profile.source} is not set)", provider=self.name)
 
     def _redacted(self, text: str) -> str:
         return redact(text, self.settings.secrets())
+
+    def _unreachable(self, message: str) -> ProviderError:
+        """The provider could not be reached: say where we tried (Ollama not running, ...)."""
+        return ProviderUnavailable(f"connection to {self._endpoint()} failed: {message}",
+                                   provider=self.name)
+
+    def _endpoint(self) -> str:
+        """The base URL requests go to, without credentials or a query (either may hold a
+        secret)."""
+        configured = self.settings.base_url or (
+            str(self._client.base_url) if self._client is not None else "")
+        return self._redacted(public_url(configured)) or "the provider's default endpoint"
 
     def _other_failure(self, exc: Exception, message: str) -> ProviderError:
         """A failure that is not an HTTP answer: a broken transport or a garbled stream."""
@@ -52,3 +65,17 @@ def body_message(exc: Exception, nested: str = "error") -> str:
         if isinstance(inner, dict) and isinstance(inner.get("message"), str):
             return str(inner["message"])
     return str(exc) or type(exc).__name__
+
+
+def public_url(url: str) -> str:
+    """``url`` with no user, password, query or fragment; "" if it is not a URL."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return ""
+    if not parts.scheme or not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))

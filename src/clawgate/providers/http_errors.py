@@ -27,13 +27,53 @@ _CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "prompt i
 _BILLING_HINTS = ("insufficient_quota", "billing", "credit balance", "quota")
 
 
+#: What an error sent inside a streamed answer means, as the HTTP status it stands for: the
+#: answer began with a 200, so only the error's type tells (Anthropic's types, OpenAI's codes).
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400, "authentication_error": 401, "invalid_api_key": 401,
+    "billing_error": 402, "permission_error": 403, "not_found_error": 404,
+    "request_too_large": 413, "rate_limit_error": 429, "rate_limit_exceeded": 429,
+    "insufficient_quota": 429, "api_error": 500, "server_error": 500, "timeout_error": 504,
+    "overloaded_error": 529, "context_length_exceeded": 400,
+}
+
+
 def from_status(
     provider: str, status: int, message: str, code: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> ProviderError:
-    """The error an HTTP status (with the provider's message and code) stands for."""
-    text = f"{message} (HTTP {status})"
-    hint = f"{code or ''} {message}".lower()
+    """The error an HTTP status (with the provider's message and code) stands for.
+
+    A 2xx status means the error arrived inside a streamed answer: its type decides.
+    """
+    if 200 <= status < 300:
+        return from_stream_error(provider, message, code, headers)
+    return _classify(provider, status, f"{message} (HTTP {status})", _hint(code, message),
+                     headers)
+
+
+def from_stream_error(
+    provider: str, message: str, code: str | None, headers: Mapping[str, str] | None = None
+) -> ProviderError:
+    """An error the provider sent in the middle of a streamed answer.
+
+    Its type (``overloaded_error``, ``api_error``, ...) or a numeric code says what it is; an
+    error we cannot place is taken as a server error, worth a retry.
+    """
+    kind = (code or "").strip()
+    status = int(kind) if kind.isdigit() and 400 <= int(kind) < 600 else _STATUS_OF_TYPE.get(
+        kind, 500)
+    text = f"{message} ({kind or 'an error'} in the streamed answer)"
+    return _classify(provider, status, text, _hint(code, message), headers)
+
+
+def _hint(code: str | None, message: str) -> str:
+    return f"{code or ''} {message}".lower()
+
+
+def _classify(
+    provider: str, status: int, text: str, hint: str, headers: Mapping[str, str] | None
+) -> ProviderError:
     if status == 429:
         if any(h in hint for h in _BILLING_HINTS):
             return BillingFailed(text, provider=provider)

@@ -7,11 +7,14 @@ first token of a reply:
   candidate, with jittered, growing waits, then the next candidate is tried;
 * rate limits, refused keys, billing trouble and overload move on at once and rest that
   profile (a cooldown, persisted, that grows with each failure in a row);
-* a timeout moves on; a context overflow or a malformed request is raised (no other
-  candidate would do better); a stop is never failed over.
+* a timeout moves on; so does a profile that is not configured (its key is not set), which
+  is recorded but not rested: setting the key takes effect on the next turn;
+* a context overflow or a malformed request is raised (no other candidate would do
+  better); a stop is never failed over.
 
 After the first token nothing is retried (the user has seen the text): the error is raised.
-Every try is written to ``trail``, which the run records.
+Every try is written to a ``Trail``, which the run records: the attempts, the call in flight
+(so a run stopped mid-reply can name it) and every token the providers reported.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 
 from clawgate.clock import Clock
-from clawgate.domain import Attempt, Cooldown, ModelRef
+from clawgate.domain import Attempt, Cooldown, ModelRef, Usage
 from clawgate.errors import (
     AuthFailed,
     BillingFailed,
     ContextOverflow,
     CoolingDown,
     InvalidInput,
+    NotConfigured,
     Overloaded,
     ProviderError,
     ProviderFatal,
@@ -42,10 +46,12 @@ from clawgate.providers.base import (
     Provider,
     StreamEvent,
     TextDelta,
+    UsageReport,
 )
 from clawgate.store.protocol import Store
 
 _MOVE_ON_AND_REST = (RateLimited, AuthFailed, BillingFailed, Overloaded)
+_MOVE_ON = (ProviderTimeout, NotConfigured)
 _RAISE = (ContextOverflow, ProviderFatal)
 COOLDOWN_CACHE_S = 1.0
 
@@ -58,6 +64,8 @@ class RoutingPolicy:
     backoff_s: float = 0.5  # the first wait; doubles each time, jittered
     backoff_cap_s: float = 8.0
     cooldown_windows_s: tuple[float, ...] = (60.0, 300.0, 1500.0, 3600.0)
+    # An overload (503/529) is often over in seconds: a short first rest, growing likewise.
+    overload_windows_s: tuple[float, ...] = (10.0, 30.0, 120.0, 300.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,29 @@ class ProviderEntry:
     @classmethod
     def single(cls, provider: Provider) -> ProviderEntry:
         return cls(((("default", provider),)), provider.capabilities.context_window)
+
+
+@dataclass
+class Trail:
+    """What the router did for one run: each candidate tried, the one being called now, and
+    the tokens the providers reported, counted as they arrive (so a call that fails, or is
+    stopped or timed out halfway, still counts what it cost)."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    calling: tuple[ModelRef, str] | None = None  # (model, auth profile) streaming now
+
+    def tried(self, model: ModelRef, profile: str, outcome: str, error: str | None = None
+              ) -> None:
+        self.calling = None
+        self.attempts.append(Attempt(model, profile, outcome, error))
+
+    def ended(self, outcome: str, error: str | None = None) -> list[Attempt]:
+        """Every attempt, with the call still in flight (if any) closed as ``outcome``."""
+        if self.calling is None:
+            return list(self.attempts)
+        model, profile = self.calling
+        return [*self.attempts, Attempt(model, profile, outcome, error)]
 
 
 class Router:
@@ -124,8 +155,7 @@ class Router:
     # --- calling -------------------------------------------------------------------------
 
     async def stream(
-        self, chain: Sequence[ModelRef], messages: tuple[ChatMessage, ...],
-        trail: list[Attempt],
+        self, chain: Sequence[ModelRef], messages: tuple[ChatMessage, ...], trail: Trail,
     ) -> AsyncIterator[StreamEvent]:
         """The first candidate that answers streams its reply; ``trail`` records every try."""
         resting = await self._resting()
@@ -137,7 +167,7 @@ class Router:
         for model, profile, adapter in candidates:
             if _key(model, profile) in resting:
                 cooldown = resting[_key(model, profile)]
-                trail.append(Attempt(model, profile, "cooling_down", cooldown.reason))
+                trail.tried(model, profile, "cooling_down", cooldown.reason)
                 continue
             try:
                 async for event in self._tries(model, profile, adapter, messages, trail):
@@ -149,28 +179,31 @@ class Router:
 
     async def _tries(
         self, model: ModelRef, profile: str, adapter: Provider,
-        messages: tuple[ChatMessage, ...], trail: list[Attempt],
+        messages: tuple[ChatMessage, ...], trail: Trail,
     ) -> AsyncIterator[StreamEvent]:
         request = ModelRequest(model.model, messages, self.providers[
             model.provider].max_output_tokens)
         for attempt in range(self.policy.retries + 1):
             started = False
+            trail.calling = (model, profile)
             try:
                 async for event in adapter.stream(request):
                     started = started or isinstance(event, TextDelta)
+                    if isinstance(event, UsageReport):
+                        trail.usage += event.usage
                     yield event
             except ProviderError as error:
-                trail.append(Attempt(model, profile, error.kind, str(error)))
+                trail.tried(model, profile, error.kind, str(error))
                 if started or isinstance(error, _RAISE):
                     raise
                 if isinstance(error, _MOVE_ON_AND_REST):
                     await self._rest(model, profile, error)
                     raise _Declined(error) from error
-                if isinstance(error, ProviderTimeout) or attempt == self.policy.retries:
+                if isinstance(error, _MOVE_ON) or attempt == self.policy.retries:
                     raise _Declined(error) from error
                 await self._sleep(self._backoff(attempt))
                 continue
-            trail.append(Attempt(model, profile, "answered"))
+            trail.tried(model, profile, "answered")
             await self._forgive(model, profile)
             return
 
@@ -194,9 +227,10 @@ class Router:
 
     async def _rest(self, model: ModelRef, profile: str, error: ProviderError) -> None:
         retry_after = error.retry_after if isinstance(error, RateLimited) else None
+        windows = (self.policy.overload_windows_s if isinstance(error, Overloaded)
+                   else self.policy.cooldown_windows_s)
         cooldown = await self._store.record_cooldown(
-            _key(model, profile), f"{error.kind}: {error}", self.policy.cooldown_windows_s,
-            retry_after)
+            _key(model, profile), f"{error.kind}: {error}", windows, retry_after)
         self._cooldowns[cooldown.profile_key] = cooldown
 
     async def _forgive(self, model: ModelRef, profile: str) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clawgate.domain import Attempt, ContextEntry, ModelRef, Usage
+from clawgate.domain import ContextEntry, ModelRef, Usage
 from clawgate.errors import ContextOverflow
 from clawgate.providers.base import ChatMessage, ChatRole, TextDelta, UsageReport
-from clawgate.providers.routing import Router
+from clawgate.providers.routing import Router, Trail
 
 INSTRUCTION = (
     "Summarize the conversation above for your own later reference. Keep facts, names, "
@@ -60,7 +60,7 @@ def split(entries: list[ContextEntry], keep_tokens: float
 
 async def summarize(
     router: Router, chain: list[ModelRef], entries: list[ContextEntry], keep_tokens: float,
-    window: int, trail: list[Attempt],
+    window: int, trail: Trail,
 ) -> Summary | None:
     """A summary of the older part of ``entries``; None when there is nothing to compact."""
     older, kept = split(entries, keep_tokens)

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from clawgate.clock import Clock
 from clawgate.domain import (
-    Attempt,
     ContextEntry,
     ModelRef,
     QueueMode,
@@ -22,11 +21,11 @@ from clawgate.domain import (
     Run,
     RunOutcome,
     RunStatus,
-    Usage,
+    cut_short,
 )
 from clawgate.errors import ClawgateError, ContextOverflow, ProviderError, StoreError
-from clawgate.providers.base import ChatMessage, ChatRole, TextDelta, UsageReport
-from clawgate.providers.routing import Router
+from clawgate.providers.base import ChatMessage, ChatRole, TextDelta
+from clawgate.providers.routing import Router, Trail
 from clawgate.runtime import compaction
 from clawgate.runtime.bus import EventBus, MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.settings import RuntimeSettings
@@ -47,11 +46,11 @@ class ActiveRun:
     run: Run
     session_key: str
     deadline: datetime
-    task: asyncio.Task[Usage] | None = None
+    task: asyncio.Task[None] | None = None
     stop_status: RunStatus | None = None
     stop_reason: str = ""
     steering: bool = False  # steer mode was in force when the run started
-    trail: list[Attempt] = field(default_factory=list)  # every candidate tried
+    trail: Trail = field(default_factory=Trail)  # every candidate tried, tokens spent
     segment: list[str] = field(default_factory=list)  # reply text not yet in the transcript
 
     def stop(self, status: RunStatus, reason: str) -> None:
@@ -123,13 +122,13 @@ class Runner:
         )
         self.active[started.id] = work
         outcome = await self._outcome(work)
-        return await self._record(started, key, outcome.with_trail(work.trail))
+        return await self._record(started, key, settled(outcome, work.trail))
 
     async def _outcome(self, work: ActiveRun) -> RunOutcome:
         assert work.task is not None
         try:
-            usage = await work.task
-            return RunOutcome(RunStatus.DONE, "".join(work.segment), usage)
+            await work.task
+            return RunOutcome(RunStatus.DONE, "".join(work.segment))
         except asyncio.CancelledError:
             partial = "".join(work.segment)
             current = asyncio.current_task()
@@ -137,7 +136,7 @@ class Runner:
                 work.task.cancel()
                 reason = "interrupted: the gateway shut down before the reply was complete"
                 outcome = RunOutcome(RunStatus.INTERRUPTED, partial, error=reason)
-                await self._record(work.run, work.session_key, outcome.with_trail(work.trail))
+                await self._record(work.run, work.session_key, settled(outcome, work.trail))
                 raise
             status = work.stop_status or RunStatus.KILLED
             return RunOutcome(status, partial, error=work.stop_reason or "stopped")
@@ -149,13 +148,14 @@ class Runner:
             log.exception("run %s failed unexpectedly", work.run.id)
             return RunOutcome(RunStatus.FAILED, error=f"internal error: {type(exc).__name__}")
 
-    async def _converse(self, work: ActiveRun, chain: list[ModelRef]) -> Usage:
-        """Call the model (again for each batch of steered messages); return the usage."""
-        usage = Usage()
+    async def _converse(self, work: ActiveRun, chain: list[ModelRef]) -> None:
+        """Call the model (again for each batch of steered messages).
+
+        The router counts the tokens each call costs into ``work.trail``.
+        """
         overflowed = False
         for _ in range(MAX_STEERS + 1):
-            entries, spent = await self._context(work, chain, force=overflowed)
-            usage += spent
+            entries = await self._context(work, chain, force=overflowed)
             messages = context(entries, self._settings.system_prompt)
             try:
                 async for event in self._router.stream(chain, messages, work.trail):
@@ -163,8 +163,6 @@ class Runner:
                         work.segment.append(event.text)
                         self._bus.publish(ReplyDelta(
                             work.session_key, work.run.session_id, work.run.id, event.text))
-                    elif isinstance(event, UsageReport):
-                        usage += event.usage
             except ContextOverflow:
                 if overflowed:  # compacted once already: it cannot fit
                     raise
@@ -173,11 +171,10 @@ class Runner:
             overflowed = False
             if not await self._steer(work):
                 break
-        return usage
 
     async def _context(
         self, work: ActiveRun, chain: list[ModelRef], force: bool
-    ) -> tuple[list[ContextEntry], Usage]:
+    ) -> list[ContextEntry]:
         """The conversation to send, compacted first if it would not fit the window."""
         session_id, limit = work.run.session_id, self._settings.context_entries
         entries = await self._store.conversation(session_id, limit)
@@ -185,19 +182,19 @@ class Runner:
         reserve = self._router.output_limit(chain[0])
         if not force and not compaction.needs_compaction(
                 entries, self._settings.system_prompt, window, reserve):
-            return entries, Usage()
+            return entries
         keep = window * compaction.RECENT_SHARE
         if force:  # the provider said it did not fit: our estimate was off, so halve it
             keep = min(keep, compaction.tokens(entries) / 2)
         summary = await compaction.summarize(
             self._router, chain, entries, keep, window, work.trail)
         if summary is None:
-            return entries, Usage()
+            return entries
         if not await self._store.append_summary(
                 session_id, summary.text, summary.covers_through, summary.usage,
                 run_id=work.run.id, owner_id=self._owner):
             raise RunLost(f"run {work.run.id} is no longer ours")
-        return await self._store.conversation(session_id, limit), summary.usage
+        return await self._store.conversation(session_id, limit)
 
     async def _steer(self, work: ActiveRun) -> bool:
         """Fold messages that arrived meanwhile into this run (steer mode); True if any.
@@ -237,6 +234,14 @@ class Runner:
         if actual is not None:
             self._bus.publish(RunChanged(key, actual))
         return actual
+
+
+def settled(outcome: RunOutcome, trail: Trail) -> RunOutcome:
+    """The outcome with what the router saw: every attempt (the one the run's end cut short
+    included, so the run names the profile really in use) and every token the providers
+    reported, whatever the end."""
+    attempts = trail.ended(cut_short(outcome.status), outcome.error)
+    return outcome.with_trail(attempts, trail.usage)
 
 
 _ROLES = {Role.USER: ChatRole.USER, Role.ASSISTANT: ChatRole.ASSISTANT, Role.NOTE: ChatRole.USER}

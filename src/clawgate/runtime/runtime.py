@@ -30,7 +30,7 @@ from clawgate.domain import (
 )
 from clawgate.errors import ClawgateError, InvalidInput, UnknownSession
 from clawgate.providers.base import Provider, estimate_tokens
-from clawgate.providers.routing import ProviderEntry, Router
+from clawgate.providers.routing import ProviderEntry, Router, Trail
 from clawgate.runtime import commands, compaction
 from clawgate.runtime.bus import (
     EventBus,
@@ -347,7 +347,7 @@ class Runtime:
         chain = self.router.chain(session.model or self.settings.default_model)
         entries = await self.store.conversation(session.id, self.settings.context_entries)
         made = await compaction.summarize(self.router, chain, entries, keep_tokens=0,
-                                          window=self.router.window(chain[0]), trail=[])
+                                          window=self.router.window(chain[0]), trail=Trail())
         if made is None:
             return "nothing to compact yet"
         await self.store.append_summary(session.id, made.text, made.covers_through, made.usage)

@@ -13,7 +13,11 @@ the next requests meet::
 
 Behaviours: ``Reply`` (streamed in chunks, or JSON), ``Fail`` (an HTTP error with the
 provider's error body), ``Hang`` (before the first token, or after some chunks),
-``Malformed`` (a chunk that is not JSON) and ``Reset`` (the connection is torn down).
+``Malformed`` (a chunk that is not JSON), ``Reset`` (the connection is torn down) and
+``StreamError`` (an error event inside a 200 stream, as Anthropic sends ``overloaded_error``).
+
+Streams open as the providers' do: Anthropic's ``message_start`` already reports the input
+tokens (``input_tokens`` of each behaviour); OpenAI reports usage only in its last chunk.
 """
 
 from __future__ import annotations
@@ -52,19 +56,33 @@ class Fail:
 @dataclass(frozen=True)
 class Hang:
     after: tuple[str, ...] = ()  # chunks sent before hanging; () hangs before the first token
+    input_tokens: int = 11  # reported at the start of an Anthropic stream
 
 
 @dataclass(frozen=True)
 class Malformed:
     after: tuple[str, ...] = ()
+    input_tokens: int = 11
 
 
 @dataclass(frozen=True)
 class Reset:
     after: tuple[str, ...] = ()
+    input_tokens: int = 11
 
 
-Behaviour = Reply | Fail | Hang | Malformed | Reset
+@dataclass(frozen=True)
+class StreamError:
+    """An error event in the middle of a streamed answer (the HTTP status was already 200)."""
+
+    type: str = "api_error"  # Anthropic's error type; OpenAI's error type likewise
+    message: str = "Internal server error"
+    after: tuple[str, ...] = ()
+    input_tokens: int = 11
+
+
+Behaviour = Reply | Fail | Hang | Malformed | Reset | StreamError
+StreamBehaviour = Reply | Hang | Malformed | Reset | StreamError
 
 
 @dataclass
@@ -235,11 +253,11 @@ class _Responder:
         await self._stream(behaviour)
         return isinstance(behaviour, Reply)
 
-    async def _stream(self, behaviour: Reply | Hang | Malformed | Reset) -> None:
+    async def _stream(self, behaviour: Reply | Hang | Malformed | Reset | StreamError) -> None:
         fmt = _formats[self.x.api]
         self.writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                           b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
-        await self._send(fmt.opening(self.x.model))
+        await self._send(fmt.opening(self.x.model, behaviour))
         if isinstance(behaviour, Reply):
             pieces = behaviour.chunks or tuple(_split(behaviour.text))
             for piece in pieces:
@@ -257,6 +275,10 @@ class _Responder:
             await self._wait_for_client_to_leave()
         elif isinstance(behaviour, Reset):
             _reset(self.writer)
+        elif isinstance(behaviour, StreamError):
+            await self._send(fmt.stream_error(behaviour))
+            await self._chunk(b"")
+            self.x.completed.set()
 
     async def _wait_for_client_to_leave(self) -> None:
         with contextlib.suppress(ConnectionError):
@@ -310,7 +332,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Re
 
 class _OpenAIFormat:
     @staticmethod
-    def opening(model: str) -> str:
+    def opening(model: str, behaviour: StreamBehaviour) -> str:
         return _sse(_chunk(model, {"role": "assistant", "content": ""}))
 
     @staticmethod
@@ -326,6 +348,11 @@ class _OpenAIFormat:
     @staticmethod
     def malformed() -> str:
         return "data: {this is not json\n\n"
+
+    @staticmethod
+    def stream_error(error: StreamError) -> str:
+        return _sse({"error": {"message": error.message, "type": error.type, "param": None,
+                               "code": None}})
 
     @staticmethod
     def message(reply: Reply, model: str) -> dict[str, Any]:
@@ -367,11 +394,13 @@ def _sse(payload: dict[str, Any], event: str | None = None) -> str:
 
 class _AnthropicFormat:
     @staticmethod
-    def opening(model: str) -> str:
+    def opening(model: str, behaviour: StreamBehaviour) -> str:
+        cached = behaviour.cached_tokens if isinstance(behaviour, Reply) else 0
         message: dict[str, Any] = {
                    "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+                   "usage": {"input_tokens": behaviour.input_tokens, "output_tokens": 1,
+                             "cache_read_input_tokens": cached}}
         start = {"type": "content_block_start", "index": 0,
                  "content_block": {"type": "text", "text": ""}}
         return (_sse({"type": "message_start", "message": message}, "message_start")
@@ -395,6 +424,11 @@ class _AnthropicFormat:
     @staticmethod
     def malformed() -> str:
         return "event: content_block_delta\ndata: {this is not json\n\n"
+
+    @staticmethod
+    def stream_error(error: StreamError) -> str:
+        return _sse({"type": "error", "error": {"type": error.type, "message": error.message}},
+                    "error")
 
     @staticmethod
     def message(reply: Reply, model: str) -> dict[str, Any]:
