@@ -9,6 +9,7 @@
     │   ├── StoreBusy               another process held the database too long
     │   ├── SchemaTooNew            the database was written by a newer clawgate
     │   └── StoreCorrupt            the database failed an integrity check
+    ├── Disconnected                the other end of a connection went away (the gateway)
     ├── DeliveryFailed              a channel could not take a reply (retried unless permanent)
     └── ProviderError               a model provider failed (never turned into reply text)
         ├── RateLimited             429; ``retry_after`` seconds when the provider says
@@ -29,6 +30,10 @@ from __future__ import annotations
 
 class ClawgateError(Exception):
     """Base of every error clawgate raises on purpose."""
+
+
+class Disconnected(ClawgateError):
+    """The connection this work went through is gone: nothing more can be done on it."""
 
 
 class ConfigError(ClawgateError):

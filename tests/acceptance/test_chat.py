@@ -60,3 +60,24 @@ def test_ctrl_c_stops_the_reply_but_not_the_chat(home: Home) -> None:
     assert chat.returncode == 0
     assert "[killed: stopped by request]" in out
     assert "killed after" in out  # /status after the stop
+
+
+@pytest.mark.slow
+def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(home: Home) -> None:
+    gateway, _ = home.start_gateway()
+    chat = home.start("chat", "--session", "s1", stdin=True)
+    assert chat.stdin is not None
+    chat.stdin.write("hello\n")
+    chat.stdin.flush()
+    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "done", 15,
+               "the first reply", chat)
+
+    gateway.kill()
+    gateway.wait(10)
+    out, err = chat.communicate("are you there?\nhello?\n", timeout=15)
+
+    assert chat.returncode == 1
+    assert "echo: hello" in out
+    assert "the gateway closed the connection" in err or "connection to the gateway closed" in err
+    assert "Traceback" not in err
+    assert out.count("failed") <= 1  # not an error per line, forever

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, TextIO
 
 from clawgate.domain import Fate
-from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.errors import ClawgateError, Disconnected, InvalidInput
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.runtime import CommandReply, Runtime
 
@@ -171,6 +171,8 @@ class TerminalChat:
         except InvalidInput as exc:
             self._say(f"! {exc}")
             return
+        except Disconnected:
+            raise  # the gateway went away: this chat cannot go on
         except ClawgateError as exc:  # a provider, the store or the gateway failed: say so
             self._say(f"! {_doing(line)} failed: {exc}")  # and go on chatting
             return

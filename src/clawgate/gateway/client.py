@@ -18,7 +18,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.errors import ClawgateError, Disconnected, InvalidInput
 
 Frame = dict[str, Any]
 
@@ -29,6 +29,13 @@ class GatewayError(ClawgateError):
     def __init__(self, code: str, message: str, details: object = None) -> None:
         self.code, self.details = code, details
         super().__init__(message)
+
+
+class GatewayClosed(GatewayError, Disconnected):
+    """The connection to the gateway closed (it stopped, or crashed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("closed", message)
 
 
 class GatewayRefusedInput(GatewayError, InvalidInput):
@@ -78,7 +85,7 @@ class GatewayClient:
             await self._connection.send(text)
             response = await future
         except ConnectionClosed:
-            raise GatewayError("closed", "the connection to the gateway closed") from None
+            raise GatewayClosed("the connection to the gateway closed") from None
         finally:
             self._waiting.pop(key, None)
         if not response.get("ok"):
@@ -100,7 +107,7 @@ class GatewayClient:
         async with asyncio.timeout(within):
             frame = await self.event_frames.get()
         if frame is None:
-            raise GatewayError("closed", "the gateway closed the connection")
+            raise GatewayClosed("the gateway closed the connection")
         return frame
 
     async def close(self) -> None:
@@ -131,6 +138,6 @@ class GatewayClient:
             self.event_frames.put_nowait(None)
             for waiter in self._waiting.values():
                 if not waiter.done():
-                    waiter.set_exception(GatewayError("closed", "the connection closed"))
+                    waiter.set_exception(GatewayClosed("the connection to the gateway closed"))
             with contextlib.suppress(Exception):
                 await self._connection.close()
