@@ -32,6 +32,21 @@ def test_agent_json_reports_the_run(home: Home) -> None:
     assert result["outputTokens"] > 0
 
 
+def test_agent_carries_out_chat_commands_as_the_gateway_does(home: Home) -> None:
+    home.run("agent", "--session", "s1", "-m", "hi")
+
+    status = home.run("agent", "--session", "s1", "-m", "/status")
+    stop = home.run("agent", "--session", "s1", "-m", "stop")
+
+    assert status.returncode == 0, status.stderr
+    assert "model     echo/echo" in status.stdout
+    assert "echo: /status" not in status.stdout
+    assert (stop.returncode, stop.stdout) == (
+        0, "nothing was running in session s1; no messages were waiting\n")
+    shown = home.json("sessions", "show", "s1")
+    assert [m["text"] for m in shown["inbound"]] == ["hi"]  # commands are not messages
+
+
 def test_a_first_use_creates_the_home_with_a_default_config(home: Home) -> None:
     fresh = Home.__new__(Home)
     fresh.path = home.path.parent / "brand-new"
