@@ -121,6 +121,25 @@ def test_doctor_reports_healthy_as_json(home: Home) -> None:
     assert json.loads(done.stdout)["healthy"] is True
 
 
+def test_a_corrupt_database_is_a_named_problem_not_a_traceback(home: Home) -> None:
+    database = home.path / "clawgate.db"
+    database.write_text("garbage\n")
+
+    doctor = home.run("doctor", "--json")
+
+    assert doctor.returncode == 1
+    report = json.loads(doctor.stdout)
+    assert report["healthy"] is False
+    assert [p["code"] for p in report["problems"]] == ["corrupt_database"]
+    assert str(database) in report["problems"][0]["message"]
+    for args in (["doctor"], ["agent", "-m", "hi"], ["sessions", "list"]):
+        done = home.run(*args)
+        assert done.returncode == 1, args
+        assert f"{database} is not a usable clawgate database" in done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+    assert database.read_text() == "garbage\n"
+
+
 def test_doctor_reports_a_broken_config_as_a_problem(home: Home) -> None:
     (home.path / "config.toml").write_text("[models]\ndefault = \"nowhere/x\"\n")
     done = home.run("doctor")
