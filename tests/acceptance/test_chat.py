@@ -29,6 +29,18 @@ def test_commands_answer_in_the_chat(home: Home) -> None:
     assert "! unknown command /frob" in out
 
 
+def test_a_fresh_chat_answers_commands_before_its_first_message(home: Home) -> None:
+    done = home.run("chat", "--session", "fresh-key-1", stdin="/status\nstop\n/new\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "no session with key" not in out
+    assert "model     echo/echo" in out
+    assert "run       none yet" in out
+    assert "nothing was running in session fresh-key-1; no messages were waiting" in out
+    assert "has no conversation yet; your next message starts a fresh one" in out
+    assert home.json("sessions", "list") == []  # nothing was created
+
+
 def test_new_starts_a_fresh_session_and_keeps_the_old_one(home: Home) -> None:
     before = home.run("chat", stdin="remember this\n")
     assert before.returncode == 0

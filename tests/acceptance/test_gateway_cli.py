@@ -42,9 +42,11 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     shown = home.json("sessions", "show", "s1")
     assert len(shown["runs"]) == 2
 
-    chatted = home.run("chat", "--session", "s2", stdin="first line\n/status\n")
+    chatted = home.run("chat", "--session", "s2", stdin="stop\n/new\nfirst line\n/status\n")
     assert chatted.returncode == 0
     assert NOTE_GATEWAY in chatted.stderr
+    assert "nothing was running in session s2" in chatted.stdout  # before its first message
+    assert "'s2' has no conversation yet" in chatted.stdout
     assert "echo: first line" in chatted.stdout
     assert "model     echo/echo" in chatted.stdout
 

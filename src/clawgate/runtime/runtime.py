@@ -216,7 +216,11 @@ class Runtime:
             case commands.Stop():
                 return (await self.stop(key)).describe()
             case commands.Reset():
-                return describe_reset(await self.reset(key))
+                try:
+                    return describe_reset(await self.reset(key))
+                except UnknownSession:  # nothing said yet: it is already a fresh one
+                    return (f"session {key!r} has no conversation yet; your next message "
+                            "starts a fresh one")
             case commands.Status():
                 return (await self.status(key)).describe()
             case commands.Help():
@@ -288,7 +292,11 @@ class Runtime:
     # --- session control -------------------------------------------------------------
 
     async def stop(self, key: str) -> StopReport:
-        session = await self._session(key)
+        """Stop the key's run and clear its waiting messages; accepted in every state, even
+        before the session's first message (then there is nothing to stop)."""
+        session = await self.store.get_session(key)
+        if session is None:
+            return StopReport.nothing(key)
 
         def cancel_here(run: Run) -> None:
             self._runner.stop(run.id, RunStatus.KILLED, "stopped by request")
@@ -359,10 +367,13 @@ class Runtime:
         return session.effective_queue(self.settings.queue)
 
     async def status(self, key: str) -> StatusReport:
+        """The key's session as /status shows it (before its first message too)."""
         summary = await self.store.summarize_session(key)
         if summary is None:
-            raise UnknownSession(key)
+            return StatusReport(key, None, self.settings.default_model, self.settings.queue,
+                                here=False)
         return StatusReport(
+            key,
             summary=summary,
             model=summary.session.model or self.settings.default_model,
             queue=summary.session.effective_queue(self.settings.queue),
