@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -198,6 +199,21 @@ async def test_a_file_that_is_not_a_database_is_refused_by_name_and_left_alone(
         await SqliteStore.open(path)
     assert path.read_bytes() == b"garbage\n"
     assert not path.with_name("clawgate.db-wal").exists()
+
+
+async def test_opening_a_new_file_waits_while_another_process_is_setting_it_up(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "new.db"
+    other_process = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other_process.execute("BEGIN IMMEDIATE")  # a new file, still in rollback-journal mode
+    asyncio.get_running_loop().call_later(0.3, other_process.execute, "COMMIT")
+    try:
+        store = await SqliteStore.open(path)  # SQLite says "locked" at once: we must wait
+    finally:
+        other_process.close()
+    await store.ensure_session("s1")
+    await store.close()
 
 
 def test_statement_splitting_keeps_triggers_whole() -> None:

@@ -17,6 +17,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -27,6 +28,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 BUSY_TIMEOUT_MS = 10_000
+WAL_RETRY_MS = 10
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
@@ -51,7 +53,7 @@ def connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise translate(exc, path) from exc
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -59,6 +61,23 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.close()
         raise translate(exc, path) from exc
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL (kept in the file, so done once per database).
+
+    While several processes open a new file at once, SQLite refuses the switch with "locked"
+    at once rather than waiting out the busy timeout; so wait here, as long as that timeout.
+    """
+    for _ in range(BUSY_TIMEOUT_MS // WAL_RETRY_MS):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        time.sleep(WAL_RETRY_MS / 1000)  # on the connection's own thread, not the loop's
+    conn.execute("PRAGMA journal_mode = WAL")
 
 
 def translate(exc: sqlite3.Error, path: Path) -> StoreError:
