@@ -70,8 +70,9 @@ def allowed_from(target: RunStatus) -> frozenset[RunStatus]:
     return frozenset(src for src, targets in TRANSITIONS.items() if target in targets)
 
 
-#: Why the store itself ended a run (its owner did not).
-ENDED_LEASE_EXPIRED = "interrupted: its owner stopped renewing the lease (crashed or stalled)"
+#: Why the store itself ended a run (its owner did not). A reason says why; the status says
+#: what, so no reason starts with its status ("ended interrupted: interrupted: ...").
+ENDED_LEASE_EXPIRED = "its owner stopped renewing the lease (crashed or stalled)"
 ENDED_BEFORE_START = "stopped before it started"
 ENDED_OWNER_GONE = "stopped; its owner had stopped renewing the lease"
 

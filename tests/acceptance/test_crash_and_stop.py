@@ -159,7 +159,8 @@ def test_a_stalled_agent_loses_its_run_at_lease_expiry_and_cannot_write_to_it(
     stalled.send_signal(signal.SIGCONT)  # it wakes up still believing it owns the run
     _, err = stalled.communicate(timeout=lease + 10)
 
-    assert stalled.returncode == 5, err  # it reports the run as interrupted
+    assert stalled.returncode == 5, err  # it reports the run as interrupted, once
+    assert "ended interrupted: its owner stopped renewing the lease (crashed or stalled)" in err
     assert home.json("sessions", "show", "s1")["runs"] == taken_over  # it wrote nothing
     assert home.run("doctor").returncode == 0
 

@@ -135,7 +135,7 @@ class Runner:
             current = asyncio.current_task()
             if current is not None and current.cancelling():  # this process is shutting down
                 work.task.cancel()
-                reason = "interrupted: the gateway shut down before the reply was complete"
+                reason = "the gateway shut down before the reply was complete"
                 outcome = RunOutcome(RunStatus.INTERRUPTED, partial, error=reason)
                 await self._record(work.run, work.session_key, outcome.with_trail(work.trail))
                 raise

@@ -54,7 +54,7 @@ from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, StopRe
 log = logging.getLogger(__name__)
 
 
-SHUTDOWN_REASON = "interrupted: the gateway shut down before the run started"
+SHUTDOWN_REASON = "the gateway shut down before the run started"
 
 
 class ShuttingDown(ClawgateError):
