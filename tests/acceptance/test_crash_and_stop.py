@@ -64,6 +64,21 @@ def test_stop_from_another_process_ends_a_hanging_run_within_a_second(home: Home
     assert home.run("doctor").returncode == 0
 
 
+def test_sigterm_to_an_in_process_agent_records_what_happened(home: Home) -> None:
+    home.configure(fail="hang")
+    agent = home.start("agent", "--session", "s1", "-m", "hang")
+    wait_until(lambda: _running(home, "s1"), 15, "the run to start", agent)
+
+    agent.send_signal(signal.SIGTERM)
+
+    assert agent.wait(10) == 5
+    run = home.latest_run("s1") or {}
+    assert run["status"] == "interrupted"
+    assert run["error"] == (f"clawgate agent (pid {agent.pid}) shut down before the reply "
+                            "was complete")
+    assert home.run("doctor").returncode == 0
+
+
 def test_two_agents_on_one_session_are_answered_one_after_the_other(home: Home) -> None:
     home.configure(delay_ms=1500)
     first = home.start("agent", "--session", "s1", "-m", "first")

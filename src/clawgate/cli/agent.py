@@ -68,7 +68,7 @@ async def _in_process(settings: Settings, key: str, text: str, args: argparse.Na
                       ) -> int:
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
-                          scope=ServeOwnMessages(app.store))
+                          scope=ServeOwnMessages(app.store), name="clawgate agent")
         await runtime.start()
         try:
             return await _turn(runtime, key, text, args)
