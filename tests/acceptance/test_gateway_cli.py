@@ -15,7 +15,7 @@ from tests.acceptance.cli import Home, wait_until
 pytestmark = pytest.mark.slow
 
 NOTE_GATEWAY = "(via the gateway at "
-NOTE_LOCAL = "(in-process (no gateway is running))"
+NOTE_LOCAL = "(in-process: no gateway is running)\n"
 
 
 @pytest.fixture
