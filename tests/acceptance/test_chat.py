@@ -19,11 +19,14 @@ def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
 
 
 def test_commands_answer_in_the_chat(home: Home) -> None:
-    done = home.run("chat", stdin="/help\n/queue steer cap:3\n/status\n/queue bogus\n/frob\n")
+    done = home.run("chat", stdin="/help\n/queue steer cap:3\n/queue cap:4\n/status\n"
+                                  "/queue bogus\n/frob\n/usr/bin/python is broken\n")
     assert done.returncode == 0
     out = done.stdout
     assert "/new, /reset" in out
     assert "queue: steer (debounce 0 ms, cap 3, drop summarize)" in out
+    assert "queue: steer (debounce 0 ms, cap 4, drop summarize)" in out  # only cap changed
+    assert "echo: /usr/bin/python is broken" in out  # a path, not a command
     assert "model     echo/echo" in out
     assert "! unknown queue mode 'bogus'" in out
     assert "! unknown command /frob" in out
