@@ -110,8 +110,10 @@ def test_sessions_show_has_the_row_its_runs_and_message_fates(home: Home) -> Non
     assert shown["inbound"][1]["runId"] == shown["runs"][1]["id"]
     text = home.run("sessions", "show", "s1").stdout
     assert "answered" in text
-    missing = home.run("sessions", "show", "nope")
-    assert missing.returncode == 1
+    for args in (["nope"], ["nope", "--json"]):
+        missing = home.run("sessions", "show", *args)
+        assert (missing.returncode, missing.stdout) == (1, "")  # stdout is only output
+        assert "clawgate: no session with key 'nope'" in missing.stderr
 
 
 def test_doctor_reports_healthy_as_json(home: Home) -> None:

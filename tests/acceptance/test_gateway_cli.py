@@ -41,6 +41,9 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     assert [row["key"] for row in json.loads(listed.stdout)] == ["s1"]
     shown = home.json("sessions", "show", "s1")
     assert len(shown["runs"]) == 2
+    missing = home.run("sessions", "show", "nope", "--json")
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert "no session with key 'nope'" in missing.stderr
 
     chatted = home.run("chat", "--session", "s2", stdin="stop\n/new\nfirst line\n/status\n")
     assert chatted.returncode == 0
