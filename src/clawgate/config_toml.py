@@ -21,30 +21,142 @@ class Source:
 
     def __init__(self, path: str, text: str) -> None:
         self.path = path
-        self.lines = text.splitlines()
+        self._places = _places(text.splitlines())
 
     def line_of(self, dotted: str) -> int | None:
-        """The line of ``a.b.key = ...`` (or of the header ``[a.b.key]``), if written.
+        """The line where ``a.b.key`` is written: its own line (``a.b.key = ...``, a dotted
+        ``b.key = ...`` under ``[a]``, or its header), else the line of the nearest
+        enclosing table or inline table that is written (a missing key, or one inside
+        ``b = { key = ... }``).
 
         Items of an array of tables are addressed ``a.b[0].key``, ``a.b[1].key``, ...
         """
-        table, _, key = dotted.rpartition(".")
-        current, counts = "", dict[str, int]()
-        for number, raw in enumerate(self.lines, start=1):
-            line = raw.split("#", 1)[0].strip()
-            if line.startswith("[["):
-                name = line.strip("[]").strip()
-                counts[name] = counts.get(name, -1) + 1
-                current = f"{name}[{counts[name]}]"
-            elif line.startswith("["):
-                current = line.strip("[]").strip()
-            else:
-                if current == table and line.partition("=")[0].strip().strip('"') == key:
-                    return number
-                continue
-            if current == dotted:
-                return number
+        name = dotted
+        while name:  # each step drops one part of the name
+            if name in self._places:
+                return self._places[name]
+            name = _parent(name)
         return None
+
+
+def _parent(name: str) -> str:
+    if name.endswith("]") and "[" in name:
+        return name[: name.rindex("[")]
+    return name.rpartition(".")[0]
+
+
+def _places(lines: list[str]) -> dict[str, int]:
+    """Where each key and table is first written: dotted name -> line number."""
+    places: dict[str, int] = {}
+    arrays: dict[str, int] = {}  # array of tables -> index of its latest item
+    table: list[str] = []
+    index = 0
+    while index < len(lines):  # every round moves on at least one line
+        line = lines[index].strip()
+        index += 1
+        if line.startswith("["):
+            table = _header(line, arrays)
+            _record(places, table, index)
+            continue
+        parts, rest = _key(line)
+        if parts:
+            _record(places, table + parts, index)
+            index = _after_value(lines, index, rest)
+    return places
+
+
+def _record(places: dict[str, int], parts: list[str], line: int) -> None:
+    for end in range(1, len(parts) + 1):
+        name = ".".join(parts[:end])
+        places.setdefault(name, line)
+        places.setdefault(_parent(name) if name.endswith("]") else name, line)
+
+
+def _header(line: str, arrays: dict[str, int]) -> list[str]:
+    """The table a ``[a.b]`` or ``[[a.b]]`` header opens, as parts (``b[n]`` for items)."""
+    double = line.startswith("[[")
+    parts, _ = _key_parts(line[2 if double else 1:], "]")
+    if double and parts:
+        name = ".".join(parts)
+        arrays[name] = arrays.get(name, -1) + 1
+        parts[-1] += f"[{arrays[name]}]"
+    return parts
+
+
+def _key(line: str) -> tuple[list[str], str]:
+    """The key of a ``key = value`` line and the text after ``=`` (no key: [], "")."""
+    if not line or line.startswith("#"):
+        return [], ""
+    return _key_parts(line, "=")
+
+
+def _key_parts(text: str, stop: str) -> tuple[list[str], str]:
+    """A dotted key (bare or quoted parts) ending at ``stop``; the text after it."""
+    parts: list[str] = []
+    i = 0
+    while i < len(text):  # each round consumes one part and its dot
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] in "\"'":
+            close = text.find(text[i], i + 1)
+            if close < 0:
+                return [], ""
+            parts.append(text[i + 1:close])
+            i = close + 1
+        else:
+            start = i
+            while i < len(text) and (text[i].isalnum() or text[i] in "_-"):
+                i += 1
+            if i == start:
+                return [], ""
+            parts.append(text[start:i])
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if text.startswith(stop, i):
+            return parts, text[i + len(stop):]
+        if not text.startswith(".", i):
+            return [], ""
+        i += 1
+    return [], ""
+
+
+def _after_value(lines: list[str], index: int, text: str) -> int:
+    """The index of the first line after a value that starts with ``text`` (values may run
+    over several lines: multi-line strings and arrays)."""
+    quote, depth = "", 0
+    while True:  # each round reads one more line, up to the last
+        quote, depth = _scan(text, quote, depth)
+        if (not quote and depth <= 0) or index >= len(lines):
+            return index
+        text = lines[index]
+        index += 1
+
+
+def _scan(text: str, quote: str, depth: int) -> tuple[str, int]:
+    """Follow strings and brackets through one line: the open quote and depth after it."""
+    i = 0
+    while i < len(text):  # each round consumes at least one character
+        if quote:
+            if text[i] == "\\" and quote in ('"', '"""'):
+                i += 2
+            elif text.startswith(quote, i):
+                i, quote = i + len(quote), ""
+            else:
+                i += 1
+            continue
+        if text[i] == "#":
+            break
+        if text.startswith(('"""', "'''"), i):
+            quote, i = text[i:i + 3], i + 3
+            continue
+        if text[i] in "\"'":
+            quote = text[i]
+        elif text[i] in "[{":
+            depth += 1
+        elif text[i] in "]}":
+            depth -= 1
+        i += 1
+    return ("" if quote in ('"', "'") else quote), depth
 
 
 def load(text: str, path: str) -> Table:

@@ -70,8 +70,9 @@ def allowed_from(target: RunStatus) -> frozenset[RunStatus]:
     return frozenset(src for src, targets in TRANSITIONS.items() if target in targets)
 
 
-#: Why the store itself ended a run (its owner did not).
-ENDED_LEASE_EXPIRED = "interrupted: its owner stopped renewing the lease (crashed or stalled)"
+#: Why the store itself ended a run (its owner did not). A reason says why; the status says
+#: what, so no reason starts with its status ("ended interrupted: interrupted: ...").
+ENDED_LEASE_EXPIRED = "its owner stopped renewing the lease (crashed or stalled)"
 ENDED_BEFORE_START = "stopped before it started"
 ENDED_OWNER_GONE = "stopped; its owner had stopped renewing the lease"
 
@@ -562,12 +563,22 @@ def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
 
 
 def debounce_until(
-    settings: QueueSettings, newest_waiting: datetime, now: datetime
+    settings: QueueSettings, waiting: Sequence[datetime], last_run_ended: datetime | None,
+    now: datetime,
 ) -> datetime | None:
-    """When messages that queued behind a run may be claimed, if that is still ahead."""
-    if settings.debounce_ms == 0 or settings.mode is QueueMode.INTERRUPT:
+    """When a session's waiting messages (arrival times, oldest first) may be claimed, if
+    that is still ahead.
+
+    Messages that queued behind a run (the oldest arrived before the session's last run
+    ended) wait for ``debounce_ms`` of quiet after the newest, so what is typed during a reply
+    is answered in one go. A message to an idle session is claimed at once, and interrupt mode
+    never waits. Only stored times decide, so every process applies the same rule.
+    """
+    if not waiting or settings.debounce_ms == 0 or settings.mode is QueueMode.INTERRUPT:
         return None
-    until = newest_waiting + timedelta(milliseconds=settings.debounce_ms)
+    if last_run_ended is None or waiting[0] >= last_run_ended:
+        return None
+    until = waiting[-1] + timedelta(milliseconds=settings.debounce_ms)
     return until if until > now else None
 
 

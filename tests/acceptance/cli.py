@@ -24,7 +24,11 @@ fail = "{fail}"
 lease_seconds = {lease}
 poll_interval_ms = 50
 shutdown_grace_seconds = {grace}
+{queue}"""
 
+#: Most tests want each message answered on its own at once; ``queue=None`` keeps the
+#: shipped defaults (collect, with a debounce).
+FOLLOWUP = """
 [queue]
 mode = "followup"
 debounce_ms = 0
@@ -45,9 +49,10 @@ class Home:
             process.communicate(timeout=10)
 
     def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15,
-                  grace: int = 5) -> None:
+                  grace: int = 5, queue: str | None = FOLLOWUP) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        text = CONFIG.format(delay_ms=delay_ms, fail=fail, lease=lease, grace=grace)
+        text = CONFIG.format(delay_ms=delay_ms, fail=fail, lease=lease, grace=grace,
+                             queue=queue or "")
         (self.path / "config.toml").write_text(text)
 
     def env(self) -> dict[str, str]:

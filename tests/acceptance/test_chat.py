@@ -19,14 +19,29 @@ def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
 
 
 def test_commands_answer_in_the_chat(home: Home) -> None:
-    done = home.run("chat", stdin="/help\n/queue steer cap:3\n/status\n/queue bogus\n/frob\n")
+    done = home.run("chat", stdin="/help\n/queue steer cap:3\n/queue cap:4\n/status\n"
+                                  "/queue bogus\n/frob\n/usr/bin/python is broken\n")
     assert done.returncode == 0
     out = done.stdout
     assert "/new, /reset" in out
     assert "queue: steer (debounce 0 ms, cap 3, drop summarize)" in out
+    assert "queue: steer (debounce 0 ms, cap 4, drop summarize)" in out  # only cap changed
+    assert "echo: /usr/bin/python is broken" in out  # a path, not a command
     assert "model     echo/echo" in out
     assert "! unknown queue mode 'bogus'" in out
     assert "! unknown command /frob" in out
+
+
+def test_a_fresh_chat_answers_commands_before_its_first_message(home: Home) -> None:
+    done = home.run("chat", "--session", "fresh-key-1", stdin="/status\nstop\n/new\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "no session with key" not in out
+    assert "model     echo/echo" in out
+    assert "run       none yet" in out
+    assert "nothing was running in session fresh-key-1; no messages were waiting" in out
+    assert "has no conversation yet; your next message starts a fresh one" in out
+    assert home.json("sessions", "list") == []  # nothing was created
 
 
 def test_new_starts_a_fresh_session_and_keeps_the_old_one(home: Home) -> None:

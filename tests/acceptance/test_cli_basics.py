@@ -32,6 +32,21 @@ def test_agent_json_reports_the_run(home: Home) -> None:
     assert result["outputTokens"] > 0
 
 
+def test_agent_carries_out_chat_commands_as_the_gateway_does(home: Home) -> None:
+    home.run("agent", "--session", "s1", "-m", "hi")
+
+    status = home.run("agent", "--session", "s1", "-m", "/status")
+    stop = home.run("agent", "--session", "s1", "-m", "stop")
+
+    assert status.returncode == 0, status.stderr
+    assert "model     echo/echo" in status.stdout
+    assert "echo: /status" not in status.stdout
+    assert (stop.returncode, stop.stdout) == (
+        0, "nothing was running in session s1; no messages were waiting\n")
+    shown = home.json("sessions", "show", "s1")
+    assert [m["text"] for m in shown["inbound"]] == ["hi"]  # commands are not messages
+
+
 def test_a_first_use_creates_the_home_with_a_default_config(home: Home) -> None:
     fresh = Home.__new__(Home)
     fresh.path = home.path.parent / "brand-new"
@@ -95,8 +110,10 @@ def test_sessions_show_has_the_row_its_runs_and_message_fates(home: Home) -> Non
     assert shown["inbound"][1]["runId"] == shown["runs"][1]["id"]
     text = home.run("sessions", "show", "s1").stdout
     assert "answered" in text
-    missing = home.run("sessions", "show", "nope")
-    assert missing.returncode == 1
+    for args in (["nope"], ["nope", "--json"]):
+        missing = home.run("sessions", "show", *args)
+        assert (missing.returncode, missing.stdout) == (1, "")  # stdout is only output
+        assert "clawgate: no session with key 'nope'" in missing.stderr
 
 
 def test_doctor_reports_healthy_as_json(home: Home) -> None:
@@ -104,6 +121,25 @@ def test_doctor_reports_healthy_as_json(home: Home) -> None:
     done = home.run("doctor", "--json")
     assert done.returncode == 0
     assert json.loads(done.stdout)["healthy"] is True
+
+
+def test_a_corrupt_database_is_a_named_problem_not_a_traceback(home: Home) -> None:
+    database = home.path / "clawgate.db"
+    database.write_text("garbage\n")
+
+    doctor = home.run("doctor", "--json")
+
+    assert doctor.returncode == 1
+    report = json.loads(doctor.stdout)
+    assert report["healthy"] is False
+    assert [p["code"] for p in report["problems"]] == ["corrupt_database"]
+    assert str(database) in report["problems"][0]["message"]
+    for args in (["doctor"], ["agent", "-m", "hi"], ["sessions", "list"]):
+        done = home.run(*args)
+        assert done.returncode == 1, args
+        assert f"{database} is not a usable clawgate database" in done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+    assert database.read_text() == "garbage\n"
 
 
 def test_doctor_reports_a_broken_config_as_a_problem(home: Home) -> None:

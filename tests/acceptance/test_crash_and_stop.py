@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
+import sqlite3
+import subprocess
 import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +61,21 @@ def test_stop_from_another_process_ends_a_hanging_run_within_a_second(home: Home
     assert (home.latest_run("s1") or {})["status"] == "killed"
     again = home.run("stop", "--session", "s1")
     assert again.stdout == "nothing was running in session s1; no messages were waiting\n"
+    assert home.run("doctor").returncode == 0
+
+
+def test_sigterm_to_an_in_process_agent_records_what_happened(home: Home) -> None:
+    home.configure(fail="hang")
+    agent = home.start("agent", "--session", "s1", "-m", "hang")
+    wait_until(lambda: _running(home, "s1"), 15, "the run to start", agent)
+
+    agent.send_signal(signal.SIGTERM)
+
+    assert agent.wait(10) == 5
+    run = home.latest_run("s1") or {}
+    assert run["status"] == "interrupted"
+    assert run["error"] == (f"clawgate agent (pid {agent.pid}) shut down before the reply "
+                            "was complete")
     assert home.run("doctor").returncode == 0
 
 
@@ -110,3 +131,76 @@ def test_kill_9_the_running_agent_and_the_waiting_one_still_finishes(home: Home)
     runs = home.json("sessions", "show", "s1")["runs"]
     assert [r["status"] for r in runs] == ["interrupted", "done"]
     assert home.run("doctor").returncode == 0
+
+
+def _stop_outside_a_write(process: subprocess.Popen[str], database: Path) -> None:
+    """SIGSTOP ``process`` at a moment it holds no write lock (as a stall between two
+    transactions would), so that other processes can still write."""
+    for _ in range(50):
+        process.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(database, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # stopped mid-transaction: let it finish
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError("could not stop the agent between two transactions")
+
+
+def test_a_stalled_agent_loses_its_run_at_lease_expiry_and_cannot_write_to_it(
+    home: Home,
+) -> None:
+    lease = 3
+    home.configure(fail="hang", lease=lease)
+    stalled = home.start("agent", "--session", "s1", "-m", "will you finish?")
+    wait_until(lambda: _running(home, "s1"), 15, "the first run to start", stalled)
+    _stop_outside_a_write(stalled, home.path / "clawgate.db")  # alive, but silent
+    home.configure(lease=lease)  # the provider answers again
+
+    started = time.monotonic()
+    done = home.run("agent", "--session", "s1", "-m", "are you back?")
+    took = time.monotonic() - started
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "echo: will you finish?\nare you back?\n"
+    assert took < lease + 5
+    taken_over = home.json("sessions", "show", "s1")["runs"]
+    assert [r["status"] for r in taken_over] == ["interrupted", "done"]
+
+    stalled.send_signal(signal.SIGCONT)  # it wakes up still believing it owns the run
+    _, err = stalled.communicate(timeout=lease + 10)
+
+    assert stalled.returncode == 5, err  # it reports the run as interrupted, once
+    assert "ended interrupted: its owner stopped renewing the lease (crashed or stalled)" in err
+    assert home.json("sessions", "show", "s1")["runs"] == taken_over  # it wrote nothing
+    assert home.run("doctor").returncode == 0
+
+
+def test_two_agents_at_once_with_the_shipped_queue_defaults(home: Home) -> None:
+    home.configure(delay_ms=300, queue=None)  # collect, debounce 1000 ms
+    agents = [home.start("agent", "--session", "s1", "-m", text)
+              for text in ("first", "second")]
+
+    outs = [agent.communicate(timeout=30) for agent in agents]
+
+    assert [agent.returncode for agent in agents] == [0, 0], [err for _, err in outs]
+    assert all(out.startswith("echo: ") for out, _ in outs)
+    shown = home.json("sessions", "show", "s1")
+    assert {m["fate"] for m in shown["inbound"]} <= {"answered", "merged"}
+    _check_debounce(shown, debounce=timedelta(milliseconds=1000))
+    assert home.run("doctor").returncode == 0
+
+
+def _check_debounce(shown: dict[str, Any], debounce: timedelta) -> None:
+    """A run that took messages which queued behind the previous run started only after
+    ``debounce`` of quiet following the newest of them, whichever process claimed it."""
+    runs = shown["runs"]
+    for previous, run in itertools.pairwise(runs):
+        taken = [datetime.fromisoformat(m["receivedAt"]) for m in shown["inbound"]
+                 if m["runId"] == run["id"]]
+        if min(taken) < datetime.fromisoformat(previous["endedAt"]):
+            assert datetime.fromisoformat(run["startedAt"]) >= max(taken) + debounce

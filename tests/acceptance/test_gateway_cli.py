@@ -14,7 +14,7 @@ from tests.acceptance.cli import Home, wait_until
 pytestmark = pytest.mark.slow
 
 NOTE_GATEWAY = "(via the gateway at "
-NOTE_LOCAL = "(in-process (no gateway is running))"
+NOTE_LOCAL = "(in-process: no gateway is running)\n"
 
 
 @pytest.fixture
@@ -40,10 +40,15 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     assert [row["key"] for row in json.loads(listed.stdout)] == ["s1"]
     shown = home.json("sessions", "show", "s1")
     assert len(shown["runs"]) == 2
+    missing = home.run("sessions", "show", "nope", "--json")
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert "no session with key 'nope'" in missing.stderr
 
-    chatted = home.run("chat", "--session", "s2", stdin="first line\n/status\n")
+    chatted = home.run("chat", "--session", "s2", stdin="stop\n/new\nfirst line\n/status\n")
     assert chatted.returncode == 0
     assert NOTE_GATEWAY in chatted.stderr
+    assert "nothing was running in session s2" in chatted.stdout  # before its first message
+    assert "'s2' has no conversation yet" in chatted.stdout
     assert "echo: first line" in chatted.stdout
     assert "model     echo/echo" in chatted.stdout
 
@@ -96,7 +101,8 @@ def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home
     run = home.latest_run("s1")
     assert run is not None
     assert run["status"] == "interrupted"
-    assert "shut down" in run["error"]
+    assert run["error"] == (f"the gateway (pid {gateway.pid}) shut down before the reply "
+                            "was complete")
     assert home.run("doctor").returncode == 0
 
 

@@ -19,7 +19,18 @@ from clawgate.domain import (
 from clawgate.errors import InvalidInput
 from clawgate.store.protocol import Claim, Deferred, Store
 from clawgate.testing import ManualClock
-from tests.conformance.helpers import FOLLOWUP, LEASE, claim, finish, running, say, set_mode
+from tests.conformance.helpers import (
+    FOLLOWUP,
+    LEASE,
+    OTHER,
+    OWNER,
+    claim,
+    finish,
+    running,
+    say,
+    set_mode,
+)
+from tests.stores import StoreBackend
 
 
 async def test_a_message_is_persisted_pending_and_opens_its_session(store: Store) -> None:
@@ -242,21 +253,77 @@ async def test_queue_settings_are_overrides_of_the_defaults(store: Store) -> Non
     assert effective.drop is QueueSettings().drop
 
 
+COLLECT = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=800)
+
+
 async def test_messages_that_queued_behind_a_run_wait_out_the_debounce(
     store: Store, clock: ManualClock
 ) -> None:
-    defaults = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=800)
     run = await running(store, "first")
-    await say(store, "second", defaults=defaults)
+    await say(store, "second", defaults=COLLECT)
+    clock.advance(0.1)
     await finish(store, run)
 
-    deferred = await store.claim_next(run.session_id, "own_a", LEASE, defaults, debounce=True)
+    deferred = await store.claim_next(run.session_id, "own_a", LEASE, COLLECT)
 
     assert isinstance(deferred, Deferred)
-    assert deferred.until == clock.now() + timedelta(milliseconds=800)
+    assert deferred.until == clock.now() + timedelta(milliseconds=700)
+    clock.advance(0.7)
+    assert isinstance(await store.claim_next(run.session_id, "own_a", LEASE, COLLECT), Claim)
+
+
+async def test_every_process_waits_out_the_debounce_not_only_the_one_that_ran_the_turn(
+    backend: StoreBackend, clock: ManualClock
+) -> None:
+    ran_it, other_process = await backend.handle(), await backend.handle()
+    run = await running(ran_it, "first")
+    clock.advance(0.1)
+    await say(other_process, "second", defaults=COLLECT)
+    clock.advance(0.1)
+    await say(other_process, "third", defaults=COLLECT)
+    clock.advance(0.1)
+    await finish(ran_it, run)
+
+    deferred = await other_process.claim_next(run.session_id, OTHER, LEASE, COLLECT)
+
+    assert isinstance(deferred, Deferred)  # 800 ms of quiet after "third", for anyone
+    assert deferred.until == clock.now() + timedelta(milliseconds=700)
+    clock.advance(0.5)
+    await say(ran_it, "fourth", defaults=COLLECT)  # after the run ended, while others wait
+    later = await ran_it.claim_next(run.session_id, OWNER, LEASE, COLLECT)
+    assert isinstance(later, Deferred)
+    assert later.until == clock.now() + timedelta(milliseconds=800)
     clock.advance(0.8)
-    assert isinstance(
-        await store.claim_next(run.session_id, "own_a", LEASE, defaults, debounce=True), Claim)
+    taken = await other_process.claim_next(run.session_id, OTHER, LEASE, COLLECT)
+    assert isinstance(taken, Claim)
+    assert [m.text for m in taken.messages] == ["second", "third", "fourth"]
+
+
+async def test_a_message_to_an_idle_session_is_claimed_at_once(
+    store: Store, clock: ManualClock
+) -> None:
+    first = await say(store, "hello", defaults=COLLECT)
+    assert isinstance(await store.claim_next(first.session.id, OWNER, LEASE, COLLECT), Claim)
+    run = (await store.list_runs(first.session.id))[-1]
+    await finish(store, run)
+    clock.advance(0.01)
+
+    again = await say(store, "hello again", defaults=COLLECT)  # after the run ended
+
+    assert isinstance(await store.claim_next(again.session.id, OWNER, LEASE, COLLECT), Claim)
+
+
+@pytest.mark.parametrize("defaults", [QueueSettings(mode=QueueMode.INTERRUPT, debounce_ms=800),
+                                      QueueSettings(mode=QueueMode.COLLECT, debounce_ms=0)])
+async def test_interrupt_mode_and_a_zero_debounce_never_wait(
+    store: Store, clock: ManualClock, defaults: QueueSettings
+) -> None:
+    run = await running(store, "first")
+    await say(store, "second")
+    clock.advance(0.1)
+    await finish(store, run)
+
+    assert isinstance(await store.claim_next(run.session_id, OWNER, LEASE, defaults), Claim)
 
 
 async def test_the_conversation_is_the_transcript_as_roles_and_text(store: Store) -> None:

@@ -147,7 +147,7 @@ async def test_a_dead_owner_s_runs_are_recovered_at_once(store: Store) -> None:
     run = await running(store)
     other = await running(store, key="s2", owner="own_other")
 
-    recovered = await store.recover_owner(OWNER, "interrupted: its process exited")
+    recovered = await store.recover_owner(OWNER, "its process exited")
 
     assert [r.id for r in recovered] == [run.id]
     still = await store.get_run(other.id)

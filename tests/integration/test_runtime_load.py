@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 from clawgate.domain import QueueMode, QueuePatch, QueueSettings
 from clawgate.providers.echo import EchoProvider
 from clawgate.runtime.runtime import Runtime
+from clawgate.runtime.scope import ServeOwnMessages
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.sqlite import SqliteStore
 from tests.integration.harness import Harness
@@ -47,6 +49,35 @@ async def test_collect_waits_for_quiet_then_answers_everything_at_once(tmp_path:
     assert outcomes[0].reply == "echo: one"
     assert outcomes[1].run == outcomes[2].run
     assert outcomes[2].reply == "echo: two\nthree"
+
+
+async def test_a_process_that_did_not_run_the_turn_still_waits_for_quiet(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shared.db"
+    first_store, second_store = await SqliteStore.open(path), await SqliteStore.open(path)
+    settings = RuntimeSettings(queue=QueueSettings(mode=QueueMode.COLLECT, debounce_ms=400))
+    echo = {"echo": EchoProvider("echo", delay_ms=300)}
+    one_shot = Runtime(first_store, echo, settings, scope=ServeOwnMessages(first_store))
+    other = Runtime(second_store, echo, settings)  # serves every session, like a gateway
+    await one_shot.start()
+    await other.start()
+    try:
+        first = await one_shot.send("s1", "one")
+        await asyncio.sleep(0.1)  # the first reply is under way, in the one-shot process
+        second = await other.send("s1", "two")
+        outcomes = [await other.wait_for(m.message.id, within=10) for m in (first, second)]
+    finally:
+        await one_shot.close()
+        await other.close()
+        await first_store.close()
+        await second_store.close()
+    assert [o.reply for o in outcomes] == ["echo: one", "echo: two"]
+    collected = outcomes[1].run
+    assert collected is not None
+    assert collected.owner_id == other.owner.id
+    # "two" queued behind the first run: its reply starts only after 400 ms of quiet.
+    assert collected.created_at >= second.message.received_at + timedelta(milliseconds=400)
 
 
 async def test_the_event_loop_keeps_running_while_another_process_holds_the_database(

@@ -15,7 +15,7 @@ from clawgate.domain import (
     Role,
     RunStatus,
 )
-from clawgate.runtime.runtime import Runtime
+from clawgate.runtime.runtime import CommandReply, Runtime
 from clawgate.store.protocol import Store
 from tests.integration.harness import SETTINGS, Harness, answer, eventually
 
@@ -214,7 +214,7 @@ async def _is(store: Store, message_id: str, status: RunStatus) -> bool:
 
 async def _session_updates_from_stale_state(runtime: Runtime, order: list[str]) -> None:
     stale = await runtime.status("s1")  # read while the run was still going
-    key = stale.summary.session.key
+    key = stale.key
     for step in order:
         if step == "model":
             await runtime.set_model(key, ModelRef("scripted", "m2"))
@@ -240,7 +240,29 @@ async def test_the_openclaw_sequence_through_the_runtime(harness: Harness) -> No
                 call.finish("hi")
             await runtime.wait_for(accepted.message.id, within=3)
             status = await runtime.status("s1")
+            assert status.summary is not None
             assert status.summary.latest_run is not None
             assert status.summary.latest_run.status is RunStatus.DONE
             harness.model.queue_reply("still here")
             assert (await answer(runtime, "s1", "next")).reply == "still here"
+
+
+async def test_a_new_chat_answers_commands_before_its_first_message(harness: Harness) -> None:
+    runtime = await harness.runtime()
+
+    replies = [await runtime.handle("fresh-key-1", text)
+               for text in ("/status", "stop", "/stop", "/new", "/queue")]
+    ctrl_c = await runtime.stop("fresh-key-1")  # what Ctrl-C in a chat does
+
+    assert all(isinstance(r, CommandReply) for r in replies)
+    status, stop, slash_stop, new, queue = [r.text for r in replies
+                                            if isinstance(r, CommandReply)]
+    assert "model     scripted/m1" in status
+    assert "run       none yet" in status
+    assert stop == slash_stop == (
+        "nothing was running in session fresh-key-1; no messages were waiting")
+    assert new == ("session 'fresh-key-1' has no conversation yet; your next message starts "
+                   "a fresh one")
+    assert queue.startswith("collect (debounce 0 ms")
+    assert (ctrl_c.final, ctrl_c.confirmed) == (None, True)
+    assert await runtime.store.list_sessions() == []  # nothing was created

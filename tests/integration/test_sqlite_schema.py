@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clawgate.domain import TRANSITIONS, DropReason, NewInbound, RunStatus
-from clawgate.errors import SchemaTooNew
+from clawgate.errors import SchemaTooNew, StoreCorrupt
 from clawgate.store.sqlite import SqliteStore
 from clawgate.store.sqlite_schema import migrations, statements
 from clawgate.testing import ManualClock
@@ -187,6 +188,32 @@ async def test_a_database_from_a_newer_clawgate_is_refused_with_a_clear_error(
     raw.execute("INSERT INTO schema_migrations VALUES (999, 'future', '2030-01-01')")
     with pytest.raises(SchemaTooNew, match="upgrade clawgate"):
         await SqliteStore.open(path, clock)
+
+
+async def test_a_file_that_is_not_a_database_is_refused_by_name_and_left_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "clawgate.db"
+    path.write_bytes(b"garbage\n")
+    with pytest.raises(StoreCorrupt, match=f"{path} is not a usable clawgate database"):
+        await SqliteStore.open(path)
+    assert path.read_bytes() == b"garbage\n"
+    assert not path.with_name("clawgate.db-wal").exists()
+
+
+async def test_opening_a_new_file_waits_while_another_process_is_setting_it_up(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "new.db"
+    other_process = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other_process.execute("BEGIN IMMEDIATE")  # a new file, still in rollback-journal mode
+    asyncio.get_running_loop().call_later(0.3, other_process.execute, "COMMIT")
+    try:
+        store = await SqliteStore.open(path)  # SQLite says "locked" at once: we must wait
+    finally:
+        other_process.close()
+    await store.ensure_session("s1")
+    await store.close()
 
 
 def test_statement_splitting_keeps_triggers_whole() -> None:

@@ -59,8 +59,8 @@ def test_values_are_read() -> None:
          "'magic' is not one of 'echo', 'openai', 'anthropic'"),
         ('[providers.p]\nkind = "openai"\napi_key = "sk-x"\n', 3, "providers.p.api_key",
          "keys do not belong in the config file"),
-        ('[providers.a]\nkind = "anthropic"\n', None, "providers.a.api_key_env",
-         "needs api_key_env or api_key_file"),
+        ('[providers.a]\nkind = "anthropic"\n', 1, "providers.a.api_key_env",
+         "needs api_key_env or api_key_file"),  # a missing key: the line of its table
         ('[providers.o]\nkind = "openai"\n[[providers.o.profiles]]\nname = "a"\n'
          '[[providers.o.profiles]]\nname = "b"\ncolour = 1\n', 7,
          "providers.o.profiles[1].colour", "unknown key"),
@@ -68,6 +68,27 @@ def test_values_are_read() -> None:
         ('runtime = 5\n', 1, "runtime", "expected a table"),
         ('[providers.e]\nkind = "echo"\nfail = "sometimes"\n', 3, "providers.e.fail",
          "not one of"),
+        # dotted keys, inline tables, quoted names, and look-alikes inside values
+        ('[models]\ndefault = "echo/echo"\nruntime.lease_seconds = "x"\n', 3,
+         "models.runtime", "unknown key"),
+        ('\nruntime.lease_seconds = "x"\n', 2, "runtime.lease_seconds", "a whole number"),
+        ('runtime . "lease_seconds" = 0\n', 1, "runtime.lease_seconds", "between 1 and"),
+        ('[runtime]\nlease_seconds = 4\n[queue]\nmode = "collect"\n'
+         'runtime = { lease_seconds = "x" }\n', 5, "queue.runtime", "unknown key"),
+        ('\nruntime = { lease_seconds = "x" }\n', 2, "runtime.lease_seconds",
+         "a whole number"),
+        ('[providers]\necho = { kind = "echo", delay_ms = "slow" }\n', 2,
+         "providers.echo.delay_ms", "a whole number"),
+        ('[providers.e]\nkind = "echo"\n"fail" = "sometimes"\n', 3, "providers.e.fail",
+         "not one of"),
+        ('[ "runtime" ]\n\nlease_seconds = 0\n', 3, "runtime.lease_seconds",
+         "between 1 and"),
+        ('providers.a.kind = "anthropic"\n', 1, "providers.a.api_key_env",
+         "needs api_key_env"),
+        ('[agent]\nsystem_prompt = """\n[runtime]\nlease_seconds = 1\n"""\n'
+         '[runtime]\nlease_seconds = 0\n', 7, "runtime.lease_seconds", "between 1 and"),
+        ('[models]\nfallbacks = [\n  "echo/echo",\n]\ncolour = 1\n', 5, "models.colour",
+         "unknown key"),
     ],
 )
 def test_mistakes_name_file_line_and_key(

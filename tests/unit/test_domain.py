@@ -101,14 +101,26 @@ def test_overflow_reasons_follow_the_policy() -> None:
         DropReason.QUEUE_FULL_SUMMARIZED)
 
 
-def test_debounce_waits_for_quiet_except_in_interrupt_mode() -> None:
+def _ms(n: int) -> timedelta:
+    return timedelta(milliseconds=n)
+
+
+def test_debounce_waits_for_quiet_after_messages_that_queued_behind_a_run() -> None:
     collect = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=500)
-    assert debounce_until(collect, T0, T0 + timedelta(milliseconds=200)) == (
-        T0 + timedelta(milliseconds=500))
-    assert debounce_until(collect, T0, T0 + timedelta(milliseconds=600)) is None
+    behind = [T0, T0 + _ms(100)]  # the run ended at T0 + 150 ms
+    assert debounce_until(collect, behind, T0 + _ms(150), T0 + _ms(200)) == T0 + _ms(600)
+    assert debounce_until(collect, behind, T0 + _ms(150), T0 + _ms(700)) is None
     interrupt = QueueSettings(mode=QueueMode.INTERRUPT, debounce_ms=500)
-    assert debounce_until(interrupt, T0, T0) is None
-    assert debounce_until(QueueSettings(debounce_ms=0), T0, T0) is None
+    assert debounce_until(interrupt, behind, T0 + _ms(150), T0) is None
+    assert debounce_until(QueueSettings(debounce_ms=0), behind, T0 + _ms(150), T0) is None
+
+
+def test_a_message_to_an_idle_session_does_not_wait() -> None:
+    collect = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=500)
+    assert debounce_until(collect, [T0], None, T0) is None  # no run yet
+    earlier_run_ended = T0 - timedelta(seconds=1)
+    assert debounce_until(collect, [T0], earlier_run_ended, T0) is None
+    assert debounce_until(collect, [T0], T0, T0) is None  # not before the end: idle
 
 
 def test_queue_settings_refuse_out_of_range_values() -> None:

@@ -1,6 +1,7 @@
 """``clawgate agent``: send one message, stream the reply, exit with the run's outcome.
 
-It uses the running gateway when there is one, and works in-process otherwise.
+It uses the running gateway when there is one, and works in-process otherwise; either way a
+chat command (``/status``, ``stop``, ...) is carried out and its answer printed.
 Exit codes: 0 answered; 1 the run failed (the error is printed); 2 bad arguments or config;
 3 stopped; 4 timed out; 5 interrupted; 6 the message was dropped unanswered.
 """
@@ -18,13 +19,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from clawgate.cli.common import USAGE, open_app
+from clawgate.cli.common import OK, USAGE, open_app
 from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.config import Settings
 from clawgate.domain import DropReason, RunStatus, check_key
 from clawgate.gateway.client import GatewayClient
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, Subscription
-from clawgate.runtime.runtime import MessageOutcome, Runtime
+from clawgate.runtime.runtime import CommandReply, MessageOutcome, Runtime
 from clawgate.runtime.scope import ServeOwnMessages
 from clawgate.views import run_row
 
@@ -68,7 +69,7 @@ async def _in_process(settings: Settings, key: str, text: str, args: argparse.Na
                       ) -> int:
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
-                          scope=ServeOwnMessages(app.store))
+                          scope=ServeOwnMessages(app.store), name="clawgate agent")
         await runtime.start()
         try:
             return await _turn(runtime, key, text, args)
@@ -81,7 +82,16 @@ async def _in_process(settings: Settings, key: str, text: str, args: argparse.Na
 
 async def _turn(runtime: Runtime, key: str, text: str, args: argparse.Namespace) -> int:
     events = runtime.subscribe(key)
-    accepted = await runtime.send(key, text, channel=CHANNEL, channel_message_id=args.message_id)
+    try:  # a command (/status, stop, ...) is carried out, as through the gateway
+        accepted = await runtime.handle(key, text, channel=CHANNEL,
+                                        channel_message_id=args.message_id)
+    except BaseException:
+        events.close()
+        raise
+    if isinstance(accepted, CommandReply):
+        events.close()
+        print(accepted.text)
+        return OK
     if accepted.duplicate and not args.json:
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)

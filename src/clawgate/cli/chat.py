@@ -39,7 +39,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     in_process()
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
-                          scope=ServeKeys(app.store, frozenset({key})))
+                          scope=ServeKeys(app.store, frozenset({key})), name="clawgate chat")
         await runtime.start()
         try:
             return await TerminalChat(LocalChat(runtime, key), key).run()

@@ -10,7 +10,7 @@ from clawgate.cli.common import OK, PROBLEM, open_app
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.domain import OwnerInfo
-from clawgate.errors import ConfigError
+from clawgate.errors import ConfigError, StoreCorrupt, StoreError
 from clawgate.runtime.owner import is_gone, this_process
 from clawgate.runtime.recovery import recover
 from clawgate.store.protocol import Finding, Store
@@ -18,14 +18,19 @@ from clawgate.store.protocol import Finding, Store
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     me = this_process(SystemClock().now())
-    async with open_app(settings) as app:
-        problems = await _examine(app.store, me)
-        fixed: list[str] = []
-        if args.fix and any(f.fixable for f in problems):
-            fixed = [f"run {r.id} marked interrupted ({r.error})"
-                     for r in await recover(app.store, me)]
+    fixed: list[str] = []
+    notes: list[str] = []
+    try:
+        async with open_app(settings) as app:
             problems = await _examine(app.store, me)
-        notes = await _notes(app.store)
+            if args.fix and any(f.fixable for f in problems):
+                fixed = [f"run {r.id} marked interrupted ({r.error})"
+                         for r in await recover(app.store, me)]
+                problems = await _examine(app.store, me)
+            notes = await _notes(app.store)
+    except StoreError as exc:  # a damaged or foreign file, a newer schema, a held lock
+        code = "corrupt_database" if isinstance(exc, StoreCorrupt) else "database"
+        problems = [Finding(code, str(exc))]
     _report(args, settings, problems, fixed, notes)
     return OK if not problems else PROBLEM
 

@@ -44,7 +44,7 @@ async def connect_gateway(settings: Settings) -> GatewayClient | None:
 
 
 def in_process() -> None:
-    say("in-process (no gateway is running)")
+    say("in-process: no gateway is running")
 
 
 def say(text: str) -> None:

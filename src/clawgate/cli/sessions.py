@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
 
 from clawgate.cli.common import OK, PROBLEM, open_app
@@ -32,7 +33,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             return OK
         summary = await app.store.summarize_session(check_key(args.key))
         if summary is None:
-            print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)")
+            print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)",
+                  file=sys.stderr)
             return PROBLEM
         row = session_row(summary, default)
         runs = await app.store.list_runs(summary.session.id, args.limit)
@@ -56,7 +58,8 @@ async def _via_gateway(client: GatewayClient, args: argparse.Namespace) -> int:
     except GatewayError as exc:
         if exc.code != "unknown_session":
             raise
-        print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)")
+        print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)",
+              file=sys.stderr)
         return PROBLEM
     print(json.dumps(row, indent=2) if args.json else _show_text(row))
     return OK

@@ -11,10 +11,10 @@ from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.domain import Run, check_key
-from clawgate.gateway.client import GatewayClient, GatewayError
+from clawgate.gateway.client import GatewayClient
 from clawgate.runtime.owner import this_process
 from clawgate.runtime.recovery import recover
-from clawgate.runtime.stopping import stop_and_wait
+from clawgate.runtime.stopping import StopReport, stop_and_wait
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -28,13 +28,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _via_gateway(client: GatewayClient, key: str, args: argparse.Namespace) -> int:
-    try:
-        result = await client.request("chat.abort", session=key)
-    except GatewayError as exc:
-        if exc.code != "unknown_session":
-            raise
-        print(f"clawgate: no session with key {key!r}", file=sys.stderr)
-        return PROBLEM
+    result = await client.request("chat.abort", session=key)  # (no session: nothing to do)
     print(json.dumps(result) if args.json else result["text"])
     return OK if result["confirmed"] else PROBLEM
 
@@ -43,9 +37,8 @@ async def _in_process(settings: Settings, key: str, args: argparse.Namespace) ->
     clock = SystemClock()
     async with open_app(settings) as app:
         session = await app.store.get_session(key)
-        if session is None:
-            print(f"clawgate: no session with key {key!r}", file=sys.stderr)
-            return PROBLEM
+        if session is None:  # as through the gateway: nothing to stop
+            return _print(StopReport.nothing(key), [], args)
         # A run whose process has exited is freed first (it ends interrupted, not killed).
         recovered = [r for r in await recover(app.store, this_process(clock.now()))
                      if r.session_id == session.id]
@@ -61,6 +54,11 @@ async def _in_process(settings: Settings, key: str, args: argparse.Namespace) ->
             app.store, key, session.id, clock, rt.poll_interval,
             patience=rt.lease.total_seconds() + 5, on_wait=progress,
         )
+    return _print(report, recovered, args)
+
+
+def _print(report: StopReport, recovered: list[Run], args: argparse.Namespace) -> int:
+    key = report.session_key
     if args.json:
         print(json.dumps({
             "session": key,

@@ -62,7 +62,7 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
                           key="gateway.auth", path=str(settings.config_path))
     token = None if config.auth is Auth.NONE else auth.load_or_create(settings.token_path)
     store = await SqliteStore.open(settings.database)
-    runtime = Runtime(store, build(settings.providers), settings.runtime)
+    runtime = Runtime(store, build(settings.providers), settings.runtime, name="the gateway")
     gateway = Gateway(runtime, settings, token)
     server = _Server(gateway, uvicorn.Config(
         create_app(gateway), host=config.host, port=config.port,

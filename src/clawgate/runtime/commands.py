@@ -5,6 +5,7 @@ Parsing is pure; every channel passes text through ``parse`` before treating it 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -68,10 +69,12 @@ HELP = """\
                        switch this session's model
 /compact               summarise older turns now (also happens on its own when needed)
 /queue                 show how messages sent during a reply are handled
-/queue <mode> [debounce:<ms>] [cap:<n>] [drop:old|new|summarize]
-                       modes: followup (one reply each), collect (one reply for all),
-                       steer (fold into the current reply), interrupt (answer the newest)
-/help                  this list"""
+/queue [<mode>] [debounce:<ms>] [cap:<n>] [drop:old|new|summarize]
+                       change only what is named; modes: followup (one reply each),
+                       collect (one reply for all), steer (fold into the current reply),
+                       interrupt (answer the newest)
+/help                  this list
+A line whose first word is not / and a name (a path like /usr/bin/python) is a message."""
 
 _SIMPLE: dict[str, Command] = {
     "/stop": Stop(), "/new": Reset(), "/reset": Reset(), "/status": Status(), "/help": Help(),
@@ -79,15 +82,20 @@ _SIMPLE: dict[str, Command] = {
 }
 
 
+#: What a command's first word looks like: ``/`` and a name. A line starting otherwise, even
+#: with ``/`` (``/usr/bin/python is broken``), is a message.
+_COMMAND_WORD = re.compile(r"/[a-z][a-z0-9_-]*")
+
+
 def parse(text: str) -> Command | None:
     """The command in ``text``, or None if it is an ordinary message."""
     stripped = text.strip()
     if stripped.lower() in {"stop", "stop!", "stop."}:
         return Stop()
-    if not stripped.startswith("/"):
-        return None
     word, _, rest = stripped.partition(" ")
     word = word.lower()
+    if not _COMMAND_WORD.fullmatch(word):
+        return None
     if word in _SIMPLE:
         if rest.strip():
             raise InvalidInput(f"{word} takes no arguments")
@@ -105,14 +113,15 @@ def parse(text: str) -> Command | None:
 
 
 def _parse_queue(args: list[str]) -> Command:
+    """``/queue [mode] [option:value ...]``: only what is named changes."""
     if not args:
         return ShowQueue()
-    mode = _enum(QueueMode, args[0], "queue mode")
+    mode = None if ":" in args[0] else _enum(QueueMode, args[0], "queue mode")
     debounce: int | None = None
     cap: int | None = None
     drop: DropPolicy | None = None
     seen: set[str] = set()
-    for arg in args[1:]:
+    for arg in args[0 if mode is None else 1:]:
         name, sep, value = arg.partition(":")
         if not sep or name in seen:
             raise InvalidInput(f"unexpected /queue option {arg!r}; /help shows the form")

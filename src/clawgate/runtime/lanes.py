@@ -78,20 +78,17 @@ class Lanes:
 
     async def _lane(self, session_id: str) -> None:
         try:
-            after_run = False
             while True:
                 self._kicked.discard(session_id)
                 if not await self._scope.wants(session_id):
                     break
                 async with self._slots:  # a slot first: no lease is held while waiting
                     claim = await self._store.claim_next(
-                        session_id, self._owner, self._settings.lease, self._settings.queue,
-                        debounce=after_run,
+                        session_id, self._owner, self._settings.lease, self._settings.queue
                     )
                     if isinstance(claim, Claim):
                         await self._runner.execute(claim)
                         self._after_run()
-                        after_run = True
                         continue
                 if isinstance(claim, Deferred):
                     await asyncio.sleep((claim.until - self._clock.now()).total_seconds())

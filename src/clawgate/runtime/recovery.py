@@ -10,7 +10,7 @@ from clawgate.store.protocol import Store
 
 log = logging.getLogger(__name__)
 
-GONE_REASON = "interrupted: the process that ran it exited (pid {pid} on {host})"
+GONE_REASON = "the process that ran it exited (pid {pid} on {host})"
 
 
 async def recover(store: Store, me: OwnerInfo) -> list[Run]:

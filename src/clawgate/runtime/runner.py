@@ -64,7 +64,7 @@ class ActiveRun:
 class Runner:
     def __init__(
         self, store: Store, router: Router, settings: RuntimeSettings,
-        owner_id: str, bus: EventBus, clock: Clock,
+        owner_id: str, bus: EventBus, clock: Clock, shut_down: str = "clawgate shut down",
     ) -> None:
         self._store = store
         self._router = router
@@ -72,6 +72,7 @@ class Runner:
         self._owner = owner_id
         self._bus = bus
         self._clock = clock
+        self._shut_down = shut_down  # what happened when this process cancels its runs
         self.held: set[str] = set()  # run ids this process is working on (leases to renew)
         self.active: dict[str, ActiveRun] = {}  # started runs, by id
         self._abandoned = False
@@ -134,7 +135,7 @@ class Runner:
             current = asyncio.current_task()
             if current is not None and current.cancelling():  # this process is shutting down
                 work.task.cancel()
-                reason = "interrupted: the gateway shut down before the reply was complete"
+                reason = f"{self._shut_down} before the reply was complete"
                 outcome = RunOutcome(RunStatus.INTERRUPTED, partial, error=reason)
                 await self._record(work.run, work.session_key, settled(outcome, work.trail))
                 raise

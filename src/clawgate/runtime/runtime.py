@@ -54,9 +54,6 @@ from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, StopRe
 log = logging.getLogger(__name__)
 
 
-SHUTDOWN_REASON = "interrupted: the gateway shut down before the run started"
-
-
 class ShuttingDown(ClawgateError):
     def __init__(self) -> None:
         super().__init__("clawgate is shutting down and accepts no new messages")
@@ -86,8 +83,10 @@ class Runtime:
     def __init__(
         self, store: Store, providers: Mapping[str, Provider | ProviderEntry],
         settings: RuntimeSettings, *, scope: Scope | None = None, clock: Clock | None = None,
-        senders: Sequence[Sender] = (),
+        senders: Sequence[Sender] = (), name: str = "clawgate",
     ) -> None:
+        """``name`` says which program this is (``the gateway``, ``clawgate agent``), for
+        the record of runs it leaves unfinished when it shuts down."""
         self.store = store
         self.settings = settings
         self.clock = clock or store.clock
@@ -97,7 +96,9 @@ class Runtime:
         self.owner = this_process(self.clock.now())
         self.bus = EventBus()
         self._scope = scope or ServeAll()
-        self._runner = Runner(store, self.router, settings, self.owner.id, self.bus, self.clock)
+        self._shut_down = f"{name} (pid {self.owner.pid}) shut down"
+        self._runner = Runner(store, self.router, settings, self.owner.id, self.bus, self.clock,
+                              shut_down=self._shut_down)
         self._deliverer = Deliverer(store, senders, self.clock)
         self._lanes = Lanes(store, self._runner, settings, self.owner.id, self._scope,
                             self.clock, after_run=self._deliverer.kick)
@@ -141,7 +142,8 @@ class Runtime:
         await self.router.aclose()
         try:
             # A lane cancelled mid-claim can leave a run it never started: end it now.
-            await self.store.recover_owner(self.owner.id, SHUTDOWN_REASON)
+            await self.store.recover_owner(self.owner.id,
+                                           f"{self._shut_down} before the run started")
             await self.store.retire_owner(self.owner.id)
         except ClawgateError as exc:
             log.warning("could not retire owner %s: %s", self.owner.id, exc)
@@ -216,7 +218,11 @@ class Runtime:
             case commands.Stop():
                 return (await self.stop(key)).describe()
             case commands.Reset():
-                return describe_reset(await self.reset(key))
+                try:
+                    return describe_reset(await self.reset(key))
+                except UnknownSession:  # nothing said yet: it is already a fresh one
+                    return (f"session {key!r} has no conversation yet; your next message "
+                            "starts a fresh one")
             case commands.Status():
                 return (await self.status(key)).describe()
             case commands.Help():
@@ -288,7 +294,11 @@ class Runtime:
     # --- session control -------------------------------------------------------------
 
     async def stop(self, key: str) -> StopReport:
-        session = await self._session(key)
+        """Stop the key's run and clear its waiting messages; accepted in every state, even
+        before the session's first message (then there is nothing to stop)."""
+        session = await self.store.get_session(key)
+        if session is None:
+            return StopReport.nothing(key)
 
         def cancel_here(run: Run) -> None:
             self._runner.stop(run.id, RunStatus.KILLED, "stopped by request")
@@ -359,10 +369,13 @@ class Runtime:
         return session.effective_queue(self.settings.queue)
 
     async def status(self, key: str) -> StatusReport:
+        """The key's session as /status shows it (before its first message too)."""
         summary = await self.store.summarize_session(key)
         if summary is None:
-            raise UnknownSession(key)
+            return StatusReport(key, None, self.settings.default_model, self.settings.queue,
+                                here=False)
         return StatusReport(
+            key,
             summary=summary,
             model=summary.session.model or self.settings.default_model,
             queue=summary.session.effective_queue(self.settings.queue),

@@ -24,6 +24,11 @@ class StopReport:
     final: Run | None  # the run as it is now (None: nothing was active)
     waited_s: float = 0.0
 
+    @classmethod
+    def nothing(cls, session_key: str) -> StopReport:
+        """A stop of a session that has no conversation yet: nothing to do."""
+        return cls(session_key, StopResult(StopOutcome.NO_RUN), None)
+
     @property
     def confirmed(self) -> bool:
         return self.final is None or self.final.status.terminal

@@ -305,8 +305,7 @@ class MemoryStore:
     # --- runs ------------------------------------------------------------------------
 
     async def claim_next(
-        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings,
-        debounce: bool = False,
+        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings
     ) -> Claim | Deferred | None:
         db = await self._enter()
         queued = self._waiting(db, session_id)
@@ -315,7 +314,8 @@ class MemoryStore:
             return None
         settings = session.effective_queue(defaults)
         now = self.clock.now()
-        until = debounce_until(settings, queued[-1].received_at, now) if debounce else None
+        until = debounce_until(settings, [m.received_at for m in queued],
+                               self._last_run_ended(db, session_id), now)
         if until is not None:
             return Deferred(until)
         plan = plan_claim(settings.mode, [m.id for m in queued])
@@ -600,6 +600,13 @@ class MemoryStore:
             (r for r in db.runs.values() if r.session_id == session_id and r.status.active),
             None,
         )
+
+    @staticmethod
+    def _last_run_ended(db: MemoryDatabase, session_id: str) -> datetime | None:
+        """When the session's latest run ended (runs of a session never overlap)."""
+        runs = [r for r in db.runs.values() if r.session_id == session_id]
+        latest = max(runs, key=lambda r: (r.created_at, r.id), default=None)
+        return None if latest is None else latest.ended_at
 
     @staticmethod
     def _waiting(db: MemoryDatabase, session_id: str) -> list[InboundMessage]:

@@ -214,14 +214,14 @@ class Store(Protocol):
     # --- runs -------------------------------------------------------------------------
 
     async def claim_next(
-        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings,
-        debounce: bool = False,
+        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings
     ) -> Claim | Deferred | None:
         """Open a queued run for the session's waiting messages, as the queue mode says.
 
-        None when the session has an active run or nothing is waiting. With ``debounce``
-        (messages that queued behind a run), Deferred while the newest waiting message is
-        younger than the session's debounce time (never in interrupt mode).
+        None when the session has an active run or nothing is waiting. Deferred while
+        messages that queued behind a run (the oldest arrived before the session's latest
+        run ended) are within the debounce time of the newest (``domain.debounce_until``):
+        the rule reads only stored times, so every process claiming the session applies it.
         """
         ...
 

@@ -167,11 +167,10 @@ class SqliteStore:
     # --- runs ------------------------------------------------------------------------
 
     async def claim_next(
-        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings,
-        debounce: bool = False,
+        self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings
     ) -> Claim | Deferred | None:
         return await self._writer.write(
-            cmd.claim_next, self.clock, session_id, owner_id, lease, defaults, debounce
+            cmd.claim_next, self.clock, session_id, owner_id, lease, defaults
         )
 
     async def start_run(

@@ -60,6 +60,7 @@ from clawgate.store.sqlite_rows import (
     RUN_COLUMNS,
     SESSION_COLUMNS,
     inbound_from,
+    opt_dt,
     outbound_from,
     run_from,
     session_from,
@@ -380,7 +381,7 @@ def _delivered_before(
 
 def claim_next(
     conn: sqlite3.Connection, clock: Clock, session_id: str, owner_id: str, lease: timedelta,
-    defaults: QueueSettings, debounce: bool,
+    defaults: QueueSettings,
 ) -> Claim | Deferred | None:
     if active_run(conn, session_id) is not None:
         return None
@@ -390,7 +391,8 @@ def claim_next(
         return None
     settings = session.effective_queue(defaults)
     now = clock.now()
-    until = debounce_until(settings, queued[-1].received_at, now) if debounce else None
+    until = debounce_until(settings, [m.received_at for m in queued],
+                           _last_run_ended(conn, session_id), now)
     if until is not None:
         return Deferred(until)
     plan = plan_claim(settings.mode, [m.id for m in queued])
@@ -410,6 +412,16 @@ def claim_next(
     run = run_by_id(conn, run_id)
     assert run is not None
     return Claim(run=run, session=session, messages=tuple(taken), dropped=tuple(dropped))
+
+
+def _last_run_ended(conn: sqlite3.Connection, session_id: str) -> datetime | None:
+    """When the session's latest run ended (runs of a session never overlap)."""
+    row = conn.execute(
+        "SELECT ended_at FROM runs WHERE session_id = ? ORDER BY created_at DESC, id DESC"
+        " LIMIT 1",
+        (session_id,),
+    ).fetchone()
+    return None if row is None else opt_dt(row[0])
 
 
 def _summarize_dropped(

@@ -13,34 +13,85 @@ results back to the event loop in one go.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from clawgate.errors import StoreBusy, StoreClosed, StoreError
+from clawgate.errors import StoreBusy, StoreClosed, StoreCorrupt, StoreError
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 BUSY_TIMEOUT_MS = 10_000
+WAL_RETRY_MS = 10
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
 _STOP = None
 
 
+#: SQLite's primary result codes for a file that is not a database, or a damaged one.
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT})
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-    )
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    """Open ``path`` for clawgate; a file that is not a sound database raises StoreCorrupt.
+
+    The first statement reads the header, so a foreign file is refused before anything is
+    written to it.
+    """
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
+    try:
+        _use_wal(conn)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise translate(exc, path) from exc
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL (kept in the file, so done once per database).
+
+    While several processes open a new file at once, SQLite refuses the switch with "locked"
+    at once rather than waiting out the busy timeout; so wait here, as long as that timeout.
+    """
+    for _ in range(BUSY_TIMEOUT_MS // WAL_RETRY_MS):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        time.sleep(WAL_RETRY_MS / 1000)  # on the connection's own thread, not the loop's
+    conn.execute("PRAGMA journal_mode = WAL")
+
+
+def translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    """A driver error as a store error; a damaged or foreign file is named."""
+    if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _CORRUPT_CODES:
+        return StoreCorrupt(
+            f"{path} is not a usable clawgate database ({exc}). "
+            "Move it aside to start afresh, or restore a backup")
+    if isinstance(exc, sqlite3.OperationalError):
+        if "locked" in str(exc) or "busy" in str(exc):
+            return StoreBusy(
+                f"the database stayed locked for {BUSY_TIMEOUT_MS / 1000:g}s: {exc}")
+        return StoreError(str(exc))
+    return StoreError(f"{type(exc).__name__}: {exc}")
 
 
 class ConnectionWorker:
@@ -65,15 +116,15 @@ class ConnectionWorker:
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        return await self._submit(lambda conn: _transaction(conn, "BEGIN IMMEDIATE",
-                                                            lambda: fn(conn, *args, **kwargs)))
+        return await self._submit(lambda conn: _transaction(
+            conn, self._path, "BEGIN IMMEDIATE", lambda: fn(conn, *args, **kwargs)))
 
     async def read(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        return await self._submit(lambda conn: _transaction(conn, "BEGIN",
-                                                            lambda: fn(conn, *args, **kwargs)))
+        return await self._submit(lambda conn: _transaction(
+            conn, self._path, "BEGIN", lambda: fn(conn, *args, **kwargs)))
 
     async def close(self) -> None:
         """Finish the calls already made, close the connection, end the thread."""
@@ -146,26 +197,21 @@ def _deliver(results: list[_Result]) -> None:
             future.set_exception(error)
 
 
-def _transaction(conn: sqlite3.Connection, begin: str, body: Callable[[], T]) -> T:
+def _transaction(
+    conn: sqlite3.Connection, path: Path, begin: str, body: Callable[[], T]
+) -> T:
     try:
         conn.execute(begin)
-    except sqlite3.OperationalError as exc:
-        raise _translate(exc) from exc
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
     try:
         result = body()
         conn.execute("COMMIT")
     except BaseException as exc:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.OperationalError):
-            raise _translate(exc) from exc
+            with contextlib.suppress(sqlite3.Error):  # the first error says more
+                conn.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+            raise translate(exc, path) from exc
         raise
     return result
-
-
-def _translate(exc: sqlite3.OperationalError) -> StoreError:
-    if "locked" in str(exc) or "busy" in str(exc):
-        return StoreBusy(f"the database stayed locked for {BUSY_TIMEOUT_MS / 1000:g}s: {exc}")
-    return StoreError(str(exc))
