@@ -123,9 +123,10 @@ def seed(path: Path, sessions: int) -> None:
             " VALUES (?, ?, ?, ?, 3, 5)",
             [(f"ses_seed{n}", f"seed-{n}", t, t) for n, t in zip(rows, stamp, strict=True)])
         conn.executemany(
-            "INSERT INTO inbound (id, session_id, channel, text, received_at)"
-            " VALUES (?, ?, 'cli', 'hello', ?)",
-            [(f"msg_seed{n}", f"ses_seed{n}", t) for n, t in zip(rows, stamp, strict=True)])
+            "INSERT INTO inbound (id, session_id, session_key, channel, text, received_at)"
+            " VALUES (?, ?, ?, 'cli', 'hello', ?)",
+            [(f"msg_seed{n}", f"ses_seed{n}", f"seed-{n}", t)
+             for n, t in zip(rows, stamp, strict=True)])
         conn.executemany(
             "INSERT INTO runs (id, session_id, status, created_at, owner_id, lease_expires_at)"
             " VALUES (?, ?, 'queued', ?, 'own_seed', ?)",
@@ -151,26 +152,36 @@ def seed(path: Path, sessions: int) -> None:
     conn.close()
 
 
-async def store_time(folder: Path, sessions: int, turns: int) -> float:
-    path = folder / f"seeded-{sessions}.db"
-    await (await SqliteStore.open(path)).close()  # create the schema
-    seed(path, sessions)
-    inner = await SqliteStore.open(path)
-    timed = TimedStore(inner)
-    runtime = await _runtime(cast(Store, timed))
-    for i in range(50):  # warm up
-        await _turn(runtime, f"seed-{i}", "warm")
-    per_turn = []
-    for i in range(turns):
-        before = timed.spent
-        await _turn(runtime, f"seed-{(i * 7919) % sessions}", f"again {i}")
-        per_turn.append((timed.spent - before) * 1000)
-    await runtime.close()
-    await inner.close()
-    mean = statistics.fmean(per_turn)
-    print(f"store time per turn, {sessions:>7,} sessions in the db:  mean {mean:5.2f} ms   "
-          f"p50 {statistics.median(per_turn):5.2f} ms   ({turns} turns)")
-    return mean
+async def store_times(folder: Path, sizes: tuple[int, ...], turns: int) -> list[float]:
+    """Mean store time per turn with each number of sessions in the database.
+
+    The databases take turns, one turn each in a round, so that whatever else the machine
+    does while the benchmark runs weighs on every size alike.
+    """
+    stores, runtimes, timed = [], [], []
+    for sessions in sizes:
+        path = folder / f"seeded-{sessions}.db"
+        await (await SqliteStore.open(path)).close()  # create the schema
+        seed(path, sessions)
+        inner = await SqliteStore.open(path)
+        stores.append(inner)
+        timed.append(TimedStore(inner))
+        runtimes.append(await _runtime(cast(Store, timed[-1])))
+    per_turn: list[list[float]] = [[] for _ in sizes]
+    for i in range(-50, turns):  # the first 50 rounds warm up
+        for n, sessions in enumerate(sizes):
+            before = timed[n].spent
+            await _turn(runtimes[n], f"seed-{(i * 7919) % sessions}", f"again {i}")
+            if i >= 0:
+                per_turn[n].append((timed[n].spent - before) * 1000)
+    for runtime, inner in zip(runtimes, stores, strict=True):
+        await runtime.close()
+        await inner.close()
+    for sessions, times in zip(sizes, per_turn, strict=True):
+        print(f"store time per turn, {sessions:>7,} sessions in the db:  mean "
+              f"{statistics.fmean(times):5.2f} ms   p50 {statistics.median(times):5.2f} ms   "
+              f"({turns} turns)")
+    return [statistics.fmean(times) for times in per_turn]
 
 
 def help_startup(runs: int) -> None:
@@ -191,8 +202,8 @@ async def main(quick: bool) -> None:
         folder = Path(tmp)
         await one_session(folder, 300 if quick else 2000)
         await many_sessions(folder, 1000, 1 if quick else 3)
-        small = await store_time(folder, 100, 200 if quick else 1000)
-        big = await store_time(folder, 10_000 if quick else 100_000, 200 if quick else 1000)
+        small, big = await store_times(
+            folder, (100, 10_000 if quick else 100_000), 200 if quick else 1000)
         print(f"store time with the big database vs 100 sessions: {big / small - 1:+.0%}")
     help_startup(5 if quick else 15)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
