@@ -32,18 +32,7 @@ def test_kill_9_mid_run_then_a_new_agent_answers_and_the_old_run_is_interrupted(
     wait_until(lambda: _running(home, "s1"), 15, "the first run to start", doomed)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(5)
-    home.configure(lease=lease)  # the provider answers again
-
-    started = time.monotonic()
-    done = home.run("agent", "--session", "s1", "-m", "are you back?")
-    took = time.monotonic() - started
-
-    assert done.returncode == 0, done.stderr
-    # The model is shown the question the dead process never answered, then the new one.
-    assert done.stdout == "echo: will you finish?\nare you back?\n"
-    assert took < lease + 5
-    runs = home.json("sessions", "show", "s1")["runs"]
-    assert [r["status"] for r in runs] == ["interrupted", "done"]
+    _a_new_agent_takes_over(home, lease)
     assert home.run("doctor").returncode == 0
 
 
@@ -133,6 +122,23 @@ def test_kill_9_the_running_agent_and_the_waiting_one_still_finishes(home: Home)
     assert home.run("doctor").returncode == 0
 
 
+def _a_new_agent_takes_over(home: Home, lease: int) -> list[dict[str, Any]]:
+    """With the first agent dead or stalled mid-run on s1, a new agent answers in time; the
+    session's runs afterwards (the first ``interrupted``, the new one ``done``)."""
+    home.configure(lease=lease)  # the provider answers again
+    started = time.monotonic()
+    done = home.run("agent", "--session", "s1", "-m", "are you back?")
+    took = time.monotonic() - started
+
+    assert done.returncode == 0, done.stderr
+    # The model is shown the question the first agent never answered, then the new one.
+    assert done.stdout == "echo: will you finish?\nare you back?\n"
+    assert took < lease + 5
+    runs: list[dict[str, Any]] = home.json("sessions", "show", "s1")["runs"]
+    assert [r["status"] for r in runs] == ["interrupted", "done"]
+    return runs
+
+
 def _stop_outside_a_write(process: subprocess.Popen[str], database: Path) -> None:
     """SIGSTOP ``process`` at a moment it holds no write lock (as a stall between two
     transactions would), so that other processes can still write."""
@@ -159,17 +165,7 @@ def test_a_stalled_agent_loses_its_run_at_lease_expiry_and_cannot_write_to_it(
     stalled = home.start("agent", "--session", "s1", "-m", "will you finish?")
     wait_until(lambda: _running(home, "s1"), 15, "the first run to start", stalled)
     _stop_outside_a_write(stalled, home.path / "clawgate.db")  # alive, but silent
-    home.configure(lease=lease)  # the provider answers again
-
-    started = time.monotonic()
-    done = home.run("agent", "--session", "s1", "-m", "are you back?")
-    took = time.monotonic() - started
-
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "echo: will you finish?\nare you back?\n"
-    assert took < lease + 5
-    taken_over = home.json("sessions", "show", "s1")["runs"]
-    assert [r["status"] for r in taken_over] == ["interrupted", "done"]
+    taken_over = _a_new_agent_takes_over(home, lease)
 
     stalled.send_signal(signal.SIGCONT)  # it wakes up still believing it owns the run
     _, err = stalled.communicate(timeout=lease + 10)
