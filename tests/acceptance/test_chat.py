@@ -39,7 +39,7 @@ def test_a_fresh_chat_answers_commands_before_its_first_message(home: Home) -> N
     assert "no session with key" not in out
     assert "model     echo/echo" in out
     assert "run       none yet" in out
-    assert "nothing was running in session fresh-key-1; no messages were waiting" in out
+    assert "session fresh-key-1 has no conversation yet: nothing was running" in out
     assert "has no conversation yet; your next message starts a fresh one" in out
     assert home.json("sessions", "list") == []  # nothing was created
 

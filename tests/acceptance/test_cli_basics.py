@@ -47,6 +47,20 @@ def test_agent_carries_out_chat_commands_as_the_gateway_does(home: Home) -> None
     assert [m["text"] for m in shown["inbound"]] == ["hi"]  # commands are not messages
 
 
+def test_stop_of_a_key_with_no_session_is_refused_as_a_likely_typo(home: Home) -> None:
+    home.run("agent", "--session", "s1", "-m", "hi")
+
+    typo = home.run("stop", "--session", "s-1")
+    as_json = home.run("stop", "--session", "s-1", "--json")
+
+    assert (typo.returncode, typo.stdout) == (2, "")
+    assert "there is no session 's-1'" in typo.stderr
+    assert "sessions list" in typo.stderr
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout)["sessionExists"] is False
+    assert [row["key"] for row in home.json("sessions", "list")] == ["s1"]  # none created
+
+
 def test_a_first_use_creates_the_home_with_a_default_config(home: Home) -> None:
     fresh = Home.__new__(Home)
     fresh.path = home.path.parent / "brand-new"

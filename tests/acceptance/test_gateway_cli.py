@@ -47,7 +47,7 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     chatted = home.run("chat", "--session", "s2", stdin="stop\n/new\nfirst line\n/status\n")
     assert chatted.returncode == 0
     assert NOTE_GATEWAY in chatted.stderr
-    assert "nothing was running in session s2" in chatted.stdout  # before its first message
+    assert "session s2 has no conversation yet: nothing was running" in chatted.stdout
     assert "'s2' has no conversation yet" in chatted.stdout
     assert "echo: first line" in chatted.stdout
     assert "model     echo/echo" in chatted.stdout
@@ -58,6 +58,10 @@ def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:
     stopped = home.json("stop", "--session", "s1")
     assert (stopped["status"], stopped["confirmed"]) == ("killed", True)
     assert agent.wait(10) == 3
+    typo = home.run("stop", "--session", "s-one")
+    assert (typo.returncode, typo.stdout) == (2, "")
+    assert "there is no session 's-one'" in typo.stderr
+    assert NOTE_GATEWAY in typo.stderr
     assert gateway.poll() is None  # the gateway carries on
 
 

@@ -45,8 +45,9 @@ async def test_a_streamed_completion_arrives_in_chunks(sdk: openai.AsyncOpenAI) 
     chunks = await sdk.chat.completions.create(
         model="clawgate", stream=True, stream_options={"include_usage": True},
         messages=[{"role": "user", "content": "tell me three words"}])
-    pieces, finish, usage = [], None, None
+    pieces, finish, usage, models = [], None, None, set()
     async for chunk in chunks:
+        models.add(chunk.model)
         if chunk.choices:
             pieces.append(chunk.choices[0].delta.content or "")
             finish = chunk.choices[0].finish_reason or finish
@@ -57,6 +58,7 @@ async def test_a_streamed_completion_arrives_in_chunks(sdk: openai.AsyncOpenAI) 
     assert finish == "stop"
     assert usage is not None
     assert usage.completion_tokens > 0
+    assert models == {"echo/echo"}  # every chunk names the model that answers
 
 
 async def test_the_session_comes_from_a_header_and_only_the_newest_message_is_new(

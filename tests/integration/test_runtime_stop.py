@@ -260,7 +260,7 @@ async def test_a_new_chat_answers_commands_before_its_first_message(harness: Har
     assert "model     scripted/m1" in status
     assert "run       none yet" in status
     assert stop == slash_stop == (
-        "nothing was running in session fresh-key-1; no messages were waiting")
+        "session fresh-key-1 has no conversation yet: nothing was running")
     assert new == ("session 'fresh-key-1' has no conversation yet; your next message starts "
                    "a fresh one")
     assert queue.startswith("collect (debounce 0 ms")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from clawgate.cli.common import OK, PROBLEM, open_app
+from clawgate.cli.common import OK, PROBLEM, USAGE, open_app
 from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
@@ -28,7 +28,9 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _via_gateway(client: GatewayClient, key: str, args: argparse.Namespace) -> int:
-    result = await client.request("chat.abort", session=key)  # (no session: nothing to do)
+    result = await client.request("chat.abort", session=key)
+    if not result["sessionExists"]:
+        return _no_such_session(key, json.dumps(result) if args.json else None)
     print(json.dumps(result) if args.json else result["text"])
     return OK if result["confirmed"] else PROBLEM
 
@@ -37,7 +39,7 @@ async def _in_process(settings: Settings, key: str, args: argparse.Namespace) ->
     clock = SystemClock()
     async with open_app(settings) as app:
         session = await app.store.get_session(key)
-        if session is None:  # as through the gateway: nothing to stop
+        if session is None:
             return _print(StopReport.nothing(key), [], args)
         # A run whose process has exited is freed first (it ends interrupted, not killed).
         recovered = [r for r in await recover(app.store, this_process(clock.now()))
@@ -58,20 +60,36 @@ async def _in_process(settings: Settings, key: str, args: argparse.Namespace) ->
 
 
 def _print(report: StopReport, recovered: list[Run], args: argparse.Namespace) -> int:
-    key = report.session_key
-    if args.json:
-        print(json.dumps({
-            "session": key,
-            "outcome": str(report.first.outcome),
-            "runId": report.final.id if report.final else None,
-            "status": str(report.final.status) if report.final else None,
-            "droppedMessages": [m.id for m in report.first.dropped],
-            "recoveredRuns": [r.id for r in recovered],
-            "confirmed": report.confirmed,
-            "waitedMs": round(report.waited_s * 1000),
-        }))
+    shown = json.dumps(_as_json(report, recovered)) if args.json else None
+    if not report.session_exists:
+        return _no_such_session(report.session_key, shown)
+    if shown is not None:
+        print(shown)
     else:
         for run in recovered:
             print(f"run {run.id} had lost its process; it is marked interrupted")
         print(report.describe())
     return OK if report.confirmed else PROBLEM
+
+
+def _as_json(report: StopReport, recovered: list[Run]) -> dict[str, object]:
+    return {
+        "session": report.session_key,
+        "outcome": str(report.first.outcome),
+        "runId": report.final.id if report.final else None,
+        "status": str(report.final.status) if report.final else None,
+        "droppedMessages": [m.id for m in report.first.dropped],
+        "recoveredRuns": [r.id for r in recovered],
+        "confirmed": report.confirmed,
+        "waitedMs": round(report.waited_s * 1000),
+        "sessionExists": report.session_exists,
+    }
+
+
+def _no_such_session(key: str, shown: str | None) -> int:
+    """A stop for a key with no session: most likely a typo, so say so and fail."""
+    if shown is not None:
+        print(shown)
+    print(f"clawgate: there is no session {key!r} (`clawgate sessions list` shows them); "
+          "nothing was stopped", file=sys.stderr)
+    return USAGE

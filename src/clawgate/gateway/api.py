@@ -106,6 +106,7 @@ class GatewayApi:
             "runId": final.id if final else None,
             "status": str(final.status) if final else None,
             "confirmed": report.confirmed,
+            "sessionExists": report.session_exists,
             "dropped": [m.id for m in report.first.dropped],
             "text": report.describe(),
         }

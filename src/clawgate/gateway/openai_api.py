@@ -15,6 +15,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Header
@@ -47,11 +48,7 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRout
     ) -> Any:
         try:
             key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
-            if body.model != DEFAULT_MODEL:
-                session = await runtime.store.get_session(key)
-                chosen = runtime.router.resolve(body.model)
-                if session is None or session.model != chosen:
-                    await runtime.set_model(key, chosen)
+            model = await _choose_model(runtime, key, body.model)
             listening = runtime.subscribe(key)
             accepted = await runtime.send(key, text, channel="http",
                                           channel_message_id=idempotency_key)
@@ -67,7 +64,7 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRout
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                _stream(runtime, listening, message_id, include_usage, serving),
+                _stream(runtime, listening, _Reply(message_id, model, include_usage), serving),
                 media_type="text/event-stream")
         listening.close()
         return _completion(await runtime.wait_for(message_id))
@@ -157,19 +154,57 @@ def _usage(outcome: MessageOutcome) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens if usage else 0}}
 
 
-async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usage: bool,
+async def _choose_model(runtime: Runtime, key: str, asked: str) -> str:
+    """The model the session answers with: the one asked for (switching the session to it,
+    field-level) or, for ``clawgate``, the session's own."""
+    session = await runtime.store.get_session(key)
+    current = (session.model if session else None) or runtime.settings.default_model
+    if asked == DEFAULT_MODEL:
+        return str(current)
+    chosen = runtime.router.resolve(asked)
+    if session is None or session.model != chosen:
+        await runtime.set_model(key, chosen)
+    return str(chosen)
+
+
+@dataclass(slots=True)
+class _Reply:
+    """One streamed answer: its chunks name the model (the one that answered, once known)."""
+
+    message_id: str
+    model: str
+    include_usage: bool
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def chunk_id(self) -> str:
+        return f"chatcmpl-{self.message_id}"
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None,
+              extra: dict[str, Any] | None = None) -> str:
+        return _chunk({"id": self.chunk_id, "object": "chat.completion.chunk",
+                       "created": self.created, "model": self.model,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                    "logprobs": None}], **(extra or {})})
+
+    def usage(self, outcome: MessageOutcome) -> str:
+        return _chunk({"id": self.chunk_id, "object": "chat.completion.chunk",
+                       "created": self.created, "model": self.model, "choices": [],
+                       "usage": _usage(outcome)})
+
+
+async def _stream(runtime: Runtime, listening: Any, reply: _Reply,
                   serving: Callable[[], bool]) -> AsyncIterator[str]:
     """Chunks as the reply streams; the stored reply fills in anything the bus did not carry.
 
     A client that goes away before the end stops the run (that is how chat UIs stop a
     reply); when the gateway itself is stopping, the shutdown decides how the run ends.
     """
-    created, sent = int(time.time()), ""
-    chunk_id = f"chatcmpl-{message_id}"
+    sent, message_id = "", reply.message_id
     outcome_task = asyncio.create_task(runtime.wait_for(message_id))
     run_id: str | None = None
     try:
-        yield _sse(chunk_id, created, {"role": "assistant", "content": ""})
+        yield reply.chunk({"role": "assistant", "content": ""})
         while not outcome_task.done():
             getting = asyncio.ensure_future(listening.get())
             done, _ = await asyncio.wait({getting, outcome_task},
@@ -182,25 +217,24 @@ async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usa
                 run_id = event.message.run_id
             elif isinstance(event, ReplyDelta) and event.run_id == run_id:
                 sent += event.text
-                yield _sse(chunk_id, created, {"content": event.text})
-            elif isinstance(event, RunChanged) and event.run.id == run_id and (
-                    event.run.status.terminal):
-                break
+                yield reply.chunk({"content": event.text})
+            elif isinstance(event, RunChanged) and event.run.id == run_id:
+                reply.model = str(event.run.model or reply.model)
+                if event.run.status.terminal:
+                    break
         outcome = await outcome_task
+        run = outcome.run
+        reply.model = str(run.model) if run and run.model else reply.model
         rest = outcome.reply[len(sent):] if outcome.reply.startswith(sent) else ""
         if rest:
-            yield _sse(chunk_id, created, {"content": rest})
-        run = outcome.run
+            yield reply.chunk({"content": rest})
         if run is None or (run.status is not RunStatus.DONE and not outcome.reply):
             problem = _unanswered(run) if run else OpenAIError(
                 409, "the message was not answered: it was dropped", "message_dropped")
             yield _sse_error(problem)
-        yield _sse(chunk_id, created, {}, finish="stop", extra={"clawgate": _run_info(run)})
-        if include_usage:
-            usage_chunk = {"id": chunk_id, "object": "chat.completion.chunk",
-                           "created": created, "model": DEFAULT_MODEL, "choices": [],
-                           "usage": _usage(outcome)}
-            yield f"data: {json.dumps(usage_chunk)}\n\n"
+        yield reply.chunk({}, finish="stop", extra={"clawgate": _run_info(run)})
+        if reply.include_usage:
+            yield reply.usage(outcome)
         yield "data: [DONE]\n\n"
     except ClawgateError as exc:
         yield _sse_error(OpenAIError(500, str(exc), "server_error"))
@@ -211,12 +245,7 @@ async def _stream(runtime: Runtime, listening: Any, message_id: str, include_usa
         outcome_task.cancel()
 
 
-def _sse(chunk_id: str, created: int, delta: dict[str, Any], finish: str | None = None,
-         extra: dict[str, Any] | None = None) -> str:
-    chunk = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-             "model": DEFAULT_MODEL,
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
-                          "logprobs": None}], **(extra or {})}
+def _chunk(chunk: dict[str, Any]) -> str:
     return f"data: {json.dumps(chunk)}\n\n"
 
 

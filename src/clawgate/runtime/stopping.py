@@ -23,17 +23,21 @@ class StopReport:
     first: StopResult  # what the store did when asked
     final: Run | None  # the run as it is now (None: nothing was active)
     waited_s: float = 0.0
+    session_exists: bool = True
 
     @classmethod
     def nothing(cls, session_key: str) -> StopReport:
-        """A stop of a session that has no conversation yet: nothing to do."""
-        return cls(session_key, StopResult(StopOutcome.NO_RUN), None)
+        """A stop of a key that has no session yet (a typo, or before its first message):
+        nothing to do."""
+        return cls(session_key, StopResult(StopOutcome.NO_RUN), None, session_exists=False)
 
     @property
     def confirmed(self) -> bool:
         return self.final is None or self.final.status.terminal
 
     def describe(self) -> str:
+        if not self.session_exists:
+            return f"session {self.session_key} has no conversation yet: nothing was running"
         parts = [self._run_part(), self._queue_part()]
         return "; ".join(part for part in parts if part)
 
