@@ -15,11 +15,16 @@ from pathlib import Path
 from clawgate.config_toml import Table
 from clawgate.providers.echo import EchoConfig, EchoFailure
 from clawgate.providers.registry import ProviderConfig
-from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind
+from clawgate.providers.settings import (
+    HttpProviderSettings,
+    Profile,
+    ProviderKind,
+    TokenLimitField,
+)
 
 PROVIDER_KEYS = ("kind", "delay_ms", "chunk_delay_ms", "fail", "base_url", "api_key_env",
                  "api_key_file", "profiles", "timeout_seconds", "context_window",
-                 "max_output_tokens", "models", "headers")
+                 "max_output_tokens", "max_tokens_field", "models", "headers")
 PROFILE_KEYS = ("name", "api_key_env", "api_key_file")
 DEFAULT_WINDOWS = {ProviderKind.OPENAI: 128_000, ProviderKind.ANTHROPIC: 200_000}
 
@@ -61,12 +66,15 @@ def _http(name: str, kind: ProviderKind, table: Table, env: Mapping[str, str]
     needs_key = any(p.source != "none" for p in profiles)
     if kind is ProviderKind.ANTHROPIC and not needs_key:
         table.fail("api_key_env", "an anthropic provider needs api_key_env or api_key_file")
+    base_url = table.optional_string("base_url") or None
+    official = TokenLimitField.MAX_COMPLETION_TOKENS  # api.openai.com: the SDK's default URL
     return HttpProviderSettings(
-        name=name, kind=kind, profiles=profiles, needs_key=needs_key,
-        base_url=table.optional_string("base_url") or None,
+        name=name, kind=kind, profiles=profiles, needs_key=needs_key, base_url=base_url,
         timeout_seconds=float(table.integer("timeout_seconds", 120, 1, 3600)),
         context_window=table.integer("context_window", DEFAULT_WINDOWS[kind], 256, 10_000_000),
         max_output_tokens=table.integer("max_output_tokens", 4096, 1, 1_000_000),
+        limit_field=table.choice("max_tokens_field", TokenLimitField,
+                                 TokenLimitField.MAX_TOKENS if base_url else official),
         models=tuple(table.strings("models")),
         headers=table.string_table("headers"),
     )

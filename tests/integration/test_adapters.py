@@ -31,7 +31,12 @@ from clawgate.providers.base import (
     UsageReport,
 )
 from clawgate.providers.openai import OpenAIAdapter
-from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind
+from clawgate.providers.settings import (
+    HttpProviderSettings,
+    Profile,
+    ProviderKind,
+    TokenLimitField,
+)
 from clawgate.testing.model_server import (
     Exchange,
     Fail,
@@ -165,6 +170,24 @@ async def test_a_key_echoed_by_the_provider_is_redacted(
     error = await _failure(adapter)
     assert KEY not in str(error)
     assert "[redacted]" in str(error)
+
+
+@pytest.mark.parametrize("field", list(TokenLimitField))
+async def test_the_output_limit_goes_in_the_field_the_endpoint_reads(
+    server: FakeModelServer, field: TokenLimitField
+) -> None:
+    settings = HttpProviderSettings("openai", ProviderKind.OPENAI,
+                                    (Profile("main", "env TEST_KEY", KEY),),
+                                    base_url=server.openai_base_url, limit_field=field)
+    adapter = OpenAIAdapter(settings, settings.profiles[0])
+    try:
+        await _collect(adapter, ModelRequest("m", HELLO.messages, 77))
+    finally:
+        await adapter.aclose()
+    sent = server.exchanges[-1].body
+    (other,) = {f.value for f in TokenLimitField} - {field.value}
+    assert sent[field.value] == 77
+    assert other not in sent
 
 
 async def test_a_missing_key_fails_before_any_request(server: FakeModelServer) -> None:

@@ -11,7 +11,7 @@ from clawgate.config import DEFAULT_CONFIG, home_from_env, load, parse
 from clawgate.domain import DropPolicy, ModelRef, QueueMode
 from clawgate.errors import ConfigError
 from clawgate.providers.echo import EchoConfig, EchoFailure
-from clawgate.providers.settings import HttpProviderSettings, ProviderKind
+from clawgate.providers.settings import HttpProviderSettings, ProviderKind, TokenLimitField
 
 PATH = Path("/home/me/.clawgate/config.toml")
 
@@ -68,6 +68,8 @@ def test_values_are_read() -> None:
         ('runtime = 5\n', 1, "runtime", "expected a table"),
         ('[providers.e]\nkind = "echo"\nfail = "sometimes"\n', 3, "providers.e.fail",
          "not one of"),
+        ('[providers.o]\nkind = "openai"\nmax_tokens_field = "limit"\n', 3,
+         "providers.o.max_tokens_field", "not one of 'max_tokens', 'max_completion_tokens'"),
         # dotted keys, inline tables, quoted names, and look-alikes inside values
         ('[models]\ndefault = "echo/echo"\nruntime.lease_seconds = "x"\n', 3,
          "models.runtime", "unknown key"),
@@ -175,6 +177,8 @@ overload_seconds = [5, 20]
     assert (anthropic.kind, anthropic.timeout_seconds) == (ProviderKind.ANTHROPIC, 30)
     assert isinstance(local, HttpProviderSettings)
     assert (local.needs_key, local.base_url) == (False, "http://127.0.0.1:11434/v1")
+    assert openai.limit_field is TokenLimitField.MAX_COMPLETION_TOKENS  # what api.openai.com wants
+    assert local.limit_field is TokenLimitField.MAX_TOKENS  # what the compatible servers read
     runtime = settings.runtime
     assert runtime.default_model == ModelRef("anthropic", "claude-sonnet")
     assert runtime.routing.fallbacks == (ModelRef("local", "llama3"),)

@@ -40,7 +40,9 @@ class OpenAIAdapter(HttpAdapter):
 
         client = self._connect()
         body = {"model": request.model, "messages": _messages(request.messages),
-                "stream": True, "stream_options": {"include_usage": True}, **_limits(request)}
+                "stream": True, "stream_options": {"include_usage": True}}
+        if request.max_output_tokens is not None:
+            body[self.settings.limit_field.value] = request.max_output_tokens
         try:
             # The SDK's public request method, with the body as plain JSON: it skips the
             # typed-params transform of chat.completions.create, which costs ~0.15 ms per
@@ -95,12 +97,6 @@ class OpenAIAdapter(HttpAdapter):
 
 def _messages(messages: tuple[ChatMessage, ...]) -> list[Any]:
     return [{"role": m.role.value, "content": m.content} for m in messages]
-
-
-def _limits(request: ModelRequest) -> dict[str, Any]:
-    if request.max_output_tokens is None:
-        return {}
-    return {"max_tokens": request.max_output_tokens}
 
 
 def _events(chunk: Any) -> list[StreamEvent]:

@@ -16,6 +16,15 @@ class ProviderKind(StrEnum):
     ANTHROPIC = "anthropic"
 
 
+class TokenLimitField(StrEnum):
+    """How an OpenAI-compatible request names its output limit. api.openai.com wants
+    ``max_completion_tokens`` (its reasoning models refuse ``max_tokens``); the servers that
+    copy the API (Ollama, vLLM, llama.cpp, OpenRouter) all read ``max_tokens``."""
+
+    MAX_TOKENS = "max_tokens"
+    MAX_COMPLETION_TOKENS = "max_completion_tokens"
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """One set of credentials for a provider."""
@@ -35,6 +44,7 @@ class HttpProviderSettings:
     timeout_seconds: float = 120.0  # the longest silence on the connection before giving up
     context_window: int = 128_000
     max_output_tokens: int = 4096
+    limit_field: TokenLimitField = TokenLimitField.MAX_TOKENS
     models: tuple[str, ...] = ()  # known model names, for `clawgate models list`
     headers: Mapping[str, str] = field(default_factory=dict)
 
