@@ -104,14 +104,36 @@ def load(home: Path | None = None, env: Mapping[str, str] | None = None) -> Sett
     env = os.environ if env is None else env
     home = home or home_from_env(env)
     config_path = home / "config.toml"
+    _make_home(home)
+    return parse(_read_config(config_path), config_path, home, env)
+
+
+def _make_home(home: Path) -> None:
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"the clawgate home {home} is a file; it must be a folder "
+                          "(set CLAWGATE_HOME to use another one)")
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not config_path.exists():
-            config_path.write_text(DEFAULT_CONFIG)
-        text = config_path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot use {home}: {exc.strerror}", path=str(config_path)) from exc
-    return parse(text, config_path, home, env)
+        raise ConfigError(f"cannot create the clawgate home {home}: {exc.strerror}") from exc
+
+
+def _read_config(path: Path) -> str:
+    """The config file's text (a default one is written on first use)."""
+    if path.is_dir():
+        raise ConfigError("this is a folder; it must be a file", path=str(path))
+    try:
+        if not path.exists():
+            path.write_text(DEFAULT_CONFIG, encoding="utf-8")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror}", path=str(path)) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"byte 0x{raw[exc.start]:02x} is not UTF-8 text; save the file "
+                          "as UTF-8", path=str(path), line=line) from exc
 
 
 def parse(

@@ -32,6 +32,28 @@ def test_commands_answer_in_the_chat(home: Home) -> None:
     assert "! unknown command /frob" in out
 
 
+@pytest.mark.parametrize(("mode", "notice", "then"), [
+    ("interrupt", "[stopping the current reply to answer this]",
+     "[interrupted: interrupted by a newer message]"),
+    ("followup", "[queued: answered on its own after the current reply]", "echo: second"),
+])
+def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
+    home: Home, mode: str, notice: str, then: str,
+) -> None:
+    home.configure(delay_ms=2000)
+    chat = home.start("chat", "--session", "q1", stdin=True)
+    assert chat.stdin is not None
+    chat.stdin.write(f"/queue {mode}\nfirst\n")
+    chat.stdin.flush()
+    wait_until(lambda: (home.latest_run("q1") or {}).get("status") == "running", 15,
+               "the first reply to start", chat)
+    out, _ = chat.communicate("second\n", timeout=20)
+
+    assert chat.returncode == 0
+    assert notice in out
+    assert then in out.split(notice, 1)[1]
+
+
 def test_a_fresh_chat_answers_commands_before_its_first_message(home: Home) -> None:
     done = home.run("chat", "--session", "fresh-key-1", stdin="/status\nstop\n/new\n")
     assert done.returncode == 0, done.stderr

@@ -50,6 +50,7 @@ def test_stop_from_another_process_ends_a_hanging_run_within_a_second(home: Home
     assert (home.latest_run("s1") or {})["status"] == "killed"
     again = home.run("stop", "--session", "s1")
     assert again.stdout == "nothing was running in session s1; no messages were waiting\n"
+    assert "answered (run killed)" in home.run("sessions", "show", "s1").stdout
     assert home.run("doctor").returncode == 0
 
 

@@ -42,6 +42,8 @@ def test_queue_options_alone_change_only_those_fields() -> None:
     [("/queue sideways", "unknown queue mode 'sideways'"),
      ("/queue collect cap:0", "cap takes a whole number from 1 to 1000"),
      ("/queue collect cap:many", "cap takes a whole number"),
+     ("/queue collect cap:\uff15", "cap takes a whole number"),  # a full-width 5
+     ("/queue debounce:\u0663", "debounce takes a whole number"),  # an Arabic-Indic 3
      ("/queue collect drop:all", "unknown drop policy 'all'"),
      ("/queue collect cap:2 cap:3", "unexpected /queue option 'cap:3'"),
      ("/queue collect speed:9", "unexpected /queue option"),

@@ -119,6 +119,25 @@ def test_a_missing_home_is_created_with_a_commented_config(tmp_path: Path) -> No
     assert settings.home == home
 
 
+def test_a_config_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_bytes(b'[agent]\n\nsystem_prompt = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path)
+    assert (caught.value.path, caught.value.line) == (str(tmp_path / "config.toml"), 3)
+    assert "byte 0xe9 is not UTF-8 text" in str(caught.value)
+
+
+def test_a_home_or_config_of_the_wrong_kind_is_named(tmp_path: Path) -> None:
+    (tmp_path / "home-file").write_text("")
+    (tmp_path / "home" / "config.toml").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"home-file is a file; it must be a folder"):
+        load(tmp_path / "home-file")
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path / "home")
+    assert str(caught.value) == (f"config error in {tmp_path / 'home' / 'config.toml'}: "
+                                 "this is a folder; it must be a file")
+
+
 def test_the_home_comes_from_the_environment(tmp_path: Path) -> None:
     assert home_from_env({"CLAWGATE_HOME": str(tmp_path)}) == tmp_path
     assert home_from_env({}).name == ".clawgate"

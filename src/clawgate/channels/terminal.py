@@ -181,7 +181,7 @@ class TerminalChat:
             return
         self._sent.append(result.message_id)
         if result.queued_mode:
-            self._say(f"[queued ({result.queued_mode}): answered after the current reply]")
+            self._say(f"[{_queued(result.queued_mode)}]")
 
     async def _finish_answers(self) -> None:
         """Before leaving, wait for the answers to what was sent (Ctrl-C gives up)."""
@@ -268,3 +268,17 @@ def _doing(line: str) -> str:
     """What a typed line asked for, to say what failed: the command, or the message."""
     word = line.split(maxsplit=1)[0] if line.strip() else ""
     return word if word.startswith("/") else "sending the message"
+
+
+#: What becomes of a message sent during a reply, by queue mode, as the chat says it.
+QUEUED = {
+    "followup": "queued: answered on its own after the current reply",
+    "collect": "queued: answered together with the other waiting messages after the "
+               "current reply",
+    "steer": "handed to the current reply (at its next model call)",
+    "interrupt": "stopping the current reply to answer this",
+}
+
+
+def _queued(mode: str) -> str:
+    return QUEUED.get(mode, "queued behind the current reply")

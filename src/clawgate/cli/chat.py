@@ -74,7 +74,7 @@ class RemoteChat:
             raise
         if ack["command"]:
             return str(ack["reply"])
-        return Sent(ack["messageId"], "the session's mode" if ack["queuedBehind"] else None)
+        return Sent(ack["messageId"], ack["queueMode"] if ack["queuedBehind"] else None)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         async for frame in self._client.events():

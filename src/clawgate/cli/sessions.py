@@ -93,8 +93,9 @@ def _show_text(row: Json) -> str:
          for r in runs],
         ["RUN", "STATUS", "STARTED", "MS", "MODEL", "PROFILE", "IN/OUT/CACHED", "ERROR"],
     )
+    ended = {r["id"]: r["status"] for r in runs}
     message_table = table(
-        [[str(m["id"]), _short(m["receivedAt"]), str(m["fate"]), dash(m["reason"]),
+        [[str(m["id"]), _short(m["receivedAt"]), _fate(m, ended), dash(m["reason"]),
           dash(m["runId"]), str(m["text"])] for m in inbound],
         ["MESSAGE", "RECEIVED", "FATE", "REASON", "RUN", "TEXT"],
     )
@@ -107,6 +108,15 @@ def _show_text(row: Json) -> str:
             ["REPLY", "TO", "DELIVERY", "TRIES", "LAST ERROR"],
         )]
     return "\n".join(parts)
+
+
+def _fate(message: Json, run_status: dict[str, str]) -> str:
+    """The message's fate, and how its run ended when that was not with a reply: "answered"
+    says a run took the message up, not that the run succeeded."""
+    status = run_status.get(message["runId"] or "")
+    if status in (None, "done", "queued", "running"):
+        return str(message["fate"])
+    return f"{message['fate']} (run {status})"
 
 
 def _tokens(row: Json) -> str:

@@ -149,6 +149,6 @@ def _enum(kind: type[E], value: str, what: str) -> E:
 
 
 def _number(name: str, value: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise InvalidInput(f"{name} takes a whole number from {low} to {high}, got {value!r}")
     return int(value)
