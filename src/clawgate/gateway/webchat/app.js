@@ -5,9 +5,12 @@
 "use strict";
 
 const ACTIVE = new Set(["queued", "running"]);
+// Errors after which a message is sent again once the gateway is back.
+const RESEND = new Set(["not_connected", "shutting_down"]);
 const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
   sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
+  outgoing: null,  // the message not yet acknowledged: {session, text, idempotencyKey, resend}
 };
 const $ = (id) => document.getElementById(id);
 
@@ -50,7 +53,7 @@ function connect() {
   ws.onmessage = (message) => onFrame(JSON.parse(message.data));
   ws.onclose = () => {
     setConnected(false);
-    for (const {reject} of state.waiting.values()) reject(new Error("connection lost"));
+    for (const {reject} of state.waiting.values()) reject(notConnected("connection lost"));
     state.waiting.clear();
     setTimeout(connect, state.delay);
     state.delay = Math.min(state.delay * 2, 5000);
@@ -64,10 +67,18 @@ function setConnected(up) {
 
 function request(method, params = {}) {
   return new Promise((resolve, reject) => {
+    if (state.ws?.readyState !== WebSocket.OPEN) {
+      reject(notConnected("not connected to the gateway"));
+      return;
+    }
     const id = state.nextId++;
     state.waiting.set(id, {resolve, reject});
     state.ws.send(JSON.stringify({type: "req", id, method, params}));
   });
+}
+
+function notConnected(message) {
+  return Object.assign(new Error(message), {code: "not_connected"});
 }
 
 function onFrame(frame) {
@@ -83,6 +94,14 @@ function onFrame(frame) {
 }
 
 async function onConnected() {
+  try {
+    await resync();
+  } finally {
+    await resendOutgoing();
+  }
+}
+
+async function resync() {
   // Every session's events (for the list); after a reconnect, only what was missed.
   const params = state.lastSeq ? {after: state.lastSeq} : {};
   const subscribed = await request("events.subscribe", params);
@@ -256,13 +275,53 @@ function bindControls() {
   });
 }
 
+// The text stays in the box until the gateway acknowledged it. The message keeps its
+// idempotency key until then, so sending it again (a second press, or after a reconnect)
+// is never a second message.
 async function send() {
   const text = $("message").value.trim();
   if (!text) return;
-  $("message").value = "";
-  const idempotencyKey = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
-  const ack = await request("chat.send",
-                           {session: state.session, text, idempotencyKey, channel: "webchat"});
+  const last = state.outgoing;
+  const same = last && last.session === state.session && last.text === text;
+  state.outgoing = same ? last : {session: state.session, text, idempotencyKey: newKey()};
+  await deliver(state.outgoing);
+}
+
+function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+}
+
+async function resendOutgoing() {
+  const outgoing = state.outgoing;
+  if (!outgoing?.resend) return;
+  if ($("message").value.trim() !== outgoing.text) {
+    state.outgoing = null;
+    notice("not sent: the message was changed while offline; press Send to send it");
+    return;
+  }
+  await deliver(outgoing);
+}
+
+async function deliver(outgoing) {
+  outgoing.resend = false;
+  const params = {session: outgoing.session, text: outgoing.text,
+                  idempotencyKey: outgoing.idempotencyKey, channel: "webchat"};
+  let ack;
+  try {
+    ack = await request("chat.send", params);
+  } catch (error) {
+    if (!RESEND.has(error.code)) throw error;  // refused: the error shows, the text stays
+    outgoing.resend = true;
+    notice("not connected: the message is kept and will be sent when the gateway is back");
+    return;
+  }
+  if (state.outgoing === outgoing) state.outgoing = null;
+  if ($("message").value.trim() === outgoing.text) $("message").value = "";
+  await acknowledged(ack);
+}
+
+async function acknowledged(ack) {
+  notice("");
   if (ack.command) {
     notice(ack.reply);
     await openSession(state.session);
