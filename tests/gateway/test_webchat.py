@@ -125,6 +125,14 @@ async def _answered(page: Page, text: str, within_ms: float = 5000) -> None:
         f"echo: {text}", timeout=within_ms)
 
 
+async def _in_use(page: Page, session: str) -> None:
+    """The page shows ``session``, remembers it, and a message sent there is answered."""
+    await expect(page.locator("#session-key")).to_have_text(session)
+    assert await page.evaluate("localStorage.getItem('clawgate.session')") == session
+    await _send(page, f"still working in {session}")
+    await _answered(page, f"still working in {session}")
+
+
 async def _user_messages(gateway: RunningGateway, session: str) -> list[str]:
     async with await GatewayClient.connect(gateway.url, gateway.token) as client:
         history = await client.request("chat.history", session=session)
@@ -199,3 +207,31 @@ async def test_a_message_whose_acknowledgement_was_lost_is_not_sent_twice(
     keys = {frame["params"]["idempotencyKey"] for frame in sent}  # type: ignore[index]
     assert len(keys) == 1
     assert await _user_messages(gateway, "lossy") == ["only once please"]
+
+
+async def test_an_invalid_session_name_is_refused_and_not_kept(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await _open(browser, gateway, "web")
+    name = page.locator("#new-session-key")
+    await name.fill("my notes")
+    assert await name.evaluate("input => input.validity.patternMismatch")
+    await page.click("#new-session button")
+    await expect(page.locator("#notice")).to_contain_text('"my notes" is not a session name')
+    await _in_use(page, "web")
+
+    await name.fill("team/a.b_c:d@e+f-1")  # every character the gateway allows
+    await page.click("#new-session button")
+    await expect(page.locator("#session-key")).to_have_text("team/a.b_c:d@e+f-1")
+    await page.reload()
+    await expect(page.locator("#session-key")).to_have_text("team/a.b_c:d@e+f-1")
+
+
+async def test_a_refused_session_remembered_by_an_older_page_falls_back_to_main(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await _open(browser, gateway, "web")
+    await page.evaluate("localStorage.setItem('clawgate.session', 'my notes')")
+    await page.reload()
+    await expect(page.locator("#notice")).to_contain_text('session "my notes" was refused')
+    await _in_use(page, "main")

@@ -5,6 +5,8 @@
 "use strict";
 
 const ACTIVE = new Set(["queued", "running"]);
+const DEFAULT_SESSION = "main";
+const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
 // Errors after which a message is sent again once the gateway is back.
 const RESEND = new Set(["not_connected", "shutting_down"]);
 const state = {
@@ -21,7 +23,6 @@ function start() {
     history.replaceState(null, "", location.pathname);  // keep the token out of the address
   }
   state.token = localStorage.getItem("clawgate.token");
-  state.session = localStorage.getItem("clawgate.session") || "main";
   $("login-form").addEventListener("submit", (e) => {
     e.preventDefault();
     localStorage.setItem("clawgate.token", $("token-input").value.trim());
@@ -107,7 +108,7 @@ async function resync() {
   const subscribed = await request("events.subscribe", params);
   state.lastSeq = subscribed.lastSeq;  // after a reset (another database), the server's newest
   await refreshSessions();
-  await openSession(state.session);
+  await openSession(state.session || localStorage.getItem("clawgate.session") || DEFAULT_SESSION);
 }
 
 function onEvent(frame) {
@@ -164,26 +165,48 @@ function renderSessions() {
   }
 }
 
+// A session is shown, and remembered, only once the gateway accepted its name.
 async function openSession(key) {
+  let history;
+  try {
+    history = await readHistory(key);
+  } catch (error) {
+    if (error.code !== "invalid_params") throw error;
+    await refuseSession(key, error);
+    return;
+  }
   state.session = key;
   localStorage.setItem("clawgate.session", key);
   $("session-key").textContent = key;
-  state.streaming.clear();
   renderSessions();
-  await loadTranscript();
+  showHistory(history);
   await refreshQueue();
+}
+
+// A refused name is forgotten (an older page may have remembered it); with no session shown
+// yet, the default one opens instead, so the page is never stuck on it.
+async function refuseSession(key, error) {
+  if (localStorage.getItem("clawgate.session") === key) localStorage.removeItem("clawgate.session");
+  if (state.session === null && key !== DEFAULT_SESSION) await openSession(DEFAULT_SESSION);
+  notice(`session "${key}" was refused: ${error.message}`);
+}
+
+async function readHistory(key) {
+  try {
+    return await request("chat.history", {session: key});
+  } catch (error) {
+    if (error.code !== "unknown_session") throw error;
+    return {session: {status: "idle", model: "", modelProvider: ""}, entries: []};
+  }
 }
 
 async function loadTranscript() {
   const key = state.session;
-  let history;
-  try {
-    history = await request("chat.history", {session: key});
-  } catch (error) {
-    if (error.code !== "unknown_session") throw error;
-    history = {session: {status: "idle", model: "", modelProvider: ""}, entries: []};
-  }
-  if (key !== state.session) return;
+  const history = await readHistory(key);
+  if (key === state.session) showHistory(history);
+}
+
+function showHistory(history) {
   const transcript = $("transcript");
   transcript.replaceChildren(...history.entries.map(entryElement));
   state.streaming.clear();
@@ -270,9 +293,21 @@ function bindControls() {
   $("stop").addEventListener("click", () => stop().catch(report));
   $("new-session").addEventListener("submit", (e) => {
     e.preventDefault();
-    const key = $("new-session-key").value.trim();
-    if (key) { $("new-session-key").value = ""; openSession(key).catch(report); }
+    openNamed().catch(report);
   });
+}
+
+async function openNamed() {
+  const input = $("new-session-key");
+  const key = input.value.trim();
+  input.value = key;
+  if (!key) return;
+  if (!input.checkValidity()) {  // the pattern attribute: the gateway's rule for a key
+    notice(`"${key}" is not a session name: ${KEY_RULE}`);
+    return;
+  }
+  await openSession(key);
+  if (state.session === key) input.value = "";
 }
 
 // The text stays in the box until the gateway acknowledged it. The message keeps its
@@ -281,6 +316,7 @@ function bindControls() {
 async function send() {
   const text = $("message").value.trim();
   if (!text) return;
+  if (!state.session) { notice("not connected: the message is kept; send it once connected"); return; }
   const last = state.outgoing;
   const same = last && last.session === state.session && last.text === text;
   state.outgoing = same ? last : {session: state.session, text, idempotencyKey: newKey()};
