@@ -50,11 +50,11 @@ def home(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def restarted(home: Path) -> AsyncIterator[RunningGateway]:
-    """A gateway on ``home`` (any free port), until the block ends."""
+async def restarted(home: Path, port: int = 0) -> AsyncIterator[RunningGateway]:
+    """A gateway on ``home`` (on ``port``; 0: any free one), until the block ends."""
     settings = config.load(home, env={})
     settings = dataclasses.replace(
-        settings, gateway=dataclasses.replace(settings.gateway, port=0))
+        settings, gateway=dataclasses.replace(settings.gateway, port=port))
     async with running(settings) as gateway:
         yield gateway
 

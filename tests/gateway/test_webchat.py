@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
 
 from clawgate.gateway.client import GatewayClient
 from clawgate.gateway.server import RunningGateway
+from tests.gateway.conftest import restarted
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
@@ -114,3 +118,120 @@ async def test_the_newest_reply_stays_in_view_as_the_conversation_grows(
     await expect(page.locator("[data-testid=queue]")).to_contain_text("message number 7")
     newest = transcript.get_by_text("echo: message number 7", exact=True)
     await expect(newest).to_be_in_viewport()
+
+
+async def _answered(page: Page, text: str, within_ms: float = 5000) -> None:
+    await expect(page.locator("[data-testid=transcript]")).to_contain_text(
+        f"echo: {text}", timeout=within_ms)
+
+
+async def _in_use(page: Page, session: str) -> None:
+    """The page shows ``session``, remembers it, and a message sent there is answered."""
+    await expect(page.locator("#session-key")).to_have_text(session)
+    assert await page.evaluate("localStorage.getItem('clawgate.session')") == session
+    await _send(page, f"still working in {session}")
+    await _answered(page, f"still working in {session}")
+
+
+async def _user_messages(gateway: RunningGateway, session: str) -> list[str]:
+    async with await GatewayClient.connect(gateway.url, gateway.token) as client:
+        history = await client.request("chat.history", session=session)
+    return [e["text"] for e in history["entries"] if e["role"] == "user"]
+
+
+async def test_a_refused_message_keeps_its_text_and_says_why(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await _open(browser, gateway, "long-text")
+    box = page.locator("[data-testid=message-input]")
+    await _send(page, "y" * 40_000)
+    await expect(page.locator("#notice")).to_contain_text("the limit is 32000")
+    assert await box.input_value() == "y" * 40_000, "the refused text was lost"
+
+    await _send(page, "a shorter one")
+    await _answered(page, "a shorter one")
+    await expect(box).to_have_value("")
+
+
+async def test_a_message_sent_while_the_gateway_is_down_is_kept_then_sent_once(
+    browser: Browser, home: Path
+) -> None:
+    async with restarted(home) as gateway:
+        page = await _open(browser, gateway, "offline")
+    port = urlsplit(gateway.url).port
+    assert port is not None
+    box = page.locator("[data-testid=message-input]")
+    await expect(page.locator("#connection")).to_have_attribute("title", "reconnecting")
+    await _send(page, "typed while the gateway is down")
+    await expect(page.locator("#notice")).to_contain_text("not connected")
+    await expect(box).to_have_value("typed while the gateway is down")
+
+    async with restarted(home, port) as gateway:
+        await _answered(page, "typed while the gateway is down", within_ms=15_000)
+        await expect(box).to_have_value("")
+        assert await _user_messages(gateway, "offline") == ["typed while the gateway is down"]
+
+
+async def test_a_message_whose_acknowledgement_was_lost_is_not_sent_twice(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await _open(browser, gateway, "lossy")
+    sent: list[dict[str, object]] = []
+
+    async def lose_the_first_acknowledgement(route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame["method"] == "chat.send":
+                sent.append(frame)
+            server.send(message)
+
+        async def from_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if len(sent) == 1 and frame.get("id") == sent[0]["id"]:
+                await route.close(code=1006, reason="the network failed")
+                return
+            route.send(message)
+
+        route.on_message(from_page)
+        server.on_message(from_server)
+
+    await page.route_web_socket(re.compile(r"/ws\?"), lose_the_first_acknowledgement)
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("title", "connected")
+    await _send(page, "only once please")
+    await _answered(page, "only once please", within_ms=15_000)
+    await expect(page.locator("[data-testid=message-input]")).to_have_value("")
+    assert len(sent) == 2
+    keys = {frame["params"]["idempotencyKey"] for frame in sent}  # type: ignore[index]
+    assert len(keys) == 1
+    assert await _user_messages(gateway, "lossy") == ["only once please"]
+
+
+async def test_an_invalid_session_name_is_refused_and_not_kept(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await _open(browser, gateway, "web")
+    name = page.locator("#new-session-key")
+    await name.fill("my notes")
+    assert await name.evaluate("input => input.validity.patternMismatch")
+    await page.click("#new-session button")
+    await expect(page.locator("#notice")).to_contain_text('"my notes" is not a session name')
+    await _in_use(page, "web")
+
+    await name.fill("team/a.b_c:d@e+f-1")  # every character the gateway allows
+    await page.click("#new-session button")
+    await expect(page.locator("#session-key")).to_have_text("team/a.b_c:d@e+f-1")
+    await page.reload()
+    await expect(page.locator("#session-key")).to_have_text("team/a.b_c:d@e+f-1")
+
+
+async def test_a_refused_session_remembered_by_an_older_page_falls_back_to_main(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await _open(browser, gateway, "web")
+    await page.evaluate("localStorage.setItem('clawgate.session', 'my notes')")
+    await page.reload()
+    await expect(page.locator("#notice")).to_contain_text('session "my notes" was refused')
+    await _in_use(page, "main")

@@ -5,9 +5,14 @@
 "use strict";
 
 const ACTIVE = new Set(["queued", "running"]);
+const DEFAULT_SESSION = "main";
+const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
+// Errors after which a message is sent again once the gateway is back.
+const RESEND = new Set(["not_connected", "shutting_down"]);
 const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
   sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
+  outgoing: null,  // the message not yet acknowledged: {session, text, idempotencyKey, resend}
 };
 const $ = (id) => document.getElementById(id);
 
@@ -18,7 +23,6 @@ function start() {
     history.replaceState(null, "", location.pathname);  // keep the token out of the address
   }
   state.token = localStorage.getItem("clawgate.token");
-  state.session = localStorage.getItem("clawgate.session") || "main";
   $("login-form").addEventListener("submit", (e) => {
     e.preventDefault();
     localStorage.setItem("clawgate.token", $("token-input").value.trim());
@@ -50,7 +54,7 @@ function connect() {
   ws.onmessage = (message) => onFrame(JSON.parse(message.data));
   ws.onclose = () => {
     setConnected(false);
-    for (const {reject} of state.waiting.values()) reject(new Error("connection lost"));
+    for (const {reject} of state.waiting.values()) reject(notConnected("connection lost"));
     state.waiting.clear();
     setTimeout(connect, state.delay);
     state.delay = Math.min(state.delay * 2, 5000);
@@ -64,10 +68,18 @@ function setConnected(up) {
 
 function request(method, params = {}) {
   return new Promise((resolve, reject) => {
+    if (state.ws?.readyState !== WebSocket.OPEN) {
+      reject(notConnected("not connected to the gateway"));
+      return;
+    }
     const id = state.nextId++;
     state.waiting.set(id, {resolve, reject});
     state.ws.send(JSON.stringify({type: "req", id, method, params}));
   });
+}
+
+function notConnected(message) {
+  return Object.assign(new Error(message), {code: "not_connected"});
 }
 
 function onFrame(frame) {
@@ -83,12 +95,20 @@ function onFrame(frame) {
 }
 
 async function onConnected() {
+  try {
+    await resync();
+  } finally {
+    await resendOutgoing();
+  }
+}
+
+async function resync() {
   // Every session's events (for the list); after a reconnect, only what was missed.
   const params = state.lastSeq ? {after: state.lastSeq} : {};
   const subscribed = await request("events.subscribe", params);
   state.lastSeq = subscribed.lastSeq;  // after a reset (another database), the server's newest
   await refreshSessions();
-  await openSession(state.session);
+  await openSession(state.session || localStorage.getItem("clawgate.session") || DEFAULT_SESSION);
 }
 
 function onEvent(frame) {
@@ -145,26 +165,48 @@ function renderSessions() {
   }
 }
 
+// A session is shown, and remembered, only once the gateway accepted its name.
 async function openSession(key) {
+  let history;
+  try {
+    history = await readHistory(key);
+  } catch (error) {
+    if (error.code !== "invalid_params") throw error;
+    await refuseSession(key, error);
+    return;
+  }
   state.session = key;
   localStorage.setItem("clawgate.session", key);
   $("session-key").textContent = key;
-  state.streaming.clear();
   renderSessions();
-  await loadTranscript();
+  showHistory(history);
   await refreshQueue();
+}
+
+// A refused name is forgotten (an older page may have remembered it); with no session shown
+// yet, the default one opens instead, so the page is never stuck on it.
+async function refuseSession(key, error) {
+  if (localStorage.getItem("clawgate.session") === key) localStorage.removeItem("clawgate.session");
+  if (state.session === null && key !== DEFAULT_SESSION) await openSession(DEFAULT_SESSION);
+  notice(`session "${key}" was refused: ${error.message}`);
+}
+
+async function readHistory(key) {
+  try {
+    return await request("chat.history", {session: key});
+  } catch (error) {
+    if (error.code !== "unknown_session") throw error;
+    return {session: {status: "idle", model: "", modelProvider: ""}, entries: []};
+  }
 }
 
 async function loadTranscript() {
   const key = state.session;
-  let history;
-  try {
-    history = await request("chat.history", {session: key});
-  } catch (error) {
-    if (error.code !== "unknown_session") throw error;
-    history = {session: {status: "idle", model: "", modelProvider: ""}, entries: []};
-  }
-  if (key !== state.session) return;
+  const history = await readHistory(key);
+  if (key === state.session) showHistory(history);
+}
+
+function showHistory(history) {
   const transcript = $("transcript");
   transcript.replaceChildren(...history.entries.map(entryElement));
   state.streaming.clear();
@@ -251,18 +293,71 @@ function bindControls() {
   $("stop").addEventListener("click", () => stop().catch(report));
   $("new-session").addEventListener("submit", (e) => {
     e.preventDefault();
-    const key = $("new-session-key").value.trim();
-    if (key) { $("new-session-key").value = ""; openSession(key).catch(report); }
+    openNamed().catch(report);
   });
 }
 
+async function openNamed() {
+  const input = $("new-session-key");
+  const key = input.value.trim();
+  input.value = key;
+  if (!key) return;
+  if (!input.checkValidity()) {  // the pattern attribute: the gateway's rule for a key
+    notice(`"${key}" is not a session name: ${KEY_RULE}`);
+    return;
+  }
+  await openSession(key);
+  if (state.session === key) input.value = "";
+}
+
+// The text stays in the box until the gateway acknowledged it. The message keeps its
+// idempotency key until then, so sending it again (a second press, or after a reconnect)
+// is never a second message.
 async function send() {
   const text = $("message").value.trim();
   if (!text) return;
-  $("message").value = "";
-  const idempotencyKey = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
-  const ack = await request("chat.send",
-                           {session: state.session, text, idempotencyKey, channel: "webchat"});
+  if (!state.session) { notice("not connected: the message is kept; send it once connected"); return; }
+  const last = state.outgoing;
+  const same = last && last.session === state.session && last.text === text;
+  state.outgoing = same ? last : {session: state.session, text, idempotencyKey: newKey()};
+  await deliver(state.outgoing);
+}
+
+function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+}
+
+async function resendOutgoing() {
+  const outgoing = state.outgoing;
+  if (!outgoing?.resend) return;
+  if ($("message").value.trim() !== outgoing.text) {
+    state.outgoing = null;
+    notice("not sent: the message was changed while offline; press Send to send it");
+    return;
+  }
+  await deliver(outgoing);
+}
+
+async function deliver(outgoing) {
+  outgoing.resend = false;
+  const params = {session: outgoing.session, text: outgoing.text,
+                  idempotencyKey: outgoing.idempotencyKey, channel: "webchat"};
+  let ack;
+  try {
+    ack = await request("chat.send", params);
+  } catch (error) {
+    if (!RESEND.has(error.code)) throw error;  // refused: the error shows, the text stays
+    outgoing.resend = true;
+    notice("not connected: the message is kept and will be sent when the gateway is back");
+    return;
+  }
+  if (state.outgoing === outgoing) state.outgoing = null;
+  if ($("message").value.trim() === outgoing.text) $("message").value = "";
+  await acknowledged(ack);
+}
+
+async function acknowledged(ack) {
+  notice("");
   if (ack.command) {
     notice(ack.reply);
     await openSession(state.session);
