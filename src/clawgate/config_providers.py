@@ -1,19 +1,22 @@
 """The ``[providers.<name>]`` sections: the echo provider, and HTTP providers with their keys.
 
 Keys are read here, at the edge: from an environment variable (``api_key_env``) or a file
-(``api_key_file``), once per profile. A key that is not set is not an error here (the
-profile fails over when used, and `clawgate models list` says so); a key written into the
-config file itself is refused, so the file can be shared.
+(``api_key_file``), once per profile. A key that is not set, or holds a character HTTP
+cannot carry, is not an error here (the profile fails over when used, saying why, and
+`clawgate models list` says so); a key written into the config file itself is refused, so
+the file can be shared.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
 from clawgate.config_toml import Table
 from clawgate.providers.echo import EchoConfig, EchoFailure
+from clawgate.providers.http_adapter import public_url
 from clawgate.providers.registry import ProviderConfig
 from clawgate.providers.settings import (
     HttpProviderSettings,
@@ -24,7 +27,7 @@ from clawgate.providers.settings import (
 
 PROVIDER_KEYS = ("kind", "delay_ms", "chunk_delay_ms", "fail", "base_url", "api_key_env",
                  "api_key_file", "profiles", "timeout_seconds", "context_window",
-                 "max_output_tokens", "max_tokens_field", "models", "headers")
+                 "max_output_tokens", "max_tokens_field", "models", "headers", "stream_usage")
 PROFILE_KEYS = ("name", "api_key_env", "api_key_file")
 DEFAULT_WINDOWS = {ProviderKind.OPENAI: 128_000, ProviderKind.ANTHROPIC: 200_000}
 
@@ -66,7 +69,7 @@ def _http(name: str, kind: ProviderKind, table: Table, env: Mapping[str, str]
     needs_key = any(p.source != "none" for p in profiles)
     if kind is ProviderKind.ANTHROPIC and not needs_key:
         table.fail("api_key_env", "an anthropic provider needs api_key_env or api_key_file")
-    base_url = table.optional_string("base_url") or None
+    base_url = _base_url(table)
     official = TokenLimitField.MAX_COMPLETION_TOKENS  # api.openai.com: the SDK's default URL
     return HttpProviderSettings(
         name=name, kind=kind, profiles=profiles, needs_key=needs_key, base_url=base_url,
@@ -77,7 +80,27 @@ def _http(name: str, kind: ProviderKind, table: Table, env: Mapping[str, str]
                                  TokenLimitField.MAX_TOKENS if base_url else official),
         models=tuple(table.strings("models")),
         headers=table.string_table("headers"),
+        stream_usage=_stream_usage(kind, table),
     )
+
+
+def _stream_usage(kind: ProviderKind, table: Table) -> bool:
+    """Whether an OpenAI-compatible request asks for usage in the stream (``stream_options``);
+    some compatible servers (Mistral's) refuse the field."""
+    if kind is ProviderKind.ANTHROPIC and table.has("stream_usage"):
+        table.fail("stream_usage", "only openai providers take stream_usage (Anthropic "
+                                   "always reports usage)")
+    return table.boolean("stream_usage", True)
+
+
+def _base_url(table: Table) -> str | None:
+    """The endpoint, which must be a whole http(s) URL: ``localhost:11434/v1`` would be taken
+    for a path and the request would go somewhere else."""
+    url = (table.optional_string("base_url") or "").strip() or None
+    if url is not None and not public_url(url).startswith(("http://", "https://")):
+        table.fail("base_url", "must be a URL starting with http:// or https:// "
+                               "(for a local server: \"http://127.0.0.1:11434/v1\")")
+    return url
 
 
 def _profiles(table: Table, env: Mapping[str, str]) -> tuple[Profile, ...]:
@@ -103,17 +126,39 @@ def _profile(name: str, table: Table, env: Mapping[str, str]) -> Profile:
     if variable and key_file:
         table.fail("api_key_file", "use api_key_env or api_key_file, not both")
     if variable:
-        return Profile(name, f"env {variable}", env.get(variable, "").strip() or None)
+        return _keyed(name, f"env {variable}", env.get(variable, ""))
     if key_file:
-        return Profile(name, f"file {key_file}", _read_key(table, key_file))
+        return _keyed(name, f"file {key_file}", _read_key(table, key_file))
     return Profile(name, "none")
 
 
-def _read_key(table: Table, key_file: str) -> str | None:
+def _keyed(name: str, source: str, raw: str) -> Profile:
+    """A profile with the key from ``source``, surrounding whitespace dropped. A key HTTP
+    cannot carry (a non-breaking space pasted with it, a curly quote) is unusable, like an
+    unset one: the profile fails over when used, and says why (never quoting the key)."""
+    key = raw.strip()
+    bad = _unsendable(key)
+    if bad is None:
+        return Profile(name, source, key or None)
+    return Profile(name, source, unusable=f"the key in {source} contains a character that "
+                                          f"cannot be sent ({bad})")
+
+
+def _unsendable(key: str) -> str | None:
+    """The first character of ``key`` an HTTP header cannot carry, as "U+00A0 NO-BREAK SPACE
+    at position 10" (counted from 1 in the key as stripped); None when there is none."""
+    for position, char in enumerate(key, 1):
+        if not " " <= char <= "~":
+            name = unicodedata.name(char, "")
+            return f"U+{ord(char):04X}{' ' + name if name else ''} at position {position}"
+    return None
+
+
+def _read_key(table: Table, key_file: str) -> str:
     path = Path(key_file).expanduser()
-    try:
-        return path.read_text().strip() or None
+    try:  # bytes that are not UTF-8 become U+FFFD, which the key check then names
+        return path.read_text(encoding="utf-8-sig", errors="replace")
     except FileNotFoundError:
-        return None  # like an unset variable: the profile fails over, models list says so
+        return ""  # like an unset variable: the profile fails over, models list says so
     except OSError as exc:
         table.fail("api_key_file", f"cannot read {path}: {exc.strerror}")

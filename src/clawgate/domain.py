@@ -178,7 +178,7 @@ class ModelRef:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    input_tokens: int = 0
+    input_tokens: int = 0  # the whole input, whether or not the provider cached it
     output_tokens: int = 0
     cached_tokens: int = 0  # of the input, how many the provider served from its cache
 

@@ -14,8 +14,8 @@
     └── ProviderError               a model provider failed (never turned into reply text)
         ├── RateLimited             429; ``retry_after`` seconds when the provider says
         ├── AuthFailed              401/403: a wrong or revoked key
-        ├── NotConfigured           a profile lacks what it needs (an unset key): skipped,
-        │                           never rested, so setting it takes effect at once
+        ├── NotConfigured           a profile lacks what it needs (a key unset or unusable):
+        │                           skipped, never rested, so fixing it takes effect at once
         ├── BillingFailed           402, quota or credit exhausted
         ├── ProviderTimeout         no answer in time
         ├── ProviderUnavailable     5xx, connection reset, malformed stream: worth a retry
@@ -116,7 +116,8 @@ class AuthFailed(ProviderError):
 
 
 class NotConfigured(ProviderError):
-    """A configuration problem (a key variable not set), not a failure of the provider."""
+    """A configuration problem (a key not set, or holding a character HTTP cannot carry), not
+    a failure of the provider."""
 
     kind = "not_configured"
 

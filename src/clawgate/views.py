@@ -18,6 +18,7 @@ from clawgate.domain import (
 )
 from clawgate.providers.echo import EchoConfig
 from clawgate.providers.registry import ProviderConfig
+from clawgate.providers.settings import Profile
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.protocol import SessionSummary
 
@@ -141,7 +142,7 @@ def _provider_row(config: ProviderConfig, rest: dict[str, Cooldown]) -> dict[str
     profiles = []
     for profile in config.profiles:
         cooldown = rest.get(f"{config.name}:{profile.name}")
-        key = "none" if profile.source == "none" else ("set" if profile.api_key else "missing")
+        key = _key_state(profile)
         profiles.append({
             "name": profile.name, "keySource": profile.source, "key": key,
             "restingUntil": cooldown.until.isoformat(timespec="seconds") if cooldown else None,
@@ -151,3 +152,11 @@ def _provider_row(config: ProviderConfig, rest: dict[str, Cooldown]) -> dict[str
             "baseUrl": config.base_url or "(the provider's default)",
             "contextWindow": config.context_window, "models": list(config.models),
             "profiles": profiles}
+
+
+def _key_state(profile: Profile) -> str:
+    if profile.source == "none":
+        return "none"
+    if profile.unusable:
+        return "unusable"
+    return "set" if profile.api_key else "missing"

@@ -221,3 +221,28 @@ def test_models_test_reports_latency_and_reply_or_the_failure(
     unknown = home_with_models.run("models", "test", "nowhere/x")
     assert unknown.returncode == 2
     assert "no provider named 'nowhere'" in unknown.stderr
+
+
+def test_a_key_with_a_character_http_cannot_carry_is_named_and_skipped_at_once(
+    home_with_models: Home, server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pasted = WORK_KEY[:9] + "\u00a0" + WORK_KEY[9:]  # a non-breaking space came with it
+    monkeypatch.setenv("TEST_WORK_KEY", pasted)
+    reason = ("unusable API key for profile 'work': the key in env TEST_WORK_KEY contains a "
+              "character that cannot be sent (U+00A0 NO-BREAK SPACE at position 10)")
+    tested = home_with_models.run("models", "test")
+    assert tested.returncode == 1
+    assert tested.stdout.splitlines()[0] == (
+        f"openai/gpt-test via work: FAILED (not_configured): openai: {reason}")
+
+    answered = home_with_models.run("agent", "-m", "hi")
+    assert answered.returncode == 0, answered.stderr
+    run = home_with_models.json("sessions", "show", "main")["runs"][-1]
+    assert [(a["profile"], a["outcome"]) for a in run["attempts"]] == [  # no retries
+        ("work", "not_configured"), ("spare", "not_configured"), ("default", "answered")]
+    assert reason in run["attempts"][0]["error"]
+    assert [e.model for e in server.exchanges] == ["claude-test"]
+    listed = home_with_models.run("models", "list")
+    assert "work (env TEST_WORK_KEY: unusable)" in listed.stdout
+    for done in (tested, answered, listed):
+        assert WORK_KEY[9:] not in done.stdout + done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,7 @@ from clawgate.testing.model_server import (
 )
 
 KEY = "sk-test-0123456789abcdef"
+MAIN = Profile("main", "env TEST_KEY", KEY)
 HELLO = ModelRequest("m1", (ChatMessage(ChatRole.USER, "hello"),))
 
 
@@ -99,10 +101,11 @@ async def _closed(exchange: Exchange) -> bool:
 async def test_a_reply_streams_with_its_usage(
     adapter: Provider, server: FakeModelServer
 ) -> None:
-    server.script(Reply("Hi there, friend", input_tokens=40, output_tokens=4, cached_tokens=32))
+    server.script(Reply("Hi there, friend", input_tokens=40, output_tokens=4, cached_tokens=32,
+                        cache_write_tokens=5))
     text, usage = await _collect(adapter)
     assert text == "Hi there, friend"
-    assert usage == Usage(40, 4, 32)
+    assert usage == Usage(40, 4, 32)  # the whole input, of which 32 read from the cache
     exchange = server.exchanges[-1]
     assert exchange.streamed
     assert exchange.api_key == KEY
@@ -176,10 +179,7 @@ async def test_a_key_echoed_by_the_provider_is_redacted(
 async def test_the_output_limit_goes_in_the_field_the_endpoint_reads(
     server: FakeModelServer, field: TokenLimitField
 ) -> None:
-    settings = HttpProviderSettings("openai", ProviderKind.OPENAI,
-                                    (Profile("main", "env TEST_KEY", KEY),),
-                                    base_url=server.openai_base_url, limit_field=field)
-    adapter = OpenAIAdapter(settings, settings.profiles[0])
+    adapter = _made(ProviderKind.OPENAI, server, limit_field=field)
     try:
         await _collect(adapter, ModelRequest("m", HELLO.messages, 77))
     finally:
@@ -295,6 +295,80 @@ async def test_anthropic_gets_system_apart_and_alternating_turns(
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
     assert body["messages"][-1]["content"] == "one\n\ntwo"
     assert body["max_tokens"] == 4096
+
+
+async def test_the_fake_server_counts_cached_input_as_each_provider_does(
+    server: FakeModelServer,
+) -> None:
+    import anthropic
+    import openai
+
+    reply = Reply("hi", input_tokens=40, output_tokens=4, cached_tokens=32,
+                  cache_write_tokens=5)
+    server.script(reply, reply)
+    async with anthropic.AsyncAnthropic(api_key=KEY, base_url=server.url) as claude:
+        message = await claude.messages.create(
+            model="c1", max_tokens=8, messages=[{"role": "user", "content": "hello"}])
+    # Anthropic's input_tokens leaves out what was read from or written to the cache.
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens,
+            message.usage.cache_creation_input_tokens) == (3, 32, 5)
+    async with openai.AsyncOpenAI(api_key=KEY, base_url=server.openai_base_url) as gpt:
+        completion = await gpt.chat.completions.create(
+            model="m1", messages=[{"role": "user", "content": "hello"}])
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == 40  # OpenAI's counts the cached part in
+    assert completion.usage.prompt_tokens_details is not None
+    assert completion.usage.prompt_tokens_details.cached_tokens == 32
+
+
+@pytest.mark.parametrize("kind", list(ProviderKind))
+async def test_prepare_sets_up_the_client_so_a_call_needs_nothing_more(
+    kind: ProviderKind, server: FakeModelServer
+) -> None:
+    adapter = _made(kind, server)
+    await adapter.prepare()
+    assert server.exchanges == []  # setting up sends nothing
+    assert (await _collect(adapter))[0] == "reply to: hello"
+    await adapter.aclose()
+
+
+@pytest.mark.parametrize("kind", list(ProviderKind))
+async def test_an_unusable_key_fails_at_once_saying_why_without_a_request(
+    kind: ProviderKind, server: FakeModelServer
+) -> None:
+    reason = ("the key in env TEST_KEY contains a character that cannot be sent "
+              "(U+00A0 NO-BREAK SPACE at position 10)")
+    adapter = _made(kind, server, Profile("main", "env TEST_KEY", unusable=reason))
+    with pytest.raises(NotConfigured) as prepared:
+        await adapter.prepare()
+    error = await _failure(adapter)
+    assert isinstance(error, NotConfigured)
+    assert str(error) == str(prepared.value)
+    assert f"unusable API key for profile 'main': {reason}" in str(error)
+    assert server.exchanges == []
+
+
+@pytest.mark.parametrize("stream_usage", [True, False])
+async def test_stream_usage_false_leaves_stream_options_out_and_no_usage_comes(
+    server: FakeModelServer, stream_usage: bool
+) -> None:
+    adapter = _made(ProviderKind.OPENAI, server, stream_usage=stream_usage)
+    server.script(Reply("hi", input_tokens=9, output_tokens=2))
+    assert await _collect(adapter) == ("hi", Usage(9, 2) if stream_usage else Usage())
+    await adapter.aclose()
+    sent = server.exchanges[-1].body
+    assert ("stream_options" in sent) is stream_usage
+
+
+def _made(kind: ProviderKind, server: FakeModelServer,
+          profile: Profile = MAIN, **options: Any,
+          ) -> OpenAIAdapter | AnthropicAdapter:
+    settings = HttpProviderSettings(
+        kind.value, kind, (profile,),
+        base_url=server.openai_base_url if kind is ProviderKind.OPENAI else server.url,
+        **options)
+    made = OpenAIAdapter if kind is ProviderKind.OPENAI else AnthropicAdapter
+    return made(settings, profile)
 
 
 def test_split_system_keeps_a_plain_conversation_as_it_is() -> None:

@@ -14,6 +14,7 @@ from clawgate.providers.echo import EchoConfig, EchoFailure
 from clawgate.providers.settings import HttpProviderSettings, ProviderKind, TokenLimitField
 
 PATH = Path("/home/me/.clawgate/config.toml")
+MODEL_O = '[models]\ndefault = "o/m"\n'
 
 
 def _parse(text: str) -> object:
@@ -70,6 +71,14 @@ def test_values_are_read() -> None:
          "not one of"),
         ('[providers.o]\nkind = "openai"\nmax_tokens_field = "limit"\n', 3,
          "providers.o.max_tokens_field", "not one of 'max_tokens', 'max_completion_tokens'"),
+        ('[providers.o]\nkind = "openai"\nbase_url = "localhost:11434/v1"\n', 3,
+         "providers.o.base_url", "must be a URL starting with http:// or https://"),
+        ('[providers.o]\nkind = "openai"\n\nbase_url = "ftp://127.0.0.1/v1"\n', 4,
+         "providers.o.base_url", "must be a URL starting with http:// or https://"),
+        ('[providers.a]\nkind = "anthropic"\napi_key_env = "K"\nstream_usage = false\n', 4,
+         "providers.a.stream_usage", "only openai providers take stream_usage"),
+        ('[providers.o]\nkind = "openai"\nstream_usage = "no"\n', 3,
+         "providers.o.stream_usage", "expected true or false"),
         # dotted keys, inline tables, quoted names, and look-alikes inside values
         ('[models]\ndefault = "echo/echo"\nruntime.lease_seconds = "x"\n', 3,
          "models.runtime", "unknown key"),
@@ -205,3 +214,55 @@ overload_seconds = [5, 20]
     assert runtime.routing.cooldown_windows_s == (30.0, 120.0)
     assert runtime.routing.overload_windows_s == (5.0, 20.0)
     assert runtime.system_prompt == "Be brief."
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("sk-secret\u00a0111", "U+00A0 NO-BREAK SPACE at position 10"),
+        ("sk-ant-\u2019zz", "U+2019 RIGHT SINGLE QUOTATION MARK at position 8"),
+        ("sk-a\u200bb", "U+200B ZERO WIDTH SPACE at position 5"),
+        ("sk-a\nb", "U+000A at position 5"),
+    ],
+)
+def test_a_key_http_cannot_carry_is_unusable_and_named_without_the_key(
+    raw: str, problem: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(raw + "\n")
+    text = f"""{MODEL_O}
+[providers.o]
+kind = "openai"
+[[providers.o.profiles]]
+name = "env"
+api_key_env = "BAD_KEY"
+[[providers.o.profiles]]
+name = "file"
+api_key_file = "{key_file}"
+"""
+    settings = parse(text, PATH, PATH.parent, {"BAD_KEY": raw})
+    provider = settings.providers[0]
+    assert isinstance(provider, HttpProviderSettings)
+    for profile, source in zip(provider.profiles, ("env BAD_KEY", f"file {key_file}"),
+                               strict=True):
+        assert profile.api_key is None  # never sent
+        assert profile.unusable == (f"the key in {source} contains a character that cannot "
+                                    f"be sent ({problem})")
+        assert raw not in profile.unusable
+    assert provider.secrets() == []
+
+
+def test_whitespace_around_a_key_is_dropped_not_refused(tmp_path: Path) -> None:
+    text = MODEL_O + '[providers.o]\nkind = "openai"\napi_key_env = "K"\n'
+    settings = parse(text, PATH, PATH.parent, {"K": "\u00a0 sk-good\t\u00a0\n"})
+    provider = settings.providers[0]
+    assert isinstance(provider, HttpProviderSettings)
+    assert (provider.profiles[0].api_key, provider.profiles[0].unusable) == ("sk-good", None)
+
+
+def test_stream_usage_is_on_unless_turned_off() -> None:
+    on, off = (parse(f'{MODEL_O}[providers.o]\nkind = "openai"\n{extra}', PATH,
+                     PATH.parent).providers[0] for extra in ("", "stream_usage = false\n"))
+    assert isinstance(on, HttpProviderSettings)
+    assert isinstance(off, HttpProviderSettings)
+    assert (on.stream_usage, off.stream_usage) == (True, False)

@@ -46,21 +46,31 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _probe(model: ModelRef, profile: str, adapter: Provider) -> dict[str, Any]:
+    """One tiny request; the clock starts once the adapter is set up (the SDK imported, the
+    client built), so the figures are the provider's, the same for every profile."""
     request = ModelRequest(model.model, (ChatMessage(ChatRole.USER, PROBE),), 16)
-    started = time.perf_counter()
-    first: float | None = None
-    text: list[str] = []
     result: dict[str, Any] = {"model": str(model), "profile": profile}
     try:
-        async for event in adapter.stream(request):
-            if isinstance(event, TextDelta):
-                first = first if first is not None else time.perf_counter() - started
-                text.append(event.text)
+        await adapter.prepare()
+        started = time.perf_counter()
+        first, text = await _first_and_text(adapter, request, started)
     except ProviderError as exc:
         return {**result, "ok": False, "error": str(exc), "errorKind": exc.kind}
     total = time.perf_counter() - started
     return {**result, "ok": True, "firstTokenMs": round((first or total) * 1000),
-            "totalMs": round(total * 1000), "reply": preview("".join(text), 60)}
+            "totalMs": round(total * 1000), "reply": preview(text, 60)}
+
+
+async def _first_and_text(adapter: Provider, request: ModelRequest, started: float
+                          ) -> tuple[float | None, str]:
+    """Seconds from ``started`` to the first words (None if none came), and the reply."""
+    first: float | None = None
+    text: list[str] = []
+    async for event in adapter.stream(request):
+        if isinstance(event, TextDelta):
+            first = first if first is not None else time.perf_counter() - started
+            text.append(event.text)
+    return first, "".join(text)
 
 
 def _list_text(listing: dict[str, Any]) -> str:

@@ -33,6 +33,9 @@ class AnthropicAdapter(HttpAdapter):
         return Capabilities(streaming=True, needs_key=True,
                             context_window=self.settings.context_window)
 
+    async def prepare(self) -> None:
+        self._connect()
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         client = self._connect()
         system, turns = split_system(request.messages)
@@ -90,12 +93,16 @@ class AnthropicAdapter(HttpAdapter):
 class _UsageCount:
     """Token counts spread over message_start and message_delta events (running totals).
 
+    Anthropic's ``input_tokens`` are only the input it neither read from nor wrote to its
+    cache: the whole input is that plus ``cache_read_input_tokens`` plus
+    ``cache_creation_input_tokens``, and the cached part is the cache reads.
+
     ``message_start`` already counts the input, so a reply stopped or broken halfway still
     reports what it cost; ``unreported`` hands out each increase once.
     """
 
     def __init__(self) -> None:
-        self.input = self.output = self.cached = 0
+        self.uncached = self.cache_read = self.cache_write = self.output = 0
         self._reported = Usage()
 
     def take(self, event: Any) -> str:
@@ -111,13 +118,17 @@ class _UsageCount:
     def _count(self, usage: Any) -> None:
         if usage is None:
             return
-        self.input = max(self.input, getattr(usage, "input_tokens", None) or 0)
+        self.uncached = max(self.uncached, getattr(usage, "input_tokens", None) or 0)
         self.output = max(self.output, getattr(usage, "output_tokens", None) or 0)
-        self.cached = max(self.cached, getattr(usage, "cache_read_input_tokens", None) or 0)
+        self.cache_read = max(self.cache_read,
+                              getattr(usage, "cache_read_input_tokens", None) or 0)
+        self.cache_write = max(self.cache_write,
+                               getattr(usage, "cache_creation_input_tokens", None) or 0)
 
     def unreported(self) -> Usage | None:
         """What the counts grew by since the last call; None when they did not."""
-        total = Usage(self.input, self.output, self.cached)
+        total = Usage(self.uncached + self.cache_read + self.cache_write, self.output,
+                      self.cache_read)
         if total == self._reported:
             return None
         before, self._reported = self._reported, total

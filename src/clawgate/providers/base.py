@@ -62,6 +62,12 @@ class Provider(Protocol):
     @property
     def capabilities(self) -> Capabilities: ...
 
+    async def prepare(self) -> None:
+        """Set up what a first call needs (the SDK imported, its client built), so a latency
+        measured afterwards is the provider's; raise a ProviderError (NotConfigured) if the
+        profile cannot be used. ``stream`` does it too when it was not done."""
+        ...
+
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         """Stream the reply; raise a ProviderError on failure."""
         ...

@@ -57,6 +57,9 @@ class EchoProvider:
     def name(self) -> str:
         return self._name
 
+    async def prepare(self) -> None:
+        """Nothing to set up."""
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         if self.delay_ms:
             await asyncio.sleep(self.delay_ms / 1000)

@@ -27,6 +27,9 @@ class HttpAdapter:
             await self._client.close()
 
     def _require_key(self) -> None:
+        if self.profile.unusable:
+            raise NotConfigured(f"unusable API key for profile {self.profile.name!r}: "
+                                f"{self.profile.unusable}", provider=self.name)
         if self.settings.needs_key and not self.profile.api_key:
             raise NotConfigured(f"no API key for profile {self.profile.name!r} "
                              f"({self.profile.source} is not set)", provider=self.name)

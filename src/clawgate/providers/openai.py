@@ -34,13 +34,18 @@ class OpenAIAdapter(HttpAdapter):
         return Capabilities(streaming=True, needs_key=self.settings.needs_key,
                             context_window=self.settings.context_window)
 
+    async def prepare(self) -> None:
+        self._connect()
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         import openai
         from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
         client = self._connect()
-        body = {"model": request.model, "messages": _messages(request.messages),
-                "stream": True, "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {"model": request.model,
+                                "messages": _messages(request.messages), "stream": True}
+        if self.settings.stream_usage:
+            body["stream_options"] = {"include_usage": True}
         if request.max_output_tokens is not None:
             body[self.settings.limit_field.value] = request.max_output_tokens
         try:

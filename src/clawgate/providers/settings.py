@@ -32,6 +32,9 @@ class Profile:
     name: str
     source: str  # where the key comes from, for messages: "env OPENAI_API_KEY", "file ..."
     api_key: str | None = field(default=None, repr=False)  # None: not set (or not needed)
+    #: Why the key that is set cannot be used (a character HTTP cannot carry, say); the key
+    #: itself is then dropped (``api_key`` is None). The reason never quotes the key.
+    unusable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,9 @@ class HttpProviderSettings:
     limit_field: TokenLimitField = TokenLimitField.MAX_TOKENS
     models: tuple[str, ...] = ()  # known model names, for `clawgate models list`
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: OpenAI kind: ask for usage at the end of the stream (``stream_options``); off for
+    #: compatible servers that refuse the field (Mistral's answers 422)
+    stream_usage: bool = True
 
     def secrets(self) -> list[str]:
         return [p.api_key for p in self.profiles if p.api_key]

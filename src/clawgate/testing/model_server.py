@@ -17,7 +17,14 @@ provider's error body), ``Hang`` (before the first token, or after some chunks),
 ``StreamError`` (an error event inside a 200 stream, as Anthropic sends ``overloaded_error``).
 
 Streams open as the providers' do: Anthropic's ``message_start`` already reports the input
-tokens (``input_tokens`` of each behaviour); OpenAI reports usage only in its last chunk.
+tokens (``input_tokens`` of each behaviour); OpenAI reports usage only in its last chunk, and
+only when the request asks for it (``stream_options: {"include_usage": true}``).
+
+Usage is counted as each provider counts it. A ``Reply``'s ``input_tokens`` is the whole
+input, of which ``cached_tokens`` were read from the provider's cache and
+``cache_write_tokens`` written to it. OpenAI's ``prompt_tokens`` is the whole input, with the
+cache reads in ``prompt_tokens_details.cached_tokens``; Anthropic's ``input_tokens`` is only
+the rest, beside ``cache_read_input_tokens`` and ``cache_creation_input_tokens``.
 """
 
 from __future__ import annotations
@@ -40,9 +47,14 @@ Api = Literal["openai", "anthropic"]
 class Reply:
     text: str = "ok"
     chunks: tuple[str, ...] | None = None  # how the text is split when streamed
-    input_tokens: int = 11
+    input_tokens: int = 11  # the whole input, cached or not
     output_tokens: int = 7
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # of the input, read from the provider's cache
+    cache_write_tokens: int = 0  # of the input, written to it (Anthropic reports these)
+
+    def __post_init__(self) -> None:
+        if self.cached_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError("cached and cache-write tokens are part of input_tokens")
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,12 @@ class Exchange:
     @property
     def streamed(self) -> bool:
         return bool(self.body.get("stream"))
+
+    @property
+    def wants_usage(self) -> bool:
+        """Whether a streamed Chat Completions request asked for usage in its last chunk."""
+        options = self.body.get("stream_options")
+        return isinstance(options, dict) and bool(options.get("include_usage"))
 
     def user_texts(self) -> list[str]:
         return [_text_of(m.get("content")) for m in self.body.get("messages", [])
@@ -262,7 +280,7 @@ class _Responder:
             pieces = behaviour.chunks or tuple(_split(behaviour.text))
             for piece in pieces:
                 await self._send(fmt.delta(piece, self.x.model))
-            await self._send(fmt.closing(behaviour, self.x.model))
+            await self._send(fmt.closing(behaviour, self.x))
             await self._chunk(b"")
             self.x.completed.set()
             return
@@ -340,10 +358,12 @@ class _OpenAIFormat:
         return _sse(_chunk(model, {"content": text}))
 
     @staticmethod
-    def closing(reply: Reply, model: str) -> str:
-        finish = _chunk(model, {}, finish="stop")
-        usage = {**_chunk(model, None), "choices": [], "usage": _openai_usage(reply)}
-        return _sse(finish) + _sse(usage) + "data: [DONE]\n\n"
+    def closing(reply: Reply, exchange: Exchange) -> str:
+        finish = _sse(_chunk(exchange.model, {}, finish="stop"))
+        if exchange.wants_usage:
+            finish += _sse({**_chunk(exchange.model, None), "choices": [],
+                            "usage": _openai_usage(reply)})
+        return finish + "data: [DONE]\n\n"
 
     @staticmethod
     def malformed() -> str:
@@ -395,12 +415,10 @@ def _sse(payload: dict[str, Any], event: str | None = None) -> str:
 class _AnthropicFormat:
     @staticmethod
     def opening(model: str, behaviour: StreamBehaviour) -> str:
-        cached = behaviour.cached_tokens if isinstance(behaviour, Reply) else 0
         message: dict[str, Any] = {
                    "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": behaviour.input_tokens, "output_tokens": 1,
-                             "cache_read_input_tokens": cached}}
+                   "usage": {**_anthropic_input(behaviour), "output_tokens": 1}}
         start = {"type": "content_block_start", "index": 0,
                  "content_block": {"type": "text", "text": ""}}
         return (_sse({"type": "message_start", "message": message}, "message_start")
@@ -412,9 +430,8 @@ class _AnthropicFormat:
                      "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
 
     @staticmethod
-    def closing(reply: Reply, model: str) -> str:
-        usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
-                 "cache_read_input_tokens": reply.cached_tokens}
+    def closing(reply: Reply, exchange: Exchange) -> str:
+        usage = {**_anthropic_input(reply), "output_tokens": reply.output_tokens}
         return (_sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
                 + _sse({"type": "message_delta",
                         "delta": {"stop_reason": "end_turn", "stop_sequence": None},
@@ -435,9 +452,7 @@ class _AnthropicFormat:
         return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": reply.text}], "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": reply.input_tokens,
-                          "output_tokens": reply.output_tokens,
-                          "cache_read_input_tokens": reply.cached_tokens}}
+                "usage": {**_anthropic_input(reply), "output_tokens": reply.output_tokens}}
 
     @staticmethod
     def error(fail: Fail) -> dict[str, Any]:
@@ -447,6 +462,15 @@ class _AnthropicFormat:
         return {"type": "error",
                 "error": {"type": fail.code or kinds.get(fail.status, "api_error"),
                           "message": fail.message}}
+
+
+def _anthropic_input(behaviour: StreamBehaviour) -> dict[str, int]:
+    """The input as Anthropic counts it: ``input_tokens`` leaves out the cache reads and
+    writes, which have fields of their own."""
+    read = behaviour.cached_tokens if isinstance(behaviour, Reply) else 0
+    written = behaviour.cache_write_tokens if isinstance(behaviour, Reply) else 0
+    return {"input_tokens": behaviour.input_tokens - read - written,
+            "cache_read_input_tokens": read, "cache_creation_input_tokens": written}
 
 
 _formats: dict[Api, Any] = {"openai": _OpenAIFormat, "anthropic": _AnthropicFormat}

@@ -73,6 +73,9 @@ class ScriptedProvider:
     def open_calls(self) -> list[ScriptedCall]:
         return [c for c in self.calls if not c.closed]
 
+    async def prepare(self) -> None:
+        """Nothing to set up."""
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         call = ScriptedCall(request)
         self.calls.append(call)
