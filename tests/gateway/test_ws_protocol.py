@@ -95,6 +95,30 @@ async def test_chat_send_with_an_idempotency_key_sends_nothing_twice(
     assert elsewhere["messageId"] != first["messageId"]
 
 
+async def test_a_repeated_new_or_reset_starts_one_fresh_conversation_not_two(
+    client: GatewayClient,
+) -> None:
+    await client.request("chat.send", session="s1", text="remember this")
+    await _events_until(client, "run.done")
+    old_id = (await client.request("sessions.get", session="s1"))["sessionId"]
+
+    replies = [(await client.request("chat.send", session="s1", text="/new",
+                                     idempotencyKey="reset-1"))["reply"] for _ in range(2)]
+    fresh_id = (await client.request("sessions.get", session="s1"))["sessionId"]
+    assert fresh_id != old_id
+    assert replies[0].startswith(f"new session {fresh_id} for 's1'")
+    assert replies[1] == ("session 's1' is already fresh (nothing was said since it started); "
+                          "nothing changed")
+
+    again = await client.request("sessions.reset", session="s1")
+    assert (again["sessionId"], again["previousSessionId"], again["alreadyFresh"]) == (
+        fresh_id, None, True)
+    await client.request("chat.send", session="s1", text="a new topic")
+    reset = await client.request("sessions.reset", session="s1")
+    assert (reset["previousSessionId"], reset["alreadyFresh"]) == (fresh_id, False)
+    assert reset["sessionId"] not in (old_id, fresh_id)
+
+
 async def test_a_reconnecting_client_gets_exactly_what_it_missed(
     gateway: RunningGateway, client: GatewayClient,
 ) -> None:

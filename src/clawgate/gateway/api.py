@@ -152,8 +152,10 @@ class GatewayApi:
 
     async def sessions_reset(self, params: p.SessionRef, listener: Listener) -> Json:
         result = await self.runtime.reset(params.session)
+        fresh = result.already_fresh
         return {"session": params.session, "sessionId": result.new.id,
-                "previousSessionId": result.old.id, **_stopped(result.stop)}
+                "previousSessionId": None if fresh else result.old.id,
+                "alreadyFresh": fresh, **_stopped(result.stop)}
 
     async def sessions_delete(self, params: p.SessionRef, listener: Listener) -> Json:
         session = await self.runtime.store.get_session(params.session)
