@@ -205,6 +205,45 @@ async def test_bad_frames_get_a_typed_error_and_the_connection_stays_usable(
     assert await client.request("sessions.list") == {"sessions": []}
 
 
+@pytest.mark.parametrize(
+    ("method", "params", "field", "problem"),
+    [
+        ("chat.send", {"session": "s1", "text": "   "}, "text", "the message is empty"),
+        ("chat.send", {"session": "s1", "text": "a\x00b"}, "text",
+         "the message contains a NUL character"),
+        ("chat.send", {"session": "s1", "text": "/model bogus/x"}, "text",
+         "no provider named 'bogus'"),
+        ("sessions.patch", {"session": "s1", "model": "bogus/x"}, "model",
+         "no provider named 'bogus'"),
+        ("chat.send", {"session": "s1", "text": "hi", "idempotency_key": "k-1"},
+         "idempotency_key", "Extra inputs are not permitted"),
+        ("sessions.patch", {"session": "s1", "queue": {"debounce_ms": 0}},
+         "queue.debounce_ms", "Extra inputs are not permitted"),
+    ],
+)
+async def test_refused_input_names_the_parameter_and_the_problem_and_changes_nothing(
+    client: GatewayClient, method: str, params: dict[str, Any], field: str, problem: str,
+) -> None:
+    with pytest.raises(GatewayError) as caught:
+        await client.request(method, **params)
+
+    assert caught.value.code == "invalid_params"
+    assert isinstance(caught.value.details, list)
+    assert [d["field"] for d in caught.value.details] == [field]
+    assert caught.value.details[0]["problem"].startswith(problem)
+    assert await client.request("sessions.list") == {"sessions": []}
+
+
+async def test_a_request_id_is_a_string_or_an_integer(client: GatewayClient) -> None:
+    for request_id in ("a-1", 12):
+        assert (await client.send_raw({"type": "req", "id": request_id, "method": "status"}))[
+            "version"]
+    with pytest.raises(GatewayError) as caught:
+        await client.send_raw('{"type": "req", "id": 1.5, "method": "status"}', request_id=1.5)
+    assert (caught.value.code, str(caught.value)) == (
+        "bad_frame", 'a request needs an "id" (string or integer)')
+
+
 async def test_an_oversized_frame_is_refused_and_the_connection_stays_usable(
     client: GatewayClient,
 ) -> None:

@@ -1,6 +1,6 @@
 """The WebSocket protocol's frames and method parameters (documented in docs/protocol.md).
 
-Client to gateway: ``{"type": "req", "id": <string or number>, "method": "...",
+Client to gateway: ``{"type": "req", "id": <string or integer>, "method": "...",
 "params": {...}}``. Gateway to client: ``{"type": "res", "id": ..., "ok": true, "payload":
 {...}}`` or ``{"type": "res", "id": ..., "ok": false, "error": {"code": "...", "message":
 "..."}}``, and events ``{"type": "event", "event": "...", "seq": <int or null>,
@@ -65,7 +65,7 @@ def parse_request(text: str, max_bytes: int) -> Request:
     if frame.get("type") != "req":
         raise ProtocolError(ErrorCode.BAD_FRAME, 'a request frame has "type": "req"')
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
-        raise ProtocolError(ErrorCode.BAD_FRAME, 'a request needs an "id" (string or number)')
+        raise ProtocolError(ErrorCode.BAD_FRAME, 'a request needs an "id" (string or integer)')
     method, params = frame.get("method"), frame.get("params", {})
     if not isinstance(method, str) or not method:
         raise ProtocolError(ErrorCode.BAD_FRAME, 'a request needs a "method"')
@@ -87,7 +87,8 @@ def request_id_of(text: str) -> object:
 
 
 class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    # Only the documented (camelCase) names: ``idempotency_key`` is an unknown parameter.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 SessionKey = Field(min_length=1, max_length=MAX_KEY_CHARS, pattern=r"^[A-Za-z0-9._:@+\-/]+$")
