@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clawgate.domain import MAX_CHANNEL_MESSAGE_ID_CHARS, MAX_KEY_CHARS, DropPolicy, QueueMode
+from clawgate.limits import HISTORY_ENTRIES, SESSION_ROWS, SESSIONS_LISTED
 
 Frame = dict[str, Any]
 
@@ -107,15 +108,15 @@ class ChatSend(SessionRef):
 
 
 class ChatHistory(SessionRef):
-    limit: int = Field(default=200, ge=1, le=5000)
+    limit: int = Field(default=200, ge=1, le=HISTORY_ENTRIES)
 
 
 class SessionsList(Params):
-    limit: int = Field(default=100, ge=1, le=5000)
+    limit: int = Field(default=100, ge=1, le=SESSIONS_LISTED)
 
 
 class SessionsGet(SessionRef):
-    limit: int = Field(default=50, ge=1, le=1000)
+    limit: int = Field(default=50, ge=1, le=SESSION_ROWS)
 
 
 class QueueFields(Params):
