@@ -49,7 +49,14 @@ class ConfigError(ClawgateError):
 
 
 class InvalidInput(ClawgateError):
-    """Bad input; the store and the runtime are unchanged."""
+    """Bad input; the store and the runtime are unchanged.
+
+    ``field`` names the parameter at fault, where the layer that knows it says so.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class UnknownSession(InvalidInput):

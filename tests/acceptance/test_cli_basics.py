@@ -130,6 +130,17 @@ def test_sessions_show_has_the_row_its_runs_and_message_fates(home: Home) -> Non
         assert "clawgate: no session with key 'nope'" in missing.stderr
 
 
+def test_sessions_limits_are_the_gateways_bounds_when_no_gateway_runs(home: Home) -> None:
+    home.run("agent", "--session", "s1", "-m", "hi")
+    for args, high in ((["list", "--limit", "6000"], 5000), (["list", "--limit", "0"], 5000),
+                       (["show", "s1", "--limit", "2000"], 1000)):
+        done = home.run("sessions", *args)
+        assert (done.returncode, done.stdout) == (2, ""), args
+        assert f"--limit: expected a whole number from 1 to {high}" in done.stderr
+    assert home.run("sessions", "show", "s1", "--limit", "1000").returncode == 0
+    assert home.run("sessions", "list", "--limit", "5000").returncode == 0
+
+
 def test_doctor_reports_healthy_as_json(home: Home) -> None:
     home.run("agent", "-m", "hi")
     done = home.run("doctor", "--json")

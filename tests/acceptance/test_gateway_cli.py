@@ -43,6 +43,9 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     missing = home.run("sessions", "show", "nope", "--json")
     assert (missing.returncode, missing.stdout) == (1, "")
     assert "no session with key 'nope'" in missing.stderr
+    too_many = home.run("sessions", "show", "s1", "--limit", "2000")  # as in-process
+    assert (too_many.returncode, too_many.stdout) == (2, "")
+    assert "--limit: expected a whole number from 1 to 1000" in too_many.stderr
 
     chatted = home.run("chat", "--session", "s2", stdin="stop\n/new\nfirst line\n/status\n")
     assert chatted.returncode == 0

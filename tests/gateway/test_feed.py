@@ -12,7 +12,7 @@ from clawgate.domain import Run
 from clawgate.gateway.feed import EventFeed, Listener
 from clawgate.runtime.bus import EventBus, ReplyDelta
 from clawgate.store.protocol import Store
-from tests.conformance.helpers import finish, running
+from tests.conformance.helpers import finish, running, say
 
 POLL_S = 0.02
 
@@ -81,3 +81,42 @@ async def test_live_text_flows_again_after_the_feed_fell_behind(
 
     frames = await _frames_until(listener, "run.delta", "after the lag")
     assert frames[-1]["payload"]["runId"] == run.id
+
+
+def _sent(listener: Listener) -> list[dict[str, Any]]:
+    """Every frame the client has been sent so far."""
+    frames = []
+    while not listener.frames.empty():
+        frame = listener.frames.get_nowait()
+        assert frame is not None
+        frames.append(frame)
+    return frames
+
+
+async def test_a_client_that_fell_behind_gets_every_event_by_subscribing_after_the_lag(
+    store: Store,
+) -> None:
+    for n in range(12):  # 13 stored events: more than twice what a listener holds
+        await say(store, f"message {n}")
+    newest = await store.last_event_seq()
+    feed = EventFeed(store, EventBus(), POLL_S, listener_queue=5)
+    await feed.start()
+    try:
+        listener = feed.listener()
+        received: list[int] = []
+        after = 0
+        for _ in range(newest):  # each round gets at least one event
+            replay = await feed.subscribe(listener, None, after)
+            frames = _sent(listener)  # the client reads only once the replay is queued
+            seqs = [f["seq"] for f in frames if f["event"] != "feed.lagged"]
+            assert seqs == list(range(after + 1, after + 1 + len(seqs)))  # no gap
+            assert replay.replayed == len(seqs)
+            received += seqs
+            if frames[-1]["event"] != "feed.lagged":
+                break
+            after = frames[-1]["payload"]["lastSeq"]
+            assert after == seqs[-1]  # the last seq the client got: nothing after it skipped
+    finally:
+        await feed.close()
+
+    assert received == list(range(1, newest + 1))

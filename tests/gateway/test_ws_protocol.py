@@ -95,6 +95,30 @@ async def test_chat_send_with_an_idempotency_key_sends_nothing_twice(
     assert elsewhere["messageId"] != first["messageId"]
 
 
+async def test_a_repeated_new_or_reset_starts_one_fresh_conversation_not_two(
+    client: GatewayClient,
+) -> None:
+    await client.request("chat.send", session="s1", text="remember this")
+    await _events_until(client, "run.done")
+    old_id = (await client.request("sessions.get", session="s1"))["sessionId"]
+
+    replies = [(await client.request("chat.send", session="s1", text="/new",
+                                     idempotencyKey="reset-1"))["reply"] for _ in range(2)]
+    fresh_id = (await client.request("sessions.get", session="s1"))["sessionId"]
+    assert fresh_id != old_id
+    assert replies[0].startswith(f"new session {fresh_id} for 's1'")
+    assert replies[1] == ("session 's1' is already fresh (nothing was said since it started); "
+                          "nothing changed")
+
+    again = await client.request("sessions.reset", session="s1")
+    assert (again["sessionId"], again["previousSessionId"], again["alreadyFresh"]) == (
+        fresh_id, None, True)
+    await client.request("chat.send", session="s1", text="a new topic")
+    reset = await client.request("sessions.reset", session="s1")
+    assert (reset["previousSessionId"], reset["alreadyFresh"]) == (fresh_id, False)
+    assert reset["sessionId"] not in (old_id, fresh_id)
+
+
 async def test_a_reconnecting_client_gets_exactly_what_it_missed(
     gateway: RunningGateway, client: GatewayClient,
 ) -> None:
@@ -179,6 +203,45 @@ async def test_bad_frames_get_a_typed_error_and_the_connection_stays_usable(
     assert caught.value.code == code
     assert (await client.request("status"))["version"]
     assert await client.request("sessions.list") == {"sessions": []}
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field", "problem"),
+    [
+        ("chat.send", {"session": "s1", "text": "   "}, "text", "the message is empty"),
+        ("chat.send", {"session": "s1", "text": "a\x00b"}, "text",
+         "the message contains a NUL character"),
+        ("chat.send", {"session": "s1", "text": "/model bogus/x"}, "text",
+         "no provider named 'bogus'"),
+        ("sessions.patch", {"session": "s1", "model": "bogus/x"}, "model",
+         "no provider named 'bogus'"),
+        ("chat.send", {"session": "s1", "text": "hi", "idempotency_key": "k-1"},
+         "idempotency_key", "Extra inputs are not permitted"),
+        ("sessions.patch", {"session": "s1", "queue": {"debounce_ms": 0}},
+         "queue.debounce_ms", "Extra inputs are not permitted"),
+    ],
+)
+async def test_refused_input_names_the_parameter_and_the_problem_and_changes_nothing(
+    client: GatewayClient, method: str, params: dict[str, Any], field: str, problem: str,
+) -> None:
+    with pytest.raises(GatewayError) as caught:
+        await client.request(method, **params)
+
+    assert caught.value.code == "invalid_params"
+    assert isinstance(caught.value.details, list)
+    assert [d["field"] for d in caught.value.details] == [field]
+    assert caught.value.details[0]["problem"].startswith(problem)
+    assert await client.request("sessions.list") == {"sessions": []}
+
+
+async def test_a_request_id_is_a_string_or_an_integer(client: GatewayClient) -> None:
+    for request_id in ("a-1", 12):
+        assert (await client.send_raw({"type": "req", "id": request_id, "method": "status"}))[
+            "version"]
+    with pytest.raises(GatewayError) as caught:
+        await client.send_raw('{"type": "req", "id": 1.5, "method": "status"}', request_id=1.5)
+    assert (caught.value.code, str(caught.value)) == (
+        "bad_frame", 'a request needs an "id" (string or integer)')
 
 
 async def test_an_oversized_frame_is_refused_and_the_connection_stays_usable(

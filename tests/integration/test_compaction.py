@@ -67,6 +67,10 @@ async def test_compact_on_demand_and_model_switching_in_a_chat(world: World) -> 
     reply = await runtime.handle("s1", "/compact")
     assert isinstance(reply, CommandReply)
     assert reply.text.startswith("compacted 3 earlier entries into a summary")
+    again = await runtime.handle("s1", "/compact")  # nothing said since: changes nothing
+    assert isinstance(again, CommandReply)
+    assert again.text == "nothing new to compact since the last summary"
+    assert len(_summary_requests(world)) == 1
     switched = await runtime.handle("s1", "/model anthropic/claude-test")
     assert isinstance(switched, CommandReply)
     assert switched.text.startswith("model: anthropic/claude-test")

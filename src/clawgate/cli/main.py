@@ -1,11 +1,14 @@
-"""The ``clawgate`` command. Only argparse is imported up front, so ``--help`` is instant."""
+"""The ``clawgate`` command. Only argparse (and the bare ``limits``) is imported up front, so
+``--help`` is instant."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from clawgate.limits import SESSION_ROWS, SESSIONS_LISTED
 
 COMMANDS = {
     "chat": "clawgate.cli.chat",
@@ -45,11 +48,13 @@ def parser() -> argparse.ArgumentParser:
     which = sessions.add_subparsers(dest="action", metavar="action", required=True)
     listing = which.add_parser("list", help="one row per session")
     listing.add_argument("--json", action="store_true")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument("--limit", type=count_up_to(SESSIONS_LISTED), default=100,
+                         help=f"at most this many (default 100, at most {SESSIONS_LISTED})")
     show = which.add_parser("show", help="a session with its runs and messages")
     show.add_argument("key")
     show.add_argument("--json", action="store_true")
-    show.add_argument("--limit", type=int, default=50, help="latest runs/messages (default 50)")
+    show.add_argument("--limit", type=count_up_to(SESSION_ROWS), default=50,
+                      help=f"latest runs/messages (default 50, at most {SESSION_ROWS})")
 
     gateway = sub.add_parser("gateway", help="run the gateway (web chat, WebSocket, HTTP API)")
     gateway.add_argument("action", nargs="?", choices=["run", "token"], default="run",
@@ -69,6 +74,23 @@ def parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     doctor.add_argument("--fix", action="store_true", help="repair what can be repaired")
     return top
+
+
+def count_up_to(high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``high`` (the gateway's bound too, so a
+    command means the same with or without a gateway)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from 1 to {high}, got {text!r}")
+        return value
+
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,14 +12,11 @@ from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.cli.rows import dash, table
 from clawgate.config import Settings
 from clawgate.domain import check_key
-from clawgate.errors import InvalidInput
 from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.views import Json, inbound_row, outbound_row, run_row, session_row
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
-    if args.limit < 1:
-        raise InvalidInput("--limit must be at least 1")
     client = await connect_gateway(settings)
     if client is not None:
         async with client:

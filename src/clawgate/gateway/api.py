@@ -7,7 +7,8 @@ typed exceptions of ``clawgate.errors``, turned into protocol errors by the call
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from clawgate import __version__
 from clawgate.config import Settings
 from clawgate.domain import QueuePatch
-from clawgate.errors import UnknownSession
+from clawgate.errors import InvalidInput, UnknownSession
 from clawgate.gateway import protocol as p
 from clawgate.gateway.feed import EventFeed, Listener
 from clawgate.runtime.runtime import CommandReply, Runtime
@@ -78,9 +79,10 @@ class GatewayApi:
 
     async def chat_send(self, params: p.ChatSend, listener: Listener) -> Json:
         listener.follow(params.session)  # the sender sees what becomes of its message
-        result = await self.runtime.handle(
-            params.session, params.text, channel=params.channel,
-            channel_message_id=params.idempotency_key)
+        with _about("text"):  # the other parameters were checked already
+            result = await self.runtime.handle(
+                params.session, params.text, channel=params.channel,
+                channel_message_id=params.idempotency_key)
         if isinstance(result, CommandReply):
             return {"command": True, "reply": result.text}
         if not result.duplicate:
@@ -143,18 +145,22 @@ class GatewayApi:
 
     async def sessions_patch(self, params: p.SessionsPatch, listener: Listener) -> Json:
         if params.model is not None:
-            await self.runtime.set_model(params.session, params.model)
+            with _about("model"):
+                await self.runtime.set_model(params.session, params.model)
         if params.queue is not None:
             q = params.queue
-            await self.runtime.set_queue(params.session, QueuePatch(
-                mode=q.mode, debounce_ms=q.debounce_ms, cap=q.cap, drop=q.drop))
+            with _about("queue"):
+                await self.runtime.set_queue(params.session, QueuePatch(
+                    mode=q.mode, debounce_ms=q.debounce_ms, cap=q.cap, drop=q.drop))
         return await self.sessions_get(p.SessionsGet(session=params.session, limit=1),
                                        listener)
 
     async def sessions_reset(self, params: p.SessionRef, listener: Listener) -> Json:
         result = await self.runtime.reset(params.session)
+        fresh = result.already_fresh
         return {"session": params.session, "sessionId": result.new.id,
-                "previousSessionId": result.old.id, **_stopped(result.stop)}
+                "previousSessionId": None if fresh else result.old.id,
+                "alreadyFresh": fresh, **_stopped(result.stop)}
 
     async def sessions_delete(self, params: p.SessionRef, listener: Listener) -> Json:
         session = await self.runtime.store.get_session(params.session)
@@ -187,6 +193,19 @@ class GatewayApi:
             "defaultModel": str(self.settings.runtime.default_model),
             "lastSeq": self.feed.last_seq,
         }
+
+
+@contextmanager
+def _about(field: str) -> Iterator[None]:
+    """Input the runtime refuses in this block is the request's ``field`` (for ``details``)."""
+    try:
+        yield
+    except UnknownSession:
+        raise
+    except InvalidInput as exc:
+        if exc.field is not None:
+            raise
+        raise InvalidInput(str(exc), field=field) from exc
 
 
 def _stopped(result: StopResult) -> Json:

@@ -46,13 +46,20 @@ class Replay:
 
 
 class Listener:
-    """One client's view of the feed: the sessions it follows and what it has been sent."""
+    """One client's view of the feed: the sessions it follows and what it has been sent.
 
-    def __init__(self) -> None:
+    What a client is sent is always every stored event it follows up to ``last_seq``, in
+    order, then possibly ``feed.lagged``: when ``bound`` frames wait unsent, the next one is
+    not queued and the marker takes the slot kept for it, naming the last ``seq`` queued, so
+    ``after`` that seq brings back exactly what was skipped.
+    """
+
+    def __init__(self, bound: int = LISTENER_QUEUE) -> None:
         self.keys: frozenset[str] | None = frozenset()  # None: every session
-        self.last_seq = 0
-        self.frames: asyncio.Queue[Frame | None] = asyncio.Queue(LISTENER_QUEUE)
+        self.last_seq = 0  # of the last stored event queued for the client
+        self.frames: asyncio.Queue[Frame | None] = asyncio.Queue(bound + 1)  # +1: the marker
         self.lagged = False
+        self._bound = bound
         self._held: list[StoredEvent | ReplyDelta] | None = None  # live events during replay
 
     def follows(self, key: str) -> bool:
@@ -70,31 +77,34 @@ class Listener:
             return
         self.deliver(item)
 
-    def deliver(self, item: StoredEvent | ReplyDelta) -> None:
-        """Send now (replay uses this directly; live events go through ``offer``)."""
-        if isinstance(item, StoredEvent):
-            if item.seq <= self.last_seq:
-                return
-            self.last_seq = item.seq
-            frame = {"type": "event", "event": item.kind, "seq": item.seq,
-                     "payload": event_row(item)}
-        else:
-            frame = {"type": "event", "event": "run.delta", "seq": None,
-                     "payload": {"session": item.session_key, "sessionId": item.session_id,
-                                 "runId": item.run_id, "text": item.text}}
-        self._send(frame)
+    def deliver(self, item: StoredEvent | ReplyDelta) -> bool:
+        """Send now (replay uses this directly; live events go through ``offer``).
 
-    def _send(self, frame: Frame) -> None:
+        True when the frame was queued for the client.
+        """
+        if isinstance(item, ReplyDelta):
+            return self._send({"type": "event", "event": "run.delta", "seq": None,
+                               "payload": {"session": item.session_key,
+                                           "sessionId": item.session_id,
+                                           "runId": item.run_id, "text": item.text}})
+        if item.seq <= self.last_seq or not self._send(
+                {"type": "event", "event": item.kind, "seq": item.seq,
+                 "payload": event_row(item)}):
+            return False
+        self.last_seq = item.seq
+        return True
+
+    def _send(self, frame: Frame) -> bool:
+        """Queue the frame; False when the client is too far behind (it was told so)."""
         if self.lagged:
-            return
-        try:
-            self.frames.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.lagged = True  # the client must resubscribe from its last seq
-            with contextlib.suppress(asyncio.QueueFull):
-                self.frames.get_nowait()
+            return False
+        if self.frames.qsize() >= self._bound:
+            self.lagged = True  # the client must resubscribe from the seq the marker names
             self.frames.put_nowait({"type": "event", "event": "feed.lagged", "seq": None,
                                     "payload": {"lastSeq": self.last_seq}})
+            return False
+        self.frames.put_nowait(frame)
+        return True
 
     def hold(self) -> None:
         self._held = []
@@ -107,11 +117,12 @@ class Listener:
 
 class EventFeed:
     def __init__(self, store: Store, bus: EventBus, poll_interval: float,
-                 live_queue: int = LIVE_QUEUE) -> None:
+                 live_queue: int = LIVE_QUEUE, listener_queue: int = LISTENER_QUEUE) -> None:
         self._store = store
         self._bus = bus
         self._poll = poll_interval
         self._live_queue = live_queue
+        self._listener_queue = listener_queue
         self._listeners: set[Listener] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -135,7 +146,7 @@ class EventFeed:
                 listener.frames.put_nowait(None)
 
     def listener(self) -> Listener:
-        listener = Listener()
+        listener = Listener(self._listener_queue)
         listener.last_seq = self.last_seq
         self._listeners.add(listener)
         return listener
@@ -165,11 +176,9 @@ class EventFeed:
         listener.last_seq = after
         replayed = 0
         try:
-            while True:
+            while not listener.lagged:  # a lagged client resubscribes from what it got
                 batch = await self._store.events_after(listener.last_seq, listener.keys, BATCH)
-                for event in batch:
-                    listener.deliver(event)
-                replayed += len(batch)
+                replayed += sum(listener.deliver(event) for event in batch)
                 if len(batch) < BATCH:
                     break
         finally:

@@ -1,6 +1,6 @@
 """The WebSocket protocol's frames and method parameters (documented in docs/protocol.md).
 
-Client to gateway: ``{"type": "req", "id": <string or number>, "method": "...",
+Client to gateway: ``{"type": "req", "id": <string or integer>, "method": "...",
 "params": {...}}``. Gateway to client: ``{"type": "res", "id": ..., "ok": true, "payload":
 {...}}`` or ``{"type": "res", "id": ..., "ok": false, "error": {"code": "...", "message":
 "..."}}``, and events ``{"type": "event", "event": "...", "seq": <int or null>,
@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clawgate.domain import MAX_CHANNEL_MESSAGE_ID_CHARS, MAX_KEY_CHARS, DropPolicy, QueueMode
+from clawgate.limits import HISTORY_ENTRIES, SESSION_ROWS, SESSIONS_LISTED
 
 Frame = dict[str, Any]
 
@@ -65,7 +66,7 @@ def parse_request(text: str, max_bytes: int) -> Request:
     if frame.get("type") != "req":
         raise ProtocolError(ErrorCode.BAD_FRAME, 'a request frame has "type": "req"')
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
-        raise ProtocolError(ErrorCode.BAD_FRAME, 'a request needs an "id" (string or number)')
+        raise ProtocolError(ErrorCode.BAD_FRAME, 'a request needs an "id" (string or integer)')
     method, params = frame.get("method"), frame.get("params", {})
     if not isinstance(method, str) or not method:
         raise ProtocolError(ErrorCode.BAD_FRAME, 'a request needs a "method"')
@@ -87,7 +88,8 @@ def request_id_of(text: str) -> object:
 
 
 class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    # Only the documented (camelCase) names: ``idempotency_key`` is an unknown parameter.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 SessionKey = Field(min_length=1, max_length=MAX_KEY_CHARS, pattern=r"^[A-Za-z0-9._:@+\-/]+$")
@@ -106,15 +108,15 @@ class ChatSend(SessionRef):
 
 
 class ChatHistory(SessionRef):
-    limit: int = Field(default=200, ge=1, le=5000)
+    limit: int = Field(default=200, ge=1, le=HISTORY_ENTRIES)
 
 
 class SessionsList(Params):
-    limit: int = Field(default=100, ge=1, le=5000)
+    limit: int = Field(default=100, ge=1, le=SESSIONS_LISTED)
 
 
 class SessionsGet(SessionRef):
-    limit: int = Field(default=50, ge=1, le=1000)
+    limit: int = Field(default=50, ge=1, le=SESSION_ROWS)
 
 
 class QueueFields(Params):

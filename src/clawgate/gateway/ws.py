@@ -102,7 +102,8 @@ def _error(exc: ClawgateError) -> ProtocolError:
     if isinstance(exc, UnknownSession):
         return ProtocolError(ErrorCode.UNKNOWN_SESSION, str(exc))
     if isinstance(exc, InvalidInput):
-        return ProtocolError(ErrorCode.INVALID_PARAMS, str(exc))
+        return ProtocolError(ErrorCode.INVALID_PARAMS, str(exc),
+                             [{"field": exc.field or "params", "problem": str(exc)}])
     if isinstance(exc, ShuttingDown):
         return ProtocolError(ErrorCode.SHUTTING_DOWN, str(exc))
     return ProtocolError(ErrorCode.UNAVAILABLE, str(exc))

@@ -58,6 +58,13 @@ def split(entries: list[ContextEntry], keep_tokens: float
     return older, kept
 
 
+def only_summaries(entries: list[ContextEntry], keep_tokens: float) -> bool:
+    """True when what ``summarize`` would cover is the latest summary alone: nothing was said
+    since it that is not kept verbatim, so compacting again would only summarise a summary."""
+    older, _ = split(entries, keep_tokens)
+    return bool(older) and all(entry.summary for entry in older)
+
+
 async def summarize(
     router: Router, chain: list[ModelRef], entries: list[ContextEntry], keep_tokens: float,
     window: int, trail: Trail,

@@ -315,6 +315,14 @@ class Runtime:
         return self._runner.stop(run_id, RunStatus.KILLED, reason)
 
     async def reset(self, key: str) -> ResetResult:
+        """Archive the key's session and open a fresh one (raises UnknownSession).
+
+        A session with no messages yet is already fresh: it is left as it is, so a reset
+        sent twice (a retried request) starts one fresh conversation, not two.
+        """
+        session = await self._session(key)
+        if not await self.store.list_inbound(session.id, 1):
+            return ResetResult(old=session, new=session, stop=StopResult(StopOutcome.NO_RUN))
         result = await self.store.reset_session(key)
         run = result.stop.run
         if result.stop.outcome is StopOutcome.SIGNALLED and run is not None:
@@ -356,6 +364,8 @@ class Runtime:
         session = summary.session
         chain = self.router.chain(session.model or self.settings.default_model)
         entries = await self.store.conversation(session.id, self.settings.context_entries)
+        if compaction.only_summaries(entries, keep_tokens=0):
+            return "nothing new to compact since the last summary"
         made = await compaction.summarize(self.router, chain, entries, keep_tokens=0,
                                           window=self.router.window(chain[0]), trail=Trail())
         if made is None:
@@ -426,6 +436,9 @@ def describe_queue(queue: QueueSettings) -> str:
 
 
 def describe_reset(result: ResetResult) -> str:
+    if result.already_fresh:
+        return (f"session {result.new.key!r} is already fresh (nothing was said since it "
+                "started); nothing changed")
     stopped = ""
     if result.stop.run is not None:
         stopped = f"; stopped run {result.stop.run.id}"

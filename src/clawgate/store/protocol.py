@@ -83,8 +83,13 @@ class StopResult:
 @dataclass(frozen=True, slots=True)
 class ResetResult:
     old: Session
-    new: Session
+    new: Session  # ``old`` itself when it was already fresh (see ``already_fresh``)
     stop: StopResult
+
+    @property
+    def already_fresh(self) -> bool:
+        """Nothing was said in the session yet, so the reset left it as it was."""
+        return self.old.id == self.new.id
 
 
 @dataclass(frozen=True, slots=True)
