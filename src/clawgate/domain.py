@@ -526,6 +526,11 @@ def plan_claim(mode: QueueMode, pending: Sequence[str]) -> ClaimPlan:
     return ClaimPlan(answered=pending[0])
 
 
+#: What separates the texts of a run's model calls (steer mode makes several) in its reply,
+#: stored (the run's assistant entries joined) and streamed alike.
+REPLY_SEPARATOR = "\n\n"
+
+
 def delivery_text(status: RunStatus, reply: str, error: str | None) -> str | None:
     """What a pushing channel receives when a run ends; None when there is nothing to say."""
     notes = {

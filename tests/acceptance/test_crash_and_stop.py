@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import sqlite3
 import subprocess
@@ -175,6 +176,51 @@ def test_a_stalled_agent_loses_its_run_at_lease_expiry_and_cannot_write_to_it(
     assert "ended interrupted: its owner stopped renewing the lease (crashed or stalled)" in err
     assert home.json("sessions", "show", "s1")["runs"] == taken_over  # it wrote nothing
     assert home.run("doctor").returncode == 0
+
+
+@pytest.mark.parametrize("silence", ["kill -9", "stalled"])
+def test_sessions_read_interrupted_once_the_owner_is_gone_and_its_lease_is_over(
+    home: Home, silence: str,
+) -> None:
+    """With no gateway up, no other process may come along to recover the run: the listing
+    itself must not show a run whose owner is gone as running."""
+    lease = 2
+    agent = _hanging_agent(home, lease)
+    if silence == "kill -9":
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(5)
+    else:
+        _stop_outside_a_write(agent, home.path / "clawgate.db")  # alive, but silent
+    time.sleep(lease + 1)  # its last renewal came before the silence
+
+    listed = home.json("sessions", "list")
+
+    assert [(s["key"], s["status"]) for s in listed] == [("s1", "interrupted")]
+    assert (home.latest_run("s1") or {})["status"] == "interrupted"
+    assert home.run("doctor").returncode == 0
+
+
+def test_with_a_gateway_up_its_supervisor_frees_the_run_of_a_killed_agent(home: Home) -> None:
+    lease = 2
+    agent = _hanging_agent(home, lease)  # no gateway yet: the agent runs the turn itself
+    home.start_gateway()
+    agent.send_signal(signal.SIGKILL)
+    agent.wait(5)
+
+    def interrupted() -> bool:
+        listed = home.run("sessions", "list", "--json")
+        assert "in-process" not in listed.stderr  # the gateway answers
+        return [s["status"] for s in json.loads(listed.stdout)] == ["interrupted"]
+
+    wait_until(interrupted, lease + 10, "the gateway to end the orphaned run")
+
+
+def _hanging_agent(home: Home, lease: int) -> subprocess.Popen[str]:
+    """An in-process agent whose run on s1 is under way and never ends by itself."""
+    home.configure(fail="hang", lease=lease)
+    agent = home.start("agent", "--session", "s1", "-m", "will you finish?")
+    wait_until(lambda: _running(home, "s1"), 15, "the run to start", agent)
+    return agent
 
 
 def test_two_agents_at_once_with_the_shipped_queue_defaults(home: Home) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 from clawgate.domain import DropReason, Fate, QueueMode, Role, RunStatus, Usage
 from clawgate.errors import ProviderFatal, ProviderUnavailable, RateLimited
-from clawgate.runtime.bus import ReplyDelta, RunChanged
+from clawgate.runtime.bus import ReplyDelta, RunChanged, RuntimeEvent, Subscription
 from tests.integration.harness import Harness, answer, eventually, mode
 
 
@@ -26,17 +26,22 @@ async def test_a_message_is_answered_streamed_and_recorded(harness: Harness) -> 
     assert outcome.run is not None
     assert outcome.run.status is RunStatus.DONE
     assert outcome.reply == "hi there"
-    seen = []
-    while not events.queue.empty():
-        event = events.queue.get_nowait()
-        if isinstance(event, RunChanged):
-            seen.append(str(event.run.status))
-        elif isinstance(event, ReplyDelta):
-            seen.append(event.text)
+    seen = [str(e.run.status) if isinstance(e, RunChanged) else e.text
+            for e in _published(events) if isinstance(e, RunChanged | ReplyDelta)]
     assert seen == ["queued", "running", "hi ", "there", "done"]
     session = await runtime.store.get_session("s1")
     assert session is not None
     assert session.usage == Usage(7, 2)
+
+
+def _published(events: Subscription) -> list[RuntimeEvent]:
+    """What the runtime published to ``events`` so far, in order."""
+    seen = []
+    while not events.queue.empty():
+        event = events.queue.get_nowait()
+        if event is not None:
+            seen.append(event)
+    return seen
 
 
 async def test_the_model_sees_the_conversation_so_far(harness: Harness) -> None:
@@ -104,6 +109,33 @@ async def test_steer_folds_a_message_into_the_running_turn(harness: Harness) -> 
     ]
     assert outcome.reply == "Roses are red\n\nWaves are blue"
     assert len(await runtime.store.list_runs(outcome.run.session_id)) == 1
+
+
+async def test_steer_streams_exactly_the_reply_it_records(harness: Harness) -> None:
+    """A watcher of the stream (the agent's output, the chat) reads the reply the transcript
+    keeps, the break between two model calls included; a call with nothing to say adds
+    none."""
+    runtime = await harness.runtime()
+    await mode(runtime.store, "s1", QueueMode.STEER)
+    events = runtime.subscribe("s1")
+    await runtime.send("s1", "write a poem")
+    call = await harness.model.next_call()
+    call.delta("Roses are red")
+    await runtime.send("s1", "make it about the sea")
+    call.finish()
+    silent = await harness.model.next_call()
+    last = await runtime.send("s1", "shorter")
+    silent.finish()
+    final = await harness.model.next_call()
+    final.delta("Waves ")
+    final.finish("are blue")
+
+    outcome = await runtime.wait_for(last.message.id, within=5)
+    assert outcome.run is not None
+    assert outcome.run.status is RunStatus.DONE
+    assert outcome.reply == "Roses are red\n\nWaves are blue"
+    streamed = "".join(e.text for e in _published(events) if isinstance(e, ReplyDelta))
+    assert streamed == outcome.reply
 
 
 async def test_interrupt_stops_the_turn_and_answers_the_newest(harness: Harness) -> None:

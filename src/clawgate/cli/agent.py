@@ -22,7 +22,7 @@ from typing import Any
 from clawgate.cli.common import OK, USAGE, open_app
 from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.config import Settings
-from clawgate.domain import DropReason, RunStatus, check_key
+from clawgate.domain import REPLY_SEPARATOR, DropReason, RunStatus, check_key
 from clawgate.gateway.client import GatewayClient
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, Subscription
 from clawgate.runtime.runtime import CommandReply, MessageOutcome, Runtime
@@ -193,8 +193,8 @@ async def _gateway_result(client: GatewayClient, key: str, message_id: str) -> R
     reply = ""
     if run is not None:
         history = await client.request("chat.history", session=key, limit=1000)
-        reply = "\n\n".join(e["text"] for e in history["entries"]
-                            if e["runId"] == run["id"] and e["role"] == "assistant")
+        reply = REPLY_SEPARATOR.join(e["text"] for e in history["entries"]
+                                     if e["runId"] == run["id"] and e["role"] == "assistant")
     reason = DropReason(message["reason"]).describe if message["reason"] else None
     return Result(message_id, message["fate"], reason, run, reply)
 

@@ -10,9 +10,12 @@ from datetime import datetime
 from clawgate.cli.common import OK, PROBLEM, open_app
 from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.cli.rows import dash, table
+from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.domain import check_key
 from clawgate.gateway.client import GatewayClient, GatewayError
+from clawgate.runtime.owner import this_process
+from clawgate.runtime.recovery import recover
 from clawgate.views import Json, inbound_row, outbound_row, run_row, session_row
 
 
@@ -23,6 +26,9 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             return await _via_gateway(client, args)
     in_process()
     async with open_app(settings) as app:
+        # Runs whose process is gone (exited, or its lease expired) end interrupted first, so
+        # none reads running; with a gateway up, its supervisor does this.
+        await recover(app.store, this_process(SystemClock().now()))
         default = settings.runtime
         if args.action == "list":
             rows = [session_row(s, default) for s in await app.store.list_sessions(args.limit)]

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from clawgate.clock import Clock
 from clawgate.domain import (
+    REPLY_SEPARATOR,
     ContextEntry,
     ModelRef,
     QueueMode,
@@ -52,6 +53,7 @@ class ActiveRun:
     steering: bool = False  # steer mode was in force when the run started
     trail: Trail = field(default_factory=Trail)  # every candidate tried, tokens spent
     segment: list[str] = field(default_factory=list)  # reply text not yet in the transcript
+    said: bool = False  # some reply text was streamed already
 
     def stop(self, status: RunStatus, reason: str) -> None:
         """Ask the model call to end; the first reason wins, except that stop beats all."""
@@ -59,6 +61,14 @@ class ActiveRun:
             self.stop_status, self.stop_reason = status, reason
         if self.task is not None:
             self.task.cancel()
+
+    def take(self, text: str) -> str:
+        """Add streamed text to the reply; return it as it is to be streamed: the text of
+        a later model call starts with the separator the stored reply has there."""
+        later = self.said and not self.segment
+        self.segment.append(text)
+        self.said = True
+        return REPLY_SEPARATOR + text if later else text
 
 
 class Runner:
@@ -160,10 +170,9 @@ class Runner:
             messages = context(entries, self._settings.system_prompt)
             try:
                 async for event in self._router.stream(chain, messages, work.trail):
-                    if isinstance(event, TextDelta):
-                        work.segment.append(event.text)
-                        self._bus.publish(ReplyDelta(
-                            work.session_key, work.run.session_id, work.run.id, event.text))
+                    if isinstance(event, TextDelta) and event.text:
+                        self._bus.publish(ReplyDelta(work.session_key, work.run.session_id,
+                                                     work.run.id, work.take(event.text)))
             except ContextOverflow:
                 if overflowed:  # compacted once already: it cannot fit
                     raise

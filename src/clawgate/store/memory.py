@@ -22,6 +22,7 @@ from clawgate.domain import (
     ENDED_BEFORE_START,
     ENDED_LEASE_EXPIRED,
     ENDED_OWNER_GONE,
+    REPLY_SEPARATOR,
     STOP_STATUSES,
     Attempt,
     ContextEntry,
@@ -463,7 +464,7 @@ class MemoryStore:
     async def run_reply(self, run_id: str) -> str:
         db = await self._enter()
         parts = [e.text for e in db.transcript if e.run_id == run_id and e.role is Role.ASSISTANT]
-        return "\n\n".join(parts)
+        return REPLY_SEPARATOR.join(parts)
 
     # --- outbox --------------------------------------------------------------------
 
@@ -697,8 +698,8 @@ class MemoryStore:
         delivery = db.sessions[run.session_id].delivery
         if delivery is None:
             return
-        reply = "\n\n".join(e.text for e in db.transcript
-                             if e.run_id == run.id and e.role is Role.ASSISTANT)
+        reply = REPLY_SEPARATOR.join(e.text for e in db.transcript
+                                     if e.run_id == run.id and e.role is Role.ASSISTANT)
         text = delivery_text(outcome.status, reply, outcome.error)
         if text is None:
             return

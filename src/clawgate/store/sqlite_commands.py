@@ -16,6 +16,7 @@ from clawgate.domain import (
     ENDED_BEFORE_START,
     ENDED_LEASE_EXPIRED,
     ENDED_OWNER_GONE,
+    REPLY_SEPARATOR,
     Cooldown,
     Delivery,
     DropReason,
@@ -580,7 +581,7 @@ def _enqueue_delivery(
     session = session_by_id(conn, run.session_id)
     if session is None or session.delivery is None:
         return
-    reply = "\n\n".join(row[0] for row in conn.execute(
+    reply = REPLY_SEPARATOR.join(row[0] for row in conn.execute(
         "SELECT text FROM transcript WHERE run_id = ? AND role = 'assistant' ORDER BY seq",
         (run.id,),
     ))

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from clawgate.clock import Clock
 from clawgate.domain import (
+    REPLY_SEPARATOR,
     TRANSITIONS,
     Attempt,
     ContextEntry,
@@ -249,7 +250,7 @@ def run_reply(conn: sqlite3.Connection, run_id: str) -> str:
         "SELECT text FROM transcript WHERE run_id = ? AND role = 'assistant' ORDER BY seq",
         (run_id,),
     ).fetchall()
-    return "\n\n".join(row[0] for row in rows)
+    return REPLY_SEPARATOR.join(row[0] for row in rows)
 
 
 def counts(conn: sqlite3.Connection) -> Counts:
