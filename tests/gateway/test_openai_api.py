@@ -250,3 +250,21 @@ async def _session_of(gateway: RunningGateway, key: str) -> Session:
             return session
         await asyncio.sleep(0.05)
     raise AssertionError(f"no session {key} appeared")
+
+
+# --- text that cannot be stored ------------------------------------------------------------
+
+
+async def test_a_lone_surrogate_is_a_bad_request_and_changes_nothing(
+    gateway: RunningGateway,
+) -> None:
+    body = ('{"model": "slow/echo", "user": "kim", '
+            '"messages": [{"role": "user", "content": "hi \\ud800"}]}')
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        answer = await http.post("/v1/chat/completions", content=body.encode(), headers={
+            "Authorization": f"Bearer {gateway.token}", "Content-Type": "application/json"})
+    assert answer.status_code == 400
+    error = ErrorBody.model_validate(answer.json(), strict=True).error
+    assert error.type == "invalid_request_error"
+    assert "surrogate" in error.message
+    assert (await gateway.runtime.store.counts()).sessions == 0  # not even the model switch

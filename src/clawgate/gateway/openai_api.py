@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from clawgate.domain import Run, RunStatus, check_key
+from clawgate.domain import NewInbound, Run, RunStatus, check_inbound, check_key
 from clawgate.errors import ClawgateError, InvalidInput
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
@@ -48,6 +48,7 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRout
     ) -> Any:
         try:
             key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
+            check_inbound(NewInbound("http", text, idempotency_key))  # before any change
             model = await _choose_model(runtime, key, body.model)
             listening = runtime.subscribe(key)
             accepted = await runtime.send(key, text, channel="http",
