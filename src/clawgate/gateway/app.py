@@ -1,9 +1,9 @@
 """The gateway's ASGI app: WebSocket protocol, OpenAI-compatible API, web chat, health, metrics.
 
-Every route but ``/healthz``, ``/readyz`` and the web page's static files needs the gateway
-token. The app owns the runtime's lifecycle: it starts supervising when the server starts,
-and on shutdown stops taking messages, lets turns in flight finish for the grace period,
-then ends them ``interrupted`` (recorded).
+Every route but ``/healthz``, ``/readyz``, the web page's static files and its icon needs
+the gateway token. The app owns the runtime's lifecycle: it starts supervising when the
+server starts, and on shutdown stops taking messages, lets turns in flight finish for the
+grace period, then ends them ``interrupted`` (recorded).
 """
 
 from __future__ import annotations
@@ -184,5 +184,9 @@ def _web(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(WEBCHAT / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def icon() -> FileResponse:  # what browsers ask for on their own (no token)
+        return FileResponse(WEBCHAT / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=WEBCHAT), name="static")
