@@ -8,6 +8,7 @@ grace period, then ends them ``interrupted`` (recorded).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,6 +53,7 @@ class Gateway:
         self.metrics = Metrics(runtime.bus, runtime.store)
         self.ready = False
         self.grace = settings.runtime.shutdown_grace
+        self.closed = asyncio.Event()  # the runtime takes no more work: nothing else ends
         self._stopping_since: float | None = None
 
     def begin_shutdown(self) -> None:
@@ -68,12 +70,18 @@ class Gateway:
         The server closes connections after this.
         """
         self.begin_shutdown()
-        await self.runtime.close(self._grace_left())
+        await self._close_runtime()
         await self.feed.flush(within=FLUSH_SECONDS)
 
     def hurry(self) -> None:
         """End the grace period now: turns in flight end interrupted (and that is recorded)."""
         self.runtime.hurry()
+
+    async def _close_runtime(self) -> None:
+        """Turns in flight finish or end ``interrupted`` (recorded); then requests still
+        waiting for a message are told it is kept for the next start."""
+        await self.runtime.close(self._grace_left())
+        self.closed.set()
 
     def _grace_left(self) -> float:
         if self._stopping_since is None:
@@ -90,7 +98,7 @@ class Gateway:
             yield
         finally:
             self.ready = False
-            await self.runtime.close(self._grace_left())  # then interrupted (recorded)
+            await self._close_runtime()
             await self.feed.close()
             await self.metrics.close()
 
@@ -120,7 +128,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             gateway.metrics.connections -= 1
 
     app.include_router(router(gateway.runtime, gateway.api.counters.message,
-                              lambda: gateway.ready),
+                              lambda: gateway.ready, gateway.closed),
                        dependencies=token)
     _web(app)
     _openapi_without_422(app)
