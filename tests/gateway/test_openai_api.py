@@ -16,6 +16,7 @@ from clawgate.gateway.openai_models import (
     ChatCompletion,
     ErrorBody,
     ErrorDetail,
+    ModelEntry,
     ModelList,
 )
 from clawgate.gateway.server import RunningGateway
@@ -165,7 +166,8 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
             "model": "clawgate", "messages": []})
         models = await http.get("/v1/models", headers=auth)
     assert set(document["paths"]) == {
-        "/healthz", "/readyz", "/metrics", "/v1/chat/completions", "/v1/models"}
+        "/healthz", "/readyz", "/metrics", "/v1/chat/completions", "/v1/models",
+        "/v1/models/{model}"}
     operation = document["paths"]["/v1/chat/completions"]["post"]
     schema_name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][schema_name.rsplit("/", 1)[-1]]
@@ -187,6 +189,9 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
         ErrorBody.model_validate(failed.json(), strict=True)
     assert (too_big.status_code, refused.status_code) == (413, 400)
     ModelList.model_validate(models.json(), strict=True)
+    one = document["paths"]["/v1/models/{model}"]["get"]["responses"]
+    assert one["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ModelEntry")
+    assert one["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
 
 
 async def test_a_streaming_client_that_goes_away_stops_its_run(
@@ -359,3 +364,35 @@ async def _inbound_count(gateway: RunningGateway, session_id: str, count: int) -
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"the session did not get {count} messages")
+
+
+# --- routes under /v1 --------------------------------------------------------------------
+
+
+async def test_one_model_can_be_looked_up_and_an_unknown_one_is_404(
+    sdk: openai.AsyncOpenAI,
+) -> None:
+    found = await sdk.models.retrieve("slow/echo")
+    assert (found.id, found.object) == ("slow/echo", "model")
+    assert (await sdk.models.retrieve("clawgate")).id == "clawgate"
+    with pytest.raises(openai.NotFoundError) as caught:
+        await sdk.models.retrieve("nowhere/x")
+    assert caught.value.code == "model_not_found"
+    ModelEntry.model_validate(found.model_dump(), strict=True)
+
+
+async def test_unknown_routes_and_methods_under_v1_answer_in_openai_shape(
+    gateway: RunningGateway,
+) -> None:
+    auth = {"Authorization": f"Bearer {gateway.token}"}
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        missing = await http.post("/v1/embeddings", headers=auth, json={"input": "x"})
+        wrong = await http.get("/v1/chat/completions", headers=auth)
+        elsewhere = await http.get("/nowhere", headers=auth)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    assert "/v1/embeddings" in missing.json()["error"]["message"]
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert wrong.headers["Allow"] == "POST"
+    for answer in (missing, wrong):
+        ErrorBody.model_validate(answer.json(), strict=True)
+    assert elsewhere.status_code == 404  # outside /v1, FastAPI's own shape

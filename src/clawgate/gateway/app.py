@@ -1,7 +1,8 @@
 """The gateway's ASGI app: WebSocket protocol, OpenAI-compatible API, web chat, health, metrics.
 
 Every route but ``/healthz``, ``/readyz``, the web page's static files and its icon needs
-the gateway token. The app owns the runtime's lifecycle: it starts supervising when the
+the gateway token. Under ``/v1`` even an unknown path or a wrong method is answered in
+OpenAI's error shape. The app owns the runtime's lifecycle: it starts supervising when the
 server starts, and on shutdown stops taking messages, lets turns in flight finish for the
 grace period, then ends them ``interrupted`` (recorded).
 """
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from clawgate import __version__
 from clawgate.config import Settings
@@ -165,6 +168,28 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(ClawgateError)
     async def failed(request: Request, exc: ClawgateError) -> JSONResponse:
         return OpenAIError(503, str(exc), "service_unavailable").response()
+
+    @app.exception_handler(HTTPException)
+    async def no_route(request: Request, exc: HTTPException) -> Response:
+        path = request.url.path
+        if path == "/v1" or path.startswith("/v1/"):
+            problem = _route_problem(request.method, path[:200], exc)
+            response = problem.response()
+            response.headers.update(exc.headers or {})
+            return response
+        return await http_exception_handler(request, exc)
+
+
+def _route_problem(method: str, path: str, exc: HTTPException) -> OpenAIError:
+    """No such path, or not with that method, in OpenAI's shape (for ``/v1``)."""
+    if exc.status_code == 404:
+        return OpenAIError(404, f"no such route: {method} {path}", "invalid_request_error",
+                           "not_found")
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return OpenAIError(405, f"{path} does not take {method} (only {allowed})",
+                           "invalid_request_error", "method_not_allowed")
+    return OpenAIError(exc.status_code, str(exc.detail), "invalid_request_error")
 
 
 def _health(app: FastAPI, gateway: Gateway, token: list[Any]) -> None:

@@ -1,6 +1,7 @@
 """An OpenAI-compatible HTTP API, so any OpenAI client can talk to a clawgate agent.
 
-``POST /v1/chat/completions`` (streamed or not) and ``GET /v1/models``. clawgate keeps each
+``POST /v1/chat/completions`` (streamed or not), ``GET /v1/models`` and
+``GET /v1/models/{model}``. clawgate keeps each
 conversation itself, so only the newest user message of a request is new: it becomes a
 message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<user>``, or
 ``openai``. ``Idempotency-Key`` makes a retried request to the same session safe. A streaming
@@ -27,9 +28,11 @@ from clawgate.domain import NewInbound, Run, RunStatus, check_inbound, check_key
 from clawgate.errors import ClawgateError, InvalidInput
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
+    MODEL_RESPONSES,
     RESPONSES,
     ChatCompletion,
     ChatCompletionRequest,
+    ModelEntry,
     ModelList,
     OpenAIError,
 )
@@ -77,16 +80,35 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool],
 
     @api.get("/models", summary="The models a request may name")
     async def models() -> ModelList:
-        names = [DEFAULT_MODEL, *sorted(runtime.router.policy.aliases),
-                 str(runtime.settings.default_model),
-                 *(str(m) for m in runtime.router.policy.fallbacks)]
-        for name, entry in sorted(runtime.router.providers.items()):
-            names += [f"{name}/{model}" for model in entry.models]
-        unique = list(dict.fromkeys(names))
-        return ModelList.model_validate({"object": "list", "data": [
-            {"id": n, "object": "model", "created": 0, "owned_by": "clawgate"} for n in unique]})
+        return ModelList(object="list", data=[_model_entry(n) for n in _model_names(runtime)])
+
+    @api.get("/models/{model:path}", response_model=ModelEntry, responses=MODEL_RESPONSES,
+             summary="One of those models")
+    async def one_model(model: str) -> Any:
+        """Any name a request may name: ``clawgate``, an alias, a configured provider's
+        model (listed or not)."""
+        try:
+            if model != DEFAULT_MODEL:
+                runtime.router.resolve(model)
+        except InvalidInput as exc:
+            return OpenAIError(404, f"no model {model!r}: {exc}", "invalid_request_error",
+                               "model_not_found").response()
+        return _model_entry(model)
 
     return api
+
+
+def _model_names(runtime: Runtime) -> list[str]:
+    names = [DEFAULT_MODEL, *sorted(runtime.router.policy.aliases),
+             str(runtime.settings.default_model),
+             *(str(m) for m in runtime.router.policy.fallbacks)]
+    for name, entry in sorted(runtime.router.providers.items()):
+        names += [f"{name}/{model}" for model in entry.models]
+    return list(dict.fromkeys(names))
+
+
+def _model_entry(name: str) -> ModelEntry:
+    return ModelEntry(id=name, object="model", created=0, owned_by="clawgate")
 
 
 def _session_key(body: ChatCompletionRequest, header: str | None) -> str:

@@ -144,6 +144,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     504: _error("The model timed out before a word", True),
 }
 
+#: The answers of ``GET /v1/models/{model}`` besides the model.
+MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: _error("No model by that name: neither an alias nor a configured provider's"),
+}
+
 
 class OpenAIError(Exception):
     """An error in OpenAI's shape. ``retry=False`` (the message was accepted: sending it
