@@ -466,7 +466,23 @@ def check_inbound(message: NewInbound) -> NewInbound:
         raise InvalidInput(
             f"a channel message id is text of 1 to {MAX_CHANNEL_MESSAGE_ID_CHARS} characters"
         )
+    for name, value in (("message", message.text), ("channel name", message.channel),
+                        ("channel message id", message.channel_message_id),
+                        ("sender", message.sender), ("reply target", message.reply_to)):
+        _check_unicode(name, value)
     return message
+
+
+def _check_unicode(name: str, value: object) -> None:
+    """Text that cannot be stored: a lone surrogate (JSON may carry one, escaped as
+    ``\\ud800``, but it is not a character and UTF-8 cannot encode it)."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(
+                f"the {name} is not valid Unicode: a lone surrogate "
+                f"({value[exc.start]!r}) at position {exc.start}") from None
 
 
 def merge_queue(defaults: QueueSettings, patch: QueuePatch) -> QueueSettings:

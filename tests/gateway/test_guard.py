@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,3 +74,16 @@ async def test_without_the_token_the_answer_is_401_whatever_the_body(
     assert answer.status_code == 401
     assert answer.headers["WWW-Authenticate"] == "Bearer"
     assert (await gateway.runtime.store.counts()).sessions == 0
+
+
+async def test_the_page_icon_is_served_without_the_token(gateway: RunningGateway) -> None:
+    """Browsers fetch it on their own, without the token: no 401 in the console or logs."""
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        page = (await http.get("/")).text
+        declared = re.search(r'<link rel="icon" href="([^"]+)"', page)
+        assert declared is not None
+        icons = [await http.get(declared[1]), await http.get("/favicon.ico")]
+    for icon in icons:
+        assert icon.status_code == 200
+        assert icon.headers["content-type"].startswith("image/svg+xml")
+        assert icon.text.startswith("<svg")

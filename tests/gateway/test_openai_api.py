@@ -5,20 +5,36 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from clawgate.domain import Run, Session
-from clawgate.gateway.openai_models import ChatCompletion, ErrorBody, ModelList
+from clawgate.gateway.openai_models import (
+    ChatCompletion,
+    ErrorBody,
+    ErrorDetail,
+    ModelEntry,
+    ModelList,
+)
 from clawgate.gateway.server import RunningGateway
+from tests.gateway.conftest import restarted
 
 
 @pytest.fixture
 async def sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
     client = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1",
                                 max_retries=0)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def retrying_sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The SDK as people use it: it retries a 409 or a 5xx twice unless told not to."""
+    client = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1")
     yield client
     await client.close()
 
@@ -122,12 +138,19 @@ async def test_bad_requests_get_openai_style_errors(sdk: openai.AsyncOpenAI) -> 
         await sdk.chat.completions.create(model="clawgate", messages=[])
 
 
-async def test_a_failing_model_is_an_error_not_a_reply(sdk: openai.AsyncOpenAI) -> None:
+async def test_a_failing_model_is_an_error_not_a_reply_and_not_a_resent_message(
+    retrying_sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
-        await sdk.chat.completions.create(
+        await retrying_sdk.chat.completions.create(
             model="broken/echo", user="dave", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 502
     assert "the API key was refused" in str(caught.value)
+    session = await _session_of(gateway, "openai:dave")
+    store = gateway.runtime.store
+    assert [m.text for m in await store.list_inbound(session.id)] == ["hi"]  # sent once
+    assert [r.status for r in await store.list_runs(session.id)] == ["failed"]
+    assert caught.value.response.headers["x-should-retry"] == "false"
 
 
 async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) -> None:
@@ -143,13 +166,17 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
             "model": "clawgate", "messages": []})
         models = await http.get("/v1/models", headers=auth)
     assert set(document["paths"]) == {
-        "/healthz", "/readyz", "/metrics", "/v1/chat/completions", "/v1/models"}
+        "/healthz", "/readyz", "/metrics", "/v1/chat/completions", "/v1/models",
+        "/v1/models/{model}"}
     operation = document["paths"]["/v1/chat/completions"]["post"]
     schema_name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][schema_name.rsplit("/", 1)[-1]]
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
     responses = operation["responses"]
-    assert set(responses) == {"200", "400", "401", "403", "409", "413", "502", "503", "504"}
+    assert set(responses) == {
+        "200", "400", "401", "403", "409", "413", "500", "502", "503", "504"}
+    assert {code for code, answer in responses.items() if "x-should-retry" in answer.get(
+        "headers", {})} == {"409", "500", "502", "503", "504"}
     assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
     assert operation["security"] == [{"HTTPBearer": []}]
     # what the document describes is what the routes send
@@ -162,6 +189,9 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
         ErrorBody.model_validate(failed.json(), strict=True)
     assert (too_big.status_code, refused.status_code) == (413, 400)
     ModelList.model_validate(models.json(), strict=True)
+    one = document["paths"]["/v1/models/{model}"]["get"]["responses"]
+    assert one["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ModelEntry")
+    assert one["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
 
 
 async def test_a_streaming_client_that_goes_away_stops_its_run(
@@ -197,18 +227,20 @@ async def _latest_run(gateway: RunningGateway, session_id: str, status: str) -> 
 
 
 async def test_a_reply_stopped_before_a_word_is_an_error_not_an_empty_answer(
-    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+    retrying_sdk: openai.AsyncOpenAI, gateway: RunningGateway
 ) -> None:
-    asking = asyncio.create_task(sdk.chat.completions.create(
+    asking = asyncio.create_task(retrying_sdk.chat.completions.create(
         model="hang/echo", user="fay", messages=[{"role": "user", "content": "think"}]))
     session = await _session_of(gateway, "openai:fay")
     await _latest_run(gateway, session.id, "running")
 
     await gateway.runtime.stop("openai:fay")
 
-    with pytest.raises(openai.ConflictError) as caught:
-        await asking
+    with pytest.raises(openai.ConflictError) as caught:  # the SDK's retry would hang again
+        await asyncio.wait_for(asyncio.shield(asking), 10)
     assert caught.value.code == "killed"
+    runs = await gateway.runtime.store.list_runs(session.id)
+    assert [r.status for r in runs] == ["killed"]  # stopped once, sent once
 
 
 async def test_a_stream_cut_short_by_a_shutdown_says_so_and_ends_cleanly(
@@ -250,3 +282,117 @@ async def _session_of(gateway: RunningGateway, key: str) -> Session:
             return session
         await asyncio.sleep(0.05)
     raise AssertionError(f"no session {key} appeared")
+
+
+# --- text that cannot be stored ------------------------------------------------------------
+
+
+async def test_a_lone_surrogate_is_a_bad_request_and_changes_nothing(
+    gateway: RunningGateway,
+) -> None:
+    body = ('{"model": "slow/echo", "user": "kim", '
+            '"messages": [{"role": "user", "content": "hi \\ud800"}]}')
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        answer = await http.post("/v1/chat/completions", content=body.encode(), headers={
+            "Authorization": f"Bearer {gateway.token}", "Content-Type": "application/json"})
+    assert answer.status_code == 400
+    error = ErrorBody.model_validate(answer.json(), strict=True).error
+    assert error.type == "invalid_request_error"
+    assert "surrogate" in error.message
+    assert (await gateway.runtime.store.counts()).sessions == 0  # not even the model switch
+
+
+# --- a shutdown while a request waits --------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_shutdown_answers_a_waiting_request_and_keeps_its_message_for_the_restart(
+    home: Path, gateway: RunningGateway, stream: bool
+) -> None:
+    headers = {"Authorization": f"Bearer {gateway.token}", "X-Clawgate-Session": "lee"}
+    await gateway.runtime.set_model("lee", "hang/echo")
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        def ask(text: str, stream: bool = False) -> asyncio.Task[httpx.Response]:
+            return asyncio.create_task(http.post("/v1/chat/completions", headers=headers, json={
+                "model": "clawgate", "stream": stream,
+                "messages": [{"role": "user", "content": text}]}))
+
+        first = ask("think forever")
+        session = await _session_of(gateway, "lee")
+        await _latest_run(gateway, session.id, "running")
+        second = ask("then this", stream)
+        await _inbound_count(gateway, session.id, 2)  # accepted, waiting behind the first
+        await gateway.runtime.set_model("lee", "echo/echo")  # the restart answers with echo
+
+        gateway.stop()  # grace 1 s: the hanging run ends interrupted
+        interrupted, waiting = await first, await second
+
+    assert interrupted.status_code == 503
+    assert interrupted.json()["error"]["type"] == "run_interrupted"
+    assert interrupted.headers["x-should-retry"] == "false"  # accepted: a retry duplicates
+    error = _waiting_error(waiting, stream)
+    assert (error.type, error.code) == ("service_unavailable", "shutting_down")
+    assert "kept" in error.message
+    await asyncio.wait_for(asyncio.shield(gateway.serving), 10)
+    async with restarted(home) as again:
+        for _ in range(100):  # bounded: 5 s
+            said = [(e.role, e.text) for e in await again.runtime.store.transcript(session.id)]
+            if said[-1][0] == "assistant":
+                break
+            await asyncio.sleep(0.05)
+    assert said[-2] == ("user", "then this")
+    assert said[-1][0] == "assistant"
+    assert said[-1][1].startswith("echo:")
+
+
+def _waiting_error(answer: httpx.Response, stream: bool) -> ErrorDetail:
+    """The error a request got: its body, or a streamed one's ``error`` chunk."""
+    if not stream:
+        assert answer.status_code == 503
+        assert answer.headers["x-should-retry"] == "false"
+        return ErrorBody.model_validate(answer.json(), strict=True).error
+    lines = [x.removeprefix("data: ") for x in answer.text.splitlines() if x.startswith("data: ")]
+    assert lines[-1] == "[DONE]"  # the stream ends cleanly
+    errors = [json.loads(x)["error"] for x in lines[:-1] if "error" in json.loads(x)]
+    assert len(errors) == 1
+    return ErrorDetail.model_validate(errors[0], strict=True)
+
+
+async def _inbound_count(gateway: RunningGateway, session_id: str, count: int) -> None:
+    for _ in range(100):  # bounded: 5 s
+        if len(await gateway.runtime.store.list_inbound(session_id)) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the session did not get {count} messages")
+
+
+# --- routes under /v1 --------------------------------------------------------------------
+
+
+async def test_one_model_can_be_looked_up_and_an_unknown_one_is_404(
+    sdk: openai.AsyncOpenAI,
+) -> None:
+    found = await sdk.models.retrieve("slow/echo")
+    assert (found.id, found.object) == ("slow/echo", "model")
+    assert (await sdk.models.retrieve("clawgate")).id == "clawgate"
+    with pytest.raises(openai.NotFoundError) as caught:
+        await sdk.models.retrieve("nowhere/x")
+    assert caught.value.code == "model_not_found"
+    ModelEntry.model_validate(found.model_dump(), strict=True)
+
+
+async def test_unknown_routes_and_methods_under_v1_answer_in_openai_shape(
+    gateway: RunningGateway,
+) -> None:
+    auth = {"Authorization": f"Bearer {gateway.token}"}
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        missing = await http.post("/v1/embeddings", headers=auth, json={"input": "x"})
+        wrong = await http.get("/v1/chat/completions", headers=auth)
+        elsewhere = await http.get("/nowhere", headers=auth)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    assert "/v1/embeddings" in missing.json()["error"]["message"]
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert wrong.headers["Allow"] == "POST"
+    for answer in (missing, wrong):
+        ErrorBody.model_validate(answer.json(), strict=True)
+    assert elsewhere.status_code == 404  # outside /v1, FastAPI's own shape

@@ -181,6 +181,8 @@ async def test_a_seq_from_another_database_resets_the_client_and_it_still_gets_e
          '"params": {"session": "bad key", "text": "hi"}}', "invalid_params"),
         ('{"type": "req", "id": 7, "method": "chat.send", '
          '"params": {"session": "s1", "text": "   "}}', "invalid_params"),
+        ('{"type": "req", "id": 7, "method": "chat.send", '  # a lone surrogate: not storable
+         '"params": {"session": "s1", "text": "hi \\ud800"}}', "invalid_params"),
         ('{"type": "req", "id": 7, "method": "sessions.list", '
          '"params": {"limit": "5"}}', "invalid_params"),
         ('{"type": "req", "id": 7, "method": "sessions.list", '

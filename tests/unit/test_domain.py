@@ -161,6 +161,15 @@ def test_messages_are_checked() -> None:
         check_inbound(NewInbound(channel="", text="hi"))
 
 
+def test_text_that_utf8_cannot_encode_is_refused() -> None:
+    """JSON may carry a lone surrogate (``"\\ud800"``); no store could keep it."""
+    assert check_inbound(NewInbound(channel="cli", text="héllo 👋")).text == "héllo 👋"
+    with pytest.raises(InvalidInput, match=r"message is not valid Unicode.*position 3"):
+        check_inbound(NewInbound(channel="cli", text="hi \ud800"))
+    with pytest.raises(InvalidInput, match="sender is not valid Unicode"):
+        check_inbound(NewInbound(channel="cli", text="hi", sender="\udfff bob"))
+
+
 def test_the_summary_note_names_what_was_dropped() -> None:
     note = summary_note(["buy milk", "and " + "eggs " * 40])
     assert note.startswith("[2 earlier messages were dropped from a full queue: buy milk; and")

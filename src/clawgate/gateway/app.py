@@ -1,13 +1,15 @@
 """The gateway's ASGI app: WebSocket protocol, OpenAI-compatible API, web chat, health, metrics.
 
-Every route but ``/healthz``, ``/readyz`` and the web page's static files needs the gateway
-token. The app owns the runtime's lifecycle: it starts supervising when the server starts,
-and on shutdown stops taking messages, lets turns in flight finish for the grace period,
-then ends them ``interrupted`` (recorded).
+Every route but ``/healthz``, ``/readyz``, the web page's static files and its icon needs
+the gateway token. Under ``/v1`` even an unknown path or a wrong method is answered in
+OpenAI's error shape. The app owns the runtime's lifecycle: it starts supervising when the
+server starts, and on shutdown stops taking messages, lets turns in flight finish for the
+grace period, then ends them ``interrupted`` (recorded).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from clawgate import __version__
 from clawgate.config import Settings
@@ -52,6 +56,7 @@ class Gateway:
         self.metrics = Metrics(runtime.bus, runtime.store)
         self.ready = False
         self.grace = settings.runtime.shutdown_grace
+        self.closed = asyncio.Event()  # the runtime takes no more work: nothing else ends
         self._stopping_since: float | None = None
 
     def begin_shutdown(self) -> None:
@@ -68,12 +73,18 @@ class Gateway:
         The server closes connections after this.
         """
         self.begin_shutdown()
-        await self.runtime.close(self._grace_left())
+        await self._close_runtime()
         await self.feed.flush(within=FLUSH_SECONDS)
 
     def hurry(self) -> None:
         """End the grace period now: turns in flight end interrupted (and that is recorded)."""
         self.runtime.hurry()
+
+    async def _close_runtime(self) -> None:
+        """Turns in flight finish or end ``interrupted`` (recorded); then requests still
+        waiting for a message are told it is kept for the next start."""
+        await self.runtime.close(self._grace_left())
+        self.closed.set()
 
     def _grace_left(self) -> float:
         if self._stopping_since is None:
@@ -90,7 +101,7 @@ class Gateway:
             yield
         finally:
             self.ready = False
-            await self.runtime.close(self._grace_left())  # then interrupted (recorded)
+            await self._close_runtime()
             await self.feed.close()
             await self.metrics.close()
 
@@ -120,7 +131,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             gateway.metrics.connections -= 1
 
     app.include_router(router(gateway.runtime, gateway.api.counters.message,
-                              lambda: gateway.ready),
+                              lambda: gateway.ready, gateway.closed),
                        dependencies=token)
     _web(app)
     _openapi_without_422(app)
@@ -158,6 +169,28 @@ def _errors(app: FastAPI) -> None:
     async def failed(request: Request, exc: ClawgateError) -> JSONResponse:
         return OpenAIError(503, str(exc), "service_unavailable").response()
 
+    @app.exception_handler(HTTPException)
+    async def no_route(request: Request, exc: HTTPException) -> Response:
+        path = request.url.path
+        if path == "/v1" or path.startswith("/v1/"):
+            problem = _route_problem(request.method, path[:200], exc)
+            response = problem.response()
+            response.headers.update(exc.headers or {})
+            return response
+        return await http_exception_handler(request, exc)
+
+
+def _route_problem(method: str, path: str, exc: HTTPException) -> OpenAIError:
+    """No such path, or not with that method, in OpenAI's shape (for ``/v1``)."""
+    if exc.status_code == 404:
+        return OpenAIError(404, f"no such route: {method} {path}", "invalid_request_error",
+                           "not_found")
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return OpenAIError(405, f"{path} does not take {method} (only {allowed})",
+                           "invalid_request_error", "method_not_allowed")
+    return OpenAIError(exc.status_code, str(exc.detail), "invalid_request_error")
+
 
 def _health(app: FastAPI, gateway: Gateway, token: list[Any]) -> None:
     @app.get("/healthz", tags=["health"], summary="The process is up")
@@ -184,5 +217,9 @@ def _web(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(WEBCHAT / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def icon() -> FileResponse:  # what browsers ask for on their own (no token)
+        return FileResponse(WEBCHAT / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=WEBCHAT), name="static")

@@ -23,8 +23,9 @@ from clawgate.gateway.openai_models import OpenAIError
 from clawgate.gateway.settings import GatewaySettings
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
-#: Paths served without the token: health checks, the web page and the API's description.
-PUBLIC = ("/healthz", "/readyz", "/static/", "/openapi.json", "/docs")
+#: Paths served without the token: health checks, the web page and its icon, and the API's
+#: description.
+PUBLIC = ("/healthz", "/readyz", "/static/", "/favicon.ico", "/openapi.json", "/docs")
 
 
 class Guard:

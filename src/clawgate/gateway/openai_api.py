@@ -1,12 +1,15 @@
 """An OpenAI-compatible HTTP API, so any OpenAI client can talk to a clawgate agent.
 
-``POST /v1/chat/completions`` (streamed or not) and ``GET /v1/models``. clawgate keeps each
+``POST /v1/chat/completions`` (streamed or not), ``GET /v1/models`` and
+``GET /v1/models/{model}``. clawgate keeps each
 conversation itself, so only the newest user message of a request is new: it becomes a
 message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<user>``, or
 ``openai``. ``Idempotency-Key`` makes a retried request to the same session safe. A streaming
 client that disconnects stops its run (how chat UIs stop a reply); a non-streaming one does
 not: the reply is still recorded in the session. A reply that did not end ``done`` says how
-it ended in a ``clawgate`` field (run id, status, error) beside OpenAI's.
+it ended in a ``clawgate`` field (run id, status, error) beside OpenAI's. An error after
+the message was accepted says ``x-should-retry: false``: OpenAI's SDKs would otherwise send
+the message again on their own (they retry every 409 and 5xx, without an Idempotency-Key).
 """
 
 from __future__ import annotations
@@ -14,20 +17,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from clawgate.domain import Run, RunStatus, check_key
+from clawgate.domain import NewInbound, Run, RunStatus, check_inbound, check_key
 from clawgate.errors import ClawgateError, InvalidInput
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
+    MODEL_RESPONSES,
     RESPONSES,
     ChatCompletion,
     ChatCompletionRequest,
+    ModelEntry,
     ModelList,
     OpenAIError,
 )
@@ -35,8 +40,11 @@ from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.runtime import MessageOutcome, Runtime, ShuttingDown
 
 
-def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRouter:
-    """The API on ``runtime``; ``serving`` is false once the gateway is shutting down."""
+def router(runtime: Runtime, count: Any, serving: Callable[[], bool],
+           closed: asyncio.Event) -> APIRouter:
+    """The API on ``runtime``; ``serving`` is false once the gateway is shutting down, and
+    ``closed`` is set once its runtime takes no more work (what still waits, waits for the
+    next start)."""
     api = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
     @api.post("/chat/completions", response_model=None, responses=RESPONSES,
@@ -48,6 +56,7 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRout
     ) -> Any:
         try:
             key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
+            check_inbound(NewInbound("http", text, idempotency_key))  # before any change
             model = await _choose_model(runtime, key, body.model)
             listening = runtime.subscribe(key)
             accepted = await runtime.send(key, text, channel="http",
@@ -63,24 +72,43 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool]) -> APIRout
         message_id = accepted.message.id
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(
-                _stream(runtime, listening, _Reply(message_id, model, include_usage), serving),
-                media_type="text/event-stream")
+            reply = _Reply(message_id, model, include_usage, key)
+            return StreamingResponse(_stream(runtime, listening, reply, serving, closed),
+                                     media_type="text/event-stream")
         listening.close()
-        return _completion(await runtime.wait_for(message_id))
+        return await _answer(runtime, key, message_id, closed)
 
     @api.get("/models", summary="The models a request may name")
     async def models() -> ModelList:
-        names = [DEFAULT_MODEL, *sorted(runtime.router.policy.aliases),
-                 str(runtime.settings.default_model),
-                 *(str(m) for m in runtime.router.policy.fallbacks)]
-        for name, entry in sorted(runtime.router.providers.items()):
-            names += [f"{name}/{model}" for model in entry.models]
-        unique = list(dict.fromkeys(names))
-        return ModelList.model_validate({"object": "list", "data": [
-            {"id": n, "object": "model", "created": 0, "owned_by": "clawgate"} for n in unique]})
+        return ModelList(object="list", data=[_model_entry(n) for n in _model_names(runtime)])
+
+    @api.get("/models/{model:path}", response_model=ModelEntry, responses=MODEL_RESPONSES,
+             summary="One of those models")
+    async def one_model(model: str) -> Any:
+        """Any name a request may name: ``clawgate``, an alias, a configured provider's
+        model (listed or not)."""
+        try:
+            if model != DEFAULT_MODEL:
+                runtime.router.resolve(model)
+        except InvalidInput as exc:
+            return OpenAIError(404, f"no model {model!r}: {exc}", "invalid_request_error",
+                               "model_not_found").response()
+        return _model_entry(model)
 
     return api
+
+
+def _model_names(runtime: Runtime) -> list[str]:
+    names = [DEFAULT_MODEL, *sorted(runtime.router.policy.aliases),
+             str(runtime.settings.default_model),
+             *(str(m) for m in runtime.router.policy.fallbacks)]
+    for name, entry in sorted(runtime.router.providers.items()):
+        names += [f"{name}/{model}" for model in entry.models]
+    return list(dict.fromkeys(names))
+
+
+def _model_entry(name: str) -> ModelEntry:
+    return ModelEntry(id=name, object="model", created=0, owned_by="clawgate")
 
 
 def _session_key(body: ChatCompletionRequest, header: str | None) -> str:
@@ -105,12 +133,50 @@ def _newest_user_text(body: ChatCompletionRequest) -> str:
                            "what clawgate sends to its agent)", "invalid_request_error")
 
 
+async def _answer(runtime: Runtime, key: str, message_id: str,
+                  closed: asyncio.Event) -> JSONResponse:
+    """The reply to an accepted message, or an error that says not to send it again."""
+    try:
+        outcome = await _settled(runtime, message_id, closed)
+    except ClawgateError as exc:
+        return OpenAIError(500, str(exc), "server_error", retry=False).response()
+    if outcome is None:
+        return _kept(key).response()
+    return _completion(outcome)
+
+
+async def _settled(runtime: Runtime, message_id: str,
+                   closed: asyncio.Event) -> MessageOutcome | None:
+    """The message's outcome; None if the runtime closed (the gateway is stopping) while
+    the message still waited: it stays in the store and is answered after the restart."""
+    waiting = asyncio.ensure_future(runtime.wait_for(message_id))
+    closing = asyncio.ensure_future(closed.wait())
+    try:
+        done, _ = await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closing.cancel()
+        waiting.cancel()  # if it has not ended
+    if waiting in done:
+        return waiting.result()
+    try:  # the runtime has closed: every run it had has ended, and says how
+        return await runtime.wait_for(message_id, within=0)
+    except TimeoutError:
+        return None
+
+
+def _kept(key: str) -> OpenAIError:
+    return OpenAIError(
+        503, f"clawgate is shutting down: your message is kept in session {key!r} and will "
+             "be answered there when the gateway runs again (not in this response)",
+        "service_unavailable", "shutting_down", retry=False)
+
+
 def _completion(outcome: MessageOutcome) -> JSONResponse:
     run = outcome.run
     if run is None:
         reason = outcome.message.reason.describe if outcome.message.reason else "dropped"
         return OpenAIError(409, f"the message was not answered: {reason}",
-                           "message_dropped").response()
+                           "message_dropped", retry=False).response()
     if run.status is not RunStatus.DONE and not outcome.reply:
         return _unanswered(run).response()
     answer = ChatCompletion.model_validate({
@@ -136,7 +202,8 @@ UNANSWERED = {
 
 def _unanswered(run: Run) -> OpenAIError:
     status, kind = UNANSWERED.get(run.status, (502, "provider_error"))
-    return OpenAIError(status, run.error or f"the run ended {run.status}", kind, str(run.status))
+    return OpenAIError(status, run.error or f"the run ended {run.status}", kind, str(run.status),
+                       retry=False)
 
 
 def _run_info(run: Run | None) -> dict[str, Any]:
@@ -146,8 +213,8 @@ def _run_info(run: Run | None) -> dict[str, Any]:
     return {"runId": run.id, "status": str(run.status), "error": run.error}
 
 
-def _usage(outcome: MessageOutcome) -> dict[str, Any]:
-    usage = outcome.run.usage if outcome.run else None
+def _usage(outcome: MessageOutcome | None) -> dict[str, Any]:
+    usage = outcome.run.usage if outcome and outcome.run else None
     inputs, outputs = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
     return {"prompt_tokens": inputs, "completion_tokens": outputs,
             "total_tokens": inputs + outputs,
@@ -174,6 +241,7 @@ class _Reply:
     message_id: str
     model: str
     include_usage: bool
+    key: str
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
@@ -187,21 +255,21 @@ class _Reply:
                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
                                     "logprobs": None}], **(extra or {})})
 
-    def usage(self, outcome: MessageOutcome) -> str:
+    def usage(self, outcome: MessageOutcome | None) -> str:
         return _chunk({"id": self.chunk_id, "object": "chat.completion.chunk",
                        "created": self.created, "model": self.model, "choices": [],
                        "usage": _usage(outcome)})
 
 
 async def _stream(runtime: Runtime, listening: Any, reply: _Reply,
-                  serving: Callable[[], bool]) -> AsyncIterator[str]:
+                  serving: Callable[[], bool], closed: asyncio.Event) -> AsyncIterator[str]:
     """Chunks as the reply streams; the stored reply fills in anything the bus did not carry.
 
     A client that goes away before the end stops the run (that is how chat UIs stop a
     reply); when the gateway itself is stopping, the shutdown decides how the run ends.
     """
     sent, message_id = "", reply.message_id
-    outcome_task = asyncio.create_task(runtime.wait_for(message_id))
+    outcome_task = asyncio.create_task(_settled(runtime, message_id, closed))
     run_id: str | None = None
     try:
         yield reply.chunk({"role": "assistant", "content": ""})
@@ -222,20 +290,8 @@ async def _stream(runtime: Runtime, listening: Any, reply: _Reply,
                 reply.model = str(event.run.model or reply.model)
                 if event.run.status.terminal:
                     break
-        outcome = await outcome_task
-        run = outcome.run
-        reply.model = str(run.model) if run and run.model else reply.model
-        rest = outcome.reply[len(sent):] if outcome.reply.startswith(sent) else ""
-        if rest:
-            yield reply.chunk({"content": rest})
-        if run is None or (run.status is not RunStatus.DONE and not outcome.reply):
-            problem = _unanswered(run) if run else OpenAIError(
-                409, "the message was not answered: it was dropped", "message_dropped")
-            yield _sse_error(problem)
-        yield reply.chunk({}, finish="stop", extra={"clawgate": _run_info(run)})
-        if reply.include_usage:
-            yield reply.usage(outcome)
-        yield "data: [DONE]\n\n"
+        for chunk in _ending(reply, await outcome_task, sent):
+            yield chunk
     except ClawgateError as exc:
         yield _sse_error(OpenAIError(500, str(exc), "server_error"))
     finally:
@@ -245,10 +301,30 @@ async def _stream(runtime: Runtime, listening: Any, reply: _Reply,
         outcome_task.cancel()
 
 
+def _ending(reply: _Reply, outcome: MessageOutcome | None, sent: str) -> Iterator[str]:
+    """The rest of the reply, an ``error`` chunk if there was no answer, then the end."""
+    run = outcome.run if outcome else None
+    reply.model = str(run.model) if run and run.model else reply.model
+    text = outcome.reply if outcome else ""
+    rest = text[len(sent):] if text.startswith(sent) else ""
+    if rest:
+        yield reply.chunk({"content": rest})
+    if outcome is None:
+        yield _sse_error(_kept(reply.key))
+    elif run is None or (run.status is not RunStatus.DONE and not text):
+        yield _sse_error(_unanswered(run) if run else OpenAIError(
+            409, "the message was not answered: it was dropped", "message_dropped"))
+    yield reply.chunk({}, finish="stop", extra={"clawgate": _run_info(run)})
+    if reply.include_usage:
+        yield reply.usage(outcome)
+    yield "data: [DONE]\n\n"
+
+
 def _chunk(chunk: dict[str, Any]) -> str:
     return f"data: {json.dumps(chunk)}\n\n"
 
 
 def _sse_error(problem: OpenAIError) -> str:
-    error = {"message": problem.message, "type": problem.kind, "code": problem.code}
+    error = {"message": problem.message, "type": problem.kind, "param": None,
+             "code": problem.code}
     return f"data: {json.dumps({'error': error})}\n\n"

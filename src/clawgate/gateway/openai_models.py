@@ -112,8 +112,15 @@ class ModelList(BaseModel):
     data: list[ModelEntry]
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description}
+def _error(description: str, after_accepting: bool = False) -> dict[str, Any]:
+    answer: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if after_accepting:
+        answer["headers"] = {"x-should-retry": {
+            "description": "``false`` once the message was accepted: sending the request "
+                           "again (without the same ``Idempotency-Key``) would be a second "
+                           "message, so OpenAI's SDKs do not retry it",
+            "schema": {"type": "string", "enum": ["false"]}}}
+    return answer
 
 
 #: The answers of ``POST /v1/chat/completions``, for the OpenAPI document.
@@ -127,19 +134,34 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error("Bad request: no user message, a bad session key, an unknown model"),
     401: _error("No valid gateway token"),
     403: _error("Sent from another web site, or to a host name the gateway does not serve"),
-    409: _error("The message was dropped, or the run was stopped before a word"),
+    409: _error("The message was dropped, or the run was stopped before a word", True),
     413: _error("The body is over the limit"),
-    502: _error("The model failed before a word"),
-    503: _error("The gateway is shutting down, or the run was interrupted by a shutdown"),
-    504: _error("The model timed out before a word"),
+    500: _error("The store failed after the message was accepted", True),
+    502: _error("The model failed before a word", True),
+    503: _error("The gateway is shutting down (a message it had accepted is kept and "
+                "answered in its session once the gateway runs again), or the run was "
+                "interrupted by a shutdown", True),
+    504: _error("The model timed out before a word", True),
+}
+
+#: The answers of ``GET /v1/models/{model}`` besides the model.
+MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: _error("No model by that name: neither an alias nor a configured provider's"),
 }
 
 
 class OpenAIError(Exception):
-    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+    """An error in OpenAI's shape. ``retry=False`` (the message was accepted: sending it
+    again would be a second message) adds ``x-should-retry: false``, which OpenAI's SDKs
+    obey instead of retrying a 409 or a 5xx on their own."""
+
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None, *,
+                 retry: bool = True) -> None:
         self.status, self.message, self.kind, self.code = status, message, kind, code
+        self.retry = retry
         super().__init__(message)
 
     def response(self) -> JSONResponse:
         return JSONResponse(status_code=self.status, content={"error": {
-            "message": self.message, "type": self.kind, "param": None, "code": self.code}})
+            "message": self.message, "type": self.kind, "param": None, "code": self.code}},
+            headers=None if self.retry else {"x-should-retry": "false"})
