@@ -21,6 +21,7 @@ from clawgate.testing.model_server import FakeModelServer
 
 WORK, HOME, CLAUDE_KEY = "sk-work-1111111111", "sk-home-2222222222", "sk-ant-3333333333"
 GPT = ModelRef("openai", "gpt-test")
+GPT_OTHER = ModelRef("openai", "gpt-other")  # another model on the same keys
 CLAUDE = ModelRef("anthropic", "claude-test")
 
 

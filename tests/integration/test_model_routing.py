@@ -25,7 +25,15 @@ from clawgate.testing.model_server import (
     Reset,
     StreamError,
 )
-from tests.integration.model_world import CLAUDE, CLAUDE_KEY, GPT, HOME, WORK, World
+from tests.integration.model_world import (
+    CLAUDE,
+    CLAUDE_KEY,
+    GPT,
+    GPT_OTHER,
+    HOME,
+    WORK,
+    World,
+)
 
 
 async def _ask(runtime: Runtime, text: str = "hello") -> MessageOutcome:
@@ -86,6 +94,55 @@ async def test_an_overload_rests_the_profile_briefly_at_first_then_longer(
     await _ask(runtime, "again")
     [second] = await runtime.store.cooldowns()
     assert second.until == world.clock.now() + timedelta(seconds=30)
+
+
+async def test_a_rate_limit_rests_only_that_model_and_another_model_s_answer_keeps_it(
+    world: World,
+) -> None:
+    runtime = await world.runtime(fallbacks=(GPT_OTHER, CLAUDE))
+    world.server.on_model("gpt-test", Fail(429, "slow down", retry_after=60))
+    first = await _ask(runtime)
+    assert first.run is not None
+    assert (first.run.model, first.run.profile) == (GPT_OTHER, "work")  # the same key
+
+    again = await _ask(runtime, "again")
+    assert await _attempts(runtime, again) == [
+        ("openai/gpt-test", "work", "cooling_down"), ("openai/gpt-test", "home", "cooling_down"),
+        ("openai/gpt-other", "work", "answered")]
+    assert len(world.server.requests_for("gpt-test")) == 2  # not called again while it rests
+    rests = await runtime.router.cooldowns()
+    assert {(c.profile_key, c.model) for c in rests} == {
+        ("openai:work", "gpt-test"), ("openai:home", "gpt-test")}
+    assert {c.until for c in rests} == {world.clock.now() + timedelta(seconds=60)}
+
+
+async def test_a_refused_key_rests_for_every_model_from_the_same_turn_on(world: World) -> None:
+    runtime = await world.runtime(fallbacks=(GPT_OTHER, CLAUDE))
+    world.server.on_key(WORK, Fail(401, "bad key"))
+    world.server.on_key(HOME, Fail(401, "bad key"))
+    outcome = await _ask(runtime)
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "auth"), ("openai/gpt-test", "home", "auth"),
+        ("openai/gpt-other", "work", "cooling_down"), ("openai/gpt-other", "home", "cooling_down"),
+        ("anthropic/claude-test", "default", "answered")]
+    assert [e.model for e in world.server.exchanges] == ["gpt-test", "gpt-test", "claude-test"]
+    assert {(c.profile_key, c.model) for c in await runtime.router.cooldowns()} == {
+        ("openai:work", None), ("openai:home", None)}
+
+
+async def test_an_answer_forgives_its_own_model_and_key_but_not_another_model(
+    world: World,
+) -> None:
+    runtime = await world.runtime(fallbacks=(GPT_OTHER, CLAUDE))
+    world.server.on_model("gpt-other", Fail(429, "slow down", retry_after=60))
+    world.server.on_model("gpt-test", Fail(429, "slow down", retry_after=30))
+    await _ask(runtime)  # both models rest on both keys; claude answers
+    world.clock.advance(31)  # gpt-test's rest is over, gpt-other's is not
+    world.server.on_model("gpt-test", Reply("back"))
+    assert (await _ask(runtime, "again")).reply == "back"
+    rests = await runtime.router.cooldowns()
+    assert {(c.profile_key, c.model) for c in rests} == {
+        ("openai:work", "gpt-other"), ("openai:home", "gpt-other")}
 
 
 async def test_refused_keys_fail_over_to_the_next_model(world: World) -> None:

@@ -5,8 +5,11 @@ first token of a reply:
 
 * a transient failure (5xx, broken connection, malformed stream) is retried on the same
   candidate, with jittered, growing waits, then the next candidate is tried;
-* rate limits, refused keys, billing trouble and overload move on at once and rest that
-  profile (a cooldown, persisted, that grows with each failure in a row);
+* rate limits, refused keys, billing trouble and overload move on at once and rest (a
+  cooldown, persisted, that grows with each failure in a row): a refused key or billing
+  trouble rests the whole profile, a rate limit or an overload only that model on it
+  (providers limit each model apart). An answer forgives what rested the candidate that
+  answered: its model on that profile, and the profile itself;
 * a timeout moves on; so does a profile that is not configured (its key is not set), which
   is recorded but not rested: setting the key takes effect on the next turn;
 * a context overflow or a malformed request is raised (no other candidate would do
@@ -51,6 +54,7 @@ from clawgate.providers.base import (
 from clawgate.store.protocol import Store
 
 _MOVE_ON_AND_REST = (RateLimited, AuthFailed, BillingFailed, Overloaded)
+_REST_THE_MODEL = (RateLimited, Overloaded)  # the others rest the whole key
 _MOVE_ON = (ProviderTimeout, NotConfigured)
 _RAISE = (ContextOverflow, ProviderFatal)
 COOLDOWN_CACHE_S = 1.0
@@ -116,7 +120,7 @@ class Router:
         self._store = store
         self._clock = clock
         self._sleep = sleep
-        self._cooldowns: dict[str, Cooldown] = {}
+        self._cooldowns: dict[tuple[str, str | None], Cooldown] = {}  # (profile, model)
         self._cooldowns_read = -COOLDOWN_CACHE_S
 
     # --- names -------------------------------------------------------------------------
@@ -158,15 +162,16 @@ class Router:
         self, chain: Sequence[ModelRef], messages: tuple[ChatMessage, ...], trail: Trail,
     ) -> AsyncIterator[StreamEvent]:
         """The first candidate that answers streams its reply; ``trail`` records every try."""
-        resting = await self._resting()
+        await self._refresh()
         candidates = [(m, name, adapter) for m in chain
                       for name, adapter in self.providers[m.provider].profiles]
-        if candidates and all(_key(m, p) in resting for m, p, _ in candidates):
-            raise _all_resting(candidates, resting)
+        rests = [self._rest_of(m, p) for m, p, _ in candidates]
+        if candidates and all(rests):
+            raise _all_resting([r for r in rests if r is not None])
         last: ProviderError | None = None
         for model, profile, adapter in candidates:
-            if _key(model, profile) in resting:
-                cooldown = resting[_key(model, profile)]
+            cooldown = self._rest_of(model, profile)  # this turn's own failures count too
+            if cooldown is not None:
                 trail.tried(model, profile, "cooling_down", cooldown.reason)
                 continue
             try:
@@ -213,30 +218,48 @@ class Router:
 
     # --- cooldowns -------------------------------------------------------------------------
 
-    async def _resting(self) -> dict[str, Cooldown]:
+    async def _refresh(self) -> None:
+        """Read the rests from the store (other processes record them too), at most once
+        every ``COOLDOWN_CACHE_S``."""
         if time.monotonic() - self._cooldowns_read >= COOLDOWN_CACHE_S:
-            self._cooldowns = {c.profile_key: c for c in await self._store.cooldowns()}
+            self._cooldowns = {(c.profile_key, c.model): c for c in await self._store.cooldowns()}
             self._cooldowns_read = time.monotonic()
+
+    def _rest_of(self, model: ModelRef, profile: str) -> Cooldown | None:
+        """What keeps a candidate resting now, if anything: its whole key, or its model on
+        that key (the later to end)."""
         now = self._clock.now()
-        return {k: c for k, c in self._cooldowns.items() if c.until > now}
+        key = _key(model, profile)
+        found = [c for c in (self._cooldowns.get((key, None)),
+                             self._cooldowns.get((key, model.model)))
+                 if c is not None and c.until > now]
+        return max(found, key=lambda c: c.until, default=None)
 
     async def cooldowns(self) -> list[Cooldown]:
-        """Every profile resting now."""
+        """Every rest in force now: whole profiles, and single models on a profile."""
         self._cooldowns_read = -COOLDOWN_CACHE_S
-        return sorted((await self._resting()).values(), key=lambda c: c.until)
+        await self._refresh()
+        now = self._clock.now()
+        return sorted((c for c in self._cooldowns.values() if c.until > now),
+                      key=lambda c: c.until)
 
     async def _rest(self, model: ModelRef, profile: str, error: ProviderError) -> None:
         retry_after = error.retry_after if isinstance(error, RateLimited) else None
         windows = (self.policy.overload_windows_s if isinstance(error, Overloaded)
                    else self.policy.cooldown_windows_s)
+        only = model.model if isinstance(error, _REST_THE_MODEL) else None
         cooldown = await self._store.record_cooldown(
-            _key(model, profile), f"{error.kind}: {error}", windows, retry_after)
-        self._cooldowns[cooldown.profile_key] = cooldown
+            _key(model, profile), f"{error.kind}: {error}", windows, retry_after, only)
+        self._cooldowns[cooldown.profile_key, cooldown.model] = cooldown
 
     async def _forgive(self, model: ModelRef, profile: str) -> None:
-        if _key(model, profile) in self._cooldowns:
-            await self._store.clear_cooldown(_key(model, profile))
-            self._cooldowns.pop(_key(model, profile), None)
+        """The candidate answered: its key works, and so does its model on it. Other models
+        resting on the same key keep resting."""
+        key = _key(model, profile)
+        if (key, None) in self._cooldowns or (key, model.model) in self._cooldowns:
+            await self._store.clear_cooldown(key, model.model)
+            self._cooldowns.pop((key, None), None)
+            self._cooldowns.pop((key, model.model), None)
 
     async def aclose(self) -> None:
         for entry in self.providers.values():
@@ -257,12 +280,9 @@ def _key(model: ModelRef, profile: str) -> str:
     return f"{model.provider}:{profile}"
 
 
-def _all_resting(
-    candidates: list[tuple[ModelRef, str, Provider]], resting: dict[str, Cooldown]
-) -> CoolingDown:
-    soonest = min((resting[_key(m, p)] for m, p, _ in candidates), key=lambda c: c.until)
+def _all_resting(rests: list[Cooldown]) -> CoolingDown:
+    soonest = min(rests, key=lambda c: c.until)
     return CoolingDown(
-        f"every candidate is resting after failures; {soonest.profile_key} is back at "
+        f"every candidate is resting after failures; {soonest.label} is back at "
         f"{soonest.until.strftime('%H:%M:%S')} UTC (last: {soonest.reason})"
     )
-
