@@ -170,6 +170,61 @@ async def test_a_server_error_then_success_is_retried_on_the_same_profile(
     assert await runtime.store.cooldowns() == []
 
 
+async def test_a_short_retry_after_is_waited_out_and_the_same_key_answers(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.script(Fail(429, "Please try again in 150ms.", retry_after=0.15))
+    outcome = await _ask(runtime)
+    assert outcome.reply == "reply to: hello"
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "rate_limited"), ("openai/gpt-test", "work", "answered")]
+    assert [e.api_key for e in world.server.exchanges] == [WORK, WORK]
+    assert await runtime.store.cooldowns() == []  # nothing rests: the next turn is served
+    assert (await _ask(runtime, "again")).reply == "reply to: again"
+
+
+async def test_waiting_out_retry_after_counts_as_a_retry_then_the_key_rests(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(429, "Please try again in 10ms.", retry_after=0.01))
+    outcome = await _ask(runtime)
+    assert await _attempts(runtime, outcome) == [
+        *[("openai/gpt-test", "work", "rate_limited")] * 3,  # two retries, as configured
+        ("openai/gpt-test", "home", "answered")]
+    [rest] = await runtime.store.cooldowns()
+    assert (rest.profile_key, rest.model) == ("openai:work", "gpt-test")
+
+
+@pytest.mark.parametrize(("retry_after", "run_timeout_s"), [(20, 600), (3, 2)])
+async def test_a_retry_after_too_long_or_past_the_deadline_is_not_waited_for(
+    world: World, retry_after: float, run_timeout_s: float
+) -> None:
+    runtime = await world.runtime(run_timeout_s=run_timeout_s)
+    world.server.script(Fail(429, "slow down", retry_after=retry_after))
+    outcome = await _ask(runtime)
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "rate_limited"), ("openai/gpt-test", "home", "answered")]
+
+
+@pytest.mark.parametrize("end", [RunStatus.KILLED, RunStatus.TIMEOUT])
+async def test_stop_and_timeout_end_the_run_at_once_while_it_waits_out_a_retry_after(
+    world: World, end: RunStatus
+) -> None:
+    runtime = await world.runtime(run_timeout_s=10)
+    world.server.script(Fail(429, "Please try again in 4s.", retry_after=4))
+    accepted = await runtime.send("s1", "hello")
+    await _until(lambda: any(e.completed.is_set() for e in world.server.exchanges))
+    await asyncio.sleep(0.3)  # moving on to the next key would have happened by now
+    assert len(world.server.exchanges) == 1  # it waits instead
+    await _end(runtime, world, end)
+    outcome = await runtime.wait_for(accepted.message.id, within=2)  # well before the 4 s
+    assert outcome.run is not None
+    assert outcome.run.status is end
+    assert len(world.server.exchanges) == 1
+
+
 async def test_a_model_that_keeps_failing_gives_way_to_the_fallback(world: World) -> None:
     runtime = await world.runtime()
     world.server.on_model("gpt-test", Fail(502, "bad gateway"))
@@ -370,6 +425,15 @@ async def test_every_candidate_resting_fails_fast_and_says_until_when(world: Wor
     assert outcome.run is not None
     assert "resting after failures" in (outcome.run.error or "")
     assert len(world.server.exchanges) == calls
+
+
+async def _end(runtime: Runtime, world: World, end: RunStatus) -> None:
+    """Stop the run in progress, or let its deadline (10 s, within the lease) pass."""
+    if end is RunStatus.KILLED:
+        await runtime.stop("s1")
+    else:
+        world.clock.advance(10)
+        await runtime.tick()
 
 
 async def _first_text(events: Subscription) -> None:

@@ -5,8 +5,10 @@ first token of a reply:
 
 * a transient failure (5xx, broken connection, malformed stream) is retried on the same
   candidate, with jittered, growing waits, then the next candidate is tried;
-* rate limits, refused keys, billing trouble and overload move on at once and rest (a
-  cooldown, persisted, that grows with each failure in a row): a refused key or billing
+* a rate limit whose ``retry-after`` is short (and ends before the run's deadline) is waited
+  out and the same candidate tried again, as one of those retries;
+* otherwise rate limits, refused keys, billing trouble and overload move on at once and rest
+  (a cooldown, persisted, that grows with each failure in a row): a refused key or billing
   trouble rests the whole profile, a rate limit or an overload only that model on it
   (providers limit each model apart). An answer forgives what rested the candidate that
   answered: its model on that profile, and the profile itself;
@@ -27,6 +29,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from clawgate.clock import Clock
 from clawgate.domain import Attempt, Cooldown, ModelRef, Usage
@@ -70,6 +73,8 @@ class RoutingPolicy:
     cooldown_windows_s: tuple[float, ...] = (60.0, 300.0, 1500.0, 3600.0)
     # An overload (503/529) is often over in seconds: a short first rest, growing likewise.
     overload_windows_s: tuple[float, ...] = (10.0, 30.0, 120.0, 300.0)
+    # A rate limit that says to retry within this many seconds is waited out, not rested.
+    wait_retry_after_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,7 @@ class Trail:
     attempts: list[Attempt] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     calling: tuple[ModelRef, str] | None = None  # (model, auth profile) streaming now
+    deadline: datetime | None = None  # the run's: no wait for a retry-after goes past it
 
     def tried(self, model: ModelRef, profile: str, outcome: str, error: str | None = None
               ) -> None:
@@ -201,16 +207,39 @@ class Router:
                 trail.tried(model, profile, error.kind, str(error))
                 if started or isinstance(error, _RAISE):
                     raise
-                if isinstance(error, _MOVE_ON_AND_REST):
-                    await self._rest(model, profile, error)
-                    raise _Declined(error) from error
-                if isinstance(error, _MOVE_ON) or attempt == self.policy.retries:
-                    raise _Declined(error) from error
-                await self._sleep(self._backoff(attempt))
+                await self._sleep(await self._pause(model, profile, error, attempt, trail))
                 continue
             trail.tried(model, profile, "answered")
             await self._forgive(model, profile)
             return
+
+    async def _pause(
+        self, model: ModelRef, profile: str, error: ProviderError, attempt: int, trail: Trail,
+    ) -> float:
+        """Seconds to wait before trying the candidate again; raises ``_Declined`` when the
+        next candidate should be tried instead."""
+        last = attempt == self.policy.retries
+        wait = self._retry_after_wait(error, trail.deadline)
+        if wait is not None and not last:
+            return wait
+        if isinstance(error, _MOVE_ON_AND_REST):
+            await self._rest(model, profile, error)
+            raise _Declined(error) from error
+        if isinstance(error, _MOVE_ON) or last:
+            raise _Declined(error) from error
+        return self._backoff(attempt)
+
+    def _retry_after_wait(self, error: ProviderError, deadline: datetime | None) -> float | None:
+        """The provider's ``retry-after`` when it is short enough to wait out, and ends
+        before the run's deadline."""
+        if not isinstance(error, RateLimited) or error.retry_after is None:
+            return None
+        wait = error.retry_after
+        if wait > self.policy.wait_retry_after_s:
+            return None
+        if deadline is not None and self._clock.now() + timedelta(seconds=wait) >= deadline:
+            return None
+        return wait
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.policy.backoff_cap_s, self.policy.backoff_s * 2.0**attempt)

@@ -95,7 +95,7 @@ class Exchange:
     body: dict[str, Any]
     behaviour: Behaviour
     closed_by_client: asyncio.Event = field(default_factory=asyncio.Event)
-    completed: asyncio.Event = field(default_factory=asyncio.Event)
+    completed: asyncio.Event = field(default_factory=asyncio.Event)  # the answer was all sent
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -245,6 +245,7 @@ class _Responder:
         behaviour = self.x.behaviour
         if isinstance(behaviour, Fail):
             await self._error(behaviour)
+            self.x.completed.set()
             return True
         if isinstance(behaviour, Reply) and not self.x.streamed:
             await self._json(200, _formats[self.x.api].message(behaviour, self.x.model))
