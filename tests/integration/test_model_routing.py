@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 
 from clawgate.domain import Role, RunStatus, Usage
+from clawgate.providers.base import estimate_tokens
 from clawgate.runtime.bus import ReplyDelta, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime
 from clawgate.testing.model_server import (
@@ -49,6 +50,20 @@ async def _attempts(runtime: Runtime, outcome: MessageOutcome) -> list[tuple[str
 
 async def _closed(exchange: Exchange) -> None:
     await asyncio.wait_for(exchange.closed_by_client.wait(), 3)
+
+
+def _estimate(exchange: Exchange, streamed: str) -> Usage:
+    """The tokens clawgate estimates for a call the provider never reported."""
+    sent = sum(estimate_tokens(m["content"]) for m in exchange.body["messages"])
+    return Usage(sent, estimate_tokens(streamed))
+
+
+async def _usage_of(runtime: Runtime, outcome: MessageOutcome) -> tuple[Usage, Usage]:
+    """The tokens recorded on the run, and on its session."""
+    session = await runtime.store.get_session("s1")
+    assert outcome.run is not None
+    assert session is not None
+    return outcome.run.usage, session.usage
 
 
 async def test_a_streamed_reply_is_recorded_with_who_answered_and_the_usage(
@@ -336,6 +351,38 @@ async def test_input_tokens_reported_before_a_stop_count_on_the_run_and_session(
     assert session.usage == Usage(120, 1)
 
 
+@pytest.mark.parametrize("end", [RunStatus.KILLED, RunStatus.TIMEOUT])
+async def test_an_openai_stream_cut_short_counts_estimated_tokens_on_the_run_and_session(
+    world: World, end: RunStatus
+) -> None:
+    runtime = await world.runtime(run_timeout_s=10)
+    world.server.script(Hang(("Once", " upon")))  # usage would only come in the last chunk
+    deltas = runtime.subscribe("s1")
+    accepted = await runtime.send("s1", "tell me a long story " + "z" * 4000)
+    seen = ""
+    while seen != "Once upon":
+        event = await asyncio.wait_for(deltas.get(), 5)
+        if isinstance(event, ReplyDelta):
+            seen += event.text
+    await _end(runtime, world, end)
+    outcome = await runtime.wait_for(accepted.message.id, within=5)
+    assert outcome.run is not None
+    assert outcome.run.status is end
+    estimate = _estimate(world.server.exchanges[0], "Once upon")
+    assert estimate.input_tokens > 1000
+    assert await _usage_of(runtime, outcome) == (estimate, estimate)
+
+
+async def test_a_reply_from_a_server_that_never_reports_usage_counts_an_estimate(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.script(Fail(500, "oops"), Reply("all good here", reports_usage=False))
+    outcome = await _ask(runtime)
+    estimate = _estimate(world.server.exchanges[1], "all good here")
+    assert await _usage_of(runtime, outcome) == (estimate, estimate)  # the 500 cost nothing
+
+
 async def test_tokens_spent_compacting_count_on_a_run_that_then_fails(world: World) -> None:
     runtime = await world.runtime()
     await _ask(runtime, "first question")
@@ -395,6 +442,8 @@ async def test_a_stream_that_breaks_after_text_fails_the_run_and_keeps_the_text(
     assert outcome.reply == "Hal"
     assert len(world.server.exchanges) == 1  # text was shown: no retry, no failover
     assert [o for _, _, o in await _attempts(runtime, outcome)] == ["unavailable"]
+    estimate = _estimate(world.server.exchanges[0], "Hal")  # no usage chunk came: estimated
+    assert await _usage_of(runtime, outcome) == (estimate, estimate)
 
 
 async def test_a_cooldown_survives_a_restart(world: World) -> None:

@@ -19,7 +19,9 @@ first token of a reply:
 
 After the first token nothing is retried (the user has seen the text): the error is raised.
 Every try is written to a ``Trail``, which the run records: the attempts, the call in flight
-(so a run stopped mid-reply can name it) and every token the providers reported.
+(so a run stopped mid-reply can name it) and every token the providers reported, or an
+estimate for a call that ended without a report (OpenAI-compatible servers report only in
+their last chunk, which a stopped, timed-out or broken stream never gets to).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from clawgate.providers.base import (
     StreamEvent,
     TextDelta,
     UsageReport,
+    estimate_input,
+    estimate_tokens,
 )
 from clawgate.store.protocol import Store
 
@@ -195,17 +199,14 @@ class Router:
         request = ModelRequest(model.model, messages, self.providers[
             model.provider].max_output_tokens)
         for attempt in range(self.policy.retries + 1):
-            started = False
+            call = _Call(request)
             trail.calling = (model, profile)
             try:
-                async for event in adapter.stream(request):
-                    started = started or isinstance(event, TextDelta)
-                    if isinstance(event, UsageReport):
-                        trail.usage += event.usage
+                async for event in _counted(adapter, call, trail):
                     yield event
             except ProviderError as error:
                 trail.tried(model, profile, error.kind, str(error))
-                if started or isinstance(error, _RAISE):
+                if call.text or isinstance(error, _RAISE):
                     raise
                 await self._sleep(await self._pause(model, profile, error, attempt, trail))
                 continue
@@ -303,6 +304,47 @@ class _Declined(Exception):
 
     def __init__(self, error: ProviderError) -> None:
         self.error = error
+
+
+@dataclass
+class _Call:
+    """One call of one candidate: the text it streamed, and whether it reported its tokens."""
+
+    request: ModelRequest
+    text: list[str] = field(default_factory=list)
+    reported: bool = False
+
+    def estimate(self) -> Usage:
+        return Usage(estimate_input(self.request), estimate_tokens("".join(self.text)))
+
+
+async def _counted(adapter: Provider, call: _Call, trail: Trail) -> AsyncIterator[StreamEvent]:
+    """``adapter``'s stream, its tokens counted into ``trail`` as they are reported.
+
+    A call that ends without a report counts an estimate instead: one that answered (a
+    server that never reports), one stopped or timed out (cancelled), and one that broke
+    after some text. A call refused before any text cost nothing.
+    """
+    try:
+        async for event in adapter.stream(call.request):
+            if isinstance(event, TextDelta):
+                call.text.append(event.text)
+            elif isinstance(event, UsageReport):
+                call.reported = True
+                trail.usage += event.usage
+            yield event
+    except ProviderError:
+        if call.text and not call.reported:
+            trail.usage += call.estimate()
+        raise
+    except BaseException:  # cancelled (stop, timeout, shutdown) or closed: count, go on ending
+        if not call.reported:
+            trail.usage += call.estimate()
+        raise
+    if not call.reported:
+        estimate = call.estimate()
+        trail.usage += estimate
+        yield UsageReport(estimate)
 
 
 def _key(model: ModelRef, profile: str) -> str:

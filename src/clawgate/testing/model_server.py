@@ -43,6 +43,7 @@ class Reply:
     input_tokens: int = 11
     output_tokens: int = 7
     cached_tokens: int = 0
+    reports_usage: bool = True  # False: an OpenAI stream without its usage chunk (some servers)
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,8 @@ class _OpenAIFormat:
     def closing(reply: Reply, model: str) -> str:
         finish = _chunk(model, {}, finish="stop")
         usage = {**_chunk(model, None), "choices": [], "usage": _openai_usage(reply)}
-        return _sse(finish) + _sse(usage) + "data: [DONE]\n\n"
+        reported = _sse(usage) if reply.reports_usage else ""
+        return _sse(finish) + reported + "data: [DONE]\n\n"
 
     @staticmethod
     def malformed() -> str:
