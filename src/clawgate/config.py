@@ -52,6 +52,7 @@ retries = 2                    # extra tries of one model after a transient erro
 backoff_ms = 500               # the first wait between them (doubles, with jitter)
 cooldown_minutes = [1, 5, 25, 60]  # how long a failing key rests, growing per failure
 overload_seconds = [10, 30, 120, 300]  # how long an overloaded provider rests, likewise
+wait_retry_after_seconds = 5   # a rate limit asking for at most this wait is waited out
 
 [runtime]
 lease_seconds = 15             # how long an owner's claim on a run lasts without renewal
@@ -195,7 +196,7 @@ def _models(models: Table, names: list[str], root: Table) -> tuple[ModelRef, Rou
                       for text in models.strings("fallbacks"))
     models.done()
     routing = root.table("routing", ("retries", "backoff_ms", "cooldown_minutes",
-                                     "overload_seconds"))
+                                     "overload_seconds", "wait_retry_after_seconds"))
     policy = RoutingPolicy(
         fallbacks=fallbacks, aliases=aliases,
         retries=routing.integer("retries", 2, 0, 10),
@@ -204,6 +205,7 @@ def _models(models: Table, names: list[str], root: Table) -> tuple[ModelRef, Rou
             "cooldown_minutes", [1, 5, 25, 60], 0, 1440)),
         overload_windows_s=tuple(routing.numbers(
             "overload_seconds", [10, 30, 120, 300], 0, 86_400)),
+        wait_retry_after_s=routing.number("wait_retry_after_seconds", 5, 0, 60),
     )
     routing.done()
     return default, policy

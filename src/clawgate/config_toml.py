@@ -232,6 +232,14 @@ class Table:
             self.fail(key, f"must be between {low} and {high}, got {value}")
         return int(value)
 
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        value = self.data.pop(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(key, f"expected a number, got {_kind(value)}")
+        if not low <= value <= high:
+            self.fail(key, f"must be between {low:g} and {high:g}, got {value:g}")
+        return float(value)
+
     def numbers(self, key: str, default: list[float], low: float, high: float) -> list[float]:
         value = self.data.pop(key, default)
         if not isinstance(value, list) or not value or not all(

@@ -202,12 +202,22 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class Cooldown:
-    """An auth profile resting after failures; ``failures`` grows the next window."""
+    """An auth profile resting after failures; ``failures`` grows the next window.
+
+    A refused key or a billing problem rests the whole key (``model`` is None); a rate limit
+    or an overload rests only the model that met it, since providers limit each model apart.
+    """
 
     profile_key: str  # "provider:profile"
     until: datetime
     failures: int
     reason: str
+    model: str | None = None  # the model's name at its provider; None: every model
+
+    @property
+    def label(self) -> str:
+        """What rests, for people: ``openai:work``, or ``gpt-4o on openai:work``."""
+        return self.profile_key if self.model is None else f"{self.model} on {self.profile_key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,7 +575,8 @@ def delivery_text(status: RunStatus, reply: str, error: str | None) -> str | Non
 def cooldown_window(
     failures: int, windows: Sequence[float], retry_after: float | None
 ) -> float:
-    """Seconds an auth profile rests after its ``failures``-th failure in a row.
+    """Seconds an auth profile (or one model on it) rests after its ``failures``-th failure
+    in a row.
 
     When the provider said how long (``retry-after``), that is the rest; otherwise the
     windows grow with each failure in a row.

@@ -29,6 +29,10 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="milliseconds")
 
 
+def _seconds(value: datetime) -> str:
+    return value.isoformat(timespec="seconds")
+
+
 def session_row(summary: SessionSummary, defaults: RuntimeSettings) -> Json:
     """The session row: status is the latest run's, or ``idle``; the model and the queue
     settings are the ones in force (the session's own choice, or the default)."""
@@ -125,28 +129,31 @@ def event_row(event: StoredEvent) -> Json:
 
 
 def model_listing(settings: Settings, resting: list[Cooldown]) -> dict[str, Any]:
-    rest = {c.profile_key: c for c in resting}
     routing = settings.runtime.routing
     return {
         "default": str(settings.runtime.default_model),
         "fallbacks": [str(m) for m in routing.fallbacks],
         "aliases": {name: str(model) for name, model in sorted(routing.aliases.items())},
-        "providers": [_provider_row(p, rest) for p in settings.providers],
+        "providers": [_provider_row(p, resting) for p in settings.providers],
     }
 
 
-def _provider_row(config: ProviderConfig, rest: dict[str, Cooldown]) -> dict[str, Any]:
+def _provider_row(config: ProviderConfig, resting: list[Cooldown]) -> dict[str, Any]:
     if isinstance(config, EchoConfig):
         return {"name": config.name, "kind": "echo", "baseUrl": None, "models": [],
                 "profiles": [{"name": "default", "key": "none", "keySource": "none"}]}
     profiles = []
     for profile in config.profiles:
-        cooldown = rest.get(f"{config.name}:{profile.name}")
+        mine = [c for c in resting if c.profile_key == f"{config.name}:{profile.name}"]
+        whole = next((c for c in mine if c.model is None), None)
         key = _key_state(profile)
         profiles.append({
             "name": profile.name, "keySource": profile.source, "key": key,
-            "restingUntil": cooldown.until.isoformat(timespec="seconds") if cooldown else None,
-            "restReason": cooldown.reason if cooldown else None,
+            "restingUntil": _seconds(whole.until) if whole else None,
+            "restReason": whole.reason if whole else None,
+            "restingModels": [
+                {"model": c.model, "until": _seconds(c.until), "reason": c.reason}
+                for c in sorted(mine, key=lambda c: c.model or "") if c.model is not None],
         })
     return {"name": config.name, "kind": str(config.kind),
             "baseUrl": config.base_url or "(the provider's default)",

@@ -184,22 +184,32 @@ def test_a_chat_command_that_fails_says_why_and_the_chat_goes_on(
     assert "Traceback" not in done.stderr
 
 
-def test_models_list_shows_profiles_keys_and_rest(
+def test_models_list_shows_profiles_keys_and_what_rests(
     home_with_models: Home, server: FakeModelServer
 ) -> None:
     server.on_key(WORK_KEY, Fail(429, "slow down", retry_after=300))
+    server.on_key(CLAUDE_KEY, Fail(401, "bad key"))
     home_with_models.run("agent", "-m", "hi")
     listing = home_with_models.json("models", "list")
     assert listing["default"] == "openai/gpt-test"
     assert listing["fallbacks"] == ["claude/claude-test"]
     assert listing["aliases"] == {"smart": "claude/claude-test"}
-    openai = next(p for p in listing["providers"] if p["name"] == "openai")
-    work, spare = openai["profiles"]
+    providers = {p["name"]: p for p in listing["providers"]}
+    work, spare = providers["openai"]["profiles"]
     assert (work["key"], spare["key"]) == ("set", "missing")
-    assert work["restingUntil"] is not None
-    assert "rate_limited" in work["restReason"]
+    assert work["restingUntil"] is None  # a rate limit rests the model, not the key
+    [limited] = work["restingModels"]
+    assert limited["model"] == "gpt-test"
+    assert limited["until"] is not None
+    assert "rate_limited" in limited["reason"]
+    [claude] = providers["claude"]["profiles"]
+    assert claude["restingUntil"] is not None  # a refused key rests for every model
+    assert "auth" in claude["restReason"]
+    assert claude["restingModels"] == []
     text = home_with_models.run("models", "list").stdout
     assert "spare (env TEST_SPARE_KEY: missing)" in text
+    assert "work (env TEST_WORK_KEY: set), gpt-test resting until 20" in text
+    assert "default (env TEST_CLAUDE_KEY: set) resting until 20" in text
 
 
 def test_models_test_reports_latency_and_reply_or_the_failure(

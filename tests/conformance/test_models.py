@@ -87,6 +87,22 @@ async def test_cooldowns_grow_with_each_failure_and_success_forgives(
     assert again.failures == 1
 
 
+async def test_a_model_rests_apart_from_its_key_and_an_answer_forgives_only_its_own(
+    store: Store,
+) -> None:
+    await store.record_cooldown("openai:work", "rate limited", WINDOWS, None, model="gpt-a")
+    await store.record_cooldown("openai:work", "rate limited", WINDOWS, None, model="gpt-b")
+    whole = await store.record_cooldown("openai:work", "auth", WINDOWS, None)
+    again = await store.record_cooldown("openai:work", "rate limited", WINDOWS, None, "gpt-a")
+    assert (whole.model, whole.failures) == (None, 1)  # counted apart from the models'
+    assert (again.model, again.failures) == ("gpt-a", 2)
+    assert {(c.profile_key, c.model) for c in await store.cooldowns()} == {
+        ("openai:work", None), ("openai:work", "gpt-a"), ("openai:work", "gpt-b")}
+
+    await store.clear_cooldown("openai:work", "gpt-b")  # gpt-b answered on this key
+    assert [(c.model, c.failures) for c in await store.cooldowns()] == [("gpt-a", 2)]
+
+
 async def test_cooldown_windows_stop_growing_at_the_last_one(store: Store) -> None:
     for _ in range(6):
         last = await store.record_cooldown("p:x", "overloaded", WINDOWS, None)

@@ -7,6 +7,7 @@ model is the fallback of the default ``openai/gpt-test``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from clawgate.domain import ModelRef
@@ -21,6 +22,7 @@ from clawgate.testing.model_server import FakeModelServer
 
 WORK, HOME, CLAUDE_KEY = "sk-work-1111111111", "sk-home-2222222222", "sk-ant-3333333333"
 GPT = ModelRef("openai", "gpt-test")
+GPT_OTHER = ModelRef("openai", "gpt-other")  # another model on the same keys
 CLAUDE = ModelRef("anthropic", "claude-test")
 
 
@@ -33,7 +35,7 @@ class World:
 
     async def runtime(
         self, timeout_s: float = 5.0, window: int = 128_000, system_prompt: str = "",
-        fallbacks: tuple[ModelRef, ...] = (CLAUDE,),
+        fallbacks: tuple[ModelRef, ...] = (CLAUDE,), run_timeout_s: float = 600,
     ) -> Runtime:
         providers = build([
             HttpProviderSettings("openai", ProviderKind.OPENAI,
@@ -47,6 +49,7 @@ class World:
         settings = RuntimeSettings(
             default_model=GPT, poll_interval=0.01, system_prompt=system_prompt,
             routing=RoutingPolicy(fallbacks=fallbacks, backoff_s=0.01),
+            run_timeout=timedelta(seconds=run_timeout_s),
         )
         store = await SqliteStore.open(self.path, self.clock)
         runtime = Runtime(store, providers, settings)

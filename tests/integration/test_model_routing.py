@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 
 from clawgate.domain import Role, RunStatus, Usage
+from clawgate.providers.base import estimate_tokens
 from clawgate.runtime.bus import ReplyDelta, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime
 from clawgate.testing.model_server import (
@@ -25,7 +26,15 @@ from clawgate.testing.model_server import (
     Reset,
     StreamError,
 )
-from tests.integration.model_world import CLAUDE, CLAUDE_KEY, GPT, HOME, WORK, World
+from tests.integration.model_world import (
+    CLAUDE,
+    CLAUDE_KEY,
+    GPT,
+    GPT_OTHER,
+    HOME,
+    WORK,
+    World,
+)
 
 
 async def _ask(runtime: Runtime, text: str = "hello") -> MessageOutcome:
@@ -41,6 +50,20 @@ async def _attempts(runtime: Runtime, outcome: MessageOutcome) -> list[tuple[str
 
 async def _closed(exchange: Exchange) -> None:
     await asyncio.wait_for(exchange.closed_by_client.wait(), 3)
+
+
+def _estimate(exchange: Exchange, streamed: str) -> Usage:
+    """The tokens clawgate estimates for a call the provider never reported."""
+    sent = sum(estimate_tokens(m["content"]) for m in exchange.body["messages"])
+    return Usage(sent, estimate_tokens(streamed))
+
+
+async def _usage_of(runtime: Runtime, outcome: MessageOutcome) -> tuple[Usage, Usage]:
+    """The tokens recorded on the run, and on its session."""
+    session = await runtime.store.get_session("s1")
+    assert outcome.run is not None
+    assert session is not None
+    return outcome.run.usage, session.usage
 
 
 async def test_a_streamed_reply_is_recorded_with_who_answered_and_the_usage(
@@ -88,6 +111,55 @@ async def test_an_overload_rests_the_profile_briefly_at_first_then_longer(
     assert second.until == world.clock.now() + timedelta(seconds=30)
 
 
+async def test_a_rate_limit_rests_only_that_model_and_another_model_s_answer_keeps_it(
+    world: World,
+) -> None:
+    runtime = await world.runtime(fallbacks=(GPT_OTHER, CLAUDE))
+    world.server.on_model("gpt-test", Fail(429, "slow down", retry_after=60))
+    first = await _ask(runtime)
+    assert first.run is not None
+    assert (first.run.model, first.run.profile) == (GPT_OTHER, "work")  # the same key
+
+    again = await _ask(runtime, "again")
+    assert await _attempts(runtime, again) == [
+        ("openai/gpt-test", "work", "cooling_down"), ("openai/gpt-test", "home", "cooling_down"),
+        ("openai/gpt-other", "work", "answered")]
+    assert len(world.server.requests_for("gpt-test")) == 2  # not called again while it rests
+    rests = await runtime.router.cooldowns()
+    assert {(c.profile_key, c.model) for c in rests} == {
+        ("openai:work", "gpt-test"), ("openai:home", "gpt-test")}
+    assert {c.until for c in rests} == {world.clock.now() + timedelta(seconds=60)}
+
+
+async def test_a_refused_key_rests_for_every_model_from_the_same_turn_on(world: World) -> None:
+    runtime = await world.runtime(fallbacks=(GPT_OTHER, CLAUDE))
+    world.server.on_key(WORK, Fail(401, "bad key"))
+    world.server.on_key(HOME, Fail(401, "bad key"))
+    outcome = await _ask(runtime)
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "auth"), ("openai/gpt-test", "home", "auth"),
+        ("openai/gpt-other", "work", "cooling_down"), ("openai/gpt-other", "home", "cooling_down"),
+        ("anthropic/claude-test", "default", "answered")]
+    assert [e.model for e in world.server.exchanges] == ["gpt-test", "gpt-test", "claude-test"]
+    assert {(c.profile_key, c.model) for c in await runtime.router.cooldowns()} == {
+        ("openai:work", None), ("openai:home", None)}
+
+
+async def test_an_answer_forgives_its_own_model_and_key_but_not_another_model(
+    world: World,
+) -> None:
+    runtime = await world.runtime(fallbacks=(GPT_OTHER, CLAUDE))
+    world.server.on_model("gpt-other", Fail(429, "slow down", retry_after=60))
+    world.server.on_model("gpt-test", Fail(429, "slow down", retry_after=30))
+    await _ask(runtime)  # both models rest on both keys; claude answers
+    world.clock.advance(31)  # gpt-test's rest is over, gpt-other's is not
+    world.server.on_model("gpt-test", Reply("back"))
+    assert (await _ask(runtime, "again")).reply == "back"
+    rests = await runtime.router.cooldowns()
+    assert {(c.profile_key, c.model) for c in rests} == {
+        ("openai:work", "gpt-other"), ("openai:home", "gpt-other")}
+
+
 async def test_refused_keys_fail_over_to_the_next_model(world: World) -> None:
     runtime = await world.runtime()
     world.server.on_key(WORK, Fail(401, "bad key"))
@@ -111,6 +183,61 @@ async def test_a_server_error_then_success_is_retried_on_the_same_profile(
         ("openai/gpt-test", "work", "unavailable"), ("openai/gpt-test", "work", "answered")]
     assert len(world.server.exchanges) == 2
     assert await runtime.store.cooldowns() == []
+
+
+async def test_a_short_retry_after_is_waited_out_and_the_same_key_answers(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.script(Fail(429, "Please try again in 150ms.", retry_after=0.15))
+    outcome = await _ask(runtime)
+    assert outcome.reply == "reply to: hello"
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "rate_limited"), ("openai/gpt-test", "work", "answered")]
+    assert [e.api_key for e in world.server.exchanges] == [WORK, WORK]
+    assert await runtime.store.cooldowns() == []  # nothing rests: the next turn is served
+    assert (await _ask(runtime, "again")).reply == "reply to: again"
+
+
+async def test_waiting_out_retry_after_counts_as_a_retry_then_the_key_rests(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(429, "Please try again in 10ms.", retry_after=0.01))
+    outcome = await _ask(runtime)
+    assert await _attempts(runtime, outcome) == [
+        *[("openai/gpt-test", "work", "rate_limited")] * 3,  # two retries, as configured
+        ("openai/gpt-test", "home", "answered")]
+    [rest] = await runtime.store.cooldowns()
+    assert (rest.profile_key, rest.model) == ("openai:work", "gpt-test")
+
+
+@pytest.mark.parametrize(("retry_after", "run_timeout_s"), [(20, 600), (3, 2)])
+async def test_a_retry_after_too_long_or_past_the_deadline_is_not_waited_for(
+    world: World, retry_after: float, run_timeout_s: float
+) -> None:
+    runtime = await world.runtime(run_timeout_s=run_timeout_s)
+    world.server.script(Fail(429, "slow down", retry_after=retry_after))
+    outcome = await _ask(runtime)
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "rate_limited"), ("openai/gpt-test", "home", "answered")]
+
+
+@pytest.mark.parametrize("end", [RunStatus.KILLED, RunStatus.TIMEOUT])
+async def test_stop_and_timeout_end_the_run_at_once_while_it_waits_out_a_retry_after(
+    world: World, end: RunStatus
+) -> None:
+    runtime = await world.runtime(run_timeout_s=10)
+    world.server.script(Fail(429, "Please try again in 4s.", retry_after=4))
+    accepted = await runtime.send("s1", "hello")
+    await _until(lambda: any(e.completed.is_set() for e in world.server.exchanges))
+    await asyncio.sleep(0.3)  # moving on to the next key would have happened by now
+    assert len(world.server.exchanges) == 1  # it waits instead
+    await _end(runtime, world, end)
+    outcome = await runtime.wait_for(accepted.message.id, within=2)  # well before the 4 s
+    assert outcome.run is not None
+    assert outcome.run.status is end
+    assert len(world.server.exchanges) == 1
 
 
 async def test_a_model_that_keeps_failing_gives_way_to_the_fallback(world: World) -> None:
@@ -224,6 +351,38 @@ async def test_input_tokens_reported_before_a_stop_count_on_the_run_and_session(
     assert session.usage == Usage(120, 1)
 
 
+@pytest.mark.parametrize("end", [RunStatus.KILLED, RunStatus.TIMEOUT])
+async def test_an_openai_stream_cut_short_counts_estimated_tokens_on_the_run_and_session(
+    world: World, end: RunStatus
+) -> None:
+    runtime = await world.runtime(run_timeout_s=10)
+    world.server.script(Hang(("Once", " upon")))  # usage would only come in the last chunk
+    deltas = runtime.subscribe("s1")
+    accepted = await runtime.send("s1", "tell me a long story " + "z" * 4000)
+    seen = ""
+    while seen != "Once upon":
+        event = await asyncio.wait_for(deltas.get(), 5)
+        if isinstance(event, ReplyDelta):
+            seen += event.text
+    await _end(runtime, world, end)
+    outcome = await runtime.wait_for(accepted.message.id, within=5)
+    assert outcome.run is not None
+    assert outcome.run.status is end
+    estimate = _estimate(world.server.exchanges[0], "Once upon")
+    assert estimate.input_tokens > 1000
+    assert await _usage_of(runtime, outcome) == (estimate, estimate)
+
+
+async def test_a_reply_from_a_server_that_never_reports_usage_counts_an_estimate(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    world.server.script(Fail(500, "oops"), Reply("all good here", reports_usage=False))
+    outcome = await _ask(runtime)
+    estimate = _estimate(world.server.exchanges[1], "all good here")
+    assert await _usage_of(runtime, outcome) == (estimate, estimate)  # the 500 cost nothing
+
+
 async def test_tokens_spent_compacting_count_on_a_run_that_then_fails(world: World) -> None:
     runtime = await world.runtime()
     await _ask(runtime, "first question")
@@ -283,6 +442,8 @@ async def test_a_stream_that_breaks_after_text_fails_the_run_and_keeps_the_text(
     assert outcome.reply == "Hal"
     assert len(world.server.exchanges) == 1  # text was shown: no retry, no failover
     assert [o for _, _, o in await _attempts(runtime, outcome)] == ["unavailable"]
+    estimate = _estimate(world.server.exchanges[0], "Hal")  # no usage chunk came: estimated
+    assert await _usage_of(runtime, outcome) == (estimate, estimate)
 
 
 async def test_a_cooldown_survives_a_restart(world: World) -> None:
@@ -313,6 +474,15 @@ async def test_every_candidate_resting_fails_fast_and_says_until_when(world: Wor
     assert outcome.run is not None
     assert "resting after failures" in (outcome.run.error or "")
     assert len(world.server.exchanges) == calls
+
+
+async def _end(runtime: Runtime, world: World, end: RunStatus) -> None:
+    """Stop the run in progress, or let its deadline (10 s, within the lease) pass."""
+    if end is RunStatus.KILLED:
+        await runtime.stop("s1")
+    else:
+        world.clock.advance(10)
+        await runtime.tick()
 
 
 async def _first_text(events: Subscription) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clawgate.domain import TRANSITIONS, DropReason, NewInbound, RunStatus
+from clawgate.domain import TRANSITIONS, Cooldown, DropReason, NewInbound, RunStatus
 from clawgate.errors import SchemaTooNew, StoreCorrupt
 from clawgate.store.sqlite import SqliteStore
 from clawgate.store.sqlite_schema import migrations, statements
@@ -148,18 +148,24 @@ async def test_migrations_apply_once_and_reopening_changes_nothing(
     await second.close()
 
 
-async def test_an_older_database_is_upgraded_with_its_messages_and_their_fates(
-    tmp_path: Path, clock: ManualClock
-) -> None:
-    path = tmp_path / "v4.db"
+def _database_at(path: Path, version: int) -> sqlite3.Connection:
+    """A database as an older clawgate left it: the migrations up to ``version``."""
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
                 " applied_at TEXT NOT NULL)")
-    for migration in [m for m in migrations() if m.version <= 4]:
+    for migration in [m for m in migrations() if m.version <= version]:
         for statement in statements(migration.sql):
             raw.execute(statement)
         raw.execute("INSERT INTO schema_migrations VALUES (?, ?, '2026-11-01')",
                     (migration.version, migration.name))
+    return raw
+
+
+async def test_an_older_database_is_upgraded_with_its_messages_and_their_fates(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "v4.db"
+    raw = _database_at(path, 4)
     at = "2026-11-01T00:00:00.000000+00:00"
     raw.execute("INSERT INTO sessions (id, key, created_at, updated_at) VALUES"
                 " ('ses_old', 'tg:1', ?, ?)", (at, at))
@@ -176,6 +182,23 @@ async def test_an_older_database_is_upgraded_with_its_messages_and_their_fates(
     assert (again.message.id, again.message.reason) == ("msg_old", DropReason.RESET)
     assert not elsewhere.duplicate
     assert await store.audit() == []
+    await store.close()
+
+
+async def test_a_rest_recorded_before_rests_were_per_model_still_rests_the_whole_key(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "v5.db"
+    raw = _database_at(path, 5)
+    until = clock.now() + timedelta(minutes=5)
+    raw.execute("INSERT INTO cooldowns VALUES ('openai:work', ?, 2, 'auth: bad key', ?)",
+                (until.isoformat(), clock.now().isoformat()))
+    raw.close()
+
+    store = await SqliteStore.open(path, clock)
+    assert await store.cooldowns() == [Cooldown("openai:work", until, 2, "auth: bad key", None)]
+    again = await store.record_cooldown("openai:work", "auth: bad key", (60.0,), None)
+    assert again.failures == 3  # the same rest, counted on
     await store.close()
 
 

@@ -28,6 +28,7 @@ def test_the_default_config_gives_the_documented_defaults() -> None:
     assert settings.runtime.run_timeout == timedelta(seconds=600)
     assert settings.runtime.queue.mode is QueueMode.COLLECT
     assert settings.runtime.queue.drop is DropPolicy.SUMMARIZE
+    assert settings.runtime.routing.wait_retry_after_s == 5.0
     assert settings.database == PATH.parent / "clawgate.db"
     assert parse("", PATH, PATH.parent) == settings
 
@@ -100,6 +101,10 @@ def test_values_are_read() -> None:
          '[runtime]\nlease_seconds = 0\n', 7, "runtime.lease_seconds", "between 1 and"),
         ('[models]\nfallbacks = [\n  "echo/echo",\n]\ncolour = 1\n', 5, "models.colour",
          "unknown key"),
+        ('[routing]\nwait_retry_after_seconds = "soon"\n', 2,
+         "routing.wait_retry_after_seconds", "expected a number"),
+        ('[routing]\nwait_retry_after_seconds = -1\n', 2,
+         "routing.wait_retry_after_seconds", "between 0 and 60"),
     ],
 )
 def test_mistakes_name_file_line_and_key(
@@ -192,6 +197,7 @@ system_prompt = "Be brief."
 retries = 1
 cooldown_minutes = [0.5, 2]
 overload_seconds = [5, 20]
+wait_retry_after_seconds = 1.5
 """
     env = {"WORK_KEY": "sk-work", "ANTHROPIC_API_KEY": "sk-ant"}
     settings = parse(text, PATH, PATH.parent, env)
@@ -213,6 +219,7 @@ overload_seconds = [5, 20]
     assert runtime.routing.aliases["fast"] == ModelRef("openai", "gpt-4o-mini")
     assert runtime.routing.cooldown_windows_s == (30.0, 120.0)
     assert runtime.routing.overload_windows_s == (5.0, 20.0)
+    assert runtime.routing.wait_retry_after_s == 1.5
     assert runtime.system_prompt == "Be brief."
 
 

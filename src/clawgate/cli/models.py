@@ -2,7 +2,8 @@
 
 ``test`` sends one tiny request through every auth profile of the model's provider and says,
 for each, how long the first token took and what came back, or exactly what failed. It does
-not rest a failing key (it is a test), but a key that answers is forgiven its cooldown.
+not rest a failing key (it is a test), but a key that answers is forgiven its cooldown (and
+that model's on it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
                        for name, adapter in router.providers[model.provider].profiles]
             for result in results:
                 if result["ok"]:
-                    await app.store.clear_cooldown(f"{model.provider}:{result['profile']}")
+                    await app.store.clear_cooldown(
+                        f"{model.provider}:{result['profile']}", model.model)
             print(json.dumps(results, indent=2) if args.json else _test_text(results))
             return OK if any(r["ok"] for r in results) else PROBLEM
         finally:
@@ -92,6 +94,8 @@ def _profile_text(profile: dict[str, Any]) -> str:
     text = f"{profile['name']} ({profile['keySource']}: {profile['key']})"
     if profile.get("restingUntil"):
         text += f" resting until {profile['restingUntil']} ({profile['restReason']})"
+    for rest in profile.get("restingModels", ()):
+        text += f", {rest['model']} resting until {rest['until']} ({rest['reason']})"
     return text
 
 

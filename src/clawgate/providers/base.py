@@ -76,3 +76,8 @@ class Provider(Protocol):
 def estimate_tokens(text: str) -> int:
     """A provider-independent token estimate (about four characters a token)."""
     return (len(text) + 3) // 4
+
+
+def estimate_input(request: ModelRequest) -> int:
+    """An estimate of the tokens a request's messages take."""
+    return sum(estimate_tokens(m.content) for m in request.messages)

@@ -21,6 +21,7 @@ from clawgate.providers.base import (
     StreamEvent,
     TextDelta,
     UsageReport,
+    estimate_input,
     estimate_tokens,
 )
 
@@ -70,8 +71,7 @@ class EchoProvider:
             if index and self.chunk_delay_ms:
                 await asyncio.sleep(self.chunk_delay_ms / 1000)
             yield TextDelta(word if index == 0 else " " + word)
-        prompt = sum(estimate_tokens(m.content) for m in request.messages)
-        yield UsageReport(Usage(prompt, estimate_tokens(reply)))
+        yield UsageReport(Usage(estimate_input(request), estimate_tokens(reply)))
 
     async def _maybe_fail(self) -> None:
         match self.fail:

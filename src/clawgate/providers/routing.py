@@ -5,8 +5,13 @@ first token of a reply:
 
 * a transient failure (5xx, broken connection, malformed stream) is retried on the same
   candidate, with jittered, growing waits, then the next candidate is tried;
-* rate limits, refused keys, billing trouble and overload move on at once and rest that
-  profile (a cooldown, persisted, that grows with each failure in a row);
+* a rate limit whose ``retry-after`` is short (and ends before the run's deadline) is waited
+  out and the same candidate tried again, as one of those retries;
+* otherwise rate limits, refused keys, billing trouble and overload move on at once and rest
+  (a cooldown, persisted, that grows with each failure in a row): a refused key or billing
+  trouble rests the whole profile, a rate limit or an overload only that model on it
+  (providers limit each model apart). An answer forgives what rested the candidate that
+  answered: its model on that profile, and the profile itself;
 * a timeout moves on; so does a profile that is not configured (its key is not set), which
   is recorded but not rested: setting the key takes effect on the next turn;
 * a context overflow or a malformed request is raised (no other candidate would do
@@ -14,7 +19,9 @@ first token of a reply:
 
 After the first token nothing is retried (the user has seen the text): the error is raised.
 Every try is written to a ``Trail``, which the run records: the attempts, the call in flight
-(so a run stopped mid-reply can name it) and every token the providers reported.
+(so a run stopped mid-reply can name it) and every token the providers reported, or an
+estimate for a call that ended without a report (OpenAI-compatible servers report only in
+their last chunk, which a stopped, timed-out or broken stream never gets to).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from clawgate.clock import Clock
 from clawgate.domain import Attempt, Cooldown, ModelRef, Usage
@@ -47,10 +55,13 @@ from clawgate.providers.base import (
     StreamEvent,
     TextDelta,
     UsageReport,
+    estimate_input,
+    estimate_tokens,
 )
 from clawgate.store.protocol import Store
 
 _MOVE_ON_AND_REST = (RateLimited, AuthFailed, BillingFailed, Overloaded)
+_REST_THE_MODEL = (RateLimited, Overloaded)  # the others rest the whole key
 _MOVE_ON = (ProviderTimeout, NotConfigured)
 _RAISE = (ContextOverflow, ProviderFatal)
 COOLDOWN_CACHE_S = 1.0
@@ -66,6 +77,8 @@ class RoutingPolicy:
     cooldown_windows_s: tuple[float, ...] = (60.0, 300.0, 1500.0, 3600.0)
     # An overload (503/529) is often over in seconds: a short first rest, growing likewise.
     overload_windows_s: tuple[float, ...] = (10.0, 30.0, 120.0, 300.0)
+    # A rate limit that says to retry within this many seconds is waited out, not rested.
+    wait_retry_after_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,7 @@ class Trail:
     attempts: list[Attempt] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     calling: tuple[ModelRef, str] | None = None  # (model, auth profile) streaming now
+    deadline: datetime | None = None  # the run's: no wait for a retry-after goes past it
 
     def tried(self, model: ModelRef, profile: str, outcome: str, error: str | None = None
               ) -> None:
@@ -116,7 +130,7 @@ class Router:
         self._store = store
         self._clock = clock
         self._sleep = sleep
-        self._cooldowns: dict[str, Cooldown] = {}
+        self._cooldowns: dict[tuple[str, str | None], Cooldown] = {}  # (profile, model)
         self._cooldowns_read = -COOLDOWN_CACHE_S
 
     # --- names -------------------------------------------------------------------------
@@ -158,15 +172,16 @@ class Router:
         self, chain: Sequence[ModelRef], messages: tuple[ChatMessage, ...], trail: Trail,
     ) -> AsyncIterator[StreamEvent]:
         """The first candidate that answers streams its reply; ``trail`` records every try."""
-        resting = await self._resting()
+        await self._refresh()
         candidates = [(m, name, adapter) for m in chain
                       for name, adapter in self.providers[m.provider].profiles]
-        if candidates and all(_key(m, p) in resting for m, p, _ in candidates):
-            raise _all_resting(candidates, resting)
+        rests = [self._rest_of(m, p) for m, p, _ in candidates]
+        if candidates and all(rests):
+            raise _all_resting([r for r in rests if r is not None])
         last: ProviderError | None = None
         for model, profile, adapter in candidates:
-            if _key(model, profile) in resting:
-                cooldown = resting[_key(model, profile)]
+            cooldown = self._rest_of(model, profile)  # this turn's own failures count too
+            if cooldown is not None:
                 trail.tried(model, profile, "cooling_down", cooldown.reason)
                 continue
             try:
@@ -184,28 +199,48 @@ class Router:
         request = ModelRequest(model.model, messages, self.providers[
             model.provider].max_output_tokens)
         for attempt in range(self.policy.retries + 1):
-            started = False
+            call = _Call(request)
             trail.calling = (model, profile)
             try:
-                async for event in adapter.stream(request):
-                    started = started or isinstance(event, TextDelta)
-                    if isinstance(event, UsageReport):
-                        trail.usage += event.usage
+                async for event in _counted(adapter, call, trail):
                     yield event
             except ProviderError as error:
                 trail.tried(model, profile, error.kind, str(error))
-                if started or isinstance(error, _RAISE):
+                if call.text or isinstance(error, _RAISE):
                     raise
-                if isinstance(error, _MOVE_ON_AND_REST):
-                    await self._rest(model, profile, error)
-                    raise _Declined(error) from error
-                if isinstance(error, _MOVE_ON) or attempt == self.policy.retries:
-                    raise _Declined(error) from error
-                await self._sleep(self._backoff(attempt))
+                await self._sleep(await self._pause(model, profile, error, attempt, trail))
                 continue
             trail.tried(model, profile, "answered")
             await self._forgive(model, profile)
             return
+
+    async def _pause(
+        self, model: ModelRef, profile: str, error: ProviderError, attempt: int, trail: Trail,
+    ) -> float:
+        """Seconds to wait before trying the candidate again; raises ``_Declined`` when the
+        next candidate should be tried instead."""
+        last = attempt == self.policy.retries
+        wait = self._retry_after_wait(error, trail.deadline)
+        if wait is not None and not last:
+            return wait
+        if isinstance(error, _MOVE_ON_AND_REST):
+            await self._rest(model, profile, error)
+            raise _Declined(error) from error
+        if isinstance(error, _MOVE_ON) or last:
+            raise _Declined(error) from error
+        return self._backoff(attempt)
+
+    def _retry_after_wait(self, error: ProviderError, deadline: datetime | None) -> float | None:
+        """The provider's ``retry-after`` when it is short enough to wait out, and ends
+        before the run's deadline."""
+        if not isinstance(error, RateLimited) or error.retry_after is None:
+            return None
+        wait = error.retry_after
+        if wait > self.policy.wait_retry_after_s:
+            return None
+        if deadline is not None and self._clock.now() + timedelta(seconds=wait) >= deadline:
+            return None
+        return wait
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.policy.backoff_cap_s, self.policy.backoff_s * 2.0**attempt)
@@ -213,30 +248,48 @@ class Router:
 
     # --- cooldowns -------------------------------------------------------------------------
 
-    async def _resting(self) -> dict[str, Cooldown]:
+    async def _refresh(self) -> None:
+        """Read the rests from the store (other processes record them too), at most once
+        every ``COOLDOWN_CACHE_S``."""
         if time.monotonic() - self._cooldowns_read >= COOLDOWN_CACHE_S:
-            self._cooldowns = {c.profile_key: c for c in await self._store.cooldowns()}
+            self._cooldowns = {(c.profile_key, c.model): c for c in await self._store.cooldowns()}
             self._cooldowns_read = time.monotonic()
+
+    def _rest_of(self, model: ModelRef, profile: str) -> Cooldown | None:
+        """What keeps a candidate resting now, if anything: its whole key, or its model on
+        that key (the later to end)."""
         now = self._clock.now()
-        return {k: c for k, c in self._cooldowns.items() if c.until > now}
+        key = _key(model, profile)
+        found = [c for c in (self._cooldowns.get((key, None)),
+                             self._cooldowns.get((key, model.model)))
+                 if c is not None and c.until > now]
+        return max(found, key=lambda c: c.until, default=None)
 
     async def cooldowns(self) -> list[Cooldown]:
-        """Every profile resting now."""
+        """Every rest in force now: whole profiles, and single models on a profile."""
         self._cooldowns_read = -COOLDOWN_CACHE_S
-        return sorted((await self._resting()).values(), key=lambda c: c.until)
+        await self._refresh()
+        now = self._clock.now()
+        return sorted((c for c in self._cooldowns.values() if c.until > now),
+                      key=lambda c: c.until)
 
     async def _rest(self, model: ModelRef, profile: str, error: ProviderError) -> None:
         retry_after = error.retry_after if isinstance(error, RateLimited) else None
         windows = (self.policy.overload_windows_s if isinstance(error, Overloaded)
                    else self.policy.cooldown_windows_s)
+        only = model.model if isinstance(error, _REST_THE_MODEL) else None
         cooldown = await self._store.record_cooldown(
-            _key(model, profile), f"{error.kind}: {error}", windows, retry_after)
-        self._cooldowns[cooldown.profile_key] = cooldown
+            _key(model, profile), f"{error.kind}: {error}", windows, retry_after, only)
+        self._cooldowns[cooldown.profile_key, cooldown.model] = cooldown
 
     async def _forgive(self, model: ModelRef, profile: str) -> None:
-        if _key(model, profile) in self._cooldowns:
-            await self._store.clear_cooldown(_key(model, profile))
-            self._cooldowns.pop(_key(model, profile), None)
+        """The candidate answered: its key works, and so does its model on it. Other models
+        resting on the same key keep resting."""
+        key = _key(model, profile)
+        if (key, None) in self._cooldowns or (key, model.model) in self._cooldowns:
+            await self._store.clear_cooldown(key, model.model)
+            self._cooldowns.pop((key, None), None)
+            self._cooldowns.pop((key, model.model), None)
 
     async def aclose(self) -> None:
         for entry in self.providers.values():
@@ -253,16 +306,54 @@ class _Declined(Exception):
         self.error = error
 
 
+@dataclass
+class _Call:
+    """One call of one candidate: the text it streamed, and whether it reported its tokens."""
+
+    request: ModelRequest
+    text: list[str] = field(default_factory=list)
+    reported: bool = False
+
+    def estimate(self) -> Usage:
+        return Usage(estimate_input(self.request), estimate_tokens("".join(self.text)))
+
+
+async def _counted(adapter: Provider, call: _Call, trail: Trail) -> AsyncIterator[StreamEvent]:
+    """``adapter``'s stream, its tokens counted into ``trail`` as they are reported.
+
+    A call that ends without a report counts an estimate instead: one that answered (a
+    server that never reports), one stopped or timed out (cancelled), and one that broke
+    after some text. A call refused before any text cost nothing.
+    """
+    try:
+        async for event in adapter.stream(call.request):
+            if isinstance(event, TextDelta):
+                call.text.append(event.text)
+            elif isinstance(event, UsageReport):
+                call.reported = True
+                trail.usage += event.usage
+            yield event
+    except ProviderError:
+        if call.text and not call.reported:
+            trail.usage += call.estimate()
+        raise
+    except BaseException:  # cancelled (stop, timeout, shutdown) or closed: count, go on ending
+        if not call.reported:
+            trail.usage += call.estimate()
+        raise
+    if not call.reported:
+        estimate = call.estimate()
+        trail.usage += estimate
+        yield UsageReport(estimate)
+
+
 def _key(model: ModelRef, profile: str) -> str:
     return f"{model.provider}:{profile}"
 
 
-def _all_resting(
-    candidates: list[tuple[ModelRef, str, Provider]], resting: dict[str, Cooldown]
-) -> CoolingDown:
-    soonest = min((resting[_key(m, p)] for m, p, _ in candidates), key=lambda c: c.until)
+def _all_resting(rests: list[Cooldown]) -> CoolingDown:
+    soonest = min(rests, key=lambda c: c.until)
     return CoolingDown(
-        f"every candidate is resting after failures; {soonest.profile_key} is back at "
+        f"every candidate is resting after failures; {soonest.label} is back at "
         f"{soonest.until.strftime('%H:%M:%S')} UTC (last: {soonest.reason})"
     )
-

@@ -127,7 +127,7 @@ class Runner:
             return await self._publish_actual(claim.run.id, key)
         self._bus.publish(RunChanged(key, started))
         steering = claim.session.effective_queue(self._settings.queue).mode is QueueMode.STEER
-        work = ActiveRun(started, key, deadline, steering=steering)
+        work = ActiveRun(started, key, deadline, steering=steering, trail=Trail(deadline=deadline))
         work.task = asyncio.create_task(
             self._converse(work, chain), name=f"clawgate run {started.id}"
         )

@@ -86,7 +86,7 @@ class MemoryDatabase:
     summarized: set[str] = field(default_factory=set)
     outbox: list[Outbound] = field(default_factory=list)
     attempts: dict[str, list[Attempt]] = field(default_factory=dict)
-    cooldowns: dict[str, Cooldown] = field(default_factory=dict)
+    cooldowns: dict[tuple[str, str | None], Cooldown] = field(default_factory=dict)
     events: list[StoredEvent] = field(default_factory=list)
 
 
@@ -516,19 +516,21 @@ class MemoryStore:
         return list(db.cooldowns.values())
 
     async def record_cooldown(
-        self, profile_key: str, reason: str, windows: tuple[float, ...], retry_after: float | None
+        self, profile_key: str, reason: str, windows: tuple[float, ...],
+        retry_after: float | None, model: str | None = None,
     ) -> Cooldown:
         db = await self._enter()
-        previous = db.cooldowns.get(profile_key)
+        previous = db.cooldowns.get((profile_key, model))
         failures = (previous.failures if previous else 0) + 1
         until = self.clock.now() + timedelta(
             seconds=cooldown_window(failures, windows, retry_after))
-        db.cooldowns[profile_key] = Cooldown(profile_key, until, failures, reason)
-        return db.cooldowns[profile_key]
+        db.cooldowns[profile_key, model] = Cooldown(profile_key, until, failures, reason, model)
+        return db.cooldowns[profile_key, model]
 
-    async def clear_cooldown(self, profile_key: str) -> None:
+    async def clear_cooldown(self, profile_key: str, model: str | None = None) -> None:
         db = await self._enter()
-        db.cooldowns.pop(profile_key, None)
+        db.cooldowns.pop((profile_key, None), None)
+        db.cooldowns.pop((profile_key, model), None)
 
     # --- health ----------------------------------------------------------------------
 

@@ -342,16 +342,21 @@ class Store(Protocol):
         """The candidates a run tried, in order (finish_run records them)."""
         ...
 
-    async def cooldowns(self) -> list[Cooldown]: ...
-
-    async def record_cooldown(
-        self, profile_key: str, reason: str, windows: tuple[float, ...], retry_after: float | None
-    ) -> Cooldown:
-        """Count one more failure in a row and rest the profile for the next window."""
+    async def cooldowns(self) -> list[Cooldown]:
+        """Every rest recorded, whole keys and single models (ended ones included)."""
         ...
 
-    async def clear_cooldown(self, profile_key: str) -> None:
-        """The profile answered: its failures are forgiven."""
+    async def record_cooldown(
+        self, profile_key: str, reason: str, windows: tuple[float, ...],
+        retry_after: float | None, model: str | None = None,
+    ) -> Cooldown:
+        """Count one more failure in a row and rest the profile (only ``model`` on it, when
+        given) for the next window."""
+        ...
+
+    async def clear_cooldown(self, profile_key: str, model: str | None = None) -> None:
+        """The profile answered (with ``model``): the key's failures and that model's are
+        forgiven; other models resting on the key keep resting."""
         ...
 
     # --- health -----------------------------------------------------------------------

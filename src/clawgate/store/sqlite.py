@@ -268,14 +268,15 @@ class SqliteStore:
         return await self._reader.read(q.cooldowns)
 
     async def record_cooldown(
-        self, profile_key: str, reason: str, windows: tuple[float, ...], retry_after: float | None
+        self, profile_key: str, reason: str, windows: tuple[float, ...],
+        retry_after: float | None, model: str | None = None,
     ) -> Cooldown:
         return await self._writer.write(
-            cmd.record_cooldown, self.clock, profile_key, reason, windows, retry_after
+            cmd.record_cooldown, self.clock, profile_key, reason, windows, retry_after, model
         )
 
-    async def clear_cooldown(self, profile_key: str) -> None:
-        await self._writer.write(cmd.clear_cooldown, profile_key)
+    async def clear_cooldown(self, profile_key: str, model: str | None = None) -> None:
+        await self._writer.write(cmd.clear_cooldown, profile_key, model)
 
     # --- health ----------------------------------------------------------------------
 

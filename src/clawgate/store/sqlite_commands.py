@@ -553,26 +553,29 @@ def append_summary(
 
 def record_cooldown(
     conn: sqlite3.Connection, clock: Clock, profile_key: str, reason: str,
-    windows: tuple[float, ...], retry_after: float | None,
+    windows: tuple[float, ...], retry_after: float | None, model: str | None,
 ) -> Cooldown:
+    """A rest of the whole key is stored with model '' (the rows schema 5 had mean that)."""
     now = clock.now()
     row = conn.execute(
-        "SELECT failures FROM cooldowns WHERE profile_key = ?", (profile_key,)
+        "SELECT failures FROM cooldowns WHERE profile_key = ? AND model = ?",
+        (profile_key, model or ""),
     ).fetchone()
     failures = (row[0] if row else 0) + 1
     until = now + timedelta(seconds=cooldown_window(failures, windows, retry_after))
     conn.execute(
-        "INSERT INTO cooldowns (profile_key, until, failures, reason, updated_at)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_key) DO UPDATE SET until = excluded.until,"
-        " failures = excluded.failures, reason = excluded.reason,"
+        "INSERT INTO cooldowns (profile_key, model, until, failures, reason, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (profile_key, model) DO UPDATE SET"
+        " until = excluded.until, failures = excluded.failures, reason = excluded.reason,"
         " updated_at = excluded.updated_at",
-        (profile_key, ts(until), failures, reason, ts(now)),
+        (profile_key, model or "", ts(until), failures, reason, ts(now)),
     )
-    return Cooldown(profile_key, until, failures, reason)
+    return Cooldown(profile_key, until, failures, reason, model or None)
 
 
-def clear_cooldown(conn: sqlite3.Connection, profile_key: str) -> None:
-    conn.execute("DELETE FROM cooldowns WHERE profile_key = ?", (profile_key,))
+def clear_cooldown(conn: sqlite3.Connection, profile_key: str, model: str | None) -> None:
+    conn.execute("DELETE FROM cooldowns WHERE profile_key = ? AND model IN ('', ?)",
+                 (profile_key, model or ""))
 
 
 def _enqueue_delivery(

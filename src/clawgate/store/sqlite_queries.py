@@ -241,8 +241,10 @@ def list_attempts(conn: sqlite3.Connection, run_id: str) -> list[Attempt]:
 
 
 def cooldowns(conn: sqlite3.Connection) -> list[Cooldown]:
-    rows = conn.execute("SELECT profile_key, until, failures, reason FROM cooldowns").fetchall()
-    return [Cooldown(key, dt(until), failures, reason) for key, until, failures, reason in rows]
+    rows = conn.execute(
+        "SELECT profile_key, until, failures, reason, model FROM cooldowns").fetchall()
+    return [Cooldown(key, dt(until), failures, reason, model or None)
+            for key, until, failures, reason, model in rows]
 
 
 def run_reply(conn: sqlite3.Connection, run_id: str) -> str:

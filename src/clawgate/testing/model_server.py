@@ -51,6 +51,7 @@ class Reply:
     output_tokens: int = 7
     cached_tokens: int = 0  # of the input, read from the provider's cache
     cache_write_tokens: int = 0  # of the input, written to it (Anthropic reports these)
+    reports_usage: bool = True  # False: an OpenAI stream without its usage chunk (some servers)
 
     def __post_init__(self) -> None:
         if self.cached_tokens + self.cache_write_tokens > self.input_tokens:
@@ -107,7 +108,7 @@ class Exchange:
     body: dict[str, Any]
     behaviour: Behaviour
     closed_by_client: asyncio.Event = field(default_factory=asyncio.Event)
-    completed: asyncio.Event = field(default_factory=asyncio.Event)
+    completed: asyncio.Event = field(default_factory=asyncio.Event)  # the answer was all sent
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -263,6 +264,7 @@ class _Responder:
         behaviour = self.x.behaviour
         if isinstance(behaviour, Fail):
             await self._error(behaviour)
+            self.x.completed.set()
             return True
         if isinstance(behaviour, Reply) and not self.x.streamed:
             await self._json(200, _formats[self.x.api].message(behaviour, self.x.model))
@@ -360,7 +362,7 @@ class _OpenAIFormat:
     @staticmethod
     def closing(reply: Reply, exchange: Exchange) -> str:
         finish = _sse(_chunk(exchange.model, {}, finish="stop"))
-        if exchange.wants_usage:
+        if exchange.wants_usage and reply.reports_usage:
             finish += _sse({**_chunk(exchange.model, None), "choices": [],
                             "usage": _openai_usage(reply)})
         return finish + "data: [DONE]\n\n"
