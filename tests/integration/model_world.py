@@ -33,13 +33,13 @@ class World:
 
     async def runtime(
         self, timeout_s: float = 5.0, window: int = 128_000, system_prompt: str = "",
-        fallbacks: tuple[ModelRef, ...] = (CLAUDE,),
+        fallbacks: tuple[ModelRef, ...] = (CLAUDE,), max_output: int = 50,
     ) -> Runtime:
         providers = build([
             HttpProviderSettings("openai", ProviderKind.OPENAI,
                                  (Profile("work", "env W", WORK), Profile("home", "env H", HOME)),
                                  base_url=self.server.openai_base_url, timeout_seconds=timeout_s,
-                                 context_window=window, max_output_tokens=50),
+                                 context_window=window, max_output_tokens=max_output),
             HttpProviderSettings("anthropic", ProviderKind.ANTHROPIC,
                                  (Profile("default", "env A", CLAUDE_KEY),),
                                  base_url=self.server.url, timeout_seconds=timeout_s),
