@@ -34,6 +34,7 @@ class World:
     async def runtime(
         self, timeout_s: float = 5.0, window: int = 128_000, system_prompt: str = "",
         fallbacks: tuple[ModelRef, ...] = (CLAUDE,), max_output: int = 50,
+        context_entries: int = 200,
     ) -> Runtime:
         providers = build([
             HttpProviderSettings("openai", ProviderKind.OPENAI,
@@ -47,6 +48,7 @@ class World:
         settings = RuntimeSettings(
             default_model=GPT, poll_interval=0.01, system_prompt=system_prompt,
             routing=RoutingPolicy(fallbacks=fallbacks, backoff_s=0.01),
+            context_entries=context_entries,
         )
         store = await SqliteStore.open(self.path, self.clock)
         runtime = Runtime(store, providers, settings)

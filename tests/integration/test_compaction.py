@@ -110,6 +110,20 @@ async def test_after_a_compaction_several_turns_pass_before_the_next(
     assert not any(a and b for a, b in itertools.pairwise(summarised)), summarised
 
 
+async def test_no_entry_leaves_the_context_without_being_summarised(world: World) -> None:
+    runtime = await world.runtime(context_entries=4)
+    for n in range(6):
+        await _ask(runtime, f"fact {n}")
+
+    replies = [e for e in world.server.exchanges if not _summarising(e)]
+    assert all(len(e.body["messages"]) <= 5 for e in replies)  # a summary and four entries
+    summarised = " ".join(" ".join(e.user_texts()) for e in _summary_requests(world))
+    sent_last = " ".join(replies[-1].user_texts())
+    for n in range(6):
+        assert f"fact {n}" in summarised or f"fact {n}" in sent_last, n
+    assert SUMMARY_PREFIX.strip() in replies[-1].system_text()
+
+
 def _estimate(exchange: Exchange) -> int:
     """About how many tokens a request may fill: its messages, and the reply it allows."""
     characters = sum(len(str(m["content"])) for m in exchange.body["messages"])

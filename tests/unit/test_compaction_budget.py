@@ -27,7 +27,7 @@ def test_what_compaction_keeps_is_well_under_what_triggers_it(
     limits: tuple[int, int], system_prompt: str,
 ) -> None:
     window, reserve = limits
-    shares = budget(window, reserve, system_prompt)
+    shares = budget(window, reserve, system_prompt, entries=200)
     after = tokens([], system_prompt) + shares.summary + shares.keep
     free = shares.prompt - after
     assert free >= 2 * shares.keep  # two thirds of the room are left for new turns
@@ -41,7 +41,7 @@ def test_what_compaction_keeps_is_well_under_what_triggers_it(
 
 def test_a_system_prompt_that_leaves_no_room_is_named() -> None:
     with pytest.raises(ContextOverflow, match="leaves no room for the conversation"):
-        budget(4096, 2048, "x" * 5000)
+        budget(4096, 2048, "x" * 5000, entries=200)
 
 
 def _provider(extra: str) -> HttpProviderSettings:

@@ -5,7 +5,9 @@ to the user). It is appended to the transcript as a note that stands for every e
 the last one it covers; the transcript itself is never shortened. Recent turns stay verbatim.
 
 A conversation is compacted when it would fill more of the window than its ``Budget``
-allows. Older turns too long for one summarising call are summarised a piece at a time, each
+allows, or when more entries have been added since the last summary than a model call may
+see (``[runtime] context_entries``): no entry leaves the context without being summarised.
+Older turns too long for one summarising call are summarised a piece at a time, each
 summary building on the one before.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from clawgate.domain import ContextEntry, ModelRef, Role, Usage
+from clawgate.domain import MAX_QUEUE_CAP, ContextEntry, ModelRef, Role, Usage
 from clawgate.errors import ContextOverflow
 from clawgate.providers.base import ChatMessage, ChatRole, TextDelta, UsageReport
 from clawgate.providers.routing import Router, Trail
@@ -26,6 +28,9 @@ SUMMARY_REQUEST = "Summarize the conversation above for your own later reference
 FILL_LIMIT = 0.8
 #: A summary is asked to stay within this many tokens (less when the window is small).
 SUMMARY_TOKENS = 400
+#: Entries read beyond ``context_entries``: more than one model call can add (its reply and
+#: a full queue of messages), so compaction sees every entry before a summary covers it.
+READ_AHEAD = MAX_QUEUE_CAP + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,7 @@ class Budget:
     prompt: int  # the conversation sent may take this much, system prompt included
     summary: int  # what a summary may take
     keep: int  # recent turns kept verbatim when compacting
+    entries: int  # at most this many entries since the last summary are sent
 
     @property
     def words(self) -> int:
@@ -69,7 +75,7 @@ class Budget:
         return min(self.reserve, max(2 * self.summary, room))
 
 
-def budget(window: int, reserve: int, system_prompt: str) -> Budget:
+def budget(window: int, reserve: int, system_prompt: str, entries: int) -> Budget:
     """Share out ``window`` with ``reserve`` tokens kept for the reply."""
     prompt = int(window * FILL_LIMIT) - reserve
     room = prompt - tokens([], system_prompt)
@@ -81,12 +87,17 @@ def budget(window: int, reserve: int, system_prompt: str) -> Budget:
             f"conversation: {reserve} are reserved for the reply (max_output_tokens), the "
             f"system prompt takes about {tokens([], system_prompt)}, and clawgate fills at "
             f"most {FILL_LIMIT:.0%} of the window")
-    return Budget(window, reserve, prompt, summary, keep)
+    return Budget(window, reserve, prompt, summary, keep, entries)
 
 
-def for_model(router: Router, model: ModelRef, system_prompt: str) -> Budget:
+def for_model(router: Router, model: ModelRef, system_prompt: str, entries: int) -> Budget:
     """The budget of a configured model."""
-    return budget(router.window(model), router.output_limit(model), system_prompt)
+    return budget(router.window(model), router.output_limit(model), system_prompt, entries)
+
+
+def reading(context_entries: int) -> int:
+    """How many entries to read so that compaction sees all those not yet summarised."""
+    return context_entries + READ_AHEAD
 
 
 def instruction(words: int) -> str:
@@ -102,16 +113,19 @@ def tokens(entries: list[ContextEntry], system_prompt: str = "") -> int:
 
 
 def needs_compaction(entries: list[ContextEntry], system_prompt: str, budget: Budget) -> bool:
-    return tokens(entries, system_prompt) > budget.prompt
+    unsummarised = sum(not e.summary for e in entries)
+    return (tokens(entries, system_prompt) > budget.prompt
+            or unsummarised > budget.entries)
 
 
 def split(entries: list[ContextEntry], budget: Budget
           ) -> tuple[list[ContextEntry], list[ContextEntry]]:
-    """Older entries to summarise, and recent ones to keep (at least the newest) within
-    ``budget.keep`` tokens."""
+    """Older entries to summarise, and recent ones to keep (at least the newest): within
+    ``budget.keep`` tokens and half of ``budget.entries``."""
+    most = max(1, budget.entries // 2)
     kept: list[ContextEntry] = []
     for entry in reversed(entries):
-        if kept and tokens([*kept, entry]) > budget.keep:
+        if kept and (len(kept) == most or tokens([*kept, entry]) > budget.keep):
             break
         kept.insert(0, entry)
     older = entries[: len(entries) - len(kept)]

@@ -176,11 +176,13 @@ class Runner:
     async def _context(
         self, work: ActiveRun, chain: list[ModelRef], force: bool
     ) -> list[ContextEntry]:
-        """The conversation to send, compacted first if it would not fit the window."""
+        """The conversation to send, compacted first if it would not fit the window or has
+        more entries than a model call may see."""
         session_id, system_prompt = work.run.session_id, self._settings.system_prompt
-        limit = self._settings.context_entries
-        entries = await self._store.conversation(session_id, limit)
-        budget = compaction.for_model(self._router, chain[0], system_prompt)
+        reading = compaction.reading(self._settings.context_entries)
+        entries = await self._store.conversation(session_id, reading)
+        budget = compaction.for_model(
+            self._router, chain[0], system_prompt, self._settings.context_entries)
         if not force and not compaction.needs_compaction(entries, system_prompt, budget):
             return entries
         if force:  # the provider said it did not fit: our estimate was off, so halve it
@@ -193,7 +195,7 @@ class Runner:
                     run_id=work.run.id, owner_id=self._owner):
                 raise RunLost(f"run {work.run.id} is no longer ours")
             compacted = True
-        return await self._store.conversation(session_id, limit) if compacted else entries
+        return await self._store.conversation(session_id, reading) if compacted else entries
 
     async def _steer(self, work: ActiveRun) -> bool:
         """Fold messages that arrived meanwhile into this run (steer mode); True if any.

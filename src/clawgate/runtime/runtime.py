@@ -355,8 +355,10 @@ class Runtime:
             raise InvalidInput("a reply is in progress; /compact once it has ended")
         session = summary.session
         chain = self.router.chain(session.model or self.settings.default_model)
-        entries = await self.store.conversation(session.id, self.settings.context_entries)
-        budget = compaction.for_model(self.router, chain[0], self.settings.system_prompt)
+        entries = await self.store.conversation(
+            session.id, compaction.reading(self.settings.context_entries))
+        budget = compaction.for_model(
+            self.router, chain[0], self.settings.system_prompt, self.settings.context_entries)
         covered, text = 0, ""
         async for made in compaction.summarize(
                 self.router, chain, entries, replace(budget, keep=0), Trail()):
