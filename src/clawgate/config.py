@@ -58,7 +58,7 @@ wait_retry_after_seconds = 5   # a rate limit asking for at most this wait is wa
 lease_seconds = 15             # how long an owner's claim on a run lasts without renewal
 run_timeout_seconds = 600      # a turn running longer than this ends "timeout"
 poll_interval_ms = 100         # how often to look for stops and work from other processes
-context_entries = 200          # transcript entries a model call sees at most
+context_entries = 200          # transcript entries a model call sees at most (older: summarised)
 max_concurrent_runs = 64       # turns in progress at once; more messages wait their turn
 shutdown_grace_seconds = 5     # on shutdown, how long turns in flight may finish
 

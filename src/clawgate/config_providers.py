@@ -29,6 +29,7 @@ PROVIDER_KEYS = ("kind", "delay_ms", "chunk_delay_ms", "fail", "base_url", "api_
                  "api_key_file", "profiles", "timeout_seconds", "context_window",
                  "max_output_tokens", "max_tokens_field", "models", "headers", "stream_usage")
 PROFILE_KEYS = ("name", "api_key_env", "api_key_file")
+DEFAULT_OUTPUT = 4096  # max_output_tokens, unless context_window is smaller than twice it
 DEFAULT_WINDOWS = {ProviderKind.OPENAI: 128_000, ProviderKind.ANTHROPIC: 200_000}
 
 
@@ -71,11 +72,12 @@ def _http(name: str, kind: ProviderKind, table: Table, env: Mapping[str, str]
         table.fail("api_key_env", "an anthropic provider needs api_key_env or api_key_file")
     base_url = _base_url(table)
     official = TokenLimitField.MAX_COMPLETION_TOKENS  # api.openai.com: the SDK's default URL
+    window = table.integer("context_window", DEFAULT_WINDOWS[kind], 256, 10_000_000)
     return HttpProviderSettings(
         name=name, kind=kind, profiles=profiles, needs_key=needs_key, base_url=base_url,
         timeout_seconds=float(table.integer("timeout_seconds", 120, 1, 3600)),
-        context_window=table.integer("context_window", DEFAULT_WINDOWS[kind], 256, 10_000_000),
-        max_output_tokens=table.integer("max_output_tokens", 4096, 1, 1_000_000),
+        context_window=window,
+        max_output_tokens=_output_limit(table, window),
         limit_field=table.choice("max_tokens_field", TokenLimitField,
                                  TokenLimitField.MAX_TOKENS if base_url else official),
         models=tuple(table.strings("models")),
@@ -101,6 +103,16 @@ def _base_url(table: Table) -> str | None:
         table.fail("base_url", "must be a URL starting with http:// or https:// "
                                "(for a local server: \"http://127.0.0.1:11434/v1\")")
     return url
+
+
+def _output_limit(table: Table, window: int) -> int:
+    """The reply's reservation: at most half the window, so the conversation has room."""
+    most = window // 2
+    limit = table.integer("max_output_tokens", min(DEFAULT_OUTPUT, most), 1, 1_000_000)
+    if limit > most:
+        table.fail("max_output_tokens", f"at most half of context_window ({most}), so the "
+                                        f"conversation has room; got {limit}")
+    return limit
 
 
 def _profiles(table: Table, env: Mapping[str, str]) -> tuple[Profile, ...]:

@@ -36,12 +36,13 @@ class World:
     async def runtime(
         self, timeout_s: float = 5.0, window: int = 128_000, system_prompt: str = "",
         fallbacks: tuple[ModelRef, ...] = (CLAUDE,), run_timeout_s: float = 600,
+        max_output: int = 50, context_entries: int = 200,
     ) -> Runtime:
         providers = build([
             HttpProviderSettings("openai", ProviderKind.OPENAI,
                                  (Profile("work", "env W", WORK), Profile("home", "env H", HOME)),
                                  base_url=self.server.openai_base_url, timeout_seconds=timeout_s,
-                                 context_window=window, max_output_tokens=50),
+                                 context_window=window, max_output_tokens=max_output),
             HttpProviderSettings("anthropic", ProviderKind.ANTHROPIC,
                                  (Profile("default", "env A", CLAUDE_KEY),),
                                  base_url=self.server.url, timeout_seconds=timeout_s),
@@ -50,6 +51,7 @@ class World:
             default_model=GPT, poll_interval=0.01, system_prompt=system_prompt,
             routing=RoutingPolicy(fallbacks=fallbacks, backoff_s=0.01),
             run_timeout=timedelta(seconds=run_timeout_s),
+            context_entries=context_entries,
         )
         store = await SqliteStore.open(self.path, self.clock)
         runtime = Runtime(store, providers, settings)

@@ -170,8 +170,12 @@ class Router:
 
     async def stream(
         self, chain: Sequence[ModelRef], messages: tuple[ChatMessage, ...], trail: Trail,
+        max_output: int | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """The first candidate that answers streams its reply; ``trail`` records every try."""
+        """The first candidate that answers streams its reply; ``trail`` records every try.
+
+        ``max_output`` lowers the output limit a provider is configured with, for this call.
+        """
         await self._refresh()
         candidates = [(m, name, adapter) for m in chain
                       for name, adapter in self.providers[m.provider].profiles]
@@ -185,7 +189,9 @@ class Router:
                 trail.tried(model, profile, "cooling_down", cooldown.reason)
                 continue
             try:
-                async for event in self._tries(model, profile, adapter, messages, trail):
+                request = ModelRequest(model.model, messages, _lowered(
+                    self.providers[model.provider].max_output_tokens, max_output))
+                async for event in self._tries(model, profile, adapter, request, trail):
                     yield event
                 return
             except _Declined as declined:
@@ -194,10 +200,8 @@ class Router:
 
     async def _tries(
         self, model: ModelRef, profile: str, adapter: Provider,
-        messages: tuple[ChatMessage, ...], trail: Trail,
+        request: ModelRequest, trail: Trail,
     ) -> AsyncIterator[StreamEvent]:
-        request = ModelRequest(model.model, messages, self.providers[
-            model.provider].max_output_tokens)
         for attempt in range(self.policy.retries + 1):
             call = _Call(request)
             trail.calling = (model, profile)
@@ -357,3 +361,10 @@ def _all_resting(rests: list[Cooldown]) -> CoolingDown:
         f"every candidate is resting after failures; {soonest.label} is back at "
         f"{soonest.until.strftime('%H:%M:%S')} UTC (last: {soonest.reason})"
     )
+
+
+def _lowered(configured: int | None, cap: int | None) -> int | None:
+    """The output limit for one call: the configured one, lowered to ``cap`` if given."""
+    if cap is None:
+        return configured
+    return cap if configured is None else min(configured, cap)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from clawgate.clock import Clock
@@ -185,26 +185,26 @@ class Runner:
     async def _context(
         self, work: ActiveRun, chain: list[ModelRef], force: bool
     ) -> list[ContextEntry]:
-        """The conversation to send, compacted first if it would not fit the window."""
-        session_id, limit = work.run.session_id, self._settings.context_entries
-        entries = await self._store.conversation(session_id, limit)
-        window = self._router.window(chain[0])
-        reserve = self._router.output_limit(chain[0])
-        if not force and not compaction.needs_compaction(
-                entries, self._settings.system_prompt, window, reserve):
+        """The conversation to send, compacted first if it would not fit the window or has
+        more entries than a model call may see."""
+        session_id, system_prompt = work.run.session_id, self._settings.system_prompt
+        reading = compaction.reading(self._settings.context_entries)
+        entries = await self._store.conversation(session_id, reading)
+        budget = compaction.for_model(
+            self._router, chain[0], system_prompt, self._settings.context_entries)
+        if not force and not compaction.needs_compaction(entries, system_prompt, budget):
             return entries
-        keep = window * compaction.RECENT_SHARE
         if force:  # the provider said it did not fit: our estimate was off, so halve it
-            keep = min(keep, compaction.tokens(entries) / 2)
-        summary = await compaction.summarize(
-            self._router, chain, entries, keep, window, work.trail)
-        if summary is None:
-            return entries
-        if not await self._store.append_summary(
-                session_id, summary.text, summary.covers_through, summary.usage,
-                run_id=work.run.id, owner_id=self._owner):
-            raise RunLost(f"run {work.run.id} is no longer ours")
-        return await self._store.conversation(session_id, limit)
+            budget = replace(budget, keep=min(budget.keep, compaction.tokens(entries) // 2))
+        compacted = False
+        async for summary in compaction.summarize(
+                self._router, chain, entries, budget, work.trail):
+            if not await self._store.append_summary(
+                    session_id, summary.text, summary.covers_through, summary.usage,
+                    run_id=work.run.id, owner_id=self._owner):
+                raise RunLost(f"run {work.run.id} is no longer ours")
+            compacted = True
+        return await self._store.conversation(session_id, reading) if compacted else entries
 
     async def _steer(self, work: ActiveRun) -> bool:
         """Fold messages that arrived meanwhile into this run (steer mode); True if any.

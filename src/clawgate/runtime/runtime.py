@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, auto
 
 from clawgate.channels.base import Sender
@@ -363,16 +363,22 @@ class Runtime:
             raise InvalidInput("a reply is in progress; /compact once it has ended")
         session = summary.session
         chain = self.router.chain(session.model or self.settings.default_model)
-        entries = await self.store.conversation(session.id, self.settings.context_entries)
-        if compaction.only_summaries(entries, keep_tokens=0):
+        entries = await self.store.conversation(
+            session.id, compaction.reading(self.settings.context_entries))
+        budget = compaction.for_model(
+            self.router, chain[0], self.settings.system_prompt, self.settings.context_entries)
+        if compaction.only_summaries(entries, replace(budget, keep=0)):
             return "nothing new to compact since the last summary"
-        made = await compaction.summarize(self.router, chain, entries, keep_tokens=0,
-                                          window=self.router.window(chain[0]), trail=Trail())
-        if made is None:
+        covered, text = 0, ""
+        async for made in compaction.summarize(
+                self.router, chain, entries, replace(budget, keep=0), Trail()):
+            await self.store.append_summary(
+                session.id, made.text, made.covers_through, made.usage)
+            covered, text = covered + made.covered, made.text
+        if not covered:
             return "nothing to compact yet"
-        await self.store.append_summary(session.id, made.text, made.covers_through, made.usage)
-        return (f"compacted {made.covered} earlier entries into a summary of about "
-                f"{estimate_tokens(made.text)} tokens")
+        return (f"compacted {covered} earlier entries into a summary of about "
+                f"{estimate_tokens(text)} tokens")
 
     async def set_queue(self, key: str, patch: QueuePatch) -> QueueSettings:
         session = await self.store.set_queue(key, patch)
