@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from clawgate.config_toml import Table
 from clawgate.providers.echo import EchoConfig, EchoFailure
@@ -71,15 +72,13 @@ def _http(name: str, kind: ProviderKind, table: Table, env: Mapping[str, str]
     if kind is ProviderKind.ANTHROPIC and not needs_key:
         table.fail("api_key_env", "an anthropic provider needs api_key_env or api_key_file")
     base_url = _base_url(table)
-    official = TokenLimitField.MAX_COMPLETION_TOKENS  # api.openai.com: the SDK's default URL
     window = table.integer("context_window", DEFAULT_WINDOWS[kind], 256, 10_000_000)
     return HttpProviderSettings(
         name=name, kind=kind, profiles=profiles, needs_key=needs_key, base_url=base_url,
         timeout_seconds=float(table.integer("timeout_seconds", 120, 1, 3600)),
         context_window=window,
         max_output_tokens=_output_limit(table, window),
-        limit_field=table.choice("max_tokens_field", TokenLimitField,
-                                 TokenLimitField.MAX_TOKENS if base_url else official),
+        limit_field=table.choice("max_tokens_field", TokenLimitField, _limit_field(base_url)),
         models=tuple(table.strings("models")),
         headers=table.string_table("headers"),
         stream_usage=_stream_usage(kind, table),
@@ -93,6 +92,14 @@ def _stream_usage(kind: ProviderKind, table: Table) -> bool:
         table.fail("stream_usage", "only openai providers take stream_usage (Anthropic "
                                    "always reports usage)")
     return table.boolean("stream_usage", True)
+
+
+def _limit_field(base_url: str | None) -> TokenLimitField:
+    """OpenAI's own endpoint (the SDK's default, or written out) wants max_completion_tokens;
+    the servers that copy its API read max_tokens."""
+    if base_url is None or urlsplit(public_url(base_url)).hostname == "api.openai.com":
+        return TokenLimitField.MAX_COMPLETION_TOKENS
+    return TokenLimitField.MAX_TOKENS
 
 
 def _base_url(table: Table) -> str | None:

@@ -156,6 +156,8 @@ class QueuePatch:
 
 # --- models ---------------------------------------------------------------------------
 
+MAX_MODEL_REF_CHARS = 200  # provider/model; the longest real names are under 100
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class ModelRef:
@@ -164,9 +166,13 @@ class ModelRef:
 
     @classmethod
     def parse(cls, text: str) -> ModelRef:
+        shown = text if len(text) <= 80 else text[:80] + "..."
         provider, sep, model = text.strip().partition("/")
         if not sep or not provider or not model:
-            raise ValueError(f"a model reference looks like provider/model, got {text!r}")
+            raise ValueError(f"a model reference looks like provider/model, got {shown!r}")
+        if len(text) > MAX_MODEL_REF_CHARS or not text.isprintable() or " " in text.strip():
+            raise ValueError(f"a model name is at most {MAX_MODEL_REF_CHARS} printable "
+                             f"characters without spaces, got {shown!r}")
         return cls(provider, model)
 
     def __str__(self) -> str:
@@ -479,11 +485,11 @@ def check_inbound(message: NewInbound) -> NewInbound:
     for name, value in (("message", message.text), ("channel name", message.channel),
                         ("channel message id", message.channel_message_id),
                         ("sender", message.sender), ("reply target", message.reply_to)):
-        _check_unicode(name, value)
+        check_unicode(name, value)
     return message
 
 
-def _check_unicode(name: str, value: object) -> None:
+def check_unicode(name: str, value: object) -> None:
     """Text that cannot be stored: a lone surrogate (JSON may carry one, escaped as
     ``\\ud800``, but it is not a character and UTF-8 cannot encode it)."""
     if isinstance(value, str) and not value.isascii():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -120,3 +120,41 @@ async def test_a_client_that_fell_behind_gets_every_event_by_subscribing_after_t
         await feed.close()
 
     assert received == list(range(1, newest + 1))
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(round(5 / POLL_S)):
+        if condition():
+            return
+        await asyncio.sleep(POLL_S)
+    raise AssertionError("not within 5 s")
+
+
+async def _read_previews(listener: Listener, previews: list[str]) -> None:
+    while (frame := await listener.frames.get()) is not None:
+        previews.append(frame["payload"].get("preview", ""))
+
+
+async def test_a_client_that_resubscribes_without_reading_its_backlog_stalls_no_one(
+    store: Store,
+) -> None:
+    feed = EventFeed(store, EventBus(), POLL_S, listener_queue=5)
+    await feed.start()
+    slow, other = await _listen(feed), feed.listener()
+    await feed.subscribe(other, ["s2"], None)  # a client of another session
+    previews: list[str] = []
+    reader = asyncio.create_task(_read_previews(other, previews))
+    try:
+        for n in range(8):  # the slow client reads nothing: it lags
+            await say(store, f"message {n}")
+        await _until(lambda: slow.lagged)
+        await feed.subscribe(slow, None, None)  # e.g. a chat following anew, backlog unread
+
+        await say(store, "after the resubscribe", key="s2")
+        await _until(lambda: "after the resubscribe" in previews)  # the feed runs for all
+        frames = _sent(slow)  # and the slow client knows where to resume
+        assert frames[-1]["event"] == "feed.lagged"
+        assert [f["seq"] for f in frames[:-1]] == list(range(1, len(frames)))
+    finally:
+        reader.cancel()
+        await feed.close()

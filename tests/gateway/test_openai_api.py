@@ -378,6 +378,9 @@ async def test_one_model_can_be_looked_up_and_an_unknown_one_is_404(
     with pytest.raises(openai.NotFoundError) as caught:
         await sdk.models.retrieve("nowhere/x")
     assert caught.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError) as odd:
+        await sdk.models.retrieve("echo/x\x00" + "y" * 5000)
+    assert len(odd.value.message) < 600  # the name is not echoed back whole
     ModelEntry.model_validate(found.model_dump(), strict=True)
 
 

@@ -153,6 +153,21 @@ async def test_a_refused_message_keeps_its_text_and_says_why(
     await expect(box).to_have_value("")
 
 
+async def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await _open(browser, gateway, "busy")
+    await client.request("sessions.patch", session="busy", model="hang/echo",
+                         queue={"mode": "interrupt"})
+    await _send(page, "take your time")
+    await expect(page.locator("[data-testid=session-status]")).to_have_text(
+        "running", timeout=5000)
+    await _send(page, "never mind")
+    await expect(page.locator("#notice")).to_have_text(
+        "stopping the current reply to answer this")
+    await page.click("[data-testid=stop]")
+
+
 async def test_a_message_sent_while_the_gateway_is_down_is_kept_then_sent_once(
     browser: Browser, home: Path
 ) -> None:

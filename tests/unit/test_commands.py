@@ -50,6 +50,7 @@ def test_queue_options_alone_change_only_those_fields() -> None:
      ("/stop now", "/stop takes no arguments"),
      ("/queue cap:5 collect", "unexpected /queue option 'collect'"),
      ("/dance", "unknown command /dance"),
+     ("/model echo/\ud800", "the command is not valid Unicode: a lone surrogate"),
      ("/Dance with me", "unknown command /dance")],
 )
 def test_mistakes_in_commands_are_explained(text: str, complaint: str) -> None:

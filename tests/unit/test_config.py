@@ -213,6 +213,11 @@ wait_retry_after_seconds = 1.5
     assert (local.needs_key, local.base_url) == (False, "http://127.0.0.1:11434/v1")
     assert openai.limit_field is TokenLimitField.MAX_COMPLETION_TOKENS  # what api.openai.com wants
     assert local.limit_field is TokenLimitField.MAX_TOKENS  # what the compatible servers read
+    spelled_out = parse('[providers.o]\nkind = "openai"\nbase_url = "https://api.openai.com/v1"\n'
+                        '[models]\ndefault = "o/gpt-5"\n', PATH, PATH.parent, {})
+    (written,) = spelled_out.providers
+    assert isinstance(written, HttpProviderSettings)
+    assert written.limit_field is TokenLimitField.MAX_COMPLETION_TOKENS
     runtime = settings.runtime
     assert runtime.default_model == ModelRef("anthropic", "claude-sonnet")
     assert runtime.routing.fallbacks == (ModelRef("local", "llama3"),)

@@ -142,6 +142,9 @@ def test_model_references_are_provider_slash_model() -> None:
     for bad in ("gpt-4o", "/x", "x/", ""):
         with pytest.raises(ValueError, match="provider/model"):
             ModelRef.parse(bad)
+    for odd in ("echo/x\x00y", "echo/two words", "echo/tab\there", "echo/" + "m" * 300):
+        with pytest.raises(ValueError, match="printable characters without spaces"):
+            ModelRef.parse(odd)
 
 
 def test_session_keys_are_checked() -> None:

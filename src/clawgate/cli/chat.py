@@ -74,7 +74,8 @@ class RemoteChat:
             raise
         if ack["command"]:
             return str(ack["reply"])
-        return Sent(ack["messageId"], ack["queueMode"] if ack["queuedBehind"] else None)
+        mode = ack.get("queueMode", "unknown")  # (a gateway older than this CLI sends none)
+        return Sent(ack["messageId"], mode if ack["queuedBehind"] else None)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         async for frame in self._client.events():

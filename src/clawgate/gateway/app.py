@@ -83,8 +83,10 @@ class Gateway:
     async def _close_runtime(self) -> None:
         """Turns in flight finish or end ``interrupted`` (recorded); then requests still
         waiting for a message are told it is kept for the next start."""
-        await self.runtime.close(self._grace_left())
-        self.closed.set()
+        try:
+            await self.runtime.close(self._grace_left())
+        finally:  # even if closing failed: no request is left waiting
+            self.closed.set()
 
     def _grace_left(self) -> float:
         if self._stopping_since is None:

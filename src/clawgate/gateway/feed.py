@@ -100,8 +100,10 @@ class Listener:
             return False
         if self.frames.qsize() >= self._bound:
             self.lagged = True  # the client must resubscribe from the seq the marker names
-            self.frames.put_nowait({"type": "event", "event": "feed.lagged", "seq": None,
-                                    "payload": {"lastSeq": self.last_seq}})
+            if not self.frames.full():  # else a marker is already waiting (it resubscribed
+                self.frames.put_nowait(  # without reading its backlog): it still holds
+                    {"type": "event", "event": "feed.lagged", "seq": None,
+                     "payload": {"lastSeq": self.last_seq}})
             return False
         self.frames.put_nowait(frame)
         return True

@@ -91,7 +91,7 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool],
             if model != DEFAULT_MODEL:
                 runtime.router.resolve(model)
         except InvalidInput as exc:
-            return OpenAIError(404, f"no model {model!r}: {exc}", "invalid_request_error",
+            return OpenAIError(404, f"no model {model[:200]!r}: {exc}", "invalid_request_error",
                                "model_not_found").response()
         return _model_entry(model)
 

@@ -9,7 +9,14 @@ import re
 from dataclasses import dataclass
 from typing import TypeVar
 
-from clawgate.domain import MAX_DEBOUNCE_MS, MAX_QUEUE_CAP, DropPolicy, QueueMode, QueuePatch
+from clawgate.domain import (
+    MAX_DEBOUNCE_MS,
+    MAX_QUEUE_CAP,
+    DropPolicy,
+    QueueMode,
+    QueuePatch,
+    check_unicode,
+)
 from clawgate.errors import InvalidInput
 
 
@@ -96,6 +103,7 @@ def parse(text: str) -> Command | None:
     word = word.lower()
     if not _COMMAND_WORD.fullmatch(word):
         return None
+    check_unicode("command", rest)
     if word in _SIMPLE:
         if rest.strip():
             raise InvalidInput(f"{word} takes no arguments")

@@ -164,9 +164,15 @@ async def summarize(
         return
     before: list[ContextEntry] = []
     for piece in pieces(older, budget.piece):
+        # A summary's row comes after the entries kept beside it, so its own seq says
+        # nothing about what it covers: only the piece's other entries do.
+        covers = max((entry.seq for entry in piece if not entry.summary), default=None)
+        if covers is None:  # the previous summary alone: summarising it again gains nothing
+            before = piece
+            continue
         text, usage = await _summary(router, chain, [*before, *piece], budget, trail)
-        yield Summary(text, piece[-1].seq, len(piece), usage)
-        before = [ContextEntry(piece[-1].seq, Role.NOTE, text, summary=True)]
+        yield Summary(text, covers, len(piece), usage)
+        before = [ContextEntry(covers, Role.NOTE, text, summary=True)]
 
 
 async def _summary(

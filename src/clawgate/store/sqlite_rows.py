@@ -62,7 +62,7 @@ def session_from(row: Row) -> Session:
         created_at=dt(created),
         updated_at=dt(updated),
         archived_at=opt_dt(archived),
-        model=None if model is None else ModelRef.parse(model),
+        model=None if model is None else ModelRef(*model.split("/", 1)),  # checked when set
         queue=QueuePatch(
             mode=None if mode is None else QueueMode(mode),
             debounce_ms=debounce,

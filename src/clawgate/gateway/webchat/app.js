@@ -6,6 +6,13 @@
 
 const ACTIVE = new Set(["queued", "running"]);
 const DEFAULT_SESSION = "main";
+// What becomes of a message sent during a reply, by the session's queue mode.
+const QUEUED = {
+  followup: "queued: answered on its own after the current reply",
+  collect: "queued: answered together with the other waiting messages after the current reply",
+  steer: "handed to the current reply (at its next model call)",
+  interrupt: "stopping the current reply to answer this",
+};
 const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
 // Errors after which a message is sent again once the gateway is back.
 const RESEND = new Set(["not_connected", "shutting_down"]);
@@ -364,7 +371,7 @@ async function acknowledged(ack) {
     return;
   }
   if (!state.sessions.has(state.session)) await refreshSessions();
-  if (ack.queuedBehind) notice("queued: it will be answered after the current reply");
+  if (ack.queuedBehind) notice(QUEUED[ack.queueMode] || "queued behind the current reply");
   scheduleQueueRefresh();
 }
 
