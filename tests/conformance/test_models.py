@@ -54,6 +54,23 @@ async def test_a_summary_stands_for_what_it_covers(store: Store) -> None:
     assert everything[-1].covers_through == covered
 
 
+async def test_a_summary_covering_less_written_later_does_not_bring_turns_back(
+    store: Store,
+) -> None:
+    first = await running(store, "one")
+    await finish(store, first, "reply one")
+    second = await running(store, "two")
+    await finish(store, second, "reply two")
+    _, reply_one, _, reply_two = await store.conversation(first.session_id, 10)
+    await store.append_summary(first.session_id, "one and two", reply_two.seq, Usage())
+
+    # a /compact that read the conversation before and finished after
+    await store.append_summary(first.session_id, "only one", reply_one.seq, Usage())
+    shown = await store.conversation(first.session_id, 10)
+
+    assert [(e.text, e.summary) for e in shown] == [("one and two", True)]
+
+
 async def test_a_summary_inside_a_run_is_fenced(store: Store) -> None:
     run = await running(store, "one")
     assert not await store.append_summary(run.session_id, "x", 1, Usage(), run_id=run.id,

@@ -437,14 +437,13 @@ class MemoryStore:
         db = await self._enter()
         entries = [e for e in db.transcript if e.session_id == session_id]
         summaries = [e for e in entries if e.covers_through is not None]
-        after = summaries[-1].covers_through if summaries else -1
-        assert after is not None
+        best = max(summaries, key=lambda e: (e.covers_through, e.seq), default=None)
+        after = -1 if best is None or best.covers_through is None else best.covers_through
         kept = [ContextEntry(e.seq, e.role, e.text) for e in entries
                 if e.seq > after and e.covers_through is None][-limit:]
-        if not summaries:
+        if best is None:
             return kept
-        last = summaries[-1]
-        return [ContextEntry(last.seq, Role.NOTE, last.text, summary=True), *kept]
+        return [ContextEntry(best.seq, Role.NOTE, best.text, summary=True), *kept]
 
     async def append_summary(
         self, session_id: str, text: str, covers_through: int, usage: Usage,

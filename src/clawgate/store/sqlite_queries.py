@@ -213,9 +213,11 @@ def transcript(
 
 
 def conversation(conn: sqlite3.Connection, session_id: str, limit: int) -> list[ContextEntry]:
+    # The summary that covers most (a /compact that raced a run may have written one that
+    # covers less, later); the newest of those.
     summary = conn.execute(
         "SELECT seq, text, covers_through FROM transcript WHERE session_id = ?"
-        " AND covers_through IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        " AND covers_through IS NOT NULL ORDER BY covers_through DESC, seq DESC LIMIT 1",
         (session_id,),
     ).fetchone()
     after = -1 if summary is None else summary[2]
