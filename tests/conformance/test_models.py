@@ -142,3 +142,15 @@ async def test_tokens_spent_count_whatever_the_run_ended_as(
     session = await store.get_session("s1")
     assert session is not None
     assert session.usage == Usage(120, 1, 100)
+
+
+async def test_a_limit_of_zero_lists_nothing(store: Store) -> None:
+    run = await running(store, "one")
+    await finish(store, run, "reply one")
+    sid = run.session_id
+    assert await store.list_inbound(sid, 0) == []
+    assert await store.list_runs(sid, 0) == []
+    assert await store.transcript(sid, 0) == []
+    assert await store.conversation(sid, 0) == []
+    assert await store.list_outbox(sid, 0) == []
+    assert len(await store.list_inbound(sid, 1)) == 1

@@ -33,6 +33,38 @@ async def test_the_reply_is_pushed_to_where_the_message_came_from(harness: Harne
     assert sender.sent == [("chat-9", "hello back")]
 
 
+async def test_a_sender_that_breaks_is_retried_and_holds_up_no_other_reply(
+    harness: Harness,
+) -> None:
+    sender = RecordingSender()
+    sender.break_next()
+    runtime = await _runtime(harness, sender)
+    harness.model.queue_reply("first")
+    harness.model.queue_reply("second")
+    one = await runtime.send("s1", "a", channel="chatapp", reply_to="chat-1")
+    two = await runtime.send("s2", "b", channel="chatapp", reply_to="chat-2")
+    for accepted in (one, two):
+        await runtime.wait_for(accepted.message.id, within=5)
+
+    async def other_sent() -> bool:
+        return len(sender.sent) == 1
+
+    await eventually(other_sent)  # the pass went on after the broken send
+    [broken] = await runtime.store.list_outbox(
+        (one if sender.sent[0][0] == "chat-2" else two).session.id)
+    assert broken.status is DeliveryStatus.PENDING
+    assert "the chatapp sender failed: KeyError" in (broken.last_error or "")
+    harness.clock.advance(2)
+    await runtime.tick()
+
+    async def both_sent() -> bool:
+        return len(sender.sent) == 2
+
+    await eventually(both_sent)
+    assert {target for target, _ in sender.sent} == {"chat-1", "chat-2"}
+    assert {text for _, text in sender.sent} == {"first", "second"}
+
+
 async def test_an_outage_delays_the_reply_but_does_not_drop_it(harness: Harness) -> None:
     sender = RecordingSender()
     sender.fail_next(3)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from clawgate.domain import TRANSITIONS, Cooldown, DropReason, NewInbound, RunStatus
-from clawgate.errors import SchemaTooNew, StoreCorrupt
+from clawgate.errors import SchemaTooNew, StoreBusy, StoreCorrupt
 from clawgate.store.sqlite import SqliteStore
 from clawgate.store.sqlite_schema import migrations, statements
+from clawgate.store.sqlite_worker import translate
 from clawgate.testing import ManualClock
 from tests.conformance.helpers import FOLLOWUP, claim, finish, running, say
 
@@ -258,3 +259,22 @@ async def test_the_audit_notices_a_dropped_guard(
     findings = await store.audit()
     assert [(f.code, "transcript_append_only_update" in f.message or "runs_one_active"
              in f.message) for f in findings] == [("missing_guard", True)] * 2
+
+
+def test_a_database_another_connection_holds_is_reported_busy_not_broken(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "held.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as caught:
+            other.execute("INSERT INTO t VALUES (1)")
+        error = translate(caught.value, path)
+    finally:
+        other.close()
+        holder.close()
+    assert isinstance(error, StoreBusy)
+    assert "stayed locked" in str(error)

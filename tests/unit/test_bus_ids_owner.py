@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 
 from clawgate.domain import Fate, InboundMessage, OwnerInfo
@@ -51,15 +52,24 @@ def test_ids_sort_in_creation_order_even_within_a_millisecond() -> None:
     assert all(i.startswith("msg_") and len(i) == 30 for i in ids)
 
 
+def _started(pid: int) -> str:
+    for _ in range(500):  # /proc shows a new process at once; a sanity bound
+        if started := process_start(pid):
+            return started
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never showed up in /proc")
+
+
 def test_a_process_that_exited_is_gone_and_a_live_one_is_not() -> None:
     me = this_process(NOW)
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child_start = ""
-    while not child_start and child.poll() is None:
-        child_start = process_start(child.pid)
-    child.wait()
-    exited = OwnerInfo("own_x", me.host, child.pid, me.boot_id, child_start or "1", NOW)
-    assert is_gone(exited, me)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        other = OwnerInfo("own_x", me.host, child.pid, me.boot_id, _started(child.pid), NOW)
+        assert not is_gone(other, me)  # another live process on this machine
+    finally:
+        child.kill()
+        child.wait()
+    assert is_gone(other, me)
     assert not is_gone(me, me)
     elsewhere = OwnerInfo("own_y", "another-host", child.pid, me.boot_id, "1", NOW)
     assert not is_gone(elsewhere, me)  # only the lease can speak for another machine

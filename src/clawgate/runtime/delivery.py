@@ -65,7 +65,7 @@ class Deliverer:
 
     async def _deliver(self, sender: Sender, item: Outbound) -> int:
         try:
-            await sender.send(item.target, item.text)
+            await _send(sender, item)
         except DeliveryFailed as exc:
             retry_at = None if exc.permanent else (
                 self._clock.now() + retry_delay(item.attempts, exc.retry_after))
@@ -75,3 +75,16 @@ class Deliverer:
             return 0
         await self._store.mark_delivered(item.id)
         return 1
+
+
+async def _send(sender: Sender, item: Outbound) -> None:
+    """Send one reply; a sender's own bug counts as a failed try (retried later, logged),
+    so it cannot end the delivery pass and leave the rest of the batch claimed."""
+    try:
+        await sender.send(item.target, item.text)
+    except DeliveryFailed:
+        raise
+    except Exception as exc:  # the channel's code, not ours: record it and carry on
+        log.exception("sender for %s failed on reply %s", item.channel, item.id)
+        raise DeliveryFailed(f"the {item.channel} sender failed: "
+                             f"{type(exc).__name__}: {exc}") from exc

@@ -28,5 +28,7 @@ class RuntimeSettings:
     shutdown_grace: float = 5.0
 
     @property
-    def renew_every(self) -> float:
-        return self.lease.total_seconds() / 3
+    def renew_every(self) -> timedelta:
+        """How often an owner renews its leases (and looks for dead owners): three times a
+        lease, so one late renewal never loses a run."""
+        return self.lease / 3

@@ -85,14 +85,14 @@ class Supervisor:
         renewed = await self._store.renew_leases(self._owner.id, held, self._settings.lease)
         for lost in held - renewed:
             self._runner.stop(lost, RunStatus.INTERRUPTED, "lost its lease")
-        self._next_renewal = now + self._settings.lease / 3
+        self._next_renewal = now + self._settings.renew_every
 
     async def _recover(self) -> None:
         """Expired leases on every tick (a cheap look); dead processes every lease/3."""
         now = self._clock.now()
         if self._next_recovery is None or now >= self._next_recovery:
             await recover_dead_owners(self._store, self._owner)
-            self._next_recovery = now + self._settings.lease / 3
+            self._next_recovery = now + self._settings.renew_every
         await recover_expired(self._store)
 
     async def _pick_up_waiting(self) -> None:

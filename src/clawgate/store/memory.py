@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from clawgate.clock import Clock, SystemClock
 from clawgate.domain import (
@@ -72,6 +72,8 @@ from clawgate.store.protocol import (
     StopOutcome,
     StopResult,
 )
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -292,7 +294,7 @@ class MemoryStore:
         db = await self._enter()
         found = [m for m in db.inbound.values() if m.session_id == session_id]
         found.sort(key=lambda m: (m.received_at, m.id))
-        return found[-limit:]
+        return _newest(found, limit)
 
     async def claimable_sessions(
         self, session_ids: frozenset[str] | None = None, limit: int = 100
@@ -418,7 +420,7 @@ class MemoryStore:
         db = await self._enter()
         found = [r for r in db.runs.values() if r.session_id == session_id]
         found.sort(key=lambda r: (r.created_at, r.id))
-        return found[-limit:]
+        return _newest(found, limit)
 
     async def active_runs(self) -> list[Run]:
         db = await self._enter()
@@ -431,7 +433,7 @@ class MemoryStore:
     ) -> list[TranscriptEntry]:
         db = await self._enter()
         entries = [e for e in db.transcript if e.session_id == session_id]
-        return entries if limit is None else entries[-limit:]
+        return entries if limit is None else _newest(entries, limit)
 
     async def conversation(self, session_id: str, limit: int) -> list[ContextEntry]:
         db = await self._enter()
@@ -439,8 +441,8 @@ class MemoryStore:
         summaries = [e for e in entries if e.covers_through is not None]
         best = max(summaries, key=lambda e: (e.covers_through, e.seq), default=None)
         after = -1 if best is None or best.covers_through is None else best.covers_through
-        kept = [ContextEntry(e.seq, e.role, e.text) for e in entries
-                if e.seq > after and e.covers_through is None][-limit:]
+        kept = _newest([ContextEntry(e.seq, e.role, e.text) for e in entries
+                        if e.seq > after and e.covers_through is None], limit)
         if best is None:
             return kept
         return [ContextEntry(best.seq, Role.NOTE, best.text, summary=True), *kept]
@@ -502,7 +504,7 @@ class MemoryStore:
 
     async def list_outbox(self, session_id: str, limit: int = 100) -> list[Outbound]:
         db = await self._enter()
-        return [o for o in db.outbox if o.session_id == session_id][-limit:]
+        return _newest([o for o in db.outbox if o.session_id == session_id], limit)
 
     # --- model routing -------------------------------------------------------------
 
@@ -736,3 +738,7 @@ class MemoryStore:
         ]
         return sorted(found, key=lambda m: (m.received_at, m.id))
 
+
+def _newest(items: list[_T], limit: int) -> list[_T]:
+    """The last ``limit`` items, as SQL's ``ORDER BY ... DESC LIMIT`` gives them (0: none)."""
+    return items[-limit:] if limit > 0 else []

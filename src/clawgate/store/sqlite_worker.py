@@ -37,6 +37,13 @@ _STOP = None
 
 #: SQLite's primary result codes for a file that is not a database, or a damaged one.
 _CORRUPT_CODES = frozenset({sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT})
+#: ... and for a database another connection holds.
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code of ``exc`` (0 if the driver gave none)."""
+    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -74,7 +81,7 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if _code(exc) not in _BUSY_CODES:
                 raise
         time.sleep(WAL_RETRY_MS / 1000)  # on the connection's own thread, not the loop's
     conn.execute("PRAGMA journal_mode = WAL")
@@ -82,14 +89,13 @@ def _use_wal(conn: sqlite3.Connection) -> None:
 
 def translate(exc: sqlite3.Error, path: Path) -> StoreError:
     """A driver error as a store error; a damaged or foreign file is named."""
-    if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _CORRUPT_CODES:
+    if _code(exc) in _CORRUPT_CODES:
         return StoreCorrupt(
             f"{path} is not a usable clawgate database ({exc}). "
             "Move it aside to start afresh, or restore a backup")
+    if _code(exc) in _BUSY_CODES:
+        return StoreBusy(f"the database stayed locked for {BUSY_TIMEOUT_MS / 1000:g}s: {exc}")
     if isinstance(exc, sqlite3.OperationalError):
-        if "locked" in str(exc) or "busy" in str(exc):
-            return StoreBusy(
-                f"the database stayed locked for {BUSY_TIMEOUT_MS / 1000:g}s: {exc}")
         return StoreError(str(exc))
     return StoreError(f"{type(exc).__name__}: {exc}")
 
