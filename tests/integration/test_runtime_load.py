@@ -108,4 +108,4 @@ async def test_the_event_loop_keeps_running_while_another_process_holds_the_data
     other_process.close()
     await store.close()
     assert released, "the write finished while another process held the lock"
-    assert released[0] >= 10  # the loop kept serving other work while the write waited
+    assert released[0] >= 3  # the loop kept serving other work (blocked, it would count 0)
