@@ -84,7 +84,7 @@ class AnthropicAdapter(HttpAdapter):
                                    provider=self.name)
         if isinstance(exc, anthropic.APIStatusError):
             return from_status(self.name, exc.status_code, message, _error_type(exc),
-                               exc.response.headers)
+                               exc.response.headers, now=self._clock.now())
         if isinstance(exc, anthropic.APIConnectionError):
             return self._unreachable(message)
         return self._other_failure(exc, message)
@@ -159,4 +159,3 @@ def _error_type(exc: Exception) -> str | None:
         kind = body["error"].get("type")
         return str(kind) if kind else None
     return None
-

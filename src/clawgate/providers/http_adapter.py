@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from clawgate.clock import Clock, SystemClock
 from clawgate.errors import NotConfigured, ProviderError, ProviderUnavailable
 from clawgate.providers.http_errors import from_transport
 from clawgate.providers.settings import HttpProviderSettings, Profile
@@ -13,9 +14,12 @@ from clawgate.redaction import redact
 
 
 class HttpAdapter:
-    def __init__(self, settings: HttpProviderSettings, profile: Profile) -> None:
+    def __init__(
+        self, settings: HttpProviderSettings, profile: Profile, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
         self.profile = profile
+        self._clock = clock or SystemClock()  # "now" for a retry-after given as a date
         self._client: Any = None
 
     @property

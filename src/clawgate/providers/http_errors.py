@@ -6,10 +6,12 @@ SDK's exception; this module decides what that means. Secrets are removed from e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from clawgate.domain import MAX_RETRY_AFTER_S
 from clawgate.errors import (
     AuthFailed,
     BillingFailed,
@@ -40,20 +42,22 @@ _STATUS_OF_TYPE = {
 
 def from_status(
     provider: str, status: int, message: str, code: str | None = None,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None, *, now: datetime,
 ) -> ProviderError:
     """The error an HTTP status (with the provider's message and code) stands for.
 
-    A 2xx status means the error arrived inside a streamed answer: its type decides.
+    A 2xx status means the error arrived inside a streamed answer: its type decides. ``now``
+    is when the answer came (a retry-after may be a date).
     """
     if 200 <= status < 300:
-        return from_stream_error(provider, message, code, headers)
+        return from_stream_error(provider, message, code, headers, now=now)
     return _classify(provider, status, f"{message} (HTTP {status})", _hint(code, message),
-                     headers)
+                     headers or {}, now)
 
 
 def from_stream_error(
-    provider: str, message: str, code: str | None, headers: Mapping[str, str] | None = None
+    provider: str, message: str, code: str | None, headers: Mapping[str, str] | None = None,
+    *, now: datetime,
 ) -> ProviderError:
     """An error the provider sent in the middle of a streamed answer.
 
@@ -64,7 +68,7 @@ def from_stream_error(
     status = int(kind) if kind.isdigit() and 400 <= int(kind) < 600 else _STATUS_OF_TYPE.get(
         kind, 500)
     text = f"{message} ({kind or 'an error'} in the streamed answer)"
-    return _classify(provider, status, text, _hint(code, message), headers)
+    return _classify(provider, status, text, _hint(code, message), headers or {}, now)
 
 
 def _hint(code: str | None, message: str) -> str:
@@ -72,12 +76,13 @@ def _hint(code: str | None, message: str) -> str:
 
 
 def _classify(
-    provider: str, status: int, text: str, hint: str, headers: Mapping[str, str] | None
+    provider: str, status: int, text: str, hint: str, headers: Mapping[str, str],
+    now: datetime,
 ) -> ProviderError:
     if status == 429:
         if any(h in hint for h in _BILLING_HINTS):
             return BillingFailed(text, provider=provider)
-        return RateLimited(text, provider=provider, retry_after=retry_after(headers or {}))
+        return RateLimited(text, provider=provider, retry_after=retry_after(headers, now))
     if status in (401, 403):
         return AuthFailed(text, provider=provider)
     if status == 402 or (status == 400 and any(h in hint for h in _BILLING_HINTS)):
@@ -105,25 +110,40 @@ def from_transport(provider: str, exc: Exception, timeout_s: float) -> ProviderE
     return None
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or a date)."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    millis = lowered.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if not value:
-        return None
+def retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI sends it) or ``retry-after`` (seconds,
+    or an HTTP date: GMT when it names no zone), at most ``MAX_RETRY_AFTER_S``.
+
+    None when neither header holds a usable time (negative, infinite, not a number or a
+    date): the caller's own backoff applies. ``now`` is when the answer came.
+    """
+    lowered = {k.lower(): v.strip() for k, v in headers.items()}
+    millis = _seconds(lowered.get("retry-after-ms", ""))
+    if millis is not None:
+        return min(millis / 1000, MAX_RETRY_AFTER_S)
+    value = lowered.get("retry-after", "")
+    seconds = _seconds(value)
+    if seconds is None:
+        seconds = _seconds_until(value, now)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
+
+
+def _seconds(value: str) -> float | None:
+    """``value`` as a finite, non-negative number of seconds; None if it is not one."""
     try:
-        return max(0.0, float(value))
+        number = float(value)
     except ValueError:
-        pass
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _seconds_until(value: str, now: datetime) -> float | None:
+    """Seconds from ``now`` to the HTTP date ``value`` (0 if it has passed); None if
+    ``value`` is not a date."""
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
+    if when.tzinfo is None:  # no zone, or "-0000": HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())

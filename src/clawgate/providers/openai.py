@@ -89,14 +89,16 @@ class OpenAIAdapter(HttpAdapter):
                                    provider=self.name)
         if isinstance(exc, openai.APIStatusError):
             code = exc.code if isinstance(exc.code, str) else None
-            return from_status(self.name, exc.status_code, message, code, exc.response.headers)
+            return from_status(self.name, exc.status_code, message, code, exc.response.headers,
+                               now=self._clock.now())
         if isinstance(exc, openai.APIConnectionError):
             return self._unreachable(message)
         if isinstance(exc, openai.APIResponseValidationError):
             return ProviderUnavailable(f"malformed response: {message}", provider=self.name)
         if isinstance(exc, openai.APIError) and isinstance(exc.body, dict):  # sent mid-stream
             code = exc.code if exc.code is not None else exc.type
-            return from_stream_error(self.name, message, None if code is None else str(code))
+            return from_stream_error(self.name, message, None if code is None else str(code),
+                                     now=self._clock.now())
         return self._other_failure(exc, message)
 
 

@@ -62,7 +62,7 @@ class Reply:
 class Fail:
     status: int = 500
     message: str = "internal error"
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # seconds, or the header's text as sent (a date)
     code: str | None = None  # OpenAI's error code / Anthropic's error type, if not implied
 
 
@@ -319,7 +319,8 @@ class _Responder:
             raise
 
     async def _error(self, fail: Fail) -> None:
-        extra = {} if fail.retry_after is None else {"retry-after": f"{fail.retry_after:g}"}
+        extra = {} if fail.retry_after is None else {"retry-after": (
+            fail.retry_after if isinstance(fail.retry_after, str) else f"{fail.retry_after:g}")}
         await self._json(fail.status, _formats[self.x.api].error(fail), extra)
 
     async def _json(self, status: int, payload: object, extra: dict[str, str] | None = None
