@@ -180,6 +180,25 @@ async def test_a_retry_after_date_is_counted_from_the_clock_and_read_as_gmt_with
     assert error.retry_after == 45
 
 
+GEMINI_EXHAUSTED = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                              "message": "Resource has been exhausted (e.g. check quota)."}}
+
+
+@pytest.mark.parametrize("body", [GEMINI_EXHAUSTED, [GEMINI_EXHAUSTED]], ids=["dict", "list"])
+async def test_a_429_from_gemini_saying_check_quota_is_a_rate_limit_not_billing(
+    server: FakeModelServer, body: object
+) -> None:
+    adapter = _made(ProviderKind.OPENAI, server)  # Gemini's OpenAI-compatible endpoint
+    server.script(Fail(429, retry_after=20, body=body))
+    try:
+        error = await _failure(adapter)
+    finally:
+        await adapter.aclose()
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == 20
+    assert "Resource has been exhausted (e.g. check quota)." in str(error)
+
+
 async def test_a_key_echoed_by_the_provider_is_redacted(
     adapter: Provider, server: FakeModelServer
 ) -> None:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from clawgate.clock import Clock, SystemClock
 from clawgate.errors import NotConfigured, ProviderError, ProviderUnavailable
-from clawgate.providers.http_errors import from_transport
+from clawgate.providers.http_errors import error_object, from_transport
 from clawgate.providers.settings import HttpProviderSettings, Profile
 from clawgate.redaction import redact
 
@@ -64,13 +64,11 @@ class HttpAdapter:
                                    provider=self.name)
 
 
-def body_message(exc: Exception, nested: str = "error") -> str:
+def body_message(exc: Exception) -> str:
     """The provider's own message from an error body ({"error": {"message": ...}})."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get(nested, body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
+    error = error_object(getattr(exc, "body", None))
+    if error is not None and isinstance(error.get("message"), str):
+        return str(error["message"])
     return str(exc) or type(exc).__name__
 
 
