@@ -578,17 +578,22 @@ def delivery_text(status: RunStatus, reply: str, error: str | None) -> str | Non
     return "\n".join(part for part in (reply, notes.get(status, "")) if part)
 
 
+#: The longest wait a provider's or channel's ``retry-after`` is taken at: a larger one (a
+#: misconfigured server, ``1e10``) would rest a key or hold a reply for years.
+MAX_RETRY_AFTER_S = 3600
+
+
 def cooldown_window(
     failures: int, windows: Sequence[float], retry_after: float | None
 ) -> float:
     """Seconds an auth profile (or one model on it) rests after its ``failures``-th failure
     in a row.
 
-    When the provider said how long (``retry-after``), that is the rest; otherwise the
-    windows grow with each failure in a row.
+    When the provider said how long (``retry-after``), that is the rest, up to an hour;
+    otherwise the windows grow with each failure in a row.
     """
     if retry_after is not None:
-        return retry_after
+        return min(retry_after, MAX_RETRY_AFTER_S)
     return windows[min(failures, len(windows)) - 1]
 
 
@@ -596,7 +601,7 @@ def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
     """Backoff between delivery attempts: 1 s, 2 s, 4 s, ... at most 5 minutes."""
     seconds = min(2 ** max(0, attempts - 1), 300)
     if retry_after is not None:
-        seconds = max(seconds, min(retry_after, 3600))
+        seconds = max(seconds, min(retry_after, MAX_RETRY_AFTER_S))
     return timedelta(seconds=seconds)
 
 

@@ -127,6 +127,14 @@ async def test_cooldown_windows_stop_growing_at_the_last_one(store: Store) -> No
     assert (last.until - store.clock.now()).total_seconds() == 3600
 
 
+@pytest.mark.parametrize("asked", [1e10, float("inf")])
+async def test_a_retry_after_however_long_rests_a_key_at_most_an_hour(
+    store: Store, asked: float
+) -> None:
+    rest = await store.record_cooldown("p:x", "rate limited", WINDOWS, asked, model="m")
+    assert (rest.until - store.clock.now()).total_seconds() == 3600
+
+
 @pytest.mark.parametrize("status", [RunStatus.KILLED, RunStatus.FAILED, RunStatus.TIMEOUT])
 async def test_tokens_spent_count_whatever_the_run_ended_as(
     store: Store, status: RunStatus

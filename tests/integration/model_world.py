@@ -46,7 +46,7 @@ class World:
             HttpProviderSettings("anthropic", ProviderKind.ANTHROPIC,
                                  (Profile("default", "env A", CLAUDE_KEY),),
                                  base_url=self.server.url, timeout_seconds=timeout_s),
-        ])
+        ], self.clock)
         settings = RuntimeSettings(
             default_model=GPT, poll_interval=0.01, system_prompt=system_prompt,
             routing=RoutingPolicy(fallbacks=fallbacks, backoff_s=0.01),

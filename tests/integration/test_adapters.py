@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ from clawgate.providers.settings import (
     ProviderKind,
     TokenLimitField,
 )
+from clawgate.testing import ManualClock
 from clawgate.testing.model_server import (
     Exchange,
     Fail,
@@ -52,6 +54,7 @@ from clawgate.testing.model_server import (
 KEY = "sk-test-0123456789abcdef"
 MAIN = Profile("main", "env TEST_KEY", KEY)
 HELLO = ModelRequest("m1", (ChatMessage(ChatRole.USER, "hello"),))
+START = datetime(2026, 1, 1, tzinfo=UTC)  # the adapters' clock: a Thursday, at midnight
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ async def adapter(
         timeout_seconds=1.0,
     )
     made = OpenAIAdapter if kind is ProviderKind.OPENAI else AnthropicAdapter
-    adapter = made(settings, settings.profiles[0])
+    adapter = made(settings, settings.profiles[0], ManualClock(START))
     yield adapter
     await adapter.aclose()
 
@@ -164,6 +167,36 @@ async def test_a_rate_limit_says_when_to_retry(adapter: Provider, server: FakeMo
     error = await _failure(adapter)
     assert isinstance(error, RateLimited)
     assert error.retry_after == 7
+
+
+@pytest.mark.parametrize("date", ["Thu, 01 Jan 2026 00:00:45", "Thu, 01 Jan 2026 00:00:45 -0000",
+                                  "Thu, 01 Jan 2026 00:00:45 GMT"])
+async def test_a_retry_after_date_is_counted_from_the_clock_and_read_as_gmt_without_a_zone(
+    adapter: Provider, server: FakeModelServer, date: str
+) -> None:
+    server.script(Fail(429, "slow down", retry_after=date))
+    error = await _failure(adapter)
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == 45
+
+
+GEMINI_EXHAUSTED = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                              "message": "Resource has been exhausted (e.g. check quota)."}}
+
+
+@pytest.mark.parametrize("body", [GEMINI_EXHAUSTED, [GEMINI_EXHAUSTED]], ids=["dict", "list"])
+async def test_a_429_from_gemini_saying_check_quota_is_a_rate_limit_not_billing(
+    server: FakeModelServer, body: object
+) -> None:
+    adapter = _made(ProviderKind.OPENAI, server)  # Gemini's OpenAI-compatible endpoint
+    server.script(Fail(429, retry_after=20, body=body))
+    try:
+        error = await _failure(adapter)
+    finally:
+        await adapter.aclose()
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == 20
+    assert "Resource has been exhausted (e.g. check quota)." in str(error)
 
 
 async def test_a_key_echoed_by_the_provider_is_redacted(

@@ -131,6 +131,38 @@ async def test_a_rate_limit_rests_only_that_model_and_another_model_s_answer_kee
     assert {c.until for c in rests} == {world.clock.now() + timedelta(seconds=60)}
 
 
+async def test_a_retry_after_date_without_a_zone_rests_the_key_and_the_next_one_answers(
+    world: World,
+) -> None:
+    runtime = await world.runtime()
+    in_45s = world.clock.now() + timedelta(seconds=45)
+    world.server.on_key(WORK, Fail(429, "slow down",
+                                   retry_after=in_45s.strftime("%a, %d %b %Y %H:%M:%S")))
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert outcome.run.status is RunStatus.DONE
+    assert await _attempts(runtime, outcome) == [
+        ("openai/gpt-test", "work", "rate_limited"), ("openai/gpt-test", "home", "answered")]
+    [cooldown] = await runtime.store.cooldowns()
+    assert (cooldown.profile_key, cooldown.until) == ("openai:work", in_45s)
+
+
+async def test_a_temporary_quota_429_rests_only_that_model_for_the_wait_it_asks(
+    world: World,
+) -> None:
+    runtime = await world.runtime(fallbacks=(GPT_OTHER, CLAUDE))
+    world.server.on_model("gpt-test", Fail(429, retry_after=30, body={"error": {
+        "code": 429, "message": "Resource has been exhausted (e.g. check quota).",
+        "status": "RESOURCE_EXHAUSTED"}}))  # as Gemini answers
+    outcome = await _ask(runtime)
+    assert outcome.run is not None
+    assert (outcome.run.model, outcome.run.profile) == (GPT_OTHER, "work")  # the same key
+    rests = await runtime.router.cooldowns()
+    assert {(c.profile_key, c.model, c.until) for c in rests} == {
+        ("openai:work", "gpt-test", world.clock.now() + timedelta(seconds=30)),
+        ("openai:home", "gpt-test", world.clock.now() + timedelta(seconds=30))}
+
+
 async def test_a_refused_key_rests_for_every_model_from_the_same_turn_on(world: World) -> None:
     runtime = await world.runtime(fallbacks=(GPT_OTHER, CLAUDE))
     world.server.on_key(WORK, Fail(401, "bad key"))

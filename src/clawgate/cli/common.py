@@ -37,7 +37,7 @@ class App:
 async def open_app(settings: config.Settings) -> AsyncIterator[App]:
     store = await SqliteStore.open(settings.database)
     try:
-        yield App(settings, store, build(settings.providers))
+        yield App(settings, store, build(settings.providers, store.clock))
     finally:
         await store.close()
 

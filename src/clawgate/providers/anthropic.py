@@ -21,7 +21,7 @@ from clawgate.providers.base import (
     UsageReport,
 )
 from clawgate.providers.http_adapter import HttpAdapter, body_message
-from clawgate.providers.http_errors import from_status
+from clawgate.providers.http_errors import error_codes, from_status
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -83,8 +83,8 @@ class AnthropicAdapter(HttpAdapter):
             return ProviderTimeout(f"no answer within {self.settings.timeout_seconds:g}s",
                                    provider=self.name)
         if isinstance(exc, anthropic.APIStatusError):
-            return from_status(self.name, exc.status_code, message, _error_type(exc),
-                               exc.response.headers)
+            return from_status(self.name, exc.status_code, message, error_codes(exc.body),
+                               exc.response.headers, now=self._clock.now())
         if isinstance(exc, anthropic.APIConnectionError):
             return self._unreachable(message)
         return self._other_failure(exc, message)
@@ -151,12 +151,3 @@ def split_system(messages: tuple[ChatMessage, ...]) -> tuple[str, list[Any]]:
     if turns and turns[0]["role"] == ChatRole.ASSISTANT.value:
         turns.insert(0, {"role": "user", "content": "(continuing the conversation)"})
     return system, list(turns)
-
-
-def _error_type(exc: Exception) -> str | None:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        kind = body["error"].get("type")
-        return str(kind) if kind else None
-    return None
-

@@ -6,16 +6,20 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from clawgate.clock import Clock, SystemClock
 from clawgate.errors import NotConfigured, ProviderError, ProviderUnavailable
-from clawgate.providers.http_errors import from_transport
+from clawgate.providers.http_errors import error_object, from_transport
 from clawgate.providers.settings import HttpProviderSettings, Profile
 from clawgate.redaction import redact
 
 
 class HttpAdapter:
-    def __init__(self, settings: HttpProviderSettings, profile: Profile) -> None:
+    def __init__(
+        self, settings: HttpProviderSettings, profile: Profile, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
         self.profile = profile
+        self._clock = clock or SystemClock()  # "now" for a retry-after given as a date
         self._client: Any = None
 
     @property
@@ -60,13 +64,11 @@ class HttpAdapter:
                                    provider=self.name)
 
 
-def body_message(exc: Exception, nested: str = "error") -> str:
+def body_message(exc: Exception) -> str:
     """The provider's own message from an error body ({"error": {"message": ...}})."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get(nested, body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
+    error = error_object(getattr(exc, "body", None))
+    if error is not None and isinstance(error.get("message"), str):
+        return str(error["message"])
     return str(exc) or type(exc).__name__
 
 

@@ -1,15 +1,19 @@
 """From an HTTP answer a provider gave to the ``ProviderError`` tree, the same way for all.
 
-Adapters pull the status, the provider's message and error code, and the headers out of their
-SDK's exception; this module decides what that means. Secrets are removed from every message.
+Adapters pull the status, the provider's message and error codes (``error_object``,
+``error_codes``), and the headers out of their SDK's exception; this module decides what that
+means. Secrets are removed from every message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
+from clawgate.domain import MAX_RETRY_AFTER_S
 from clawgate.errors import (
     AuthFailed,
     BillingFailed,
@@ -22,9 +26,25 @@ from clawgate.errors import (
     RateLimited,
 )
 
-_CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "prompt is too long",
-                  "context window", "too many tokens")
-_BILLING_HINTS = ("insufficient_quota", "billing", "credit balance", "quota")
+#: A provider's own name for an error (OpenAI's ``code`` or ``type``, Anthropic's ``type``,
+#: Google's ``status``) that settles what it is, whatever the status and the message say.
+_KIND_OF_CODE: dict[str, type[ProviderError]] = {
+    "insufficient_quota": BillingFailed, "billing_hard_limit_reached": BillingFailed,
+    "billing_not_active": BillingFailed, "billing_error": BillingFailed,
+    "context_length_exceeded": ContextOverflow,
+    "rate_limit_exceeded": RateLimited, "rate_limit_error": RateLimited,
+    "resource_exhausted": RateLimited,  # Google's 429: a rate or daily limit, not money
+    "overloaded_error": Overloaded,
+}
+
+#: Read in the message only when no code above says what the error is. Anthropic sends a low
+#: credit balance and a reached spend limit as a 400 ``invalid_request_error``. Narrow on
+#: purpose: "quota" and "billing" also come with temporary rate limits ("Resource has been
+#: exhausted (e.g. check quota).", "... check your plan and billing details").
+_BILLING_PHRASES = ("credit balance", "insufficient credit", "insufficient balance",
+                    "api usage limits", "billing hard limit")
+_CONTEXT_PHRASES = ("maximum context length", "prompt is too long", "context window",
+                    "too many tokens")
 
 
 #: What an error sent inside a streamed answer means, as the HTTP status it stands for: the
@@ -39,58 +59,100 @@ _STATUS_OF_TYPE = {
 
 
 def from_status(
-    provider: str, status: int, message: str, code: str | None = None,
-    headers: Mapping[str, str] | None = None,
+    provider: str, status: int, message: str, codes: Sequence[str] = (),
+    headers: Mapping[str, str] | None = None, *, now: datetime,
 ) -> ProviderError:
-    """The error an HTTP status (with the provider's message and code) stands for.
+    """The error an HTTP status (with the provider's message and error codes) stands for.
 
-    A 2xx status means the error arrived inside a streamed answer: its type decides.
+    A code the provider gave (see ``error_codes``) decides first, then the status; the
+    message only where neither tells. A 2xx status means the error arrived inside a streamed
+    answer: its type decides. ``now`` is when the answer came (a retry-after may be a date).
     """
     if 200 <= status < 300:
-        return from_stream_error(provider, message, code, headers)
-    return _classify(provider, status, f"{message} (HTTP {status})", _hint(code, message),
-                     headers)
+        return from_stream_error(provider, message, codes, headers, now=now)
+    return _classify(provider, status, f"{message} (HTTP {status})", message, codes,
+                     headers or {}, now)
 
 
 def from_stream_error(
-    provider: str, message: str, code: str | None, headers: Mapping[str, str] | None = None
+    provider: str, message: str, codes: Sequence[str],
+    headers: Mapping[str, str] | None = None, *, now: datetime,
 ) -> ProviderError:
     """An error the provider sent in the middle of a streamed answer.
 
     Its type (``overloaded_error``, ``api_error``, ...) or a numeric code says what it is; an
     error we cannot place is taken as a server error, worth a retry.
     """
-    kind = (code or "").strip()
-    status = int(kind) if kind.isdigit() and 400 <= int(kind) < 600 else _STATUS_OF_TYPE.get(
-        kind, 500)
+    status, kind = _stream_status(codes)
     text = f"{message} ({kind or 'an error'} in the streamed answer)"
-    return _classify(provider, status, text, _hint(code, message), headers)
+    return _classify(provider, status, text, message, codes, headers or {}, now)
 
 
-def _hint(code: str | None, message: str) -> str:
-    return f"{code or ''} {message}".lower()
+def error_object(body: object) -> Mapping[str, Any] | None:
+    """The error object of a provider's error body: ``{"error": {...}}`` (OpenAI, Anthropic,
+    Google), the object itself (what the OpenAI SDK keeps), or either as the first item of a
+    list (Gemini's OpenAI-compatible endpoint answers ``[{"error": {...}}]``)."""
+    if isinstance(body, list) and body:
+        body = body[0]
+    if not isinstance(body, dict):
+        return None
+    inner = body.get("error")
+    return inner if isinstance(inner, dict) else body
+
+
+def error_codes(body: object) -> tuple[str, ...]:
+    """The provider's names for the error in ``body``, lower case: its ``code``, ``type``
+    and ``status`` (OpenAI sets the first two, Anthropic the type, Google the status)."""
+    error = error_object(body)
+    if error is None:
+        return ()
+    found = (error.get(field) for field in ("code", "type", "status"))
+    names = (str(v).strip().lower() for v in found
+             if isinstance(v, str | int) and not isinstance(v, bool))
+    return tuple(name for name in names if name)
+
+
+def _stream_status(codes: Sequence[str]) -> tuple[int, str]:
+    """The HTTP status a streamed error's codes stand for, and the code that said so."""
+    for code in codes:
+        if code.isascii() and code.isdigit() and 400 <= int(code) < 600:
+            return int(code), code
+        if code in _STATUS_OF_TYPE:
+            return _STATUS_OF_TYPE[code], code
+    return 500, codes[0] if codes else ""
 
 
 def _classify(
-    provider: str, status: int, text: str, hint: str, headers: Mapping[str, str] | None
+    provider: str, status: int, text: str, message: str, codes: Sequence[str],
+    headers: Mapping[str, str], now: datetime,
 ) -> ProviderError:
+    kind = next((_KIND_OF_CODE[c] for c in codes if c in _KIND_OF_CODE), None)
+    kind = kind or _kind_of_status(status, message.lower())
+    if kind is RateLimited:
+        return RateLimited(text, provider=provider, retry_after=retry_after(headers, now))
+    return kind(text, provider=provider)
+
+
+def _kind_of_status(status: int, message: str) -> type[ProviderError]:
+    if status == 402 or (status in (400, 429) and _mentions(message, _BILLING_PHRASES)):
+        return BillingFailed
     if status == 429:
-        if any(h in hint for h in _BILLING_HINTS):
-            return BillingFailed(text, provider=provider)
-        return RateLimited(text, provider=provider, retry_after=retry_after(headers or {}))
+        return RateLimited
     if status in (401, 403):
-        return AuthFailed(text, provider=provider)
-    if status == 402 or (status == 400 and any(h in hint for h in _BILLING_HINTS)):
-        return BillingFailed(text, provider=provider)
-    if status in (400, 413, 422) and any(h in hint for h in _CONTEXT_HINTS):
-        return ContextOverflow(text, provider=provider)
-    if status in (503, 529) or "overloaded" in hint:
-        return Overloaded(text, provider=provider)
+        return AuthFailed
+    if status in (400, 413, 422) and _mentions(message, _CONTEXT_PHRASES):
+        return ContextOverflow
+    if status in (503, 529) or "overloaded" in message:
+        return Overloaded
     if status in (408, 504):
-        return ProviderTimeout(text, provider=provider)
+        return ProviderTimeout
     if status >= 500 or status == 409:
-        return ProviderUnavailable(text, provider=provider)
-    return ProviderFatal(text, provider=provider)
+        return ProviderUnavailable
+    return ProviderFatal
+
+
+def _mentions(message: str, phrases: tuple[str, ...]) -> bool:
+    return any(phrase in message for phrase in phrases)
 
 
 def from_transport(provider: str, exc: Exception, timeout_s: float) -> ProviderError | None:
@@ -105,25 +167,40 @@ def from_transport(provider: str, exc: Exception, timeout_s: float) -> ProviderE
     return None
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or a date)."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    millis = lowered.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if not value:
-        return None
+def retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI sends it) or ``retry-after`` (seconds,
+    or an HTTP date: GMT when it names no zone), at most ``MAX_RETRY_AFTER_S``.
+
+    None when neither header holds a usable time (negative, infinite, not a number or a
+    date): the caller's own backoff applies. ``now`` is when the answer came.
+    """
+    lowered = {k.lower(): v.strip() for k, v in headers.items()}
+    millis = _seconds(lowered.get("retry-after-ms", ""))
+    if millis is not None:
+        return min(millis / 1000, MAX_RETRY_AFTER_S)
+    value = lowered.get("retry-after", "")
+    seconds = _seconds(value)
+    if seconds is None:
+        seconds = _seconds_until(value, now)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
+
+
+def _seconds(value: str) -> float | None:
+    """``value`` as a finite, non-negative number of seconds; None if it is not one."""
     try:
-        return max(0.0, float(value))
+        number = float(value)
     except ValueError:
-        pass
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _seconds_until(value: str, now: datetime) -> float | None:
+    """Seconds from ``now`` to the HTTP date ``value`` (0 if it has passed); None if
+    ``value`` is not a date."""
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
+    if when.tzinfo is None:  # no zone, or "-0000": HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())

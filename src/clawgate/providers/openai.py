@@ -20,7 +20,7 @@ from clawgate.providers.base import (
     UsageReport,
 )
 from clawgate.providers.http_adapter import HttpAdapter, body_message
-from clawgate.providers.http_errors import from_status, from_stream_error
+from clawgate.providers.http_errors import error_codes, from_status, from_stream_error
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -88,15 +88,15 @@ class OpenAIAdapter(HttpAdapter):
             return ProviderTimeout(f"no answer within {self.settings.timeout_seconds:g}s",
                                    provider=self.name)
         if isinstance(exc, openai.APIStatusError):
-            code = exc.code if isinstance(exc.code, str) else None
-            return from_status(self.name, exc.status_code, message, code, exc.response.headers)
+            return from_status(self.name, exc.status_code, message, error_codes(exc.body),
+                               exc.response.headers, now=self._clock.now())
         if isinstance(exc, openai.APIConnectionError):
             return self._unreachable(message)
         if isinstance(exc, openai.APIResponseValidationError):
             return ProviderUnavailable(f"malformed response: {message}", provider=self.name)
         if isinstance(exc, openai.APIError) and isinstance(exc.body, dict):  # sent mid-stream
-            code = exc.code if exc.code is not None else exc.type
-            return from_stream_error(self.name, message, None if code is None else str(code))
+            return from_stream_error(self.name, message, error_codes(exc.body),
+                                     now=self._clock.now())
         return self._other_failure(exc, message)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from clawgate.clock import Clock
 from clawgate.providers.anthropic import AnthropicAdapter
 from clawgate.providers.base import Provider
 from clawgate.providers.echo import EchoConfig, EchoProvider
@@ -15,25 +16,29 @@ from clawgate.providers.settings import HttpProviderSettings, ProviderKind
 ProviderConfig = EchoConfig | HttpProviderSettings
 
 
-def build(configs: Iterable[ProviderConfig]) -> dict[str, ProviderEntry]:
-    return {config.name: entry(config) for config in configs}
+def build(
+    configs: Iterable[ProviderConfig], clock: Clock | None = None
+) -> dict[str, ProviderEntry]:
+    """The entries by provider name; ``clock`` (the system's by default) dates what the
+    providers answer, such as a retry-after given as a date."""
+    return {config.name: entry(config, clock) for config in configs}
 
 
-def entry(config: ProviderConfig) -> ProviderEntry:
+def entry(config: ProviderConfig, clock: Clock | None = None) -> ProviderEntry:
     if isinstance(config, EchoConfig):
         return ProviderEntry.single(EchoProvider(config.name, config.delay_ms, config.fail,
                                                  config.chunk_delay_ms))
     profiles: list[tuple[str, Provider]] = [
-        (p.name, adapter(config, p.name)) for p in config.profiles]
+        (p.name, adapter(config, p.name, clock)) for p in config.profiles]
     return ProviderEntry(tuple(profiles), config.context_window, config.max_output_tokens,
                          config.models)
 
 
-def adapter(config: HttpProviderSettings, profile: str) -> Provider:
+def adapter(config: HttpProviderSettings, profile: str, clock: Clock | None = None) -> Provider:
     chosen = next(p for p in config.profiles if p.name == profile)
     if config.kind is ProviderKind.ANTHROPIC:
-        return AnthropicAdapter(config, chosen)
-    return OpenAIAdapter(config, chosen)
+        return AnthropicAdapter(config, chosen, clock)
+    return OpenAIAdapter(config, chosen, clock)
 
 
 def secrets(configs: Iterable[ProviderConfig]) -> list[str]:
