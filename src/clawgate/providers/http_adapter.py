@@ -3,8 +3,10 @@ check, closing, and the last steps of turning a failure into a ``ProviderError``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, Protocol
 from urllib.parse import urlsplit, urlunsplit
+
+from typing_extensions import TypeVar
 
 from clawgate.errors import NotConfigured, ProviderError, ProviderUnavailable
 from clawgate.providers.http_errors import from_transport
@@ -12,11 +14,26 @@ from clawgate.providers.settings import HttpProviderSettings, Profile
 from clawgate.redaction import redact
 
 
-class HttpAdapter:
+class SdkClient(Protocol):
+    """The part of an SDK's client used here (``openai.AsyncOpenAI`` and
+    ``anthropic.AsyncAnthropic`` both fit)."""
+
+    @property
+    def base_url(self) -> object: ...
+
+    async def close(self) -> None: ...
+
+
+#: The SDK client an adapter builds (lazily: the SDKs are imported only when a model is
+#: called). An adapter names it, ``HttpAdapter[AsyncOpenAI]``; one that does not gets Any.
+ClientT = TypeVar("ClientT", bound=SdkClient, default=Any)
+
+
+class HttpAdapter(Generic[ClientT]):
     def __init__(self, settings: HttpProviderSettings, profile: Profile) -> None:
         self.settings = settings
         self.profile = profile
-        self._client: Any = None
+        self._client: ClientT | None = None
 
     @property
     def name(self) -> str:
