@@ -31,7 +31,8 @@ from clawgate.views import (
     transcript_row,
 )
 
-Handler = Callable[[Any, Listener], Awaitable[Json]]
+#: A method as the transport calls it: unchecked parameters in, a payload out.
+Handler = Callable[[dict[str, Any], Listener], Awaitable[Json]]
 
 
 @dataclass
@@ -52,28 +53,27 @@ class GatewayApi:
         self.counters = Counters()
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC)
-        self.methods: dict[str, tuple[type[p.Params], Handler]] = {
-            "chat.send": (p.ChatSend, self.chat_send),
-            "chat.abort": (p.SessionRef, self.chat_abort),
-            "chat.history": (p.ChatHistory, self.chat_history),
-            "sessions.list": (p.SessionsList, self.sessions_list),
-            "sessions.get": (p.SessionsGet, self.sessions_get),
-            "sessions.patch": (p.SessionsPatch, self.sessions_patch),
-            "sessions.reset": (p.SessionRef, self.sessions_reset),
-            "sessions.delete": (p.SessionRef, self.sessions_delete),
-            "events.subscribe": (p.Subscribe, self.events_subscribe),
-            "models.list": (p.NoParams, self.models_list),
-            "status": (p.NoParams, self.status),
+        self.methods: dict[str, Handler] = {
+            "chat.send": checked(p.ChatSend, self.chat_send),
+            "chat.abort": checked(p.SessionRef, self.chat_abort),
+            "chat.history": checked(p.ChatHistory, self.chat_history),
+            "sessions.list": checked(p.SessionsList, self.sessions_list),
+            "sessions.get": checked(p.SessionsGet, self.sessions_get),
+            "sessions.patch": checked(p.SessionsPatch, self.sessions_patch),
+            "sessions.reset": checked(p.SessionRef, self.sessions_reset),
+            "sessions.delete": checked(p.SessionRef, self.sessions_delete),
+            "events.subscribe": checked(p.Subscribe, self.events_subscribe),
+            "models.list": checked(p.NoParams, self.models_list),
+            "status": checked(p.NoParams, self.status),
         }
 
     async def call(self, method: str, params: dict[str, Any], listener: Listener) -> Json:
-        entry = self.methods.get(method)
-        if entry is None:
+        handler = self.methods.get(method)
+        if handler is None:
             known = ", ".join(sorted(self.methods))
             raise p.ProtocolError(p.ErrorCode.UNKNOWN_METHOD,
                                   f"unknown method {method!r}; methods: {known}")
-        kind, handler = entry
-        return await handler(p.check(kind, params), listener)
+        return await handler(params, listener)
 
     # --- chat --------------------------------------------------------------------------
 
@@ -193,6 +193,16 @@ class GatewayApi:
             "defaultModel": str(self.settings.runtime.default_model),
             "lastSeq": self.feed.last_seq,
         }
+
+
+def checked(kind: type[p.ParamsT],
+            method: Callable[[p.ParamsT, Listener], Awaitable[Json]]) -> Handler:
+    """``method``, called with its parameters checked as ``kind`` (the type checker sees
+    that ``kind`` is what ``method`` takes)."""
+
+    async def handler(params: dict[str, Any], listener: Listener) -> Json:
+        return await method(p.check(kind, params), listener)
+    return handler
 
 
 @contextmanager

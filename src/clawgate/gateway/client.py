@@ -13,12 +13,15 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput
+
+if TYPE_CHECKING:
+    from clawgate.views import Json
 
 Frame = dict[str, Any]
 
@@ -70,12 +73,12 @@ class GatewayClient:
                                ) from None
         return cls(connection)
 
-    async def request(self, method: str, **params: Any) -> Any:
+    async def request(self, method: str, **params: Any) -> Json:
         """Send a request and wait for its response's payload (a GatewayError on error)."""
         return await self.send_raw({"type": "req", "id": next(self._ids), "method": method,
                                     "params": params})
 
-    async def send_raw(self, frame: Frame | str, request_id: object = None) -> Any:
+    async def send_raw(self, frame: Frame | str, request_id: object = None) -> Json:
         """Send any frame (tests send broken ones) and wait for the response to its id."""
         text = frame if isinstance(frame, str) else json.dumps(frame)
         key = frame.get("id") if isinstance(frame, dict) else request_id
@@ -93,7 +96,10 @@ class GatewayClient:
             code = str(error.get("code"))
             kind = GatewayRefusedInput if code in REFUSED_INPUT else GatewayError
             raise kind(code, str(error.get("message")), error.get("details"))
-        return response.get("payload")
+        payload = response.get("payload")
+        if not isinstance(payload, dict):  # every method answers an object
+            raise GatewayError("bad_frame", "the gateway answered without a payload object")
+        return payload
 
     async def events(self) -> AsyncIterator[Frame]:
         while (frame := await self.event_frames.get()) is not None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from clawgate.domain import NewInbound, Run, RunStatus, check_inbound, check_key
 from clawgate.errors import ClawgateError, InvalidInput
@@ -36,15 +37,16 @@ from clawgate.gateway.openai_models import (
     ModelList,
     OpenAIError,
 )
-from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
+from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime, ShuttingDown
+from clawgate.store.protocol import Acceptance
 
 
-def router(runtime: Runtime, count: Any, serving: Callable[[], bool],
+def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[], bool],
            closed: asyncio.Event) -> APIRouter:
-    """The API on ``runtime``; ``serving`` is false once the gateway is shutting down, and
-    ``closed`` is set once its runtime takes no more work (what still waits, waits for the
-    next start)."""
+    """The API on ``runtime``; ``count`` is told the channel of each new message, ``serving``
+    is false once the gateway is shutting down, and ``closed`` is set once its runtime takes
+    no more work (what still waits, waits for the next start)."""
     api = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
     @api.post("/chat/completions", response_model=None, responses=RESPONSES,
@@ -58,9 +60,8 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool],
             key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
             check_inbound(NewInbound("http", text, idempotency_key))  # before any change
             model = await _choose_model(runtime, key, body.model)
-            listening = runtime.subscribe(key)
-            accepted = await runtime.send(key, text, channel="http",
-                                          channel_message_id=idempotency_key)
+            accepted, listening = await _accept(runtime, key, text, idempotency_key,
+                                                listen=body.stream)
         except OpenAIError as exc:
             return exc.response()
         except ShuttingDown as exc:
@@ -70,13 +71,11 @@ def router(runtime: Runtime, count: Any, serving: Callable[[], bool],
         if not accepted.duplicate:
             count("http")
         message_id = accepted.message.id
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            reply = _Reply(message_id, model, include_usage, key)
-            return StreamingResponse(_stream(runtime, listening, reply, serving, closed),
-                                     media_type="text/event-stream")
-        listening.close()
-        return await _answer(runtime, key, message_id, closed)
+        if listening is None:
+            return await _answer(runtime, key, message_id, closed)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        reply = _Reply(message_id, model, include_usage, key)
+        return _Streamed(_stream(runtime, listening, reply, serving, closed), listening)
 
     @api.get("/models", summary="The models a request may name")
     async def models() -> ModelList:
@@ -162,6 +161,36 @@ async def _settled(runtime: Runtime, message_id: str,
         return await runtime.wait_for(message_id, within=0)
     except TimeoutError:
         return None
+
+
+async def _accept(runtime: Runtime, key: str, text: str, idempotency_key: str | None,
+                  listen: bool) -> tuple[Acceptance, Subscription | None]:
+    """Send the message; with ``listen``, also the session's events from before it was sent
+    (a streamed reply misses none), closed again if sending fails."""
+    listening = runtime.subscribe(key) if listen else None
+    try:
+        accepted = await runtime.send(key, text, channel="http",
+                                      channel_message_id=idempotency_key)
+    except BaseException:
+        if listening is not None:
+            listening.close()
+        raise
+    return accepted, listening
+
+
+class _Streamed(StreamingResponse):
+    """A streamed reply that closes its subscription however the response ends, even one
+    whose body was never read (the client left before the first chunk)."""
+
+    def __init__(self, chunks: AsyncIterator[str], listening: Subscription) -> None:
+        super().__init__(chunks, media_type="text/event-stream")
+        self._listening = listening
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._listening.close()
 
 
 def _kept(key: str) -> OpenAIError:
@@ -261,7 +290,7 @@ class _Reply:
                        "usage": _usage(outcome)})
 
 
-async def _stream(runtime: Runtime, listening: Any, reply: _Reply,
+async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
                   serving: Callable[[], bool], closed: asyncio.Event) -> AsyncIterator[str]:
     """Chunks as the reply streams; the stored reply fills in anything the bus did not carry.
 
@@ -281,6 +310,8 @@ async def _stream(runtime: Runtime, listening: Any, reply: _Reply,
                 getting.cancel()
                 break
             event = getting.result()
+            if event is None:  # fell too far behind: the stored reply fills in the rest
+                break
             if isinstance(event, MessageDecided) and event.message.id == message_id:
                 run_id = event.message.run_id
             elif isinstance(event, ReplyDelta) and event.run_id == run_id:

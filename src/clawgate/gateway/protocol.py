@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -142,7 +142,10 @@ class NoParams(Params):
     pass
 
 
-def check(kind: type[Params], params: dict[str, Any]) -> Any:
+ParamsT = TypeVar("ParamsT", bound=Params)
+
+
+def check(kind: type[ParamsT], params: dict[str, Any]) -> ParamsT:
     """``params`` as ``kind``, or an INVALID_PARAMS error naming each problem."""
     try:
         return kind.model_validate(params)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
 
-class AnthropicAdapter(HttpAdapter):
+class AnthropicAdapter(HttpAdapter["AsyncAnthropic"]):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(streaming=True, needs_key=True,
@@ -72,8 +72,7 @@ class AnthropicAdapter(HttpAdapter):
                 default_headers=dict(self.settings.headers),
                 timeout=anthropic.Timeout(self.settings.timeout_seconds, connect=10.0),
             )
-        client: AsyncAnthropic = self._client
-        return client
+        return self._client
 
     def _translate(self, exc: Exception) -> ProviderError:
         import anthropic

@@ -3,7 +3,7 @@ check, closing, and the last steps of turning a failure into a ``ProviderError``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from clawgate.clock import Clock, SystemClock
@@ -13,14 +13,29 @@ from clawgate.providers.settings import HttpProviderSettings, Profile
 from clawgate.redaction import redact
 
 
-class HttpAdapter:
+class SdkClient(Protocol):
+    """The part of an SDK's client used here (``openai.AsyncOpenAI`` and
+    ``anthropic.AsyncAnthropic`` both fit)."""
+
+    @property
+    def base_url(self) -> object: ...
+
+    async def close(self) -> None: ...
+
+
+#: The SDK client an adapter builds (lazily: the SDKs are imported only when a model is
+#: called). An adapter names it: ``HttpAdapter["AsyncOpenAI"]``.
+ClientT = TypeVar("ClientT", bound=SdkClient)
+
+
+class HttpAdapter(Generic[ClientT]):
     def __init__(
         self, settings: HttpProviderSettings, profile: Profile, clock: Clock | None = None
     ) -> None:
         self.settings = settings
         self.profile = profile
         self._clock = clock or SystemClock()  # "now" for a retry-after given as a date
-        self._client: Any = None
+        self._client: ClientT | None = None
 
     @property
     def name(self) -> str:

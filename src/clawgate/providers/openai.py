@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 NO_KEY = "not-needed"  # the SDK insists on a key; local servers ignore it
 
 
-class OpenAIAdapter(HttpAdapter):
+class OpenAIAdapter(HttpAdapter["AsyncOpenAI"]):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(streaming=True, needs_key=self.settings.needs_key,
@@ -77,8 +77,7 @@ class OpenAIAdapter(HttpAdapter):
                 max_retries=0, default_headers=dict(self.settings.headers),
                 timeout=openai.Timeout(self.settings.timeout_seconds, connect=10.0),
             )
-        client: AsyncOpenAI = self._client
-        return client
+        return self._client
 
     def _translate(self, exc: Exception) -> ProviderError:
         import openai

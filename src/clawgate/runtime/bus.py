@@ -98,13 +98,15 @@ class EventBus:
         maxsize: int = 1000,
     ) -> Subscription:
         """Events of one session (by key, which survives /new, or by id), or of all."""
-        if session_key is not None and session_id is not None:
-            raise ValueError("subscribe by session key or by session id, not both")
-        topic = (("key", session_key) if session_key is not None
-                 else ("id", session_id) if session_id is not None else _EVERYTHING)
+        topic = _topic(session_key, session_id)
         subscription = Subscription(self, topic, maxsize)
         self._topics.setdefault(topic, set()).add(subscription)
         return subscription
+
+    def subscriber_count(self, session_key: str | None = None, *,
+                         session_id: str | None = None) -> int:
+        """How many subscriptions are open on exactly that topic (by key, by id, or all)."""
+        return len(self._topics.get(_topic(session_key, session_id), ()))
 
     def unsubscribe(self, subscription: Subscription) -> None:
         listeners = self._topics.get(subscription.topic)
@@ -117,3 +119,10 @@ class EventBus:
         for topic in (("key", event.session_key), ("id", event.session_id), _EVERYTHING):
             for subscription in list(self._topics.get(topic, ())):
                 subscription.offer(event)
+
+
+def _topic(session_key: str | None, session_id: str | None) -> tuple[str, str]:
+    if session_key is not None and session_id is not None:
+        raise ValueError("subscribe by session key or by session id, not both")
+    return (("key", session_key) if session_key is not None
+            else ("id", session_id) if session_id is not None else _EVERYTHING)
