@@ -85,6 +85,29 @@ def test_two_agents_on_one_session_are_answered_one_after_the_other(home: Home) 
     assert runs[0]["endedAt"] <= runs[1]["startedAt"]
 
 
+def test_a_waiting_message_sent_again_with_its_id_after_a_crash_is_answered(
+    home: Home,
+) -> None:
+    home.configure(fail="hang")
+    first = home.start("agent", "--session", "s1", "-m", "first")
+    wait_until(lambda: _running(home, "s1"), 15, "the first run to start", first)
+    second = home.start("agent", "--session", "s1", "-m", "second", "--id", "r1")
+    wait_until(lambda: len(home.json("sessions", "show", "s1")["inbound"]) == 2, 15,
+               "the second message to be stored", second)
+    for process in (first, second):  # both processes die; "second" still waits
+        process.send_signal(signal.SIGKILL)
+        process.wait(5)
+    home.configure()  # the model answers again
+
+    again = home.run("agent", "--session", "s1", "-m", "second", "--id", "r1", timeout=20)
+
+    assert again.returncode == 0, again.stderr
+    assert "second" in again.stdout
+    inbound = home.json("sessions", "show", "s1")["inbound"]
+    assert [m["text"] for m in inbound] == ["first", "second"]  # sent once, answered once
+    assert home.run("doctor").returncode == 0
+
+
 def test_doctor_finds_a_dead_owner_and_fix_repairs_it(home: Home) -> None:
     home.configure(fail="hang", lease=60)
     doomed = home.start("agent", "--session", "s1", "-m", "hang")

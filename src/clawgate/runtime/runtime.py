@@ -179,16 +179,24 @@ class Runtime:
             self.settings.queue,
         )
         if acceptance.duplicate:
+            if acceptance.message.fate is Fate.PENDING:  # sent before, still waiting (its
+                self._see_to(acceptance)                 # process may be gone): see to it
             return acceptance
         for dropped in acceptance.dropped:
             self.bus.publish(MessageDecided(key, dropped))
-        session = acceptance.session
         if acceptance.message.fate is Fate.PENDING:
-            self._scope.accepted(session.id, acceptance.message.id)
+            self._scope.accepted(acceptance.session.id, acceptance.message.id)
         if acceptance.active_run is not None:
-            await self._behind_active_run(session, acceptance.active_run)
-        self._lanes.kick(session.id)
+            await self._behind_active_run(acceptance.session, acceptance.active_run)
+        self._lanes.kick(acceptance.session.id)
         return acceptance
+
+    def _see_to(self, acceptance: Acceptance) -> None:
+        """Answer a waiting message sent again: the process it was first sent to may have
+        died, and its run (if any) is recovered first."""
+        self._scope.accepted(acceptance.session.id, acceptance.message.id)
+        self._supervisor.recover_soon()
+        self._lanes.kick(acceptance.session.id)
 
     async def _behind_active_run(self, session: Session, run: Run) -> None:
         if run.lease_expires_at <= self.clock.now() or run.owner_id != self.owner.id:
