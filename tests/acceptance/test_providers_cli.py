@@ -164,6 +164,26 @@ def test_an_unset_key_is_skipped_without_rest_and_used_once_it_is_set(
     assert home_with_models.json("sessions", "show", "main")["runs"][-1]["profile"] == "work"
 
 
+def test_a_relative_key_file_is_read_beside_the_config_and_a_missing_one_is_named(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    config = home_with_models.path / "config.toml"
+    config.write_text(config.read_text().replace('api_key_env = "TEST_SPARE_KEY"',
+                                                 'api_key_file = "keys/spare"'))
+    key_file = home_with_models.path / "keys" / "spare"
+    server.on_key(WORK_KEY, Fail(401, "bad key"))
+    tested = home_with_models.run("models", "test", "--json")
+    spare = json.loads(tested.stdout)[1]
+    assert spare["error"] == (
+        f"openai: no API key for profile 'spare' (file {key_file} does not exist)")
+
+    key_file.parent.mkdir()
+    key_file.write_text("sk-spare-9f8e7d6c5b4a\n")
+    answered = home_with_models.run("agent", "-m", "hi")  # started in another folder
+    assert answered.returncode == 0, answered.stderr
+    assert server.exchanges[-1].api_key == "sk-spare-9f8e7d6c5b4a"
+
+
 @pytest.mark.parametrize("via", ["in-process", "gateway"])
 def test_a_chat_command_that_fails_says_why_and_the_chat_goes_on(
     home_with_models: Home, server: FakeModelServer, via: str

@@ -35,6 +35,9 @@ class Profile:
     #: Why the key that is set cannot be used (a character HTTP cannot carry, say); the key
     #: itself is then dropped (``api_key`` is None). The reason never quotes the key.
     unusable: str | None = None
+    #: Why no key is set, for messages ("env K is not set", "file k does not exist", "file k
+    #: is empty"); None says "<source> is not set".
+    missing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
