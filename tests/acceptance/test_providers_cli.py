@@ -232,6 +232,16 @@ def test_models_list_shows_profiles_keys_and_what_rests(
     assert "default (env TEST_CLAUDE_KEY: set) resting until 20" in text
 
 
+def test_models_list_shows_what_rests_on_the_echo_provider(home: Home) -> None:
+    home.configure(fail="auth")
+    assert home.run("agent", "-m", "hi").returncode == 1  # the key was "refused": it rests
+    [echo] = home.json("models", "list")["providers"]
+    [profile] = echo["profiles"]
+    assert profile["restingUntil"] is not None
+    assert "auth" in profile["restReason"]
+    assert "default (none: none) resting until 20" in home.run("models", "list").stdout
+
+
 def test_models_test_reports_latency_and_reply_or_the_failure(
     home_with_models: Home, server: FakeModelServer
 ) -> None:
