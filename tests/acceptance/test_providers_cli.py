@@ -242,6 +242,46 @@ def test_models_list_shows_what_rests_on_the_echo_provider(home: Home) -> None:
     assert "default (none: none) resting until 20" in home.run("models", "list").stdout
 
 
+def test_a_rest_says_how_to_try_now_and_models_test_clears_it(home: Home) -> None:
+    home.configure(fail="auth")
+    assert home.run("agent", "-m", "hi").returncode == 1
+    resting = home.run("agent", "-m", "hi")
+    assert resting.returncode == 1
+    assert "every candidate is resting after failures; echo:default is back at " in resting.stderr
+    assert ("`clawgate models test echo/echo` tries it now and clears the rest if it answers"
+            in resting.stderr)
+
+    home.configure()  # the problem is fixed
+    tested = home.run("models", "test", "echo/echo")
+    assert tested.returncode == 0, tested.stderr
+    assert home.json("models", "list")["providers"][0]["profiles"][0]["restingUntil"] is None
+    answered = home.run("agent", "-m", "back?")
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.endswith("back?\n")  # after the messages no run answered
+
+
+def test_a_refused_key_stops_resting_once_the_key_is_changed(
+    home_with_models: Home, server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = "sk-work-old-0123456789ab"
+    monkeypatch.setenv("TEST_WORK_KEY", old)
+    monkeypatch.setenv("TEST_SPARE_KEY", "sk-spare-refused-0123")
+    for key in (old, "sk-spare-refused-0123", CLAUDE_KEY):
+        server.on_key(key, Fail(401, "invalid key"))
+    assert home_with_models.run("agent", "-m", "hi").returncode == 1  # every key rests
+    assert "every candidate is resting" in home_with_models.run("agent", "-m", "hi").stderr
+
+    monkeypatch.setenv("TEST_WORK_KEY", WORK_KEY)  # the user fixes the key
+    openai = home_with_models.json("models", "list")["providers"][0]
+    work, spare = openai["profiles"]
+    assert (work["restingUntil"], spare["restingUntil"] is not None) == (None, True)
+    answered = home_with_models.run("agent", "-m", "and now?")
+    assert answered.returncode == 0, answered.stderr
+    assert server.exchanges[-1].api_key == WORK_KEY
+    dump = "\n".join(sqlite3.connect(home_with_models.path / "clawgate.db").iterdump())
+    assert old not in dump  # only a fingerprint of the key is kept
+
+
 def test_models_test_reports_latency_and_reply_or_the_failure(
     home_with_models: Home, server: FakeModelServer
 ) -> None:

@@ -177,6 +177,23 @@ async def test_a_refused_key_rests_for_every_model_from_the_same_turn_on(world: 
         ("openai:work", None), ("openai:home", None)}
 
 
+async def test_a_refused_key_s_rest_ends_once_the_key_is_changed(world: World) -> None:
+    first = await world.runtime(fallbacks=())
+    world.server.on_key(WORK, Fail(401, "bad key"))
+    world.server.on_key(HOME, Fail(401, "bad key"))
+    await _ask(first)  # both keys are refused: both rest
+    await first.close(grace=0)
+
+    fixed = "sk-work-new-4444444444"
+    second = await world.runtime(fallbacks=(), work_key=fixed)  # the user set a new key
+    assert [c.profile_key for c in await second.router.cooldowns()] == ["openai:home"]
+    outcome = await _ask(second, "with the new key")
+    assert outcome.reply == "reply to: with the new key"
+    assert await _attempts(second, outcome) == [("openai/gpt-test", "work", "answered")]
+    assert world.server.exchanges[-1].api_key == fixed
+    assert [c.profile_key for c in await second.store.cooldowns()] == ["openai:home"]
+
+
 async def test_an_answer_forgives_its_own_model_and_key_but_not_another_model(
     world: World,
 ) -> None:
@@ -507,6 +524,8 @@ async def test_every_candidate_resting_fails_fast_and_says_until_when(world: Wor
     outcome = await _ask(runtime, "again")
     assert outcome.run is not None
     assert "resting after failures" in (outcome.run.error or "")
+    assert ("`clawgate models test openai/gpt-test` tries it now and clears the rest if it "
+            "answers") in (outcome.run.error or "")
     assert len(world.server.exchanges) == calls
 
 
