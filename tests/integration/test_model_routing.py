@@ -221,6 +221,30 @@ async def test_refused_keys_fail_over_to_the_next_model(world: World) -> None:
         ("anthropic/claude-test", "default", "answered")]
 
 
+async def test_when_no_candidate_answers_the_run_says_why_for_each(world: World) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(401, "bad key"))
+    world.server.on_key(HOME, Fail(429, "slow down", retry_after=600))
+    world.server.on_key(CLAUDE_KEY, Fail(500, "upstream broke"))
+    first = await _ask(runtime)
+    assert first.run is not None
+    assert first.run.error == (
+        "all 3 candidates failed: "
+        "openai/gpt-test via work: bad key (HTTP 401); "
+        "openai/gpt-test via home: slow down (HTTP 429) (retry after 600s); "
+        "anthropic/claude-test: upstream broke (HTTP 500)")
+
+    again = await _ask(runtime, "again")  # both keys rest now
+    assert again.run is not None
+    back = [(world.clock.now() + timedelta(seconds=s)).strftime("%H:%M:%S") for s in (60, 600)]
+    assert again.run.error == (
+        "all 3 candidates failed: "
+        f"openai/gpt-test via work: resting until {back[0]} UTC (auth: openai: bad key (HTTP "
+        f"401)); openai/gpt-test via home: resting until {back[1]} UTC (rate_limited: openai: "
+        "slow down (HTTP 429) (retry after 600s)); "
+        "anthropic/claude-test: upstream broke (HTTP 500)")
+
+
 async def test_a_server_error_then_success_is_retried_on_the_same_profile(
     world: World,
 ) -> None:

@@ -19,6 +19,8 @@ first token of a reply:
   better); a stop is never failed over.
 
 After the first token nothing is retried (the user has seen the text): the error is raised.
+When no candidate answers, the last one's error is raised, or, when more than one was tried,
+``CandidatesFailed``, which names each and why (the run's error: one place says it all).
 Every try is written to a ``Trail``, which the run records: the attempts, the call in flight
 (so a run stopped mid-reply can name it) and every token the providers reported, or an
 estimate for a call that ended without a report (OpenAI-compatible servers report only in
@@ -35,10 +37,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from clawgate.clock import Clock
-from clawgate.domain import Attempt, Cooldown, ModelRef, Usage
+from clawgate.domain import Attempt, Cooldown, ModelRef, Usage, preview
 from clawgate.errors import (
     AuthFailed,
     BillingFailed,
+    CandidatesFailed,
     ContextOverflow,
     CoolingDown,
     InvalidInput,
@@ -66,6 +69,7 @@ _REST_THE_MODEL = (RateLimited, Overloaded)  # the others rest the whole key
 _MOVE_ON = (ProviderTimeout, NotConfigured)
 _RAISE = (ContextOverflow, ProviderFatal)
 COOLDOWN_CACHE_S = 1.0
+MISSED_CHARS = 160  # each candidate's reason in the error of a turn none answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +191,12 @@ class Router:
         if candidates and all(rest for _, rest in rests):
             raise _all_resting([(m, rest) for m, rest in rests if rest is not None])
         last: ProviderError | None = None
+        missed: list[str] = []  # each candidate that did not answer, and why
         for model, profile, adapter in candidates:
             cooldown = self._rest_of(model, profile)  # this turn's own failures count too
             if cooldown is not None:
                 trail.tried(model, profile, "cooling_down", cooldown.reason)
+                missed.append(self._missed(model, profile, _resting(cooldown)))
                 continue
             try:
                 request = ModelRequest(model.model, messages, _lowered(
@@ -200,7 +206,16 @@ class Router:
                 return
             except _Declined as declined:
                 last = declined.error
-        raise last or ProviderFatal("no candidate model is configured")
+                missed.append(self._missed(model, profile, last.reason))
+        if last is None:
+            raise ProviderFatal("no candidate model is configured")
+        raise last if len(missed) == 1 else CandidatesFailed(missed, last)
+
+    def _missed(self, model: ModelRef, profile: str, why: str) -> str:
+        """One candidate and why it did not answer, for the run's error: its profile is
+        named when its provider has several."""
+        several = len(self.providers[model.provider].profiles) > 1
+        return f"{model}{f' via {profile}' if several else ''}: {preview(why, MISSED_CHARS)}"
 
     async def _tries(
         self, model: ModelRef, profile: str, adapter: Provider,
@@ -365,6 +380,10 @@ async def _counted(adapter: Provider, call: _Call, trail: Trail) -> AsyncIterato
 
 def _key(model: ModelRef, profile: str) -> str:
     return f"{model.provider}:{profile}"
+
+
+def _resting(rest: Cooldown) -> str:
+    return f"resting until {rest.until.strftime('%H:%M:%S')} UTC ({rest.reason})"
 
 
 def _all_resting(rests: list[tuple[ModelRef, Cooldown]]) -> CoolingDown:
