@@ -143,7 +143,7 @@ def parse(
     root = load_toml(text, str(config_path))
     root.known = ROOT_KEYS
     providers = config_providers.providers(
-        root.table("providers", config_providers.PROVIDER_KEYS), env or {})
+        root.table("providers", config_providers.PROVIDER_KEYS), env or {}, config_path.parent)
     runtime = _runtime(root, providers)
     gateway = _gateway(root.table("gateway", ("host", "port", "auth", "max_frame_kib")))
     root.done()

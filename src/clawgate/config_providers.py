@@ -1,16 +1,18 @@
 """The ``[providers.<name>]`` sections: the echo provider, and HTTP providers with their keys.
 
 Keys are read here, at the edge: from an environment variable (``api_key_env``) or a file
-(``api_key_file``), once per profile. A key that is not set, or holds a character HTTP
-cannot carry, is not an error here (the profile fails over when used, saying why, and
-`clawgate models list` says so); a key written into the config file itself is refused, so
-the file can be shared.
+(``api_key_file``; a relative path is taken from the config file's folder, so a gateway reads
+the same key wherever it was started), once per profile. A key that is not set, or holds a
+character HTTP cannot carry, is not an error here (the profile fails over when used, saying
+why, and `clawgate models list` says so); a key written into the config file itself is
+refused, so the file can be shared.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,20 +36,37 @@ DEFAULT_OUTPUT = 4096  # max_output_tokens, unless context_window is smaller tha
 DEFAULT_WINDOWS = {ProviderKind.OPENAI: 128_000, ProviderKind.ANTHROPIC: 200_000}
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPlaces:
+    """Where keys are read: the environment, and files (a relative path from ``folder``,
+    the config file's)."""
+
+    env: Mapping[str, str]
+    folder: Path
+
+    def path(self, key_file: str) -> Path:
+        path = Path(key_file).expanduser()
+        return path if path.is_absolute() else (self.folder / path).absolute()
+
+
 class Kind(StrEnum):
     ECHO = "echo"
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
 
 
-def providers(table: Table, env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
+def providers(
+    table: Table, env: Mapping[str, str], folder: Path
+) -> tuple[ProviderConfig, ...]:
+    """The configured providers; ``folder`` (the config file's) anchors relative key files."""
     if not table.data:
         return (EchoConfig("echo"),)
-    return tuple(_provider(name, table.table(name, PROVIDER_KEYS), env)
+    keys = KeyPlaces(env, folder)
+    return tuple(_provider(name, table.table(name, PROVIDER_KEYS), keys)
                  for name in list(table.data))
 
 
-def _provider(name: str, table: Table, env: Mapping[str, str]) -> ProviderConfig:
+def _provider(name: str, table: Table, keys: KeyPlaces) -> ProviderConfig:
     if table.has("api_key"):
         table.fail("api_key", "keys do not belong in the config file; put the key in an "
                               "environment variable (api_key_env) or a file (api_key_file)")
@@ -60,14 +79,14 @@ def _provider(name: str, table: Table, env: Mapping[str, str]) -> ProviderConfig
             table.choice("fail", EchoFailure, EchoFailure.NONE),
             table.integer("chunk_delay_ms", 0, 0, 60_000))
     else:
-        config = _http(name, ProviderKind(kind.value), table, env)
+        config = _http(name, ProviderKind(kind.value), table, keys)
     table.done()
     return config
 
 
-def _http(name: str, kind: ProviderKind, table: Table, env: Mapping[str, str]
+def _http(name: str, kind: ProviderKind, table: Table, keys: KeyPlaces
           ) -> HttpProviderSettings:
-    profiles = _profiles(table, env)
+    profiles = _profiles(table, keys)
     needs_key = any(p.source != "none" for p in profiles)
     if kind is ProviderKind.ANTHROPIC and not needs_key:
         table.fail("api_key_env", "an anthropic provider needs api_key_env or api_key_file")
@@ -122,12 +141,12 @@ def _output_limit(table: Table, window: int) -> int:
     return limit
 
 
-def _profiles(table: Table, env: Mapping[str, str]) -> tuple[Profile, ...]:
+def _profiles(table: Table, keys: KeyPlaces) -> tuple[Profile, ...]:
     listed = table.tables("profiles", PROFILE_KEYS)
     if listed:
         if table.has("api_key_env") or table.has("api_key_file"):
             table.fail("api_key_env", "give the key in each [[profiles]] entry, not both")
-        found = [_profile(p.string("name", ""), p, env) for p in listed]
+        found = [_profile(p.string("name", ""), p, keys) for p in listed]
         for profile_table, profile in zip(listed, found, strict=True):
             if not profile.name:
                 profile_table.fail("name", "every profile needs a name")
@@ -136,29 +155,37 @@ def _profiles(table: Table, env: Mapping[str, str]) -> tuple[Profile, ...]:
         if len(set(names)) != len(names):
             table.fail("profiles", f"profile names must differ: {', '.join(names)}")
         return tuple(found)
-    return (_profile("default", table, env),)
+    return (_profile("default", table, keys),)
 
 
-def _profile(name: str, table: Table, env: Mapping[str, str]) -> Profile:
+def _profile(name: str, table: Table, keys: KeyPlaces) -> Profile:
     variable = table.optional_string("api_key_env")
     key_file = table.optional_string("api_key_file")
     if variable and key_file:
         table.fail("api_key_file", "use api_key_env or api_key_file, not both")
     if variable:
-        return _keyed(name, f"env {variable}", env.get(variable, ""))
+        raw = keys.env.get(variable)
+        return _keyed(name, f"env {variable}", raw, "is not set" if raw is None else "is empty")
     if key_file:
-        return _keyed(name, f"file {key_file}", _read_key(table, key_file))
+        path = keys.path(key_file)
+        written = Path(key_file).expanduser().is_absolute()  # "~/..." reads better as written
+        source = f"file {key_file if written else path}"
+        raw = _read_key(table, path)
+        return _keyed(name, source, raw, "does not exist" if raw is None else "is empty")
     return Profile(name, "none")
 
 
-def _keyed(name: str, source: str, raw: str) -> Profile:
-    """A profile with the key from ``source``, surrounding whitespace dropped. A key HTTP
+def _keyed(name: str, source: str, raw: str | None, blank: str) -> Profile:
+    """A profile with the key from ``source``, surrounding whitespace dropped; ``blank`` says
+    why there is none when ``raw`` holds nothing ("is not set", "does not exist"). A key HTTP
     cannot carry (a non-breaking space pasted with it, a curly quote) is unusable, like an
     unset one: the profile fails over when used, and says why (never quoting the key)."""
-    key = raw.strip()
+    key = (raw or "").strip()
+    if not key:
+        return Profile(name, source, missing=f"{source} {blank}")
     bad = _unsendable(key)
     if bad is None:
-        return Profile(name, source, key or None)
+        return Profile(name, source, key)
     return Profile(name, source, unusable=f"the key in {source} contains a character that "
                                           f"cannot be sent ({bad})")
 
@@ -173,11 +200,11 @@ def _unsendable(key: str) -> str | None:
     return None
 
 
-def _read_key(table: Table, key_file: str) -> str:
-    path = Path(key_file).expanduser()
+def _read_key(table: Table, path: Path) -> str | None:
+    """The file's text; None when it does not exist."""
     try:  # bytes that are not UTF-8 become U+FFFD, which the key check then names
         return path.read_text(encoding="utf-8-sig", errors="replace")
     except FileNotFoundError:
-        return ""  # like an unset variable: the profile fails over, models list says so
+        return None  # like an unset variable: the profile fails over, models list says so
     except OSError as exc:
         table.fail("api_key_file", f"cannot read {path}: {exc.strerror}")

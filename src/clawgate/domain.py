@@ -7,6 +7,7 @@ planning functions at the bottom, so the in-memory store cannot drift from the S
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -212,6 +213,8 @@ class Cooldown:
 
     A refused key or a billing problem rests the whole key (``model`` is None); a rate limit
     or an overload rests only the model that met it, since providers limit each model apart.
+    A rest belongs to the key that met it (``key_fingerprint``): once the profile's key is
+    changed, it no longer applies.
     """
 
     profile_key: str  # "provider:profile"
@@ -219,6 +222,13 @@ class Cooldown:
     failures: int
     reason: str
     model: str | None = None  # the model's name at its provider; None: every model
+    #: A short, non-reversible fingerprint of the key that failed (``key_fingerprint``);
+    #: None when unknown (no key, or a rest recorded before rests were per key)
+    key_fingerprint: str | None = None
+
+    def holds_for(self, fingerprint: str | None) -> bool:
+        """Whether the rest applies to the profile, whose key now has ``fingerprint``."""
+        return same_key(self.key_fingerprint, fingerprint)
 
     @property
     def label(self) -> str:
@@ -595,6 +605,18 @@ def cooldown_window(
     if retry_after is not None:
         return min(retry_after, MAX_RETRY_AFTER_S)
     return windows[min(failures, len(windows)) - 1]
+
+
+def same_key(rested: str | None, current: str | None) -> bool:
+    """Whether a rest of the key fingerprinted ``rested`` is a rest of the ``current`` one;
+    a rest of an unknown key counts as one of any key."""
+    return rested is None or rested == current
+
+
+def key_fingerprint(key: str) -> str:
+    """A short fingerprint of a key that cannot give the key back: the first 8 hex digits
+    of its SHA-256, enough to tell a changed key from the one that failed."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:

@@ -22,6 +22,8 @@
         │   └── Overloaded          the provider says it is overloaded (529, 503)
         ├── ContextOverflow         the conversation is longer than the model's window
         ├── CoolingDown             every candidate is cooling down after failures
+        ├── CandidatesFailed        more than one candidate was tried and none answered: each
+        │                           one and why (``last``: the final one's error)
         └── ProviderFatal           the request itself is wrong; retrying will not help
 """
 
@@ -104,6 +106,7 @@ class ProviderError(ClawgateError):
 
     def __init__(self, message: str, *, provider: str = "") -> None:
         self.provider = provider
+        self.reason = message  # without the provider's name
         super().__init__(f"{provider}: {message}" if provider else message)
 
 
@@ -151,6 +154,17 @@ class ContextOverflow(ProviderError):
 
 class CoolingDown(ProviderError):
     kind = "cooling_down"
+
+
+class CandidatesFailed(ProviderError):
+    """No candidate answered; ``failures`` says, for each in order, which and why."""
+
+    kind = "candidates_failed"
+
+    def __init__(self, failures: list[str], last: ProviderError) -> None:
+        self.failures = tuple(failures)
+        self.last = last
+        super().__init__(f"all {len(failures)} candidates failed: {'; '.join(failures)}")
 
 
 class ProviderFatal(ProviderError):

@@ -23,6 +23,8 @@ from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.protocol import SessionSummary
 
 Json = dict[str, Any]
+#: The echo provider's only profile, which needs no key.
+ECHO_PROFILE = Profile("default", "none")
 
 
 def _time(value: datetime | None) -> str | None:
@@ -139,26 +141,27 @@ def model_listing(settings: Settings, resting: list[Cooldown]) -> dict[str, Any]
 
 
 def _provider_row(config: ProviderConfig, resting: list[Cooldown]) -> dict[str, Any]:
-    if isinstance(config, EchoConfig):
+    if isinstance(config, EchoConfig):  # no key, one profile: rests like any other
         return {"name": config.name, "kind": "echo", "baseUrl": None, "models": [],
-                "profiles": [{"name": "default", "key": "none", "keySource": "none"}]}
-    profiles = []
-    for profile in config.profiles:
-        mine = [c for c in resting if c.profile_key == f"{config.name}:{profile.name}"]
-        whole = next((c for c in mine if c.model is None), None)
-        key = _key_state(profile)
-        profiles.append({
-            "name": profile.name, "keySource": profile.source, "key": key,
-            "restingUntil": _seconds(whole.until) if whole else None,
-            "restReason": whole.reason if whole else None,
-            "restingModels": [
-                {"model": c.model, "until": _seconds(c.until), "reason": c.reason}
-                for c in sorted(mine, key=lambda c: c.model or "") if c.model is not None],
-        })
+                "profiles": [_profile_row(config.name, ECHO_PROFILE, resting)]}
     return {"name": config.name, "kind": str(config.kind),
             "baseUrl": config.base_url or "(the provider's default)",
             "contextWindow": config.context_window, "models": list(config.models),
-            "profiles": profiles}
+            "profiles": [_profile_row(config.name, p, resting) for p in config.profiles]}
+
+
+def _profile_row(provider: str, profile: Profile, resting: list[Cooldown]) -> dict[str, Any]:
+    """A profile, its key's state, and what rests on it: the whole key, or single models."""
+    mine = [c for c in resting if c.profile_key == f"{provider}:{profile.name}"]
+    whole = next((c for c in mine if c.model is None), None)
+    return {
+        "name": profile.name, "keySource": profile.source, "key": _key_state(profile),
+        "restingUntil": _seconds(whole.until) if whole else None,
+        "restReason": whole.reason if whole else None,
+        "restingModels": [
+            {"model": c.model, "until": _seconds(c.until), "reason": c.reason}
+            for c in sorted(mine, key=lambda c: c.model or "") if c.model is not None],
+    }
 
 
 def _key_state(profile: Profile) -> str:

@@ -164,6 +164,26 @@ def test_an_unset_key_is_skipped_without_rest_and_used_once_it_is_set(
     assert home_with_models.json("sessions", "show", "main")["runs"][-1]["profile"] == "work"
 
 
+def test_a_relative_key_file_is_read_beside_the_config_and_a_missing_one_is_named(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    config = home_with_models.path / "config.toml"
+    config.write_text(config.read_text().replace('api_key_env = "TEST_SPARE_KEY"',
+                                                 'api_key_file = "keys/spare"'))
+    key_file = home_with_models.path / "keys" / "spare"
+    server.on_key(WORK_KEY, Fail(401, "bad key"))
+    tested = home_with_models.run("models", "test", "--json")
+    spare = json.loads(tested.stdout)[1]
+    assert spare["error"] == (
+        f"openai: no API key for profile 'spare' (file {key_file} does not exist)")
+
+    key_file.parent.mkdir()
+    key_file.write_text("sk-spare-9f8e7d6c5b4a\n")
+    answered = home_with_models.run("agent", "-m", "hi")  # started in another folder
+    assert answered.returncode == 0, answered.stderr
+    assert server.exchanges[-1].api_key == "sk-spare-9f8e7d6c5b4a"
+
+
 @pytest.mark.parametrize("via", ["in-process", "gateway"])
 def test_a_chat_command_that_fails_says_why_and_the_chat_goes_on(
     home_with_models: Home, server: FakeModelServer, via: str
@@ -210,6 +230,56 @@ def test_models_list_shows_profiles_keys_and_what_rests(
     assert "spare (env TEST_SPARE_KEY: missing)" in text
     assert "work (env TEST_WORK_KEY: set), gpt-test resting until 20" in text
     assert "default (env TEST_CLAUDE_KEY: set) resting until 20" in text
+
+
+def test_models_list_shows_what_rests_on_the_echo_provider(home: Home) -> None:
+    home.configure(fail="auth")
+    assert home.run("agent", "-m", "hi").returncode == 1  # the key was "refused": it rests
+    [echo] = home.json("models", "list")["providers"]
+    [profile] = echo["profiles"]
+    assert profile["restingUntil"] is not None
+    assert "auth" in profile["restReason"]
+    assert "default (none: none) resting until 20" in home.run("models", "list").stdout
+
+
+def test_a_rest_says_how_to_try_now_and_models_test_clears_it(home: Home) -> None:
+    home.configure(fail="auth")
+    assert home.run("agent", "-m", "hi").returncode == 1
+    resting = home.run("agent", "-m", "hi")
+    assert resting.returncode == 1
+    assert "every candidate is resting after failures; echo:default is back at " in resting.stderr
+    assert ("`clawgate models test echo/echo` tries it now and clears the rest if it answers"
+            in resting.stderr)
+
+    home.configure()  # the problem is fixed
+    tested = home.run("models", "test", "echo/echo")
+    assert tested.returncode == 0, tested.stderr
+    assert home.json("models", "list")["providers"][0]["profiles"][0]["restingUntil"] is None
+    answered = home.run("agent", "-m", "back?")
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.endswith("back?\n")  # after the messages no run answered
+
+
+def test_a_refused_key_stops_resting_once_the_key_is_changed(
+    home_with_models: Home, server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = "sk-work-old-0123456789ab"
+    monkeypatch.setenv("TEST_WORK_KEY", old)
+    monkeypatch.setenv("TEST_SPARE_KEY", "sk-spare-refused-0123")
+    for key in (old, "sk-spare-refused-0123", CLAUDE_KEY):
+        server.on_key(key, Fail(401, "invalid key"))
+    assert home_with_models.run("agent", "-m", "hi").returncode == 1  # every key rests
+    assert "every candidate is resting" in home_with_models.run("agent", "-m", "hi").stderr
+
+    monkeypatch.setenv("TEST_WORK_KEY", WORK_KEY)  # the user fixes the key
+    openai = home_with_models.json("models", "list")["providers"][0]
+    work, spare = openai["profiles"]
+    assert (work["restingUntil"], spare["restingUntil"] is not None) == (None, True)
+    answered = home_with_models.run("agent", "-m", "and now?")
+    assert answered.returncode == 0, answered.stderr
+    assert server.exchanges[-1].api_key == WORK_KEY
+    dump = "\n".join(sqlite3.connect(home_with_models.path / "clawgate.db").iterdump())
+    assert old not in dump  # only a fingerprint of the key is kept
 
 
 def test_models_test_reports_latency_and_reply_or_the_failure(

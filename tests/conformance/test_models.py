@@ -120,6 +120,18 @@ async def test_a_model_rests_apart_from_its_key_and_an_answer_forgives_only_its_
     assert [(c.model, c.failures) for c in await store.cooldowns()] == [("gpt-a", 2)]
 
 
+async def test_a_rest_is_its_key_s_and_a_new_key_s_failures_count_from_one(
+    store: Store, clock: ManualClock
+) -> None:
+    await store.record_cooldown("openai:work", "auth", WINDOWS, None, key_fingerprint="aaaa1111")
+    again = await store.record_cooldown("openai:work", "auth", WINDOWS, None, None, "aaaa1111")
+    other = await store.record_cooldown("openai:work", "auth", WINDOWS, None, None, "bbbb2222")
+    assert (again.failures, other.failures) == (2, 1)
+    assert other.until == clock.now() + timedelta(seconds=60)
+    assert [(c.failures, c.key_fingerprint) for c in await store.cooldowns()] == [
+        (1, "bbbb2222")]
+
+
 async def test_cooldown_windows_stop_growing_at_the_last_one(store: Store) -> None:
     for _ in range(6):
         last = await store.record_cooldown("p:x", "overloaded", WINDOWS, None)

@@ -36,11 +36,13 @@ class World:
     async def runtime(
         self, timeout_s: float = 5.0, window: int = 128_000, system_prompt: str = "",
         fallbacks: tuple[ModelRef, ...] = (CLAUDE,), run_timeout_s: float = 600,
-        max_output: int = 50, context_entries: int = 200,
+        max_output: int = 50, context_entries: int = 200, work_key: str = WORK,
     ) -> Runtime:
+        """A runtime on the world's database; ``work_key`` is the key profile ``work`` has."""
         providers = build([
             HttpProviderSettings("openai", ProviderKind.OPENAI,
-                                 (Profile("work", "env W", WORK), Profile("home", "env H", HOME)),
+                                 (Profile("work", "env W", work_key),
+                                  Profile("home", "env H", HOME)),
                                  base_url=self.server.openai_base_url, timeout_seconds=timeout_s,
                                  context_window=window, max_output_tokens=max_output),
             HttpProviderSettings("anthropic", ProviderKind.ANTHROPIC,

@@ -177,6 +177,23 @@ async def test_a_refused_key_rests_for_every_model_from_the_same_turn_on(world: 
         ("openai:work", None), ("openai:home", None)}
 
 
+async def test_a_refused_key_s_rest_ends_once_the_key_is_changed(world: World) -> None:
+    first = await world.runtime(fallbacks=())
+    world.server.on_key(WORK, Fail(401, "bad key"))
+    world.server.on_key(HOME, Fail(401, "bad key"))
+    await _ask(first)  # both keys are refused: both rest
+    await first.close(grace=0)
+
+    fixed = "sk-work-new-4444444444"
+    second = await world.runtime(fallbacks=(), work_key=fixed)  # the user set a new key
+    assert [c.profile_key for c in await second.router.cooldowns()] == ["openai:home"]
+    outcome = await _ask(second, "with the new key")
+    assert outcome.reply == "reply to: with the new key"
+    assert await _attempts(second, outcome) == [("openai/gpt-test", "work", "answered")]
+    assert world.server.exchanges[-1].api_key == fixed
+    assert [c.profile_key for c in await second.store.cooldowns()] == ["openai:home"]
+
+
 async def test_an_answer_forgives_its_own_model_and_key_but_not_another_model(
     world: World,
 ) -> None:
@@ -202,6 +219,30 @@ async def test_refused_keys_fail_over_to_the_next_model(world: World) -> None:
     assert await _attempts(runtime, outcome) == [
         ("openai/gpt-test", "work", "auth"), ("openai/gpt-test", "home", "auth"),
         ("anthropic/claude-test", "default", "answered")]
+
+
+async def test_when_no_candidate_answers_the_run_says_why_for_each(world: World) -> None:
+    runtime = await world.runtime()
+    world.server.on_key(WORK, Fail(401, "bad key"))
+    world.server.on_key(HOME, Fail(429, "slow down", retry_after=600))
+    world.server.on_key(CLAUDE_KEY, Fail(500, "upstream broke"))
+    first = await _ask(runtime)
+    assert first.run is not None
+    assert first.run.error == (
+        "all 3 candidates failed: "
+        "openai/gpt-test via work: bad key (HTTP 401); "
+        "openai/gpt-test via home: slow down (HTTP 429) (retry after 600s); "
+        "anthropic/claude-test: upstream broke (HTTP 500)")
+
+    again = await _ask(runtime, "again")  # both keys rest now
+    assert again.run is not None
+    back = [(world.clock.now() + timedelta(seconds=s)).strftime("%H:%M:%S") for s in (60, 600)]
+    assert again.run.error == (
+        "all 3 candidates failed: "
+        f"openai/gpt-test via work: resting until {back[0]} UTC (auth: openai: bad key (HTTP "
+        f"401)); openai/gpt-test via home: resting until {back[1]} UTC (rate_limited: openai: "
+        "slow down (HTTP 429) (retry after 600s)); "
+        "anthropic/claude-test: upstream broke (HTTP 500)")
 
 
 async def test_a_server_error_then_success_is_retried_on_the_same_profile(
@@ -507,6 +548,8 @@ async def test_every_candidate_resting_fails_fast_and_says_until_when(world: Wor
     outcome = await _ask(runtime, "again")
     assert outcome.run is not None
     assert "resting after failures" in (outcome.run.error or "")
+    assert ("`clawgate models test openai/gpt-test` tries it now and clears the rest if it "
+            "answers") in (outcome.run.error or "")
     assert len(world.server.exchanges) == calls
 
 

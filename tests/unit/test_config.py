@@ -11,7 +11,12 @@ from clawgate.config import DEFAULT_CONFIG, home_from_env, load, parse
 from clawgate.domain import DropPolicy, ModelRef, QueueMode
 from clawgate.errors import ConfigError
 from clawgate.providers.echo import EchoConfig, EchoFailure
-from clawgate.providers.settings import HttpProviderSettings, ProviderKind, TokenLimitField
+from clawgate.providers.settings import (
+    HttpProviderSettings,
+    Profile,
+    ProviderKind,
+    TokenLimitField,
+)
 
 PATH = Path("/home/me/.clawgate/config.toml")
 MODEL_O = '[models]\ndefault = "o/m"\n'
@@ -270,6 +275,44 @@ def test_whitespace_around_a_key_is_dropped_not_refused(tmp_path: Path) -> None:
     provider = settings.providers[0]
     assert isinstance(provider, HttpProviderSettings)
     assert (provider.profiles[0].api_key, provider.profiles[0].unusable) == ("sk-good", None)
+
+
+def _profiles(text: str, config_path: Path, env: dict[str, str] | None = None
+              ) -> tuple[Profile, ...]:
+    """The profiles of provider ``o``, as ``parse`` reads them."""
+    provider = parse(MODEL_O + '[providers.o]\nkind = "openai"\n' + text, config_path,
+                     config_path.parent, env).providers[0]
+    assert isinstance(provider, HttpProviderSettings)
+    return provider.profiles
+
+
+def test_a_relative_key_file_is_read_from_the_config_file_s_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / "keys").mkdir(parents=True)
+    (home / "keys" / "k").write_text("sk-beside-the-config\n")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "keys").mkdir(parents=True)
+    (elsewhere / "keys" / "k").write_text("sk-in-the-working-directory\n")
+    monkeypatch.chdir(elsewhere)  # where a gateway happened to be started
+    monkeypatch.setenv("HOME", str(home))
+    text = ('[[providers.o.profiles]]\nname = "rel"\napi_key_file = "keys/k"\n'
+            '[[providers.o.profiles]]\nname = "tilde"\napi_key_file = "~/keys/k"\n')
+    assert [p.api_key for p in _profiles(text, home / "config.toml")] == [
+        "sk-beside-the-config", "sk-beside-the-config"]
+
+
+def test_a_key_that_is_not_there_says_why_for_a_file_and_a_variable(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text(" \n")
+    text = "".join(f'[[providers.o.profiles]]\nname = "p{n}"\n{source}\n' for n, source in
+                   enumerate(('api_key_file = "gone"', 'api_key_file = "empty"',
+                              'api_key_env = "UNSET"', 'api_key_env = "BLANK"')))
+    profiles = _profiles(text, tmp_path / "config.toml", {"BLANK": ""})
+    assert [(p.api_key, p.missing) for p in profiles] == [
+        (None, f"file {tmp_path / 'gone'} does not exist"),
+        (None, f"file {tmp_path / 'empty'} is empty"),
+        (None, "env UNSET is not set"), (None, "env BLANK is empty")]
 
 
 def test_stream_usage_is_on_unless_turned_off() -> None:

@@ -30,8 +30,9 @@ def entry(config: ProviderConfig, clock: Clock | None = None) -> ProviderEntry:
                                                  config.chunk_delay_ms))
     profiles: list[tuple[str, Provider]] = [
         (p.name, adapter(config, p.name, clock)) for p in config.profiles]
+    fingerprints = {p.name: p.fingerprint for p in config.profiles if p.fingerprint}
     return ProviderEntry(tuple(profiles), config.context_window, config.max_output_tokens,
-                         config.models)
+                         config.models, fingerprints)
 
 
 def adapter(config: HttpProviderSettings, profile: str, clock: Clock | None = None) -> Provider:

@@ -10,14 +10,17 @@ first token of a reply:
 * otherwise rate limits, refused keys, billing trouble and overload move on at once and rest
   (a cooldown, persisted, that grows with each failure in a row): a refused key or billing
   trouble rests the whole profile, a rate limit or an overload only that model on it
-  (providers limit each model apart). An answer forgives what rested the candidate that
-  answered: its model on that profile, and the profile itself;
+  (providers limit each model apart). A rest belongs to the key that met it: once the
+  profile's key is changed, it no longer applies. An answer forgives what rested the
+  candidate that answered: its model on that profile, and the profile itself;
 * a timeout moves on; so does a profile that is not configured (its key is not set), which
   is recorded but not rested: setting the key takes effect on the next turn;
 * a context overflow or a malformed request is raised (no other candidate would do
   better); a stop is never failed over.
 
 After the first token nothing is retried (the user has seen the text): the error is raised.
+When no candidate answers, the last one's error is raised, or, when more than one was tried,
+``CandidatesFailed``, which names each and why (the run's error: one place says it all).
 Every try is written to a ``Trail``, which the run records: the attempts, the call in flight
 (so a run stopped mid-reply can name it) and every token the providers reported, or an
 estimate for a call that ended without a report (OpenAI-compatible servers report only in
@@ -34,10 +37,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from clawgate.clock import Clock
-from clawgate.domain import Attempt, Cooldown, ModelRef, Usage
+from clawgate.domain import Attempt, Cooldown, ModelRef, Usage, preview
 from clawgate.errors import (
     AuthFailed,
     BillingFailed,
+    CandidatesFailed,
     ContextOverflow,
     CoolingDown,
     InvalidInput,
@@ -65,6 +69,7 @@ _REST_THE_MODEL = (RateLimited, Overloaded)  # the others rest the whole key
 _MOVE_ON = (ProviderTimeout, NotConfigured)
 _RAISE = (ContextOverflow, ProviderFatal)
 COOLDOWN_CACHE_S = 1.0
+MISSED_CHARS = 160  # each candidate's reason in the error of a turn none answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,9 @@ class ProviderEntry:
     context_window: int = 128_000
     max_output_tokens: int | None = None
     models: tuple[str, ...] = ()
+    #: The fingerprint of each profile's key, by profile name (a profile without a key has
+    #: none): a rest recorded for another key does not apply
+    fingerprints: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def single(cls, provider: Provider) -> ProviderEntry:
@@ -179,14 +187,16 @@ class Router:
         await self._refresh()
         candidates = [(m, name, adapter) for m in chain
                       for name, adapter in self.providers[m.provider].profiles]
-        rests = [self._rest_of(m, p) for m, p, _ in candidates]
-        if candidates and all(rests):
-            raise _all_resting([r for r in rests if r is not None])
+        rests = [(m, self._rest_of(m, p)) for m, p, _ in candidates]
+        if candidates and all(rest for _, rest in rests):
+            raise _all_resting([(m, rest) for m, rest in rests if rest is not None])
         last: ProviderError | None = None
+        missed: list[str] = []  # each candidate that did not answer, and why
         for model, profile, adapter in candidates:
             cooldown = self._rest_of(model, profile)  # this turn's own failures count too
             if cooldown is not None:
                 trail.tried(model, profile, "cooling_down", cooldown.reason)
+                missed.append(self._missed(model, profile, _resting(cooldown)))
                 continue
             try:
                 request = ModelRequest(model.model, messages, _lowered(
@@ -196,7 +206,16 @@ class Router:
                 return
             except _Declined as declined:
                 last = declined.error
-        raise last or ProviderFatal("no candidate model is configured")
+                missed.append(self._missed(model, profile, last.reason))
+        if last is None:
+            raise ProviderFatal("no candidate model is configured")
+        raise last if len(missed) == 1 else CandidatesFailed(missed, last)
+
+    def _missed(self, model: ModelRef, profile: str, why: str) -> str:
+        """One candidate and why it did not answer, for the run's error: its profile is
+        named when its provider has several."""
+        several = len(self.providers[model.provider].profiles) > 1
+        return f"{model}{f' via {profile}' if several else ''}: {preview(why, MISSED_CHARS)}"
 
     async def _tries(
         self, model: ModelRef, profile: str, adapter: Provider,
@@ -262,28 +281,36 @@ class Router:
     def _rest_of(self, model: ModelRef, profile: str) -> Cooldown | None:
         """What keeps a candidate resting now, if anything: its whole key, or its model on
         that key (the later to end)."""
-        now = self._clock.now()
         key = _key(model, profile)
         found = [c for c in (self._cooldowns.get((key, None)),
                              self._cooldowns.get((key, model.model)))
-                 if c is not None and c.until > now]
+                 if c is not None and self._in_force(c)]
         return max(found, key=lambda c: c.until, default=None)
+
+    def _in_force(self, rest: Cooldown) -> bool:
+        """Not over yet, and a rest of the key the profile has now (not of one replaced)."""
+        return rest.until > self._clock.now() and rest.holds_for(
+            self._fingerprint(rest.profile_key))
+
+    def _fingerprint(self, profile_key: str) -> str | None:
+        provider, _, profile = profile_key.partition(":")
+        entry = self.providers.get(provider)
+        return entry.fingerprints.get(profile) if entry else None
 
     async def cooldowns(self) -> list[Cooldown]:
         """Every rest in force now: whole profiles, and single models on a profile."""
         self._cooldowns_read = -COOLDOWN_CACHE_S
         await self._refresh()
-        now = self._clock.now()
-        return sorted((c for c in self._cooldowns.values() if c.until > now),
-                      key=lambda c: c.until)
+        return sorted(filter(self._in_force, self._cooldowns.values()), key=lambda c: c.until)
 
     async def _rest(self, model: ModelRef, profile: str, error: ProviderError) -> None:
         retry_after = error.retry_after if isinstance(error, RateLimited) else None
         windows = (self.policy.overload_windows_s if isinstance(error, Overloaded)
                    else self.policy.cooldown_windows_s)
         only = model.model if isinstance(error, _REST_THE_MODEL) else None
+        key = _key(model, profile)
         cooldown = await self._store.record_cooldown(
-            _key(model, profile), f"{error.kind}: {error}", windows, retry_after, only)
+            key, f"{error.kind}: {error}", windows, retry_after, only, self._fingerprint(key))
         self._cooldowns[cooldown.profile_key, cooldown.model] = cooldown
 
     async def _forgive(self, model: ModelRef, profile: str) -> None:
@@ -355,11 +382,17 @@ def _key(model: ModelRef, profile: str) -> str:
     return f"{model.provider}:{profile}"
 
 
-def _all_resting(rests: list[Cooldown]) -> CoolingDown:
-    soonest = min(rests, key=lambda c: c.until)
+def _resting(rest: Cooldown) -> str:
+    return f"resting until {rest.until.strftime('%H:%M:%S')} UTC ({rest.reason})"
+
+
+def _all_resting(rests: list[tuple[ModelRef, Cooldown]]) -> CoolingDown:
+    """Every candidate rests: when the first is back, and how to try it sooner."""
+    model, soonest = min(rests, key=lambda pair: pair[1].until)
     return CoolingDown(
         f"every candidate is resting after failures; {soonest.label} is back at "
-        f"{soonest.until.strftime('%H:%M:%S')} UTC (last: {soonest.reason})"
+        f"{soonest.until.strftime('%H:%M:%S')} UTC (last: {soonest.reason}); "
+        f"`clawgate models test {model}` tries it now and clears the rest if it answers"
     )
 
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from clawgate.domain import key_fingerprint
+
 
 class ProviderKind(StrEnum):
     OPENAI = "openai"  # any OpenAI-compatible Chat Completions endpoint
@@ -35,6 +37,15 @@ class Profile:
     #: Why the key that is set cannot be used (a character HTTP cannot carry, say); the key
     #: itself is then dropped (``api_key`` is None). The reason never quotes the key.
     unusable: str | None = None
+    #: Why no key is set, for messages ("env K is not set", "file k does not exist", "file k
+    #: is empty"); None says "<source> is not set".
+    missing: str | None = None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The key's fingerprint (never the key itself), which its rests are recorded with;
+        None when there is no key."""
+        return key_fingerprint(self.api_key) if self.api_key else None
 
 
 @dataclass(frozen=True, slots=True)

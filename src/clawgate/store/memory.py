@@ -519,13 +519,16 @@ class MemoryStore:
     async def record_cooldown(
         self, profile_key: str, reason: str, windows: tuple[float, ...],
         retry_after: float | None, model: str | None = None,
+        key_fingerprint: str | None = None,
     ) -> Cooldown:
         db = await self._enter()
         previous = db.cooldowns.get((profile_key, model))
-        failures = (previous.failures if previous else 0) + 1
+        counted = previous is not None and previous.holds_for(key_fingerprint)
+        failures = (previous.failures if previous and counted else 0) + 1
         until = self.clock.now() + timedelta(
             seconds=cooldown_window(failures, windows, retry_after))
-        db.cooldowns[profile_key, model] = Cooldown(profile_key, until, failures, reason, model)
+        db.cooldowns[profile_key, model] = Cooldown(
+            profile_key, until, failures, reason, model, key_fingerprint)
         return db.cooldowns[profile_key, model]
 
     async def clear_cooldown(self, profile_key: str, model: str | None = None) -> None:

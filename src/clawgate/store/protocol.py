@@ -349,9 +349,11 @@ class Store(Protocol):
     async def record_cooldown(
         self, profile_key: str, reason: str, windows: tuple[float, ...],
         retry_after: float | None, model: str | None = None,
+        key_fingerprint: str | None = None,
     ) -> Cooldown:
         """Count one more failure in a row and rest the profile (only ``model`` on it, when
-        given) for the next window."""
+        given) for the next window. The rest is the key's with ``key_fingerprint``; the
+        failures of another key are not counted on (a new key starts at one)."""
         ...
 
     async def clear_cooldown(self, profile_key: str, model: str | None = None) -> None:

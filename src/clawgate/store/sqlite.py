@@ -270,9 +270,11 @@ class SqliteStore:
     async def record_cooldown(
         self, profile_key: str, reason: str, windows: tuple[float, ...],
         retry_after: float | None, model: str | None = None,
+        key_fingerprint: str | None = None,
     ) -> Cooldown:
         return await self._writer.write(
-            cmd.record_cooldown, self.clock, profile_key, reason, windows, retry_after, model
+            cmd.record_cooldown, self.clock, profile_key, reason, windows, retry_after, model,
+            key_fingerprint,
         )
 
     async def clear_cooldown(self, profile_key: str, model: str | None = None) -> None:

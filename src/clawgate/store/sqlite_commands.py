@@ -43,6 +43,7 @@ from clawgate.domain import (
     plan_claim,
     plan_overflow,
     runtime_ms,
+    same_key,
     summary_note,
 )
 from clawgate.errors import UnknownSession
@@ -554,23 +555,26 @@ def append_summary(
 def record_cooldown(
     conn: sqlite3.Connection, clock: Clock, profile_key: str, reason: str,
     windows: tuple[float, ...], retry_after: float | None, model: str | None,
+    key_fingerprint: str | None,
 ) -> Cooldown:
-    """A rest of the whole key is stored with model '' (the rows schema 5 had mean that)."""
+    """A rest of the whole key is stored with model '' (the rows schema 5 had mean that).
+    The failures of another key are not counted on."""
     now = clock.now()
     row = conn.execute(
-        "SELECT failures FROM cooldowns WHERE profile_key = ? AND model = ?",
+        "SELECT failures, key_fingerprint FROM cooldowns WHERE profile_key = ? AND model = ?",
         (profile_key, model or ""),
     ).fetchone()
-    failures = (row[0] if row else 0) + 1
+    failures = (row[0] if row and same_key(row[1], key_fingerprint) else 0) + 1
     until = now + timedelta(seconds=cooldown_window(failures, windows, retry_after))
     conn.execute(
-        "INSERT INTO cooldowns (profile_key, model, until, failures, reason, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (profile_key, model) DO UPDATE SET"
-        " until = excluded.until, failures = excluded.failures, reason = excluded.reason,"
-        " updated_at = excluded.updated_at",
-        (profile_key, model or "", ts(until), failures, reason, ts(now)),
+        "INSERT INTO cooldowns (profile_key, model, until, failures, reason, updated_at,"
+        " key_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (profile_key, model)"
+        " DO UPDATE SET until = excluded.until, failures = excluded.failures,"
+        " reason = excluded.reason, updated_at = excluded.updated_at,"
+        " key_fingerprint = excluded.key_fingerprint",
+        (profile_key, model or "", ts(until), failures, reason, ts(now), key_fingerprint),
     )
-    return Cooldown(profile_key, until, failures, reason, model or None)
+    return Cooldown(profile_key, until, failures, reason, model or None, key_fingerprint)
 
 
 def clear_cooldown(conn: sqlite3.Connection, profile_key: str, model: str | None) -> None:

@@ -244,9 +244,10 @@ def list_attempts(conn: sqlite3.Connection, run_id: str) -> list[Attempt]:
 
 def cooldowns(conn: sqlite3.Connection) -> list[Cooldown]:
     rows = conn.execute(
-        "SELECT profile_key, until, failures, reason, model FROM cooldowns").fetchall()
-    return [Cooldown(key, dt(until), failures, reason, model or None)
-            for key, until, failures, reason, model in rows]
+        "SELECT profile_key, until, failures, reason, model, key_fingerprint FROM cooldowns"
+    ).fetchall()
+    return [Cooldown(key, dt(until), failures, reason, model or None, fingerprint)
+            for key, until, failures, reason, model, fingerprint in rows]
 
 
 def run_reply(conn: sqlite3.Connection, run_id: str) -> str:
