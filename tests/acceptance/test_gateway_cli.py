@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import urllib.request
 
@@ -77,6 +79,44 @@ def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
     stale = home.run("agent", "-m", "hi again")  # a crashed gateway's leftover file
     assert stale.returncode == 0
     assert NOTE_LOCAL in stale.stderr
+
+
+def test_a_second_gateway_on_the_same_home_refuses_and_the_first_keeps_serving(
+    home: Home, gateway: subprocess.Popen[str]
+) -> None:
+    url = json.loads((home.path / "gateway.json").read_text())["url"]
+    second = home.run("gateway", "--port", "0", timeout=20)
+    assert (second.returncode, second.stdout) == (1, "")
+    assert second.stderr == (f"clawgate: a gateway is already running for {home.path}: {url} "
+                             f"(pid {gateway.pid}); stop it first to start another here\n")
+    assert json.loads((home.path / "gateway.json").read_text())["pid"] == gateway.pid
+    answered = home.run("agent", "-m", "still there?")
+    assert answered.returncode == 0
+    assert f"(via the gateway at {url})" in answered.stderr
+
+
+@pytest.mark.parametrize("pid", [999_999_999, os.getpid()], ids=["dead", "reused"])
+def test_a_file_left_by_a_crashed_gateway_does_not_block_a_start(home: Home, pid: int) -> None:
+    """The pid in it is gone, or (after a reboot) some other program's: nothing listens."""
+    state = home.path / "gateway.json"
+    state.write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": pid}))
+    gateway = home.start("gateway", "--port", "0")
+    wait_until(lambda: json.loads(state.read_text())["pid"] == gateway.pid, 20,
+               "the gateway to start", gateway)
+    assert NOTE_GATEWAY in home.run("agent", "-m", "hi").stderr
+
+
+def test_a_port_in_use_is_named_and_nothing_starts(home: Home) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = home.run("gateway", "--port", str(port), timeout=20)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"clawgate: port {port} on 127.0.0.1 is in use (another gateway? "
+                           "`clawgate gateway --port N` picks another)\n")
+    assert not (home.path / "gateway.json").exists()
+    assert not (home.path / "clawgate.db").exists()  # nothing was opened
 
 
 def test_an_id_means_the_same_message_with_or_without_a_gateway(home: Home) -> None:
