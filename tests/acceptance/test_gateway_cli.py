@@ -43,7 +43,7 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     shown = home.json("sessions", "show", "s1")
     assert len(shown["runs"]) == 2
     missing = home.run("sessions", "show", "nope", "--json")
-    assert (missing.returncode, missing.stdout) == (1, "")
+    assert (missing.returncode, missing.stdout) == (2, "")  # as in-process
     assert "no session with key 'nope'" in missing.stderr
     too_many = home.run("sessions", "show", "s1", "--limit", "2000")  # as in-process
     assert (too_many.returncode, too_many.stdout) == (2, "")
