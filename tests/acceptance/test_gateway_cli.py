@@ -153,6 +153,35 @@ def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home
     assert home.run("doctor").returncode == 0
 
 
+def test_an_agent_whose_gateway_stops_while_its_message_waits_says_how_to_get_the_answer(
+    home: Home,
+) -> None:
+    gateway, _, first = _gateway_with_a_hanging_run(home, grace=1)
+    waiting = home.start("agent", "--session", "s1", "-m", "and then?")
+    wait_until(lambda: len(home.json("sessions", "show", "s1")["inbound"]) == 2, 15,
+               "the second message to be accepted", waiting)
+
+    gateway.send_signal(signal.SIGTERM)
+    assert first.wait(20) == 5  # its run was interrupted: that is its outcome
+    _, said = waiting.communicate(timeout=20)
+
+    assert waiting.returncode == 7, said  # neither failed nor interrupted: not known yet
+    message_id = home.json("sessions", "show", "s1")["inbound"][1]["id"]
+    assert (f"clawgate: the gateway shut down before message {message_id} had its outcome; "
+            "it is kept, and has it when the gateway is back. To see its outcome without "
+            "sending it twice: run the same command again with --id cli-") in said
+    key = said.rsplit("--id ", 1)[1].strip()
+    assert gateway.wait(20) == 0
+    home.configure(grace=1)  # the model answers again
+    home.start_gateway()
+    again = home.run("agent", "--session", "s1", "-m", "and then?", "--id", key)
+    assert again.returncode == 0, again.stderr
+    assert "was sent before; showing its outcome" in again.stderr
+    assert again.stdout.endswith("and then?\n")
+    assert [m["text"] for m in home.json("sessions", "show", "s1")["inbound"]] == [
+        "hang", "and then?"]  # not sent twice
+
+
 def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -> None:
     gateway, url, _ = _gateway_with_a_hanging_run(home, grace=120)
     gateway.send_signal(signal.SIGINT)
