@@ -126,7 +126,7 @@ def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
 
 
 @pytest.mark.slow
-def test_a_chat_waiting_for_its_answer_when_the_gateway_stops_ends_cleanly(home: Home) -> None:
+def test_a_chat_waiting_for_its_answer_when_the_gateway_dies_ends_cleanly(home: Home) -> None:
     home.configure(fail="hang")
     gateway, _ = home.start_gateway()
     chat = home.start("chat", "--session", "q2", stdin=True)
@@ -136,13 +136,11 @@ def test_a_chat_waiting_for_its_answer_when_the_gateway_stops_ends_cleanly(home:
     wait_until(lambda: (home.latest_run("q2") or {}).get("status") == "running", 15,
                "the reply to start", chat)
 
-    gateway.send_signal(signal.SIGTERM)
-    out, err = chat.communicate(timeout=20)
+    gateway.kill()  # the run stays "running": the chat is still waiting when it goes
+    _, err = chat.communicate(timeout=20)
 
     assert chat.returncode == 1
-    assert (f"[interrupted: the gateway (pid {gateway.pid}) shut down before the reply was "
-            "complete]") in out
-    assert err.endswith("clawgate: the gateway shut down; this chat ends: nothing typed now "
-                        "would be sent\n")
+    assert err.endswith("clawgate: the connection to the gateway was lost; this chat ends: "
+                        "nothing typed now would be sent\n")
     assert "Traceback" not in err
     assert "never retrieved" not in err
