@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import clawgate
 from tests.acceptance.cli import Home
 
 
@@ -17,6 +18,11 @@ def test_help_is_quick_and_lists_the_commands(home: Home) -> None:
     assert time.monotonic() - started < 5  # a sanity bound; bench/ reports the real figure
     for command in ("chat", "agent", "stop", "sessions", "doctor"):
         assert command in done.stdout
+
+
+def test_version_is_printed(home: Home) -> None:
+    done = home.run("--version")
+    assert (done.returncode, done.stdout) == (0, f"clawgate {clawgate.__version__}\n")
 
 
 def test_agent_prints_the_reply_and_exits_zero(home: Home) -> None:
@@ -126,7 +132,8 @@ def test_sessions_show_has_the_row_its_runs_and_message_fates(home: Home) -> Non
     assert "answered" in text
     for args in (["nope"], ["nope", "--json"]):
         missing = home.run("sessions", "show", *args)
-        assert (missing.returncode, missing.stdout) == (1, "")  # stdout is only output
+        # a key with no session is bad input (as for stop); stdout is only output
+        assert (missing.returncode, missing.stdout) == (2, "")
         assert "clawgate: no session with key 'nope'" in missing.stderr
 
 

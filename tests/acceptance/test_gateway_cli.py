@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import urllib.request
 
@@ -41,7 +43,7 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     shown = home.json("sessions", "show", "s1")
     assert len(shown["runs"]) == 2
     missing = home.run("sessions", "show", "nope", "--json")
-    assert (missing.returncode, missing.stdout) == (1, "")
+    assert (missing.returncode, missing.stdout) == (2, "")  # as in-process
     assert "no session with key 'nope'" in missing.stderr
     too_many = home.run("sessions", "show", "s1", "--limit", "2000")  # as in-process
     assert (too_many.returncode, too_many.stdout) == (2, "")
@@ -79,6 +81,44 @@ def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
     assert NOTE_LOCAL in stale.stderr
 
 
+def test_a_second_gateway_on_the_same_home_refuses_and_the_first_keeps_serving(
+    home: Home, gateway: subprocess.Popen[str]
+) -> None:
+    url = json.loads((home.path / "gateway.json").read_text())["url"]
+    second = home.run("gateway", "--port", "0", timeout=20)
+    assert (second.returncode, second.stdout) == (1, "")
+    assert second.stderr == (f"clawgate: a gateway is already running for {home.path}: {url} "
+                             f"(pid {gateway.pid}); stop it first to start another here\n")
+    assert json.loads((home.path / "gateway.json").read_text())["pid"] == gateway.pid
+    answered = home.run("agent", "-m", "still there?")
+    assert answered.returncode == 0
+    assert f"(via the gateway at {url})" in answered.stderr
+
+
+@pytest.mark.parametrize("pid", [999_999_999, os.getpid()], ids=["dead", "reused"])
+def test_a_file_left_by_a_crashed_gateway_does_not_block_a_start(home: Home, pid: int) -> None:
+    """The pid in it is gone, or (after a reboot) some other program's: nothing listens."""
+    state = home.path / "gateway.json"
+    state.write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": pid}))
+    gateway = home.start("gateway", "--port", "0")
+    wait_until(lambda: json.loads(state.read_text())["pid"] == gateway.pid, 20,
+               "the gateway to start", gateway)
+    assert NOTE_GATEWAY in home.run("agent", "-m", "hi").stderr
+
+
+def test_a_port_in_use_is_named_and_nothing_starts(home: Home) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = home.run("gateway", "--port", str(port), timeout=20)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"clawgate: port {port} on 127.0.0.1 is in use (another gateway? "
+                           "`clawgate gateway --port N` picks another)\n")
+    assert not (home.path / "gateway.json").exists()
+    assert not (home.path / "clawgate.db").exists()  # nothing was opened
+
+
 def test_an_id_means_the_same_message_with_or_without_a_gateway(home: Home) -> None:
     home.configure(lease=15)
     first = home.json("agent", "--session", "s1", "-m", "pay the bill", "--id", "bill-1")
@@ -111,6 +151,35 @@ def test_sigterm_lets_the_gateway_record_a_hanging_run_as_interrupted(home: Home
     assert run["error"] == (f"the gateway (pid {gateway.pid}) shut down before the reply "
                             "was complete")
     assert home.run("doctor").returncode == 0
+
+
+def test_an_agent_whose_gateway_stops_while_its_message_waits_says_how_to_get_the_answer(
+    home: Home,
+) -> None:
+    gateway, _, first = _gateway_with_a_hanging_run(home, grace=1)
+    waiting = home.start("agent", "--session", "s1", "-m", "and then?")
+    wait_until(lambda: len(home.json("sessions", "show", "s1")["inbound"]) == 2, 15,
+               "the second message to be accepted", waiting)
+
+    gateway.send_signal(signal.SIGTERM)
+    assert first.wait(20) == 5  # its run was interrupted: that is its outcome
+    _, said = waiting.communicate(timeout=20)
+
+    assert waiting.returncode == 7, said  # neither failed nor interrupted: not known yet
+    message_id = home.json("sessions", "show", "s1")["inbound"][1]["id"]
+    assert (f"clawgate: the gateway shut down before message {message_id} had its outcome; "
+            "it is kept, and has it when the gateway is back. To see its outcome without "
+            "sending it twice: run the same command again with --id cli-") in said
+    key = said.rsplit("--id ", 1)[1].strip()
+    assert gateway.wait(20) == 0
+    home.configure(grace=1)  # the model answers again
+    home.start_gateway()
+    again = home.run("agent", "--session", "s1", "-m", "and then?", "--id", key)
+    assert again.returncode == 0, again.stderr
+    assert "was sent before; showing its outcome" in again.stderr
+    assert again.stdout.endswith("and then?\n")
+    assert [m["text"] for m in home.json("sessions", "show", "s1")["inbound"]] == [
+        "hang", "and then?"]  # not sent twice
 
 
 def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -> None:

@@ -194,6 +194,19 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     assert one["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
 
 
+async def test_the_api_is_described_by_its_document_not_a_page_that_needs_the_internet(
+    gateway: RunningGateway,
+) -> None:
+    """A docs page (Swagger UI, ReDoc) loads its scripts from a CDN: blank offline."""
+    auth = {"Authorization": f"Bearer {gateway.token}"}
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        document = await http.get("/openapi.json")  # no token needed
+        pages = [await http.get(path, headers=auth) for path in ("/docs", "/redoc")]
+    assert document.status_code == 200
+    assert document.json()["info"]["title"] == "clawgate gateway"
+    assert [page.status_code for page in pages] == [404, 404]
+
+
 async def test_a_streaming_client_that_goes_away_stops_its_run(
     sdk: openai.AsyncOpenAI, gateway: RunningGateway
 ) -> None:

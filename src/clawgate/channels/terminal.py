@@ -2,7 +2,9 @@
 
 Lines typed are messages (or /commands); replies stream as they arrive. Ctrl-C stops the
 current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
-answer. Input is read on a thread so a slow typist never blocks the event loop.
+answer. If the session's backend goes away (the gateway stops), the chat ends at once and
+says so, rather than take lines it could not send. Input is read on a thread so a slow
+typist never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from clawgate.domain import Fate
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput
@@ -63,13 +65,17 @@ class ChatBackend(Protocol):
         """A command's reply text, or the message as sent."""
         ...
 
-    def events(self) -> AsyncIterator[ChatEvent]: ...
+    def events(self) -> AsyncIterator[ChatEvent]:
+        """Until ``close``; Disconnected when the backend goes away first."""
+        ...
 
     async def stop(self) -> str | None:
         """Stop the reply in progress; what to say about it (None: its end says enough)."""
         ...
 
-    async def wait_for(self, message_id: str) -> None: ...
+    async def wait_for(self, message_id: str) -> None:
+        """Until the message has its answer (Disconnected if the backend goes away)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -132,6 +138,7 @@ class TerminalChat:
         self._last_interrupt = 0.0
         self._leave = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
+        self._lost: Disconnected | None = None  # the backend went away: the chat ends
 
     async def run(self) -> int:
         model = await self._backend.model()
@@ -143,9 +150,15 @@ class TerminalChat:
         try:
             await self._converse()
             await self._finish_answers()
+        except Disconnected as exc:  # sending or waiting found it gone: say why, once
+            self._lost = self._lost or exc
         finally:
             self._backend.close()
             await printer
+            await _cancelled(*self._stopping)
+        if self._lost is not None:
+            raise Disconnected(f"{self._lost}; this chat ends: nothing typed now would be "
+                               "sent") from None
         return 0
 
     async def _converse(self) -> None:
@@ -159,10 +172,9 @@ class TerminalChat:
     async def _next_line(self) -> str | None:
         getter = asyncio.ensure_future(self._lines.get())
         leaving = asyncio.ensure_future(self._leave.wait())
-        done, _ = await asyncio.wait({getter, leaving}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (getter, leaving):
-            if task not in done:
-                task.cancel()
+        done, pending = await asyncio.wait({getter, leaving},
+                                           return_when=asyncio.FIRST_COMPLETED)
+        await _cancelled(*pending)
         return getter.result() if getter in done else None
 
     async def _handle(self, line: str) -> None:
@@ -172,7 +184,7 @@ class TerminalChat:
             self._say(f"! {exc}")
             return
         except Disconnected:
-            raise  # the gateway went away: this chat cannot go on
+            raise  # the gateway went away: this chat cannot go on (``run`` says so)
         except ClawgateError as exc:  # a provider, the store or the gateway failed: say so
             self._say(f"! {_doing(line)} failed: {exc}")  # and go on chatting
             return
@@ -184,22 +196,27 @@ class TerminalChat:
             self._say(f"[{_queued(result.queued_mode)}]")
 
     async def _finish_answers(self) -> None:
-        """Before leaving, wait for the answers to what was sent (Ctrl-C gives up)."""
+        """Before leaving, wait for the answers to what was sent (Ctrl-C gives up; so does
+        the backend going away, raising Disconnected)."""
         for message_id in self._sent:
             waiting = asyncio.ensure_future(self._backend.wait_for(message_id))
             leaving = asyncio.ensure_future(self._leave.wait())
-            done, _ = await asyncio.wait({waiting, leaving},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            for task in (waiting, leaving):
-                if task not in done:
-                    task.cancel()
+            done, pending = await asyncio.wait({waiting, leaving},
+                                               return_when=asyncio.FIRST_COMPLETED)
+            await _cancelled(*pending)
+            if waiting in done:
+                waiting.result()  # raises what ended the wait early
             if leaving in done:
                 return
         await asyncio.sleep(0)  # let the printer show the last events
 
     async def _print_events(self) -> None:
-        async for event in self._backend.events():
-            self._show(event)
+        try:
+            async for event in self._backend.events():
+                self._show(event)
+        except Disconnected as exc:  # at once: not when the next line is typed
+            self._lost = exc
+            self._leave.set()
 
     def _show(self, event: ChatEvent) -> None:
         if isinstance(event, Delta):
@@ -262,6 +279,13 @@ class TerminalChat:
             return
         if said:  # otherwise the run's own end is shown anyway
             self._say(f"[{said}]")
+
+
+async def _cancelled(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel the tasks and wait for them to end (nothing left running, nothing unread)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _doing(line: str) -> str:

@@ -3,7 +3,9 @@
 It uses the running gateway when there is one, and works in-process otherwise; either way a
 chat command (``/status``, ``stop``, ...) is carried out and its answer printed.
 Exit codes: 0 answered; 1 the run failed (the error is printed); 2 bad arguments or config;
-3 stopped; 4 timed out; 5 interrupted; 6 the message was dropped unanswered.
+3 stopped; 4 timed out; 5 interrupted; 6 the message was dropped unanswered; 7 the gateway
+went away before the outcome was known (the message is kept; the same command with the same
+``--id`` shows its outcome without sending it again).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from clawgate.cli.common import OK, USAGE, open_app
 from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.config import Settings
 from clawgate.domain import REPLY_SEPARATOR, DropReason, RunStatus, check_key
-from clawgate.gateway.client import GatewayClient
+from clawgate.gateway.client import GatewayClient, GatewayClosed
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, Subscription
 from clawgate.runtime.runtime import CommandReply, MessageOutcome, Runtime
 from clawgate.runtime.scope import ServeOwnMessages
@@ -37,6 +39,7 @@ EXIT_BY_STATUS = {
     RunStatus.INTERRUPTED: 5,
 }
 DROPPED = 6
+GATEWAY_GONE = 7
 CHANNEL = "cli"  # in-process or through a gateway: so that --id means the same either way
 
 
@@ -131,8 +134,12 @@ def _local_result(outcome: MessageOutcome) -> Result:
 async def _via_gateway(client: GatewayClient, key: str, text: str, args: argparse.Namespace
                        ) -> int:
     await client.request("events.subscribe", sessions=[key])
-    ack = await client.request("chat.send", session=key, text=text, channel=CHANNEL,
-                               idempotencyKey=args.message_id or f"cli-{uuid.uuid4()}")
+    message_key = args.message_id or f"cli-{uuid.uuid4()}"
+    try:
+        ack = await client.request("chat.send", session=key, text=text, channel=CHANNEL,
+                                   idempotencyKey=message_key)
+    except GatewayClosed:  # (a chat command is not kept, but is safe to repeat as it is)
+        return _gateway_gone(client, key, None, message_key, args)
     if ack["command"]:
         print(ack["reply"])
         return 0
@@ -142,11 +149,39 @@ async def _via_gateway(client: GatewayClient, key: str, text: str, args: argpars
     _on_signals(lambda: client.request("chat.abort", session=key))
     try:
         streamed = await _follow(client, key, ack["messageId"], quiet=args.json)
+        result = await _gateway_result(client, key, ack["messageId"])
+    except GatewayClosed:
+        return _gateway_gone(client, key, ack["messageId"], message_key, args)
     except asyncio.CancelledError:
-        print("clawgate: leaving; the gateway carries on with the run", file=sys.stderr)
+        print("clawgate: leaving; the gateway carries on with the run (to see its outcome: "
+              f"{_again(message_key, args)})", file=sys.stderr)
         return EXIT_BY_STATUS[RunStatus.INTERRUPTED]
-    result = await _gateway_result(client, key, ack["messageId"])
     return _report(result, streamed, args)
+
+
+def _gateway_gone(client: GatewayClient, key: str, message_id: str | None, message_key: str,
+                  args: argparse.Namespace) -> int:
+    """The gateway went away before the outcome was known: what became of the message, and
+    how to learn its outcome without sending it twice."""
+    why = client.lost or "the connection to the gateway closed"
+    if message_id is not None:
+        said = (f"{why} before message {message_id} had its outcome; it is kept, and has it "
+                "when the gateway is back")
+    else:
+        said = f"{why} before it acknowledged the message; it may not have been received"
+    if args.json:
+        print(json.dumps({"session": key, "messageId": message_id, "id": message_key,
+                          "fate": "unknown", "error": said}))
+    print(f"clawgate: {said}. To see its outcome without sending it twice: "
+          f"{_again(message_key, args)}", file=sys.stderr)
+    return GATEWAY_GONE
+
+
+def _again(message_key: str, args: argparse.Namespace) -> str:
+    """How to ask again for the same message's outcome."""
+    if args.message_id is not None:
+        return "run the same command again (its --id keeps the message from being sent twice)"
+    return f"run the same command again with --id {message_key}"
 
 
 async def _follow(client: GatewayClient, key: str, message_id: str, quiet: bool) -> bool:

@@ -21,7 +21,7 @@ from clawgate.cli.common import open_app
 from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.config import Settings
 from clawgate.domain import DropReason, check_key
-from clawgate.errors import InvalidInput
+from clawgate.errors import Disconnected, InvalidInput
 from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.runtime.runtime import Runtime
 from clawgate.runtime.scope import ServeKeys
@@ -78,6 +78,7 @@ class RemoteChat:
         return Sent(ack["messageId"], mode if ack["queuedBehind"] else None)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
+        """The session's events, until the chat closes; Disconnected if the gateway goes."""
         async for frame in self._client.events():
             kind, payload = frame["event"], frame["payload"]
             if payload.get("session") != self._key:
@@ -89,13 +90,16 @@ class RemoteChat:
             elif kind == "message.dropped":
                 reason = payload.get("reason")
                 yield Dropped(DropReason(reason).describe if reason else "dropped")
+        if self._client.lost is not None:
+            raise Disconnected(self._client.lost)
 
     async def stop(self) -> str | None:
         result = await self._client.request("chat.abort", session=self._key)
         return str(result["text"]) if result["runId"] is None or result["dropped"] else None
 
     async def wait_for(self, message_id: str) -> None:
-        """Until the message has its fate and its run (if any) has ended."""
+        """Until the message has its fate and its run (if any) has ended (GatewayClosed, a
+        Disconnected, if the gateway goes first)."""
         while True:
             row = await self._client.request("sessions.get", session=self._key, limit=200)
             message = next((m for m in row["inbound"] if m["id"] == message_id), None)

@@ -8,6 +8,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from clawgate import __version__
 from clawgate.limits import SESSION_ROWS, SESSIONS_LISTED
 
 COMMANDS = {
@@ -19,6 +20,10 @@ COMMANDS = {
     "models": "clawgate.cli.models",
     "gateway": "clawgate.cli.gateway",
 }
+#: GatewaySettings' defaults, for the help (a test checks they agree); that module is not
+#: imported here, as its imports would slow --help down.
+GATEWAY_HOST, GATEWAY_PORT = "127.0.0.1", 18789
+JSON_HELP = "print the result as JSON"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
         description="A personal AI-assistant gateway whose conversations cannot wedge.",
         epilog="State lives in $CLAWGATE_HOME (default ~/.clawgate).",
     )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     top.add_argument("--home", help="state folder (overrides $CLAWGATE_HOME)")
     top.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     sub = top.add_subparsers(dest="command", metavar="command", required=True)
@@ -47,31 +53,33 @@ def parser() -> argparse.ArgumentParser:
     sessions = sub.add_parser("sessions", help="list or show sessions")
     which = sessions.add_subparsers(dest="action", metavar="action", required=True)
     listing = which.add_parser("list", help="one row per session")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help=JSON_HELP)
     listing.add_argument("--limit", type=count_up_to(SESSIONS_LISTED), default=100,
                          help=f"at most this many (default 100, at most {SESSIONS_LISTED})")
     show = which.add_parser("show", help="a session with its runs and messages")
-    show.add_argument("key")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("key", help="the session's key (as in: clawgate sessions list)")
+    show.add_argument("--json", action="store_true", help=JSON_HELP)
     show.add_argument("--limit", type=count_up_to(SESSION_ROWS), default=50,
                       help=f"latest runs/messages (default 50, at most {SESSION_ROWS})")
 
     gateway = sub.add_parser("gateway", help="run the gateway (web chat, WebSocket, HTTP API)")
     gateway.add_argument("action", nargs="?", choices=["run", "token"], default="run",
                          help="run (the default), or print the gateway token")
-    gateway.add_argument("--host", help="listen here instead of the configured address")
-    gateway.add_argument("--port", type=int, help="listen on this port (0: any free one)")
+    gateway.add_argument("--host", help=f"listen here (default: {GATEWAY_HOST}, or [gateway] "
+                         "host in config.toml)")
+    gateway.add_argument("--port", type=int, help="listen on this port, 0 for any free one "
+                         f"(default: {GATEWAY_PORT}, or [gateway] port in config.toml)")
 
     models = sub.add_parser("models", help="list the configured models, or test one")
     what = models.add_subparsers(dest="action", metavar="action", required=True)
     what.add_parser("list", help="providers, auth profiles, default, fallbacks, aliases"
-                    ).add_argument("--json", action="store_true")
+                    ).add_argument("--json", action="store_true", help=JSON_HELP)
     probe = what.add_parser("test", help="one tiny request through each auth profile")
     probe.add_argument("ref", nargs="?", help="provider/model or alias (default: the default)")
-    probe.add_argument("--json", action="store_true")
+    probe.add_argument("--json", action="store_true", help=JSON_HELP)
 
     doctor = sub.add_parser("doctor", help="check every promise in the store")
-    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--json", action="store_true", help=JSON_HELP)
     doctor.add_argument("--fix", action="store_true", help="repair what can be repaired")
     return top
 

@@ -8,11 +8,10 @@ on stderr, so stdout stays the command's own output.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 from clawgate.config import Settings
+from clawgate.gateway import state as gateway_state
 from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.gateway.settings import Auth
 
@@ -21,13 +20,10 @@ CONNECT_WITHIN_S = 2.0
 
 async def connect_gateway(settings: Settings) -> GatewayClient | None:
     """A connection to this home's running gateway, or None when there is none."""
-    try:
-        state = json.loads(settings.gateway_state.read_text())
-        url, pid = str(state["url"]), int(state["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    state = gateway_state.live(settings.gateway_state)
+    if state is None:
         return None
-    if not _alive(pid):
-        return None
+    url = state.url
     token = None
     if settings.gateway.auth is Auth.TOKEN:
         try:
@@ -50,12 +46,3 @@ def in_process() -> None:
 def say(text: str) -> None:
     print(f"({text})", file=sys.stderr, flush=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import datetime
 
-from clawgate.cli.common import OK, PROBLEM, open_app
+from clawgate.cli.common import OK, USAGE, open_app
 from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.cli.rows import dash, table
 from clawgate.clock import SystemClock
@@ -36,9 +36,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             return OK
         summary = await app.store.summarize_session(check_key(args.key))
         if summary is None:
-            print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)",
-                  file=sys.stderr)
-            return PROBLEM
+            return _no_session(args.key)
         row = session_row(summary, default)
         runs = await app.store.list_runs(summary.session.id, args.limit)
         row["runs"] = [run_row(r, await app.store.list_attempts(r.id)) for r in runs]
@@ -61,11 +59,16 @@ async def _via_gateway(client: GatewayClient, args: argparse.Namespace) -> int:
     except GatewayError as exc:
         if exc.code != "unknown_session":
             raise
-        print(f"clawgate: no session with key {args.key!r} (see: clawgate sessions list)",
-              file=sys.stderr)
-        return PROBLEM
+        return _no_session(args.key)
     print(json.dumps(row, indent=2) if args.json else _show_text(row))
     return OK
+
+
+def _no_session(key: str) -> int:
+    """An unknown key is bad input (most likely a typo), as for ``clawgate stop``."""
+    print(f"clawgate: no session with key {key!r} (see: clawgate sessions list)",
+          file=sys.stderr)
+    return USAGE
 
 
 def _list_text(rows: list[Json]) -> str:

@@ -112,8 +112,10 @@ class Gateway:
 
 
 def create_app(gateway: Gateway) -> FastAPI:
+    # No /docs or /redoc: their pages load scripts from a CDN, blank offline; /openapi.json
+    # is served as it is.
     app = FastAPI(title="clawgate gateway", version=__version__, lifespan=gateway.lifespan,
-                  docs_url="/docs", redoc_url=None)
+                  docs_url=None, redoc_url=None)
     app.add_middleware(Guard, token=gateway.token, listen=gateway.settings.gateway)
     token = [Depends(BEARER)]  # enforced by the guard, before the body is read; declared here
     _errors(app)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import CloseCode
 
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput
 
@@ -54,6 +55,9 @@ class GatewayClient:
         self._ids = itertools.count(1)
         self._waiting: dict[object, asyncio.Future[Frame]] = {}
         self.event_frames: asyncio.Queue[Frame | None] = asyncio.Queue()
+        #: Why the connection ended, when it was not this client that closed it.
+        self.lost: str | None = None
+        self._closing = False
         self._reader = asyncio.create_task(self._read(), name="gateway client reader")
 
     @classmethod
@@ -117,6 +121,7 @@ class GatewayClient:
         return frame
 
     async def close(self) -> None:
+        self._closing = True
         await self._connection.close()
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
@@ -141,9 +146,21 @@ class GatewayClient:
         except ConnectionClosed:
             pass
         finally:
+            if not self._closing:
+                self.lost = _why_closed(self._connection)
             self.event_frames.put_nowait(None)
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(GatewayClosed("the connection to the gateway closed"))
             with contextlib.suppress(Exception):
                 await self._connection.close()
+
+
+def _why_closed(connection: ClientConnection) -> str:
+    code = connection.close_code
+    if code in (None, CloseCode.ABNORMAL_CLOSURE):  # no closing handshake: killed, or the
+        return "the connection to the gateway was lost"  # network failed
+    if code in (CloseCode.GOING_AWAY, CloseCode.SERVICE_RESTART):
+        return "the gateway shut down"
+    reason = f": {connection.close_reason}" if connection.close_reason else ""
+    return f"the gateway closed the connection ({code}{reason})"

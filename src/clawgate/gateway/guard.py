@@ -25,7 +25,7 @@ from clawgate.gateway.settings import GatewaySettings
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 #: Paths served without the token: health checks, the web page and its icon, and the API's
 #: description.
-PUBLIC = ("/healthz", "/readyz", "/static/", "/favicon.ico", "/openapi.json", "/docs")
+PUBLIC = ("/healthz", "/readyz", "/static/", "/favicon.ico", "/openapi.json")
 
 
 class Guard:

@@ -1,35 +1,34 @@
 """Running the gateway: uvicorn on the configured address, until a signal says stop.
 
-On start it writes ``$CLAWGATE_HOME/gateway.json`` (where it listens, its pid) so the CLI can
-find it; on a clean stop it removes it. SIGINT and SIGTERM shut down gracefully: no new
-messages (clients are told the gateway is shutting down), turns in flight get the grace
-period, then end ``interrupted``; connections stay open until their clients have been sent
-how their runs ended, then the server closes them.
+It refuses to start while another gateway serves the same home, or when its address is
+taken. On start it writes ``$CLAWGATE_HOME/gateway.json`` (where it listens, its pid) so the
+CLI can find it; on a clean stop it removes it (if it still names this process). SIGINT and
+SIGTERM shut down gracefully: no new messages (clients are told the gateway is shutting
+down), turns in flight get the grace period, then end ``interrupted``; connections stay open
+until their clients have been sent how their runs ended, then the server closes them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 
 import uvicorn
 from uvicorn.lifespan.on import LifespanOn
 
 from clawgate.config import Settings
-from clawgate.errors import ClawgateError, ConfigError
-from clawgate.gateway import auth
+from clawgate.errors import ConfigError
+from clawgate.gateway import auth, listen
+from clawgate.gateway import state as gateway_state
 from clawgate.gateway.app import Gateway, create_app
+from clawgate.gateway.listen import GatewayFailed
 from clawgate.gateway.settings import Auth
 from clawgate.providers.registry import build
 from clawgate.runtime.runtime import Runtime
@@ -54,12 +53,28 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
-    """A gateway serving until the block ends (or a signal stops it)."""
+    """A gateway serving until the block ends (or a signal stops it).
+
+    It refuses to start (GatewayFailed, having changed nothing) when another gateway serves
+    this home or the address is taken.
+    """
     config = settings.gateway
     if config.auth is Auth.NONE and not config.loopback:
         raise ConfigError(f"refusing to listen on {config.host} without a token (use "
                           'auth = "token", or a loopback address such as 127.0.0.1)',
                           key="gateway.auth", path=str(settings.config_path))
+    await listen.check_home_free(settings.home, settings.gateway_state)
+    sock = listen.bind(config)
+    try:
+        async with _serving(settings, sock) as gateway:
+            yield gateway
+    finally:
+        sock.close()
+
+
+@asynccontextmanager
+async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[RunningGateway]:
+    config = settings.gateway
     token = None if config.auth is Auth.NONE else auth.load_or_create(settings.token_path)
     store = await SqliteStore.open(settings.database)
     runtime = Runtime(store, build(settings.providers), settings.runtime, name="the gateway")
@@ -72,17 +87,17 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
         ws_max_size=unread_frame_limit(config.max_frame_bytes),
         timeout_graceful_shutdown=CLOSE_CONNECTIONS_S,
     ))
-    serving = asyncio.create_task(server.serve(), name="clawgate gateway")
+    serving = asyncio.create_task(_serve(server, sock), name="clawgate gateway")
     try:
-        port = await _bound_port(server, serving)
-        if port is None:
-            raise GatewayFailed(f"the gateway could not listen on {config.url} (see above)")
-        url = _write_state(settings, config.host, port)
+        if not await _started(server, serving):
+            raise GatewayFailed(f"the gateway could not start on {config.url} (see above)")
+        url = _url(config.host, sock.getsockname()[1])
+        gateway_state.write(settings.gateway_state, url)
         yield RunningGateway(url, token, runtime, server, serving)
     finally:
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
-        _remove_state(settings)
+        gateway_state.remove(settings.gateway_state)
         await store.close()
 
 
@@ -98,10 +113,6 @@ def unread_frame_limit(max_frame_bytes: int) -> int:
     """Frames up to this size are read and, over ``max_frame_bytes``, answered with an error;
     larger ones close the connection (1009) without being read."""
     return max(16 * 1024 * 1024, 4 * max_frame_bytes)
-
-
-class GatewayFailed(ClawgateError):
-    pass
 
 
 class _Server(uvicorn.Server):
@@ -164,33 +175,26 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-async def _bound_port(server: uvicorn.Server, serving: asyncio.Task[None]) -> int | None:
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    """uvicorn exits the process when its start fails (the app's start-up failed, and it
+    logged why); here that is an error of this task instead."""
+    try:
+        await server.serve([sock])
+    except SystemExit:
+        raise GatewayFailed("the gateway could not start (see above)") from None
+
+
+async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> bool:
     async with asyncio.timeout(START_TIMEOUT_S):
         while not server.started:
             if serving.done():
-                return None  # it could not start (address in use, ...): uvicorn said why
+                return False
             await asyncio.sleep(0.02)
-    port: int = server.servers[0].sockets[0].getsockname()[1]
-    return port
+    return True
 
 
-def _write_state(settings: Settings, host: str, port: int) -> str:
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    state = {"url": url, "pid": os.getpid(), "startedAt": datetime.now(UTC).isoformat()}
-    path = settings.gateway_state
-    path.write_text(json.dumps(state))
-    path.chmod(0o600)
-    return url
-
-
-def _remove_state(settings: Settings) -> None:
-    path: Path = settings.gateway_state
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if state.get("pid") == os.getpid():
-        path.unlink(missing_ok=True)
+def _url(host: str, port: int) -> str:
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 def _say(text: str) -> None:

@@ -1,0 +1,79 @@
+"""``$CLAWGATE_HOME/gateway.json``: which gateway serves this home, so that the CLI can find
+it and a second gateway can refuse to start.
+
+A gateway writes the file once it listens and removes it when it stops, but only while the
+file still names its own pid. A file left by a process that is gone (a crash, ``kill -9``)
+names nothing: ``live`` says so, and it never stands in anyone's way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayState:
+    url: str
+    pid: int
+
+
+def read(path: Path) -> GatewayState | None:
+    """What the file says, or None when there is no readable file."""
+    try:
+        state = json.loads(path.read_text())
+        found = GatewayState(str(state["url"]), int(state["pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return found if found.pid > 0 else None  # (0 or less would name a process group)
+
+
+def live(path: Path) -> GatewayState | None:
+    """The gateway the file names, if its process is still alive."""
+    state = read(path)
+    return state if state is not None and alive(state.pid) else None
+
+
+async def answers(url: str, within: float = 1.0) -> bool:
+    """Whether something accepts connections at ``url`` (a live pid may have been reused by
+    another program after a crash; a gateway also listens)."""
+    parts = urlsplit(url)
+    try:
+        async with asyncio.timeout(within):
+            _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def write(path: Path, url: str) -> None:
+    """Record this process as the home's gateway (readable by its owner only)."""
+    state = {"url": url, "pid": os.getpid(), "startedAt": datetime.now(UTC).isoformat()}
+    path.write_text(json.dumps(state))
+    path.chmod(0o600)
+
+
+def remove(path: Path) -> None:
+    """Remove the file if it names this process (another gateway's stays)."""
+    state = read(path)
+    if state is not None and state.pid == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True
