@@ -158,13 +158,13 @@ async def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
 ) -> None:
     page = await _open(browser, gateway, "busy")
     await client.request("sessions.patch", session="busy", model="hang/echo",
-                         queue={"mode": "interrupt"})
+                         queue={"mode": "followup"})
     await _send(page, "take your time")
     await expect(page.locator("[data-testid=session-status]")).to_have_text(
         "running", timeout=5000)
-    await _send(page, "never mind")
-    await expect(page.locator("#notice")).to_have_text(
-        "stopping the current reply to answer this")
+    await _send(page, "and then this")
+    await expect(page.locator("#notice")).to_have_text(  # the reply hangs: nothing else
+        "queued: answered on its own after the current reply")  # comes to replace it
     await page.click("[data-testid=stop]")
 
 
