@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,6 +94,20 @@ def test_a_second_gateway_on_the_same_home_refuses_and_the_first_keeps_serving(
     answered = home.run("agent", "-m", "still there?")
     assert answered.returncode == 0
     assert f"(via the gateway at {url})" in answered.stderr
+
+
+def test_a_copied_home_uses_its_own_database_not_the_original_s_gateway(
+    home: Home, gateway: subprocess.Popen[str]
+) -> None:
+    shutil.copytree(home.path, home.path.parent / "copied-home")  # gateway.json included:
+    copy = Home(home.path.parent / "copied-home")  # it names the original's gateway
+
+    done = copy.run("agent", "--session", "only-in-copy", "-m", "hi")
+
+    assert done.returncode == 0, done.stderr
+    assert NOTE_LOCAL in done.stderr
+    assert [r["key"] for r in copy.json("sessions", "list")] == ["only-in-copy"]
+    assert "only-in-copy" not in [r["key"] for r in home.json("sessions", "list")]
 
 
 @pytest.mark.parametrize("pid", [999_999_999, os.getpid()], ids=["dead", "reused"])

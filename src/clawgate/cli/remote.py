@@ -20,7 +20,7 @@ CONNECT_WITHIN_S = 2.0
 
 async def connect_gateway(settings: Settings) -> GatewayClient | None:
     """A connection to this home's running gateway, or None when there is none."""
-    state = gateway_state.live(settings.gateway_state)
+    state = gateway_state.live(settings.gateway_state, settings.database)
     if state is None:
         return None
     url = state.url

@@ -34,9 +34,10 @@ class CannotListen(GatewayFailed):
     """The address to listen on is taken, or not this machine's."""
 
 
-async def check_home_free(home: Path, state_path: Path) -> None:
-    """Refuse when the home's state file names another live gateway that answers."""
-    running = gateway_state.read(state_path)
+async def check_home_free(home: Path, state_path: Path, database: Path) -> None:
+    """Refuse when the home's state file names another live gateway of this database that
+    answers."""
+    running = gateway_state.read(state_path, database)
     if running is None or running.pid == os.getpid() or not gateway_state.alive(running.pid):
         return  # none, a stale file, or this process's (tests run several in one process)
     if await gateway_state.answers(running.url):

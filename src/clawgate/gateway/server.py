@@ -63,7 +63,7 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
         raise ConfigError(f"refusing to listen on {config.host} without a token (use "
                           'auth = "token", or a loopback address such as 127.0.0.1)',
                           key="gateway.auth", path=str(settings.config_path))
-    await listen.check_home_free(settings.home, settings.gateway_state)
+    await listen.check_home_free(settings.home, settings.gateway_state, settings.database)
     sock = listen.bind(config)
     try:
         async with _serving(settings, sock) as gateway:
@@ -92,7 +92,7 @@ async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[Run
         if not await _started(server, serving):
             raise GatewayFailed(f"the gateway could not start on {config.url} (see above)")
         url = _url(config.host, sock.getsockname()[1])
-        gateway_state.write(settings.gateway_state, url)
+        gateway_state.write(settings.gateway_state, url, settings.database)
         yield RunningGateway(url, token, runtime, server, serving)
     finally:
         server.should_exit = True

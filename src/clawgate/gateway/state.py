@@ -22,21 +22,30 @@ from urllib.parse import urlsplit
 class GatewayState:
     url: str
     pid: int
+    database: str | None = None  # the database it serves (None: a file from before 0.x)
+
+    def serves(self, database: Path) -> bool:
+        """Whether it serves this database: a copied home holds the original's file, which
+        names the original's gateway and database."""
+        return self.database is None or self.database == str(database.resolve())
 
 
-def read(path: Path) -> GatewayState | None:
-    """What the file says, or None when there is no readable file."""
+def read(path: Path, database: Path | None = None) -> GatewayState | None:
+    """What the file says, or None when there is no readable file (or, given ``database``,
+    when it names a gateway of another database)."""
     try:
         state = json.loads(path.read_text())
-        found = GatewayState(str(state["url"]), int(state["pid"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        found = GatewayState(str(state["url"]), int(state["pid"]), state.get("database"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return found if found.pid > 0 else None  # (0 or less would name a process group)
+    if found.pid <= 0:  # (0 or less would name a process group)
+        return None
+    return None if database is not None and not found.serves(database) else found
 
 
-def live(path: Path) -> GatewayState | None:
-    """The gateway the file names, if its process is still alive."""
-    state = read(path)
+def live(path: Path, database: Path) -> GatewayState | None:
+    """The gateway of ``database`` the file names, if its process is still alive."""
+    state = read(path, database)
     return state if state is not None and alive(state.pid) else None
 
 
@@ -55,9 +64,10 @@ async def answers(url: str, within: float = 1.0) -> bool:
     return True
 
 
-def write(path: Path, url: str) -> None:
+def write(path: Path, url: str, database: Path) -> None:
     """Record this process as the home's gateway (readable by its owner only)."""
-    state = {"url": url, "pid": os.getpid(), "startedAt": datetime.now(UTC).isoformat()}
+    state = {"url": url, "pid": os.getpid(), "database": str(database.resolve()),
+             "startedAt": datetime.now(UTC).isoformat()}
     path.write_text(json.dumps(state))
     path.chmod(0o600)
 
