@@ -47,6 +47,7 @@ from clawgate.store.protocol import (
     SessionSummary,
     StopResult,
 )
+from clawgate.store.sqlite_files import create_private, make_private
 from clawgate.store.sqlite_rows import ts
 from clawgate.store.sqlite_schema import migrate, up_to_date
 from clawgate.store.sqlite_worker import ConnectionWorker
@@ -63,9 +64,10 @@ class SqliteStore:
 
     @classmethod
     async def open(cls, path: Path, clock: Clock | None = None) -> SqliteStore:
-        """Open (creating and migrating if needed) the database at ``path``."""
+        """Open (creating and migrating if needed) the database at ``path``, private to us."""
         clock = clock or SystemClock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
         writer = ConnectionWorker(path, "clawgate-sqlite-write")
         reader = ConnectionWorker(path, "clawgate-sqlite-read")
         try:
@@ -73,6 +75,7 @@ class SqliteStore:
             if not await writer.read(up_to_date):
                 await writer.write(migrate, ts(clock.now()))
             await reader.open()
+            make_private(path)
         except BaseException:
             await writer.close()
             await reader.close()
