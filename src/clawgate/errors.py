@@ -8,6 +8,8 @@
     │   ├── StoreClosed             the store was closed (or the process is shutting down)
     │   ├── StoreBusy               another process held the database too long
     │   ├── SchemaTooNew            the database was written by a newer clawgate
+    │   ├── SchemaUpgradeBlocked    an older clawgate still uses the database this one would
+    │   │                           upgrade
     │   └── StoreCorrupt            the database failed an integrity check
     ├── Disconnected                the other end of a connection went away (the gateway)
     ├── DeliveryFailed              a channel could not take a reply (retried unless permanent)
@@ -82,6 +84,10 @@ class StoreBusy(StoreError):
 
 class SchemaTooNew(StoreError):
     pass
+
+
+class SchemaUpgradeBlocked(StoreError):
+    """The database needs upgrading, but a process of an older clawgate is still using it."""
 
 
 class StoreCorrupt(StoreError):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         await runtime.close(grace=0)
         await runtime.store.close()
     await world.server.close()
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which new files are readable by everyone."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)

@@ -16,6 +16,7 @@ from clawgate.store.sqlite_schema import migrations, statements
 from clawgate.store.sqlite_worker import translate
 from clawgate.testing import ManualClock
 from tests.conformance.helpers import FOLLOWUP, claim, finish, running, say
+from tests.old_databases import database_at
 
 
 @pytest.fixture
@@ -149,24 +150,11 @@ async def test_migrations_apply_once_and_reopening_changes_nothing(
     await second.close()
 
 
-def _database_at(path: Path, version: int) -> sqlite3.Connection:
-    """A database as an older clawgate left it: the migrations up to ``version``."""
-    raw = sqlite3.connect(path, isolation_level=None)
-    raw.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                " applied_at TEXT NOT NULL)")
-    for migration in [m for m in migrations() if m.version <= version]:
-        for statement in statements(migration.sql):
-            raw.execute(statement)
-        raw.execute("INSERT INTO schema_migrations VALUES (?, ?, '2026-11-01')",
-                    (migration.version, migration.name))
-    return raw
-
-
 async def test_an_older_database_is_upgraded_with_its_messages_and_their_fates(
     tmp_path: Path, clock: ManualClock
 ) -> None:
     path = tmp_path / "v4.db"
-    raw = _database_at(path, 4)
+    raw = database_at(path, 4)
     at = "2026-11-01T00:00:00.000000+00:00"
     raw.execute("INSERT INTO sessions (id, key, created_at, updated_at) VALUES"
                 " ('ses_old', 'tg:1', ?, ?)", (at, at))
@@ -190,7 +178,7 @@ async def test_a_rest_recorded_before_rests_were_per_model_still_rests_the_whole
     tmp_path: Path, clock: ManualClock
 ) -> None:
     path = tmp_path / "v5.db"
-    raw = _database_at(path, 5)
+    raw = database_at(path, 5)
     until = clock.now() + timedelta(minutes=5)
     raw.execute("INSERT INTO cooldowns VALUES ('openai:work', ?, 2, 'auth: bad key', ?)",
                 (until.isoformat(), clock.now().isoformat()))

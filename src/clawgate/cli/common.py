@@ -14,10 +14,12 @@ from types import ModuleType
 from typing import Any
 
 from clawgate import config
+from clawgate.clock import SystemClock
 from clawgate.errors import ClawgateError, ConfigError, InvalidInput
 from clawgate.providers.registry import build, secrets
 from clawgate.providers.routing import ProviderEntry
 from clawgate.redaction import RedactingFormatter, redact
+from clawgate.runtime.owner import running_here
 from clawgate.store.sqlite import SqliteStore
 
 # Exit codes shared by the commands.
@@ -35,7 +37,8 @@ class App:
 
 @asynccontextmanager
 async def open_app(settings: config.Settings) -> AsyncIterator[App]:
-    store = await SqliteStore.open(settings.database)
+    clock = SystemClock()
+    store = await SqliteStore.open(settings.database, clock, running_here(clock.now()))
     try:
         yield App(settings, store, build(settings.providers, store.clock))
     finally:

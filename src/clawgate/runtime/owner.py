@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from clawgate.domain import OwnerInfo
@@ -58,10 +60,20 @@ def this_process(started_at: datetime) -> OwnerInfo:
     )
 
 
+def is_running(other: OwnerInfo, me: OwnerInfo) -> bool | None:
+    """Whether ``other``'s process still exists; None unless it ran on this machine."""
+    if other.host != me.host or other.boot_id != me.boot_id or not other.process_start:
+        return None
+    return process_start(other.pid) == other.process_start
+
+
 def is_gone(other: OwnerInfo, me: OwnerInfo) -> bool:
     """True only when ``other`` ran on this machine and its process no longer exists."""
-    if other.host != me.host or other.boot_id != me.boot_id or not other.process_start:
-        return False
     if other.pid == me.pid:
         return False  # this very process; its lease speaks for it
-    return process_start(other.pid) != other.process_start
+    return is_running(other, me) is False
+
+
+def running_here(started_at: datetime) -> Callable[[OwnerInfo], bool | None]:
+    """``is_running`` as seen from this process: what the store asks before an upgrade."""
+    return partial(is_running, me=this_process(started_at))

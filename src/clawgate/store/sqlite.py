@@ -47,8 +47,10 @@ from clawgate.store.protocol import (
     SessionSummary,
     StopResult,
 )
+from clawgate.store.sqlite_files import create_private, make_private
 from clawgate.store.sqlite_rows import ts
 from clawgate.store.sqlite_schema import migrate, up_to_date
+from clawgate.store.sqlite_upgrade import ProcessProbe, UpgradeGuard
 from clawgate.store.sqlite_worker import ConnectionWorker
 
 
@@ -62,17 +64,27 @@ class SqliteStore:
         self._reader = reader
 
     @classmethod
-    async def open(cls, path: Path, clock: Clock | None = None) -> SqliteStore:
-        """Open (creating and migrating if needed) the database at ``path``."""
+    async def open(
+        cls, path: Path, clock: Clock | None = None, running: ProcessProbe | None = None
+    ) -> SqliteStore:
+        """Open (creating and migrating if needed) the database at ``path``, private to us.
+
+        An older database is upgraded only when no older clawgate is using it: ``running``
+        tells whether an owner's process runs, where this machine can tell; otherwise its
+        heartbeat decides. The database as it was is kept as ``<name>.bak-v<schema>``.
+        """
         clock = clock or SystemClock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
         writer = ConnectionWorker(path, "clawgate-sqlite-write")
         reader = ConnectionWorker(path, "clawgate-sqlite-read")
         try:
             await writer.open()
             if not await writer.read(up_to_date):
-                await writer.write(migrate, ts(clock.now()))
+                now = clock.now()
+                await writer.write(migrate, ts(now), UpgradeGuard(path, now, running))
             await reader.open()
+            make_private(path)
         except BaseException:
             await writer.close()
             await reader.close()

@@ -1,16 +1,25 @@
-"""Applying the numbered ``.sql`` migrations, each in its own ``BEGIN IMMEDIATE`` transaction.
+"""Applying the numbered ``.sql`` migrations, all in the caller's ``BEGIN IMMEDIATE``.
 
 Safe when several processes open the same database at once: the version check happens inside
-the write lock.
+the write lock. Before a database already in use is upgraded, a hook may refuse or prepare
+(see ``sqlite_upgrade``); it runs only in the process that does the upgrade.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
 from clawgate.errors import SchemaTooNew
+
+#: Called before upgrading a database at schema ``version`` (not a new one) to ``target``.
+BeforeUpgrade = Callable[[sqlite3.Connection, int, int], None]
+
+
+def _go_ahead(conn: sqlite3.Connection, version: int, target: int) -> None:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +70,9 @@ def _too_new(done: set[int]) -> bool:
     return bool(done) and max(done) > max((m.version for m in migrations()), default=0)
 
 
-def migrate(conn: sqlite3.Connection, applied_at: str) -> list[int]:
+def migrate(
+    conn: sqlite3.Connection, applied_at: str, before_upgrade: BeforeUpgrade = _go_ahead
+) -> list[int]:
     """Bring the schema up to date; return the versions applied now."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -75,10 +86,11 @@ def migrate(conn: sqlite3.Connection, applied_at: str) -> list[int]:
             f"the database is at schema {max(done)}, this clawgate knows up to {newest}; "
             "upgrade clawgate"
         )
+    pending = [m for m in known if m.version not in done]
+    if pending and done:
+        before_upgrade(conn, max(done), newest)
     applied = []
-    for migration in known:
-        if migration.version in done:
-            continue
+    for migration in pending:
         for statement in statements(migration.sql):
             conn.execute(statement)
         conn.execute(

@@ -1,0 +1,142 @@
+"""Upgrading an older database: never under a running older clawgate, never without a copy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import stat
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from clawgate.errors import SchemaUpgradeBlocked, StoreError
+from clawgate.runtime.owner import running_here, this_process
+from clawgate.store.sqlite import SqliteStore
+from clawgate.store.sqlite_schema import migrations
+from clawgate.testing import ManualClock
+from tests.conformance.helpers import say
+from tests.old_databases import add_owner, add_session, database_at, messages_in, schema_of
+
+NEWEST = max(m.version for m in migrations())
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+
+
+def _old_database(path: Path, *, version: int = 4) -> sqlite3.Connection:
+    raw = database_at(path, version)
+    add_session(raw, "s1", "hello from before")
+    return raw
+
+
+def _owned_by_this_process(folder: Path, heartbeat: datetime, process_start: str) -> Path:
+    """A schema 5 database whose owner has this process's pid, on this machine."""
+    me = this_process(heartbeat)
+    path = folder / "clawgate.db"
+    raw = _old_database(path, version=5)
+    add_owner(raw, heartbeat, pid=me.pid, host=me.host, boot_id=me.boot_id,
+              process_start=process_start)
+    raw.close()
+    return path
+
+
+async def test_an_older_database_a_running_clawgate_uses_is_refused_and_left_as_it_was(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "clawgate.db"
+    raw = _old_database(path)
+    add_owner(raw, clock.now() - timedelta(seconds=5))  # a gateway that renewed 5 s ago
+    raw.close()
+    before = path.read_bytes()
+
+    with pytest.raises(SchemaUpgradeBlocked) as refused:
+        await SqliteStore.open(path, clock)
+
+    message = str(refused.value)
+    assert "pid 4242 on elsewhere" in message
+    assert "Stop it, then run clawgate again to upgrade" in message
+    assert path.read_bytes() == before
+    assert schema_of(path) == 4
+    assert sorted(_modes(tmp_path)) == ["clawgate.db"]  # no copy, nothing left behind
+
+
+async def test_an_older_database_nobody_uses_is_upgraded_and_kept_as_it_was(
+    tmp_path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture, umask_022: None
+) -> None:
+    path = tmp_path / "clawgate.db"
+    raw = _old_database(path)
+    add_owner(raw, clock.now() - timedelta(seconds=61))  # stopped renewing a minute ago
+    raw.close()
+    backup = tmp_path / "clawgate.db.bak-v4"
+    backup.write_bytes(b"left by an earlier upgrade that was rolled back")
+
+    with caplog.at_level(logging.WARNING):
+        store = await SqliteStore.open(path, clock)
+    await say(store, "said after the upgrade")
+    await store.close()
+
+    assert schema_of(path) == NEWEST
+    assert messages_in(path) == {("s1", "hello from before"), ("s1", "said after the upgrade")}
+    assert schema_of(backup) == 4  # the copy opens as the old schema, with the old data
+    assert messages_in(backup) == {("s1", "hello from before")}
+    assert f"schema 4 database is kept as {backup}" in caplog.text
+    assert sorted(_modes(tmp_path)) == ["clawgate.db", "clawgate.db.bak-v4"]  # one copy
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600  # as private as the database
+
+
+async def test_an_owner_on_this_machine_counts_while_its_process_runs_whatever_its_heartbeat(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # This very process stands for a live gateway that has not renewed for an hour.
+    me = this_process(clock.now())
+    path = _owned_by_this_process(tmp_path, clock.now() - timedelta(hours=1), me.process_start)
+
+    with pytest.raises(SchemaUpgradeBlocked, match=f"pid {me.pid} on {me.host}"):
+        await SqliteStore.open(path, clock, running_here(clock.now()))
+    assert schema_of(path) == 5
+
+
+async def test_an_owner_on_this_machine_whose_process_is_gone_holds_nothing_up(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # It renewed a second ago, then crashed: its pid now belongs to another process (us).
+    path = _owned_by_this_process(tmp_path, clock.now() - timedelta(seconds=1), "0")
+
+    store = await SqliteStore.open(path, clock, running_here(clock.now()))
+    await store.close()
+    assert schema_of(path) == NEWEST
+    assert schema_of(tmp_path / "clawgate.db.bak-v5") == 5
+
+
+async def test_several_processes_opening_an_older_database_at_once_upgrade_it_once(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "clawgate.db"
+    _old_database(path).close()
+
+    stores = await asyncio.gather(*(SqliteStore.open(path, clock) for _ in range(4)))
+    await say(stores[3], "after")
+    for store in stores:
+        await store.close()
+
+    raw = sqlite3.connect(path)
+    versions = [row[0] for row in raw.execute("SELECT version FROM schema_migrations")]
+    raw.close()
+    assert versions == [m.version for m in migrations()]
+    assert messages_in(tmp_path / "clawgate.db.bak-v4") == {("s1", "hello from before")}
+
+
+async def test_when_the_copy_cannot_be_made_nothing_is_upgraded(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "clawgate.db"
+    _old_database(path).close()
+    (tmp_path / "clawgate.db.bak-v4").mkdir()  # something in the way
+
+    with pytest.raises(StoreError, match="could not copy the database"):
+        await SqliteStore.open(path, clock)
+    assert schema_of(path) == 4
+    assert sorted(_modes(tmp_path)) == ["clawgate.db", "clawgate.db.bak-v4"]
