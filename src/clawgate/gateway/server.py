@@ -23,6 +23,7 @@ from types import FrameType
 import uvicorn
 from uvicorn.lifespan.on import LifespanOn
 
+from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.errors import ConfigError
 from clawgate.gateway import auth, listen
@@ -31,6 +32,7 @@ from clawgate.gateway.app import Gateway, create_app
 from clawgate.gateway.listen import GatewayFailed
 from clawgate.gateway.settings import Auth
 from clawgate.providers.registry import build
+from clawgate.runtime.owner import running_here
 from clawgate.runtime.runtime import Runtime
 from clawgate.store.sqlite import SqliteStore
 
@@ -76,8 +78,10 @@ async def running(settings: Settings) -> AsyncIterator[RunningGateway]:
 async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[RunningGateway]:
     config = settings.gateway
     token = None if config.auth is Auth.NONE else auth.load_or_create(settings.token_path)
-    store = await SqliteStore.open(settings.database)
-    runtime = Runtime(store, build(settings.providers), settings.runtime, name="the gateway")
+    clock = SystemClock()
+    store = await SqliteStore.open(settings.database, clock, running_here(clock.now()))
+    runtime = Runtime(store, build(settings.providers, clock), settings.runtime,
+                      name="the gateway")
     gateway = Gateway(runtime, settings, token)
     server = _Server(gateway, uvicorn.Config(
         create_app(gateway), host=config.host, port=config.port,
