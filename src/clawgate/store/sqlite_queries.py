@@ -277,6 +277,7 @@ def audit(conn: sqlite3.Connection, clock: Clock) -> list[Finding]:
     findings += _orphans(conn, now)
     findings += _past_deadline(conn, now)
     findings += _waiting(conn)
+    findings += _crossed_sessions(conn)
     return findings
 
 
@@ -336,12 +337,23 @@ GUARDS = frozenset({
 })
 
 
+#: Schema 8's: what is kept is never deleted, and nothing names a run of another session.
+KEEPING_GUARDS = frozenset({
+    "sessions_no_delete", "sessions_stay_archived", "sessions_keep_their_key",
+    "sessions_tokens_only_grow", "runs_no_delete", "runs_stay_in_their_session",
+    "runs_tokens_only_grow", "inbound_run_of_its_session", "inbound_accepted_run_of_its_session",
+    "transcript_of_its_session", "outbox_of_its_session", "outbox_pending_kept",
+    "run_attempts_kept_update", "run_attempts_kept_delete", "queue_summaries_kept_update",
+    "queue_summaries_kept_delete", "events_append_only_update", "events_append_only_delete",
+})
+
+
 def _guards(conn: sqlite3.Connection) -> list[Finding]:
     present = {row[0] for row in conn.execute(
         "SELECT name FROM sqlite_master WHERE type IN ('trigger', 'index')")}
     return [Finding("missing_guard", f"the database lost its guard {name!r}; restore it "
                                      "from a backup or recreate the database")
-            for name in sorted(GUARDS - present)]
+            for name in sorted((GUARDS | KEEPING_GUARDS) - present)]
 
 
 def _past_deadline(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
@@ -385,3 +397,30 @@ def _waiting(conn: sqlite3.Connection) -> list[Finding]:
         for row in rows
     ]
 
+
+def _crossed_sessions(conn: sqlite3.Connection) -> list[Finding]:
+    """Messages, transcript entries and replies that name a run of another session."""
+    fates = conn.execute(
+        "SELECT i.id, i.fate, r.id FROM inbound i JOIN runs r ON r.id = i.run_id"
+        " WHERE r.session_id <> i.session_id ORDER BY i.received_at, i.id"
+    ).fetchall()
+    entries = conn.execute(
+        "SELECT t.seq, t.session_id, r.id FROM transcript t JOIN runs r ON r.id = t.run_id"
+        " WHERE r.session_id <> t.session_id ORDER BY t.seq"
+    ).fetchall()
+    replies = conn.execute(
+        "SELECT o.id, r.id FROM outbox o JOIN runs r ON r.id = o.run_id"
+        " WHERE r.session_id <> o.session_id ORDER BY o.seq"
+    ).fetchall()
+    return [
+        *(Finding("cross_session_fate", f"message {message_id} is {fate} by run {run_id}, "
+                                        "a run of another session", subject=message_id)
+          for message_id, fate, run_id in fates),
+        *(Finding("cross_session_transcript", f"transcript entry {seq} of session {session_id}"
+                                              f" belongs to run {run_id}, a run of another "
+                                              "session", subject=run_id)
+          for seq, session_id, run_id in entries),
+        *(Finding("cross_session_reply", f"reply {outbound_id} belongs to run {run_id}, a run "
+                                         "of another session", subject=outbound_id)
+          for outbound_id, run_id in replies),
+    ]
