@@ -196,6 +196,14 @@ class Usage:
             self.cached_tokens + other.cached_tokens,
         )
 
+    def beyond(self, recorded: Usage) -> Usage:
+        """What this total adds to what was ``recorded`` already (never less than nothing)."""
+        return Usage(
+            max(0, self.input_tokens - recorded.input_tokens),
+            max(0, self.output_tokens - recorded.output_tokens),
+            max(0, self.cached_tokens - recorded.cached_tokens),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:

@@ -87,6 +87,37 @@ async def test_a_summary_outside_a_run_counts_its_usage_on_the_session(store: St
     assert session.usage == Usage(30, 5)
 
 
+async def test_a_summary_inside_a_run_counts_its_usage_at_once_on_the_run_and_the_session(
+    store: Store,
+) -> None:
+    run = await running(store, "one")
+    assert await store.append_summary(run.session_id, "summary", 1, Usage(30, 5, 8),
+                                      run_id=run.id, owner_id=OWNER)
+    # its process dies now: the run is ended by recovery, never by its owner
+    recovered = await store.recover_owner(OWNER, "the process that ran it exited")
+
+    assert [(r.status, r.usage) for r in recovered] == [
+        (RunStatus.INTERRUPTED, Usage(30, 5, 8))]
+    session = await store.get_session("s1")
+    assert session is not None
+    assert session.usage == Usage(30, 5, 8)
+
+
+async def test_a_run_that_summarised_then_finished_counts_each_token_once(store: Store) -> None:
+    run = await running(store, "one")
+    await store.append_summary(run.session_id, "summary", 1, Usage(30, 5, 8), run_id=run.id,
+                               owner_id=OWNER)
+    # the owner reports everything the run spent: the summary's call and the reply's
+    ended = await store.finish_run(run.id, OWNER, RunOutcome(
+        RunStatus.DONE, "reply", Usage(30 + 12, 5 + 3, 8)))
+
+    assert ended is not None
+    assert ended.usage == Usage(42, 8, 8)
+    session = await store.get_session("s1")
+    assert session is not None
+    assert session.usage == Usage(42, 8, 8)
+
+
 async def test_cooldowns_grow_with_each_failure_and_success_forgives(
     store: Store, clock: ManualClock
 ) -> None:

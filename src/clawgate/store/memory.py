@@ -379,9 +379,10 @@ class MemoryStore:
         ):
             return None
         now = self.clock.now()
+        extra = outcome.usage.beyond(run.usage)  # the summaries' calls are recorded already
         ended = self._transition(
             db, run, outcome.status, ended_at=now, runtime_ms=runtime_ms(run, now),
-            usage=outcome.usage, error=outcome.error, model=outcome.model or run.model,
+            usage=run.usage + extra, error=outcome.error, model=outcome.model or run.model,
             profile=outcome.profile,
         )
         db.attempts[run_id] = list(outcome.attempts)
@@ -389,7 +390,7 @@ class MemoryStore:
             stopped = outcome.status is not RunStatus.DONE
             self._append(db, run.session_id, Role.ASSISTANT, outcome.reply, run_id, stopped=stopped)
         session = db.sessions[run.session_id]
-        self._update_session(db, session.id, usage=session.usage + outcome.usage)
+        self._update_session(db, session.id, usage=session.usage + extra)
         self._enqueue_delivery(db, ended, outcome)
         return ended
 
@@ -458,8 +459,10 @@ class MemoryStore:
                 return False
         self._append(db, session_id, Role.NOTE, text, run_id, covers_through=covers_through)
         session = db.sessions[session_id]
-        extra = usage if run_id is None else Usage()
-        self._update_session(db, session_id, usage=session.usage + extra)
+        self._update_session(db, session_id, usage=session.usage + usage)
+        run = db.runs.get(run_id or "")
+        if run is not None:
+            db.runs[run.id] = dataclasses.replace(run, usage=run.usage + usage)
         return True
 
     async def run_reply(self, run_id: str) -> str:

@@ -249,7 +249,9 @@ class Store(Protocol):
     async def finish_run(self, run_id: str, owner_id: str, outcome: RunOutcome) -> Run | None:
         """End a run: status, times, usage and the reply, in one transaction.
 
-        None when it did not apply (already ended or no longer ours); nothing is written.
+        ``outcome.usage`` is everything the run spent, its summaries' calls included; what
+        ``append_summary`` recorded already is not counted again. None when it did not apply
+        (already ended or no longer ours); nothing is written.
         """
         ...
 
@@ -302,9 +304,10 @@ class Store(Protocol):
     ) -> bool:
         """Record a compaction summary standing for entries up to ``covers_through``.
 
-        Inside a run (``run_id`` and ``owner_id``) it is fenced like every run write and the
-        usage belongs to the run; outside one the usage is added to the session. False when
-        the run is no longer ours.
+        The usage is added to the session, and inside a run (``run_id`` and ``owner_id``) to
+        the run as well, in the same transaction, so a run that never finishes still shows
+        it. Inside a run it is fenced like every run write: False when the run is no longer
+        ours.
         """
         ...
 

@@ -495,7 +495,8 @@ def finish_run(
         return None
     now = clock.now()
     model = outcome.model or run.model
-    usage = outcome.usage
+    extra = outcome.usage.beyond(run.usage)  # the summaries' calls are recorded already
+    usage = run.usage + extra
     cursor = conn.execute(
         "UPDATE runs SET status = ?, ended_at = ?, runtime_ms = ?, input_tokens = ?,"
         " output_tokens = ?, cached_tokens = ?, error = ?, provider = ?, model = ?, profile = ?"
@@ -515,7 +516,7 @@ def finish_run(
     if outcome.reply:
         stopped = outcome.status is not RunStatus.DONE
         _append(conn, run.session_id, Role.ASSISTANT, outcome.reply, now, run_id, stopped=stopped)
-    _add_usage(conn, run.session_id, usage, now)
+    _add_usage(conn, run.session_id, extra, now)
     _enqueue_delivery(conn, run, outcome, now)
     return run_by_id(conn, run_id)
 
@@ -542,10 +543,13 @@ def append_summary(
         " VALUES (?, ?, 'note', ?, ?, ?)",
         (session_id, run_id, text, ts(now), covers_through),
     )
-    if run_id is None:
-        _add_usage(conn, session_id, usage, now)
-    else:
-        _touch(conn, session_id, now)
+    _add_usage(conn, session_id, usage, now)
+    if run_id is not None:
+        conn.execute(
+            "UPDATE runs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+            " cached_tokens = cached_tokens + ? WHERE id = ?",
+            (usage.input_tokens, usage.output_tokens, usage.cached_tokens, run_id),
+        )
     return True
 
 
