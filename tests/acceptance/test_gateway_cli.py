@@ -82,6 +82,32 @@ def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
     assert NOTE_LOCAL in stale.stderr
 
 
+def _notes(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("(")]
+
+
+def test_a_gateway_that_does_not_answer_is_named_in_one_line_and_the_cli_works_in_process(
+    home: Home, gateway: subprocess.Popen[str]
+) -> None:
+    url = json.loads((home.path / "gateway.json").read_text())["url"]
+    os.kill(gateway.pid, signal.SIGSTOP)  # alive, registered, but answering nothing
+    try:
+        stalled = home.run("agent", "--session", "g1", "-m", "hi")
+    finally:
+        os.kill(gateway.pid, signal.SIGCONT)
+    assert (stalled.returncode, stalled.stdout) == (0, "echo: hi\n")
+    [note] = _notes(stalled.stderr)
+    assert note.startswith(f"(in-process: cannot reach the gateway at {url}: ")
+
+    token = home.path / "gateway.token"
+    token.rename(home.path / "token-aside")
+    without_token = home.run("agent", "--session", "g1", "-m", "hi again")
+    assert without_token.returncode == 0
+    assert _notes(without_token.stderr) == [
+        f"(in-process: the gateway at {url} needs the token, which cannot be read from "
+        f"{token} (No such file or directory))"]
+
+
 def test_a_second_gateway_on_the_same_home_refuses_and_the_first_keeps_serving(
     home: Home, gateway: subprocess.Popen[str]
 ) -> None:

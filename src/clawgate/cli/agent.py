@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clawgate.cli.common import OK, USAGE, open_app
-from clawgate.cli.remote import connect_gateway, in_process
+from clawgate.cli.remote import connect_gateway
 from clawgate.config import Settings
 from clawgate.domain import REPLY_SEPARATOR, DropReason, RunStatus, check_key
 from clawgate.gateway.client import GatewayClient, GatewayClosed
@@ -61,7 +61,6 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     if client is not None:
         async with client:
             return await _via_gateway(client, key, text, args)
-    in_process()
     return await _in_process(settings, key, text, args)
 
 

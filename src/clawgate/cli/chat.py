@@ -18,7 +18,7 @@ from clawgate.channels.terminal import (
     TerminalChat,
 )
 from clawgate.cli.common import open_app
-from clawgate.cli.remote import connect_gateway, in_process
+from clawgate.cli.remote import connect_gateway
 from clawgate.config import Settings
 from clawgate.domain import DropReason, check_key
 from clawgate.errors import Disconnected, InvalidInput
@@ -36,7 +36,6 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         async with client:
             await client.request("events.subscribe", sessions=[key])
             return await TerminalChat(RemoteChat(client, key), key).run()
-    in_process()
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
                           scope=ServeKeys(app.store, frozenset({key})), name="clawgate chat")

@@ -1,9 +1,10 @@
 """Finding a running gateway, so that the CLI talks to it instead of working in-process.
 
 A gateway writes ``$CLAWGATE_HOME/gateway.json`` while it runs. The CLI uses it when that
-file names a live process and the gateway accepts a connection; otherwise (no gateway, or
-one that crashed and left the file) the command runs in-process. Either way it says which,
-on stderr, so stdout stays the command's own output.
+file names a live process and the gateway accepts a connection; otherwise (no gateway, one
+that crashed and left the file, or one that does not answer) the command runs in-process.
+Either way it says which, and why, in one line on stderr, so stdout stays the command's own
+output.
 """
 
 from __future__ import annotations
@@ -19,30 +20,34 @@ CONNECT_WITHIN_S = 2.0
 
 
 async def connect_gateway(settings: Settings) -> GatewayClient | None:
-    """A connection to this home's running gateway, or None when there is none."""
+    """A connection to this home's running gateway, or None to work in-process.
+
+    Either way it says which on stderr, in one line: via the gateway, or in-process and why.
+    """
     state = gateway_state.live(settings.gateway_state, settings.database)
     if state is None:
+        say("in-process: no gateway is running")
         return None
-    url = state.url
-    token = None
-    if settings.gateway.auth is Auth.TOKEN:
-        try:
-            token = settings.token_path.read_text().strip()
-        except OSError:
-            return None
     try:
-        client = await GatewayClient.connect(url, token, open_within=CONNECT_WITHIN_S)
-    except GatewayError as exc:
-        say(f"a gateway is registered at {url} but {exc}; working in-process")
+        client = await GatewayClient.connect(state.url, _token(settings, state.url),
+                                             open_within=CONNECT_WITHIN_S)
+    except GatewayError as exc:  # a stalled, refusing or half-started gateway
+        say(f"in-process: {exc}")
         return None
-    say(f"via the gateway at {url}")
+    say(f"via the gateway at {state.url}")
     return client
 
 
-def in_process() -> None:
-    say("in-process: no gateway is running")
+def _token(settings: Settings, url: str) -> str | None:
+    if settings.gateway.auth is not Auth.TOKEN:
+        return None
+    try:
+        return settings.token_path.read_text().strip()
+    except OSError as exc:
+        raise GatewayError("no_token", f"the gateway at {url} needs the token, which cannot be "
+                                       f"read from {settings.token_path} ({exc.strerror})"
+                           ) from None
 
 
 def say(text: str) -> None:
     print(f"({text})", file=sys.stderr, flush=True)
-

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 
 from clawgate.cli.common import OK, USAGE, open_app
-from clawgate.cli.remote import connect_gateway, in_process
+from clawgate.cli.remote import connect_gateway
 from clawgate.cli.rows import dash, table
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
@@ -24,7 +24,6 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     if client is not None:
         async with client:
             return await _via_gateway(client, args)
-    in_process()
     async with open_app(settings) as app:
         # Runs whose process is gone (exited, or its lease expired) end interrupted first, so
         # none reads running; with a gateway up, its supervisor does this.

@@ -7,7 +7,7 @@ import json
 import sys
 
 from clawgate.cli.common import OK, PROBLEM, USAGE, open_app
-from clawgate.cli.remote import connect_gateway, in_process
+from clawgate.cli.remote import connect_gateway
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.domain import Run, check_key
@@ -23,7 +23,6 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     if client is not None:
         async with client:
             return await _via_gateway(client, key, args)
-    in_process()
     return await _in_process(settings, key, args)
 
 

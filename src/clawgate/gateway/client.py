@@ -71,7 +71,8 @@ class GatewayClient:
         except InvalidStatus as exc:
             status = exc.response.status_code
             code = "unauthorized" if status == 401 else "refused"
-            raise GatewayError(code, f"the gateway refused the connection ({status})") from None
+            raise GatewayError(code, f"the gateway at {url} refused the connection ({status})"
+                               ) from None
         except (OSError, TimeoutError) as exc:
             raise GatewayError("unreachable", f"cannot reach the gateway at {url}: {exc}"
                                ) from None
