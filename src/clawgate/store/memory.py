@@ -20,9 +20,7 @@ from typing import Any, TypeVar
 
 from clawgate.clock import Clock, SystemClock
 from clawgate.domain import (
-    ENDED_BEFORE_START,
     ENDED_LEASE_EXPIRED,
-    ENDED_OWNER_GONE,
     REPLY_SEPARATOR,
     STOP_STATUSES,
     Attempt,
@@ -57,6 +55,7 @@ from clawgate.domain import (
     merge_patch,
     plan_claim,
     plan_overflow,
+    plan_stop,
     runtime_ms,
     summary_note,
 )
@@ -697,11 +696,12 @@ class MemoryStore:
         run = self._active(db, session_id)
         if run is None:
             return StopResult(StopOutcome.NO_RUN, None, tuple(dropped))
-        if run.status is RunStatus.QUEUED or run.lease_expires_at <= self.clock.now():
-            why = ENDED_BEFORE_START if run.status is RunStatus.QUEUED else ENDED_OWNER_GONE
-            return StopResult(StopOutcome.ENDED, self._end(db, run, status, why), tuple(dropped))
-        if run.stop_requested is None or status is RunStatus.KILLED:
-            run = dataclasses.replace(run, stop_requested=status)
+        plan = plan_stop(run, status, self.clock.now())
+        if plan.end_reason is not None:
+            ended = self._end(db, run, status, plan.end_reason)
+            return StopResult(StopOutcome.ENDED, ended, tuple(dropped))
+        if plan.request is not None:
+            run = dataclasses.replace(run, stop_requested=plan.request)
             db.runs[run.id] = run
         return StopResult(StopOutcome.SIGNALLED, run, tuple(dropped))
 
