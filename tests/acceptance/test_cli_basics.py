@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import clawgate
 from tests.acceptance.cli import Home
 
 
-def test_help_is_quick_and_lists_the_commands(home: Home) -> None:
-    started = time.monotonic()
+def test_help_lists_the_commands(home: Home) -> None:
+    # How fast it starts is a figure bench/turns.py reports, not something a test asserts.
     done = subprocess.run([sys.executable, "-m", "clawgate", "--help"], capture_output=True,
                           text=True, check=True, env=home.env())
-    assert time.monotonic() - started < 5  # a sanity bound; bench/ reports the real figure
     for command in ("chat", "agent", "stop", "sessions", "doctor"):
         assert command in done.stdout
 
