@@ -19,16 +19,16 @@ class StoreBackend:
     def __init__(self, kind: str, directory: Path, clock: ManualClock) -> None:
         self.kind = kind
         self.clock = clock
-        self._path = directory / "clawgate.db"
-        self._memory = MemoryDatabase()
+        self.path = directory / "clawgate.db"  # the SQLite file
+        self.memory = MemoryDatabase()  # the memory store's database
         self._handles: list[Store] = []
 
     async def handle(self) -> Store:
         store: Store
         if self.kind == "memory":
-            store = MemoryStore(self._memory, self.clock)
+            store = MemoryStore(self.memory, self.clock)
         elif self.kind == "sqlite":
-            store = await SqliteStore.open(self._path, self.clock)
+            store = await SqliteStore.open(self.path, self.clock)
         else:
             raise ValueError(f"unknown store kind {self.kind!r}")
         self._handles.append(store)

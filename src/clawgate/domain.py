@@ -576,6 +576,34 @@ def plan_claim(mode: QueueMode, pending: Sequence[str]) -> ClaimPlan:
     return ClaimPlan(answered=pending[0])
 
 
+def replaces_stop(current: RunStatus | None, wanted: RunStatus) -> bool:
+    """Whether a stop asking for ``wanted`` replaces the one a run was already asked for
+    (``current``; None: none yet). The first request stands, except that a user's stop
+    (killed) overrides any other: an interrupt or a timeout asked for later never undoes it."""
+    return current is None or wanted is RunStatus.KILLED
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan:
+    """What a stop does to a session's active run: the store ends it at once, for
+    ``end_reason``, or asks its owner to end it with ``request`` (None: the request the run
+    already has stands)."""
+
+    end_reason: str | None = None
+    request: RunStatus | None = None
+
+
+def plan_stop(run: Run, wanted: RunStatus, now: datetime) -> StopPlan:
+    """How a stop asking for ``wanted`` treats ``run``. A run that never started, or whose
+    owner stopped renewing its lease, has nobody to end it: the store ends it now. A live
+    owner is asked, and ends the run itself."""
+    if run.status is RunStatus.QUEUED:
+        return StopPlan(end_reason=ENDED_BEFORE_START)
+    if run.lease_expires_at <= now:
+        return StopPlan(end_reason=ENDED_OWNER_GONE)
+    return StopPlan(request=wanted if replaces_stop(run.stop_requested, wanted) else None)
+
+
 #: What separates the texts of a run's model calls (steer mode makes several) in its reply,
 #: stored (the run's assistant entries joined) and streamed alike.
 REPLY_SEPARATOR = "\n\n"

@@ -22,6 +22,7 @@ fail = "{fail}"
 
 [runtime]
 lease_seconds = {lease}
+run_timeout_seconds = {run_timeout}
 poll_interval_ms = 50
 shutdown_grace_seconds = {grace}
 {queue}"""
@@ -49,10 +50,10 @@ class Home:
             process.communicate(timeout=10)
 
     def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15,
-                  grace: int = 5, queue: str | None = FOLLOWUP) -> None:
+                  grace: int = 5, queue: str | None = FOLLOWUP, run_timeout: int = 600) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         text = CONFIG.format(delay_ms=delay_ms, fail=fail, lease=lease, grace=grace,
-                             queue=queue or "")
+                             queue=queue or "", run_timeout=run_timeout)
         (self.path / "config.toml").write_text(text)
 
     def env(self) -> dict[str, str]:

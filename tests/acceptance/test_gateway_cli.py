@@ -255,6 +255,17 @@ def test_the_token_is_made_once_kept_private_and_shown(home: Home) -> None:
     assert token_file.read_text().strip() == token  # a restart keeps it
 
 
+def test_a_token_file_left_readable_by_others_is_made_private(home: Home) -> None:
+    token_file = home.path / "gateway.token"
+    token_file.write_text("a-token-from-before\n")
+    token_file.chmod(0o644)  # as an older clawgate, a copy or an editor may leave it
+
+    shown = home.run("gateway", "token")
+
+    assert (shown.returncode, shown.stdout) == (0, "a-token-from-before\n")
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+
+
 def test_without_a_token_only_loopback_is_allowed(home: Home) -> None:
     with (home.path / "config.toml").open("a") as config:
         config.write('\n[gateway]\nauth = "none"\n')

@@ -326,3 +326,19 @@ def test_a_key_with_a_character_http_cannot_carry_is_named_and_skipped_at_once(
     assert "work (env TEST_WORK_KEY: unusable)" in listed.stdout
     for done in (tested, answered, listed):
         assert WORK_KEY[9:] not in done.stdout + done.stderr
+
+
+def test_a_log_line_carrying_a_key_is_redacted_on_stderr(
+    home_with_models: Home, server: FakeModelServer
+) -> None:
+    # At -vv the Anthropic SDK logs every request it sends, the conversation included, so a
+    # key pasted into the chat is in that log line.
+    assert home_with_models.run("agent", "-m", "/model smart").returncode == 0
+    server.script(Reply("noted"))
+
+    done = home_with_models.run("-vv", "agent", "-m", f"is this my key? {CLAUDE_KEY}")
+
+    assert (done.returncode, done.stdout) == (0, "noted\n"), done.stderr
+    [logged] = [line for line in done.stderr.splitlines() if "Request options" in line]
+    assert "is this my key? [redacted]" in logged
+    assert CLAUDE_KEY not in done.stderr

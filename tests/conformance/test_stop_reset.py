@@ -12,6 +12,7 @@ from clawgate.domain import (
     QueueMode,
     QueuePatch,
     Role,
+    RunOutcome,
     RunStatus,
 )
 from clawgate.errors import InvalidInput, UnknownSession
@@ -76,6 +77,27 @@ async def test_a_user_stop_overrides_an_interrupt_request(store: Store) -> None:
     assert await store.stop_requests(OWNER) == {run.id: RunStatus.INTERRUPTED}
     await store.request_stop(run.session_id, RunStatus.KILLED)
     assert await store.stop_requests(OWNER) == {run.id: RunStatus.KILLED}
+
+
+async def test_an_interrupt_request_cannot_overwrite_a_user_stop(store: Store) -> None:
+    run = await running(store)
+    behind = await say(store, "behind")
+    await store.request_stop(run.session_id, RunStatus.KILLED)
+    newer = await say(store, "newer")  # in interrupt mode, it asks for an interrupt
+
+    await store.request_stop(run.session_id, RunStatus.INTERRUPTED, clear_queue=False)
+
+    requested = await store.stop_requests(OWNER)
+    assert requested == {run.id: RunStatus.KILLED}
+    ended = await store.finish_run(run.id, OWNER, RunOutcome(requested[run.id]))
+    assert ended is not None
+    assert ended.status is RunStatus.KILLED
+    cleared = await store.get_message(behind.message.id)
+    assert cleared is not None
+    assert (cleared.fate, cleared.reason) == (Fate.DROPPED, DropReason.STOPPED)
+    kept = await store.get_message(newer.message.id)
+    assert kept is not None
+    assert kept.fate is Fate.PENDING  # said after the stop: answered next
 
 
 async def test_an_interrupt_request_keeps_the_queue(store: Store) -> None:

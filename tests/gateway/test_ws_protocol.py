@@ -346,6 +346,28 @@ async def test_metrics_count_runs_and_queue_depth(
     assert "clawgate_run_duration_seconds_count 3" in text
 
 
+async def _connections(gateway: RunningGateway) -> int:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        text = (await http.get("/metrics", headers={
+            "Authorization": f"Bearer {gateway.token}"})).text
+    [line] = [ln for ln in text.splitlines() if ln.startswith("clawgate_websocket_connections ")]
+    return int(line.split()[1])
+
+
+async def test_metrics_count_the_websocket_clients_connected(
+    gateway: RunningGateway, client: GatewayClient
+) -> None:
+    assert await _connections(gateway) == 1
+    async with await GatewayClient.connect(gateway.url, gateway.token) as second:
+        await second.request("status")
+        assert await _connections(gateway) == 2
+    for _ in range(200):  # the gateway notices the close a moment later (bounded)
+        if await _connections(gateway) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert await _connections(gateway) == 1
+
+
 async def test_shutdown_ends_a_hanging_run_interrupted_and_records_it(
     gateway: RunningGateway, client: GatewayClient
 ) -> None:

@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from clawgate.domain import ModelRef, OwnerInfo
 from clawgate.errors import SchemaUpgradeBlocked, StoreError
 from clawgate.runtime.owner import running_here, this_process
+from clawgate.runtime.runtime import Runtime
+from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.sqlite import SqliteStore
 from clawgate.store.sqlite_schema import migrations
-from clawgate.testing import ManualClock
-from tests.conformance.helpers import say
+from clawgate.store.sqlite_upgrade import live_owners
+from clawgate.testing import ManualClock, ScriptedProvider
+from tests.conformance.helpers import running, say
 from tests.old_databases import add_owner, add_session, database_at, messages_in, schema_of
 
 NEWEST = max(m.version for m in migrations())
@@ -140,3 +144,47 @@ async def test_when_the_copy_cannot_be_made_nothing_is_upgraded(
         await SqliteStore.open(path, clock)
     assert schema_of(path) == 4
     assert sorted(_modes(tmp_path)) == ["clawgate.db", "clawgate.db.bak-v4"]
+
+
+async def test_a_running_clawgate_renews_its_heartbeat_so_another_machine_sees_it_live(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "clawgate.db"
+    store = await SqliteStore.open(path, clock)
+    settings = RuntimeSettings(default_model=ModelRef("scripted", "m1"))
+    runtime = Runtime(store, {"scripted": ScriptedProvider("scripted")}, settings)
+    await runtime.start(supervise=False)
+    try:
+        for _ in range(24):  # two minutes of ticks, with nothing to do but stay alive
+            clock.advance(settings.renew_every.total_seconds())
+            await runtime.tick()
+        raw = sqlite3.connect(path)
+        try:  # what a newer clawgate on another machine reads before upgrading
+            seen = live_owners(raw, clock.now(), running=None)
+        finally:
+            raw.close()
+    finally:
+        await runtime.close(grace=0)
+        await store.close()
+    assert [(owner.id, beat) for owner, beat in seen] == [(runtime.owner.id, clock.now())]
+
+
+async def test_owners_silent_for_over_a_day_are_forgotten_when_another_starts(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "clawgate.db"
+    store = await SqliteStore.open(path, clock)
+    for name in ("own_gone", "own_renewing", "own_busy"):
+        await store.register_owner(OwnerInfo(name, "elsewhere", 4242, "b", "1", clock.now()))
+    await running(store, owner="own_busy")  # it crashed mid-run: its run still names it
+    clock.advance(timedelta(hours=23).total_seconds())
+    await store.renew_leases("own_renewing", frozenset(), timedelta(seconds=15))
+    clock.advance(timedelta(hours=2).total_seconds())
+
+    await store.register_owner(OwnerInfo("own_new", "here", 1, "b", "1", clock.now()))
+    await store.close()
+
+    raw = sqlite3.connect(path)
+    owners = {row[0] for row in raw.execute("SELECT id FROM owners")}
+    raw.close()
+    assert owners == {"own_renewing", "own_busy", "own_new"}

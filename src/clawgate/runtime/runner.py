@@ -23,6 +23,7 @@ from clawgate.domain import (
     RunOutcome,
     RunStatus,
     cut_short,
+    replaces_stop,
 )
 from clawgate.errors import ClawgateError, ContextOverflow, ProviderError, StoreError
 from clawgate.providers.base import ChatMessage, ChatRole, TextDelta
@@ -57,7 +58,7 @@ class ActiveRun:
 
     def stop(self, status: RunStatus, reason: str) -> None:
         """Ask the model call to end; the first reason wins, except that stop beats all."""
-        if self.stop_status is None or status is RunStatus.KILLED:
+        if replaces_stop(self.stop_status, status):
             self.stop_status, self.stop_reason = status, reason
         if self.task is not None:
             self.task.cancel()

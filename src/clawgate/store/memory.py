@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from clawgate.clock import Clock, SystemClock
 from clawgate.domain import (
-    ENDED_BEFORE_START,
     ENDED_LEASE_EXPIRED,
-    ENDED_OWNER_GONE,
     REPLY_SEPARATOR,
     STOP_STATUSES,
     Attempt,
@@ -56,11 +55,13 @@ from clawgate.domain import (
     merge_patch,
     plan_claim,
     plan_overflow,
+    plan_stop,
     runtime_ms,
     summary_note,
 )
 from clawgate.errors import InvalidInput, StoreClosed, StoreError, UnknownSession
 from clawgate.ids import new_id
+from clawgate.store import findings as found
 from clawgate.store.protocol import (
     Acceptance,
     Claim,
@@ -548,27 +549,30 @@ class MemoryStore:
         return Counts(len(db.current), active, waiting)
 
     async def audit(self) -> list[Finding]:
+        """The checks of the SQL stores that a memory database can fail (it has no pages,
+        guards or transition table of its own to damage), in the same order."""
         db = await self._enter()
         now = self.clock.now()
-        findings = []
-        active: dict[str, int] = {}
-        for run in db.runs.values():
-            if run.status.active:
-                active[run.session_id] = active.get(run.session_id, 0) + 1
-                if run.lease_expires_at < now:
-                    key = db.sessions[run.session_id].key
-                    findings.append(Finding(
-                        "orphaned_run",
-                        f"run {run.id} in session {key!r} is active but its owner "
-                        f"{run.owner_id} stopped renewing its lease at "
-                        f"{run.lease_expires_at.isoformat()}",
-                        fixable=True,
-                        subject=run.id,
-                    ))
-        for session_id, count in active.items():
-            if count > 1:
-                findings.append(Finding(
-                    "several_active_runs", f"session {session_id} has {count} active runs"))
+        runs, messages = list(db.runs.values()), list(db.inbound.values())
+        broken = [table for table, points_at, among in _references(db)
+                  if points_at is not None and points_at not in among]
+        findings = [found.dangling_references(len(broken), broken)] if broken else []
+        findings += [found.contradictory_run(r.id, r.status) for r in runs
+                     if found.is_contradictory(r)]
+        active = Counter(r.session_id for r in runs if r.status.active)
+        findings += [found.several_active_runs(session_id, count)
+                     for session_id, count in active.items() if count > 1]
+        findings += [found.unexplained_fate(m.id, m.fate) for m in messages
+                     if found.is_unexplained(m)]
+        findings += [found.orphaned_run(r.id, db.sessions[r.session_id].key, r.owner_id,
+                                        r.lease_expires_at)
+                     for r in runs if r.status.active and r.lease_expires_at < now
+                     and r.session_id in db.sessions]
+        findings += [found.past_deadline(r.id, deadline) for r in runs
+                     if (deadline := found.overdue_deadline(r, now)) is not None]
+        archived = {s.id for s in db.sessions.values() if s.archived_at is not None}
+        findings += [found.waiting_in_archived(m.id) for m in messages
+                     if m.fate is Fate.PENDING and m.session_id in archived]
         return findings
 
     # --- the "transaction" bodies ----------------------------------------------------
@@ -695,11 +699,12 @@ class MemoryStore:
         run = self._active(db, session_id)
         if run is None:
             return StopResult(StopOutcome.NO_RUN, None, tuple(dropped))
-        if run.status is RunStatus.QUEUED or run.lease_expires_at <= self.clock.now():
-            why = ENDED_BEFORE_START if run.status is RunStatus.QUEUED else ENDED_OWNER_GONE
-            return StopResult(StopOutcome.ENDED, self._end(db, run, status, why), tuple(dropped))
-        if run.stop_requested is None or status is RunStatus.KILLED:
-            run = dataclasses.replace(run, stop_requested=status)
+        plan = plan_stop(run, status, self.clock.now())
+        if plan.end_reason is not None:
+            ended = self._end(db, run, status, plan.end_reason)
+            return StopResult(StopOutcome.ENDED, ended, tuple(dropped))
+        if plan.request is not None:
+            run = dataclasses.replace(run, stop_requested=plan.request)
             db.runs[run.id] = run
         return StopResult(StopOutcome.SIGNALLED, run, tuple(dropped))
 
@@ -743,6 +748,26 @@ class MemoryStore:
             and m.id not in db.summarized
         ]
         return sorted(found, key=lambda m: (m.received_at, m.id))
+
+
+def _references(db: MemoryDatabase) -> Iterator[tuple[str, str | None, Container[str]]]:
+    """Every reference between records, as (table, the id it names, the ids it may name):
+    what the SQL stores' foreign keys are."""
+    for run in db.runs.values():
+        yield "runs", run.session_id, db.sessions
+    for message in db.inbound.values():
+        yield "inbound", message.session_id, db.sessions
+        yield "inbound", message.run_id, db.runs
+    for entry in db.transcript:
+        yield "transcript", entry.session_id, db.sessions
+        yield "transcript", entry.run_id, db.runs
+        yield "transcript", entry.message_id, db.inbound
+    for item in db.outbox:
+        yield "outbox", item.session_id, db.sessions
+        yield "outbox", item.run_id, db.runs
+    for run_id, attempts in db.attempts.items():
+        yield from (("run_attempts", run_id, db.runs) for _ in attempts)
+    yield from (("queue_summaries", message_id, db.inbound) for message_id in db.summarized)
 
 
 def _newest(items: list[_T], limit: int) -> list[_T]:

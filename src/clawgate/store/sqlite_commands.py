@@ -13,9 +13,7 @@ from datetime import datetime, timedelta
 
 from clawgate.clock import Clock
 from clawgate.domain import (
-    ENDED_BEFORE_START,
     ENDED_LEASE_EXPIRED,
-    ENDED_OWNER_GONE,
     REPLY_SEPARATOR,
     Cooldown,
     Delivery,
@@ -42,6 +40,7 @@ from clawgate.domain import (
     delivery_text,
     plan_claim,
     plan_overflow,
+    plan_stop,
     runtime_ms,
     same_key,
     summary_note,
@@ -674,15 +673,13 @@ def stop_session(
     run = active_run(conn, session_id)
     if run is None:
         return StopResult(StopOutcome.NO_RUN, None, tuple(dropped))
-    if run.status is RunStatus.QUEUED or run.lease_expires_at <= now:
-        why = ENDED_BEFORE_START if run.status is RunStatus.QUEUED else ENDED_OWNER_GONE
-        ended = _end(conn, run, status, now, why)
+    plan = plan_stop(run, status, now)
+    if plan.end_reason is not None:
+        ended = _end(conn, run, status, now, plan.end_reason)
         return StopResult(StopOutcome.ENDED, ended, tuple(dropped))
-    conn.execute(
-        "UPDATE runs SET stop_requested = ? WHERE id = ? AND status = 'running'"
-        " AND (stop_requested IS NULL OR ? = 'killed')",
-        (status.value, run.id, status.value),
-    )
+    if plan.request is not None:
+        conn.execute("UPDATE runs SET stop_requested = ? WHERE id = ? AND status = 'running'",
+                     (plan.request.value, run.id))
     return StopResult(StopOutcome.SIGNALLED, run_by_id(conn, run.id), tuple(dropped))
 
 

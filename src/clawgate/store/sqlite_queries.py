@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from clawgate.clock import Clock
 from clawgate.domain import (
@@ -23,6 +23,7 @@ from clawgate.domain import (
     StoredEvent,
     TranscriptEntry,
 )
+from clawgate.store import findings as found
 from clawgate.store.protocol import Counts, Finding, SessionSummary
 from clawgate.store.sqlite_commands import ACTIVE, current_session
 from clawgate.store.sqlite_rows import (
@@ -288,9 +289,7 @@ def _integrity(conn: sqlite3.Connection) -> list[Finding]:
         findings.append(Finding("integrity", f"database integrity check failed: {result}"))
     broken = conn.execute("PRAGMA foreign_key_check").fetchall()
     if broken:
-        tables = sorted({row[0] for row in broken})
-        findings.append(Finding(
-            "foreign_keys", f"{len(broken)} rows point at missing rows in {', '.join(tables)}"))
+        findings.append(found.dangling_references(len(broken), (row[0] for row in broken)))
     return findings
 
 
@@ -300,20 +299,17 @@ def _contradictions(conn: sqlite3.Connection) -> list[Finding]:
         f"SELECT id, status FROM runs WHERE (status IN {ACTIVE} AND ended_at IS NOT NULL)"
         f" OR (status NOT IN {ACTIVE} AND (ended_at IS NULL OR runtime_ms IS NULL))"
     ):
-        findings.append(Finding(
-            "contradictory_run", f"run {run_id} is {status} but its end time says otherwise"))
+        findings.append(found.contradictory_run(run_id, status))
     for (session_id, count) in conn.execute(
         f"SELECT session_id, count(*) FROM runs WHERE status IN {ACTIVE}"
         " GROUP BY session_id HAVING count(*) > 1"
     ):
-        findings.append(Finding(
-            "several_active_runs", f"session {session_id} has {count} active runs"))
+        findings.append(found.several_active_runs(session_id, count))
     for (message_id, fate) in conn.execute(
         "SELECT id, fate FROM inbound WHERE (fate IN ('answered', 'merged') AND run_id IS NULL)"
         " OR (fate = 'dropped' AND reason IS NULL)"
     ):
-        findings.append(Finding(
-            "unexplained_fate", f"message {message_id} is {fate} without a run or reason"))
+        findings.append(found.unexplained_fate(message_id, fate))
     return findings
 
 
@@ -360,12 +356,9 @@ def _past_deadline(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
     rows = conn.execute(
         "SELECT id, deadline_at FROM runs WHERE status = 'running' AND deadline_at < ?"
         " AND lease_expires_at >= ?",
-        (ts(now - timedelta(minutes=1)), ts(now)),
+        (ts(now - found.DEADLINE_GRACE), ts(now)),
     ).fetchall()
-    return [Finding("past_deadline", f"run {run_id} is still running a minute after its "
-                                     f"deadline ({deadline}); its owner is not enforcing it",
-                    subject=run_id)
-            for (run_id, deadline) in rows]
+    return [found.past_deadline(run_id, dt(deadline)) for (run_id, deadline) in rows]
 
 
 def _orphans(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
@@ -375,16 +368,8 @@ def _orphans(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
         f" WHERE r.status IN {ACTIVE} AND r.lease_expires_at < ?",
         (ts(now),),
     ).fetchall()
-    return [
-        Finding(
-            "orphaned_run",
-            f"run {run_id} in session {key!r} is active but its owner {owner} stopped "
-            f"renewing its lease at {lease}",
-            fixable=True,
-            subject=run_id,
-        )
-        for (run_id, key, owner, lease) in rows
-    ]
+    return [found.orphaned_run(run_id, key, owner, dt(lease))
+            for (run_id, key, owner, lease) in rows]
 
 
 def _waiting(conn: sqlite3.Connection) -> list[Finding]:
@@ -392,10 +377,7 @@ def _waiting(conn: sqlite3.Connection) -> list[Finding]:
         "SELECT id FROM inbound WHERE fate = 'pending' AND session_id IN ("
         " SELECT id FROM sessions WHERE archived_at IS NOT NULL)"
     ).fetchall()
-    return [
-        Finding("waiting_in_archived", f"message {row[0]} waits in an archived session")
-        for row in rows
-    ]
+    return [found.waiting_in_archived(row[0]) for row in rows]
 
 
 def _crossed_sessions(conn: sqlite3.Connection) -> list[Finding]:

@@ -1,24 +1,44 @@
 """A bounded load on a gateway: many WebSocket clients sending messages and stops.
 
-Every loop is bounded in time; every message carries an idempotency key, so a client that
-lost its connection can send it again without it counting twice. ``verify`` then checks the
+Every loop is bounded in time and in count, and every request in time (a gateway that stops
+answering is counted as ``timeout`` errors, not waited on forever); every message carries
+an idempotency key, so a client that lost its connection can send it again without it
+counting twice. ``verify`` then checks the
 store: each acknowledged message has a fate, and no message is in a transcript twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clawgate.gateway.client import GatewayClient, GatewayError
 
+if TYPE_CHECKING:
+    from clawgate.views import Json
+
 EXPECTED_ERRORS = frozenset({"unknown_session"})  # a stop before a session's first message
+REQUEST_TIMEOUT_S = 30.0  # the longest a client waits for one answer
+MAX_ACTIONS = 100_000  # per client: far more than any load sends in its time
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How each client acts: what share of its actions are stops, how long it thinks
+    between them (at most), how long it waits for an answer."""
+
+    stop_share: float = 0.05
+    think_s: float = 0.05
+    request_timeout_s: float = REQUEST_TIMEOUT_S
 
 
 @dataclass
@@ -40,22 +60,21 @@ class LoadStats:
 
 async def run_load(
     url: str, token: str | None, clients: int, sessions: int, seconds: float,
-    stop_share: float = 0.05, think_s: float = 0.05, seed: int = 7,
-    stats: LoadStats | None = None,
+    pace: Pace | None = None, seed: int = 7, stats: LoadStats | None = None,
 ) -> LoadStats:
     """``clients`` connections on ``sessions`` sessions for ``seconds`` (then they stop)."""
     stats = stats or LoadStats()
     keys = session_keys(sessions)
     deadline = time.monotonic() + seconds
     await asyncio.gather(*(
-        _client(url, token, keys, deadline, stats, random.Random(seed + n), stop_share,
-                think_s) for n in range(clients)))
+        _client(url, token, keys, deadline, stats, random.Random(seed + n), pace or Pace())
+        for n in range(clients)))
     return stats
 
 
 async def _client(
     url: str, token: str | None, keys: list[str], deadline: float, stats: LoadStats,
-    rng: random.Random, stop_share: float, think_s: float,
+    rng: random.Random, pace: Pace,
 ) -> None:
     mine = rng.sample(keys, k=min(3, len(keys)))
     try:
@@ -66,10 +85,12 @@ async def _client(
     async with client:
         drain = asyncio.create_task(_count_events(client, stats))
         try:
-            await client.request("events.subscribe", sessions=mine)
-            while time.monotonic() < deadline:
-                await _one_action(client, rng.choice(mine), rng, stats, stop_share)
-                await asyncio.sleep(rng.uniform(0, think_s))
+            await _counted(stats, _request(client, pace, "events.subscribe", sessions=mine))
+            for _ in range(MAX_ACTIONS):
+                if time.monotonic() >= deadline:
+                    break
+                await _one_action(client, rng.choice(mine), rng, stats, pace)
+                await asyncio.sleep(rng.uniform(0, pace.think_s))
         except GatewayError as exc:
             if exc.code != "closed":
                 raise
@@ -79,26 +100,44 @@ async def _client(
 
 
 async def _one_action(client: GatewayClient, session: str, rng: random.Random,
-                      stats: LoadStats, stop_share: float) -> None:
-    try:
-        if rng.random() < stop_share:
-            await client.request("chat.abort", session=session)
+                      stats: LoadStats, pace: Pace) -> None:
+    if rng.random() < pace.stop_share:
+        if await _counted(stats, _request(client, pace, "chat.abort", session=session)):
             stats.stops += 1
-            return
-        await send(client, session, f"load {rng.random():.6f}", f"k-{uuid.uuid4()}", stats)
+        return
+    await _counted(stats, send(client, session, f"load {rng.random():.6f}",
+                               f"k-{uuid.uuid4()}", stats, pace))
+
+
+async def _counted(stats: LoadStats, action: Awaitable[object]) -> bool:
+    """Do ``action``; count the error it met (a lost connection is raised); True if none."""
+    try:
+        await action
+    except TimeoutError:
+        stats.errors["timeout"] += 1
+        return False
     except GatewayError as exc:
         if exc.code == "closed":
             raise
         bucket = stats.expected_errors if exc.code in EXPECTED_ERRORS else stats.errors
         bucket[exc.code] += 1
+        return False
+    return True
 
 
-async def send(client: GatewayClient, session: str, text: str, key: str, stats: LoadStats
-               ) -> None:
+async def _request(client: GatewayClient, pace: Pace, method: str, **params: object) -> Json:
+    """One request, waited on for at most the pace's request timeout (TimeoutError)."""
+    async with asyncio.timeout(pace.request_timeout_s):
+        return await client.request(method, **params)
+
+
+async def send(client: GatewayClient, session: str, text: str, key: str, stats: LoadStats,
+               pace: Pace | None = None) -> None:
     """Send one message; remember it as unacknowledged until the gateway says it has it."""
     stats.unacked[key] = (session, text)
     started = time.perf_counter()
-    ack = await client.request("chat.send", session=session, text=text, idempotencyKey=key)
+    ack = await _request(client, pace or Pace(), "chat.send", session=session, text=text,
+                         idempotencyKey=key)
     stats.ack_seconds.append(time.perf_counter() - started)
     stats.unacked.pop(key, None)
     stats.acked[key] = ack["messageId"]
@@ -154,7 +193,7 @@ class Verdict:
 
 def verify(database: Path, stats: LoadStats) -> Verdict:
     """Read the store directly: every acknowledged message has a fate, none is repeated."""
-    with sqlite3.connect(database) as conn:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
         rows = conn.execute("SELECT id, fate, reason FROM inbound").fetchall()
         repeated = [row[0] for row in conn.execute(
             "SELECT message_id FROM transcript WHERE message_id IS NOT NULL"
@@ -177,7 +216,7 @@ async def settle(database: Path, within: float) -> bool:
 
 
 def _quiet(database: Path) -> bool:
-    with sqlite3.connect(database) as conn:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
         waiting = conn.execute("SELECT count(*) FROM inbound WHERE fate = 'pending'"
                                ).fetchone()[0]
         active = conn.execute("SELECT count(*) FROM runs WHERE status IN "
