@@ -79,4 +79,5 @@ class Tamper:
         if self._memory:
             del self._db.runs[run_id]
         else:
+            self._sql("DROP TRIGGER runs_no_delete")
             self._sql("DELETE FROM runs WHERE id = ?", run_id)
