@@ -434,3 +434,27 @@ async def test_a_message_waiting_behind_a_reply_that_finishes_during_shutdown_is
     assert {m["id"]: m["fate"] for m in session["inbound"]}[waiting["messageId"]] == "answered"
     replies = [e["text"] for e in history["entries"] if e["role"] == "assistant"]
     assert replies == ["echo: m1", "echo: m2"]
+
+
+async def test_every_connection_is_told_when_the_gateway_begins_to_shut_down(
+    gateway: RunningGateway, client: GatewayClient
+) -> None:
+    """A connection-level event, whatever the connection follows (no seq: resuming after a
+    seq is unchanged), also sent to a client that connects during the grace period."""
+    await client.request("sessions.patch", session="s1", model="hang/echo")
+    ack = await client.request("chat.send", session="s1", text="hang")
+    run_id = await _run_of(client, ack["messageId"])
+    await _events_until(client, "run.running", run_id)
+    async with await GatewayClient.connect(gateway.url, gateway.token) as idle:
+        gateway.stop()  # grace 1 s: the hanging run keeps the gateway up meanwhile
+        told = await _events_until(client, "gateway.shutdown")
+        also = await _events_until(idle, "gateway.shutdown")
+        async with await GatewayClient.connect(gateway.url, gateway.token) as late:
+            late_told = await _events_until(late, "gateway.shutdown")
+        ended = await _events_until(client, "run.interrupted", run_id)
+    await asyncio.wait_for(asyncio.shield(gateway.serving), 10)
+
+    for frame in (told[-1], also[-1], late_told[-1]):  # the grace left (of 1 s)
+        assert frame["seq"] is None
+        assert 0 <= frame["payload"]["graceSeconds"] <= 1
+    assert ended[-1]["seq"] is not None  # the stored events go on as before
