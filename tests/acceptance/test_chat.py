@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -144,3 +145,36 @@ def test_a_chat_waiting_for_its_answer_when_the_gateway_dies_ends_cleanly(home: 
                         "nothing typed now would be sent\n")
     assert "Traceback" not in err
     assert "never retrieved" not in err
+
+
+@pytest.mark.slow
+def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home) -> None:
+    home.configure(fail="hang", grace=3)
+    gateway, _ = home.start_gateway()
+    chat = home.start("chat", "--session", "s1", stdin=True)
+    assert chat.stdin is not None
+    assert chat.stdout is not None
+    chat.stdin.write("tell me everything\n")
+    chat.stdin.flush()
+    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "running", 15,
+               "the reply to start", chat)
+
+    gateway.send_signal(signal.SIGTERM)
+    said = []
+    for line in chat.stdout:  # bounded: the chat ends when the gateway has gone
+        said.append(line)
+        if line.startswith("[the gateway is shutting down"):
+            break
+    assert re.fullmatch(r"\[the gateway is shutting down: replies in progress may finish "
+                        r"for (3|2\.\d)s; nothing typed now can be sent\]\n", said[-1])
+    chat.stdin.write("too late\n")  # during the grace period
+    chat.stdin.flush()
+    gateway.wait(20)
+    assert chat.wait(15) == 1  # when the gateway has gone, the chat still open (no Ctrl-D)
+    out, err = chat.communicate(timeout=5)
+
+    assert out.index("! not sent: the gateway is shutting down") < out.index("[interrupted:")
+    assert err.endswith("clawgate: the gateway shut down; this chat ends: nothing typed now "
+                        "would be sent\n")
+    shown = home.json("sessions", "show", "s1")
+    assert [m["text"] for m in shown["inbound"]] == ["tell me everything"]

@@ -187,6 +187,20 @@ async def test_a_message_sent_while_the_gateway_is_down_is_kept_then_sent_once(
         assert await _user_messages(gateway, "offline") == ["typed while the gateway is down"]
 
 
+async def test_the_page_says_at_once_that_the_gateway_is_shutting_down(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await _open(browser, gateway, "web")
+    await client.request("sessions.patch", session="other", model="hang/echo")
+    await client.request("chat.send", session="other", text="hang")  # keeps the grace busy
+    await expect(page.locator("[data-testid=session-list]")).to_contain_text("other")
+
+    gateway.stop()
+
+    await expect(page.locator("#notice")).to_contain_text(
+        "the gateway is shutting down: replies in progress may finish for ")
+
+
 async def test_a_message_whose_acknowledgement_was_lost_is_not_sent_twice(
     browser: Browser, gateway: RunningGateway
 ) -> None:

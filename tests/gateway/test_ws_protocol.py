@@ -422,3 +422,61 @@ async def test_shutdown_lets_a_quick_run_finish_and_keeps_waiting_messages_for_t
     assert {m["id"]: m["fate"] for m in session["inbound"]}[waiting["messageId"]] == "answered"
     assert ("assistant", "echo: after that") in [
         (e["role"], e["text"]) for e in history["entries"]]
+
+
+async def test_a_message_waiting_behind_a_reply_that_finishes_during_shutdown_is_kept(
+    home: Path, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    """The reply in progress finishes within the grace period; the message waiting its
+    turn behind it is not started then (to be cut short), but kept and answered, once,
+    by the next gateway."""
+    await client.request("sessions.patch", session="w", model="slow/echo")
+    first = await client.request("chat.send", session="w", text="m1")
+    first_run = await _run_of(client, first["messageId"])
+    await _events_until(client, "run.running", first_run)
+    waiting = await client.request("chat.send", session="w", text="m2")
+    store = gateway.runtime.store
+
+    gateway.stop()  # grace 1 s: m1's reply (300 ms) finishes, and m2's would have too
+    await _events_until(client, "run.done", first_run)
+    await asyncio.wait_for(asyncio.shield(gateway.serving), 10)
+
+    kept = await store.get_message(waiting["messageId"])
+    assert kept is not None
+    assert (kept.fate, kept.run_id) == ("pending", None)
+    async with _restarted(home) as again, await GatewayClient.connect(
+            again.url, again.token) as fresh:
+        for _ in range(100):  # bounded: 5 s
+            session = await fresh.request("sessions.get", session="w")
+            if session["waiting"] == 0 and session["status"] == "done":
+                break
+            await asyncio.sleep(0.05)
+        history = await fresh.request("chat.history", session="w")
+    assert [r["status"] for r in session["runs"]] == ["done", "done"]
+    assert {m["id"]: m["fate"] for m in session["inbound"]}[waiting["messageId"]] == "answered"
+    replies = [e["text"] for e in history["entries"] if e["role"] == "assistant"]
+    assert replies == ["echo: m1", "echo: m2"]
+
+
+async def test_every_connection_is_told_when_the_gateway_begins_to_shut_down(
+    gateway: RunningGateway, client: GatewayClient
+) -> None:
+    """A connection-level event, whatever the connection follows (no seq: resuming after a
+    seq is unchanged), also sent to a client that connects during the grace period."""
+    await client.request("sessions.patch", session="s1", model="hang/echo")
+    ack = await client.request("chat.send", session="s1", text="hang")
+    run_id = await _run_of(client, ack["messageId"])
+    await _events_until(client, "run.running", run_id)
+    async with await GatewayClient.connect(gateway.url, gateway.token) as idle:
+        gateway.stop()  # grace 1 s: the hanging run keeps the gateway up meanwhile
+        told = await _events_until(client, "gateway.shutdown")
+        also = await _events_until(idle, "gateway.shutdown")
+        async with await GatewayClient.connect(gateway.url, gateway.token) as late:
+            late_told = await _events_until(late, "gateway.shutdown")
+        ended = await _events_until(client, "run.interrupted", run_id)
+    await asyncio.wait_for(asyncio.shield(gateway.serving), 10)
+
+    for frame in (told[-1], also[-1], late_told[-1]):  # the grace left (of 1 s)
+        assert frame["seq"] is None
+        assert 0 <= frame["payload"]["graceSeconds"] <= 1
+    assert ended[-1]["seq"] is not None  # the stored events go on as before

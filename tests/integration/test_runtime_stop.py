@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from clawgate.domain import (
     Delivery,
     Fate,
@@ -12,12 +14,14 @@ from clawgate.domain import (
     NewInbound,
     QueueMode,
     QueuePatch,
+    QueueSettings,
     Role,
     RunStatus,
 )
+from clawgate.runtime.bus import RunChanged, Subscription
 from clawgate.runtime.runtime import CommandReply, Runtime
 from clawgate.store.protocol import Store
-from tests.integration.harness import SETTINGS, Harness, answer, eventually
+from tests.integration.harness import SETTINGS, Harness, answer, eventually, mode
 
 
 async def _status(store: Store, run_id: str) -> RunStatus:
@@ -186,6 +190,82 @@ async def test_shutdown_leaves_no_run_of_its_own_active(harness: Harness) -> Non
     await runtime.close(grace=0)
 
     assert await runtime.store.active_runs() == []
+
+
+@pytest.mark.parametrize("queue_mode", [QueueMode.FOLLOWUP, QueueMode.COLLECT,
+                                        QueueMode.STEER])
+async def test_a_message_waiting_at_shutdown_is_kept_and_answered_once_after_a_restart(
+    harness: Harness, queue_mode: QueueMode,
+) -> None:
+    runtime = await harness.runtime()
+    await mode(runtime.store, "s1", queue_mode)
+    first = await runtime.send("s1", "first")
+    call = await harness.model.next_call()
+    waiting = await runtime.send("s1", "second")  # waits its turn behind the reply
+    closing = asyncio.create_task(runtime.close(grace=3))
+    await asyncio.sleep(0)  # the shutdown has begun
+    call.finish("answer one")
+    await closing
+
+    await _answered_once_after_a_restart(harness, first.message.id, waiting.message.id)
+
+
+async def test_a_message_in_its_debounce_time_at_shutdown_is_kept_for_the_restart(
+    harness: Harness,
+) -> None:
+    runtime = await harness.runtime(queue=QueueSettings(debounce_ms=500))
+    events = runtime.subscribe("s1")
+    first = await runtime.send("s1", "first")
+    call = await harness.model.next_call()
+    waiting = await runtime.send("s1", "second")  # collected, after 500 ms of quiet
+    harness.clock.advance(0.1)
+    call.finish("answer one")  # "second" came during the reply: its quiet time runs now
+    await _run_ended(events)
+    # The lane looked for more work as that run ended, before anything else this store
+    # handle is asked (it serves calls in order): "second" is in its quiet time.
+    await runtime.store.renew_leases(runtime.owner.id, frozenset(), SETTINGS.lease)
+    closing = asyncio.create_task(runtime.close(grace=3))
+    await asyncio.sleep(0)  # the shutdown has begun
+    harness.clock.advance(1)  # then the quiet time is over, within the grace period
+    await closing
+
+    await _answered_once_after_a_restart(harness, first.message.id, waiting.message.id)
+
+
+async def _run_ended(events: Subscription) -> None:
+    async with asyncio.timeout(5):
+        async for event in events:
+            if isinstance(event, RunChanged) and event.run.status.terminal:
+                return
+
+
+async def _answered_once_after_a_restart(
+    harness: Harness, first_id: str, waiting_id: str,
+) -> None:
+    """The first message was answered before the shutdown; the waiting one is still waiting
+    (no run was started for it, none was cut short), and the next runtime answers it."""
+    store = harness.runtimes[0].store
+    kept = await store.get_message(waiting_id)
+    assert kept is not None
+    assert (kept.fate, kept.run_id) == (Fate.PENDING, None)
+    assert len(harness.model.calls) == 1
+
+    harness.model.queue_reply("answer two")
+    restarted = await harness.runtime()
+    outcome = await restarted.wait_for(waiting_id, within=5)
+
+    assert outcome.message.fate is Fate.ANSWERED
+    assert outcome.run is not None
+    assert outcome.run.status is RunStatus.DONE
+    assert outcome.reply == "answer two"
+    runs = await store.list_runs(kept.session_id)
+    assert [r.status for r in runs] == [RunStatus.DONE, RunStatus.DONE]
+    replies = [e.text for e in await store.transcript(kept.session_id)
+               if e.role is Role.ASSISTANT]
+    assert replies == ["answer one", "answer two"]
+    answered_first = await store.get_message(first_id)
+    assert answered_first is not None
+    assert answered_first.run_id == runs[0].id
 
 
 async def test_reset_during_a_run_stops_it_and_the_new_session_answers(

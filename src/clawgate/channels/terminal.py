@@ -2,9 +2,10 @@
 
 Lines typed are messages (or /commands); replies stream as they arrive. Ctrl-C stops the
 current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
-answer. If the session's backend goes away (the gateway stops), the chat ends at once and
-says so, rather than take lines it could not send. Input is read on a thread so a slow
-typist never blocks the event loop.
+answer. When the gateway begins to shut down the chat says so, shows the replies in progress
+as they end, and sends nothing typed from then on; once the gateway is gone (or if it goes
+away unannounced) the chat ends at once and says so, rather than take lines it could not
+send. Input is read on a thread so a slow typist never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -47,7 +48,15 @@ class Dropped:
     reason: str
 
 
-ChatEvent = Delta | RunEnded | Dropped
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """The backend is shutting down: replies in progress may finish for ``grace`` seconds,
+    and nothing more can be sent."""
+
+    grace: float
+
+
+ChatEvent = Delta | RunEnded | Dropped | Closing
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +148,7 @@ class TerminalChat:
         self._leave = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
         self._lost: Disconnected | None = None  # the backend went away: the chat ends
+        self._closing = False  # the backend is shutting down: nothing more is sent
 
     async def run(self) -> int:
         model = await self._backend.model()
@@ -166,7 +176,9 @@ class TerminalChat:
             line = await self._next_line()
             if line is None or line.strip().lower() in QUIT:
                 return
-            if line.strip():
+            if line.strip() and self._closing:
+                self._say("! not sent: the gateway is shutting down")
+            elif line.strip():
                 await self._handle(line.rstrip("\n"))
 
     async def _next_line(self) -> str | None:
@@ -229,6 +241,10 @@ class TerminalChat:
                 self._streaming = None
             if event.status != "done":
                 self._say(f"[{event.status}: {event.error}]")
+        elif isinstance(event, Closing):
+            self._closing = True
+            self._say(f"[the gateway is shutting down: replies in progress may finish for "
+                      f"{event.grace:g}s; nothing typed now can be sent]")
         else:
             self._say(f"[message dropped: {event.reason}]")
 

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from clawgate.channels.terminal import (
     CHANNEL,
     ChatEvent,
+    Closing,
     Delta,
     Dropped,
     LocalChat,
@@ -80,15 +82,11 @@ class RemoteChat:
         """The session's events, until the chat closes; Disconnected if the gateway goes."""
         async for frame in self._client.events():
             kind, payload = frame["event"], frame["payload"]
-            if payload.get("session") != self._key:
-                continue
-            if kind == "run.delta":
-                yield Delta(payload["runId"], payload["text"])
-            elif kind.startswith("run.") and payload.get("status") not in (None, *ACTIVE):
-                yield RunEnded(payload["runId"], payload["status"], payload.get("error"))
-            elif kind == "message.dropped":
-                reason = payload.get("reason")
-                yield Dropped(DropReason(reason).describe if reason else "dropped")
+            if kind == "gateway.shutdown":  # the connection's event: it names no session
+                yield Closing(float(payload["graceSeconds"]))
+            elif payload.get("session") == self._key and (
+                    event := _chat_event(kind, payload)) is not None:
+                yield event
         if self._client.lost is not None:
             raise Disconnected(self._client.lost)
 
@@ -112,3 +110,15 @@ class RemoteChat:
 
     def close(self) -> None:
         self._client.end_events()
+
+
+def _chat_event(kind: str, payload: dict[str, Any]) -> ChatEvent | None:
+    """What a chat shows of one of its session's events (None: nothing)."""
+    if kind == "run.delta":
+        return Delta(payload["runId"], payload["text"])
+    if kind.startswith("run.") and payload.get("status") not in (None, *ACTIVE):
+        return RunEnded(payload["runId"], payload["status"], payload.get("error"))
+    if kind == "message.dropped":
+        reason = payload.get("reason")
+        return Dropped(DropReason(reason).describe if reason else "dropped")
+    return None

@@ -60,10 +60,12 @@ class Gateway:
         self._stopping_since: float | None = None
 
     def begin_shutdown(self) -> None:
-        """The server stops taking connections: the grace period starts now."""
+        """The server stops taking messages: the grace period starts now, and connected
+        clients are told (``gateway.shutdown``)."""
         self.ready = False
         if self._stopping_since is None:
             self._stopping_since = time.monotonic()
+            self.feed.shutdown.begin(self.runtime.clock.now(), self._grace_left)
 
     async def drain(self) -> None:
         """The first half of a graceful stop, while connections are still open.

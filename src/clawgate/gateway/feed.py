@@ -7,6 +7,10 @@ wakes it at once, and it also looks every poll interval (for work done by other 
 Reply text streams straight from the bus (``run.delta``, no ``seq``: it is not stored until
 the run ends, when the transcript holds it).
 
+One event is the connection's, not a session's: ``gateway.shutdown`` (no ``seq``; not
+stored), sent to every client once the gateway begins to shut down, and at once to a client
+that connects during the grace period.
+
 Order: a client sees a run's ``run.running``, then its text, then how it ended. The runtime
 publishes text after it stores ``running`` and before it stores the end, so the feed takes in
 every published delta before it hands out what it just read from the store, and holds back a
@@ -18,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from clawgate.domain import RunStatus, StoredEvent
@@ -117,6 +122,29 @@ class Listener:
             self.deliver(item)
 
 
+class ShutdownNotice:
+    """Tells every connection, once, that the gateway is shutting down and how long replies
+    in progress may still take."""
+
+    def __init__(self) -> None:
+        self._begun = asyncio.Event()
+        self._at: datetime | None = None
+        self._grace_left: Callable[[], float] = lambda: 0.0
+
+    def begin(self, at: datetime, grace_left: Callable[[], float]) -> None:
+        if not self._begun.is_set():
+            self._at, self._grace_left = at, grace_left
+            self._begun.set()
+
+    async def frame(self) -> Frame:
+        """The event, once the shutdown has begun (with the grace left when it is asked)."""
+        await self._begun.wait()
+        assert self._at is not None
+        return {"type": "event", "event": "gateway.shutdown", "seq": None,
+                "payload": {"graceSeconds": round(self._grace_left(), 1),
+                            "at": self._at.isoformat(timespec="milliseconds")}}
+
+
 class EventFeed:
     def __init__(self, store: Store, bus: EventBus, poll_interval: float,
                  live_queue: int = LIVE_QUEUE, listener_queue: int = LISTENER_QUEUE) -> None:
@@ -132,6 +160,7 @@ class EventFeed:
         self._running: set[str] = set()  # runs whose run.running has gone out, until they end
         self._early: dict[str, list[ReplyDelta]] = {}  # text that came before its run.running
         self.last_seq = 0
+        self.shutdown = ShutdownNotice()
 
     async def start(self) -> None:
         self.last_seq = await self._store.last_event_seq()

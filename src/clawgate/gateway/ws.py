@@ -2,7 +2,8 @@
 
 Requests are answered in the order they came (so two ``chat.send`` keep their order), except
 ``chat.abort``, which is answered alongside, so a stop never waits behind other work. Every
-bad frame gets an error response and the connection stays open.
+bad frame gets an error response and the connection stays open. When the gateway begins to
+shut down, the client is told at once (``gateway.shutdown``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class Connection:
 
     async def run(self) -> None:
         workers = [asyncio.create_task(self._pump_events(), name="ws events"),
-                   asyncio.create_task(self._answer_in_order(), name="ws requests")]
+                   asyncio.create_task(self._answer_in_order(), name="ws requests"),
+                   asyncio.create_task(self._announce_shutdown(), name="ws shutdown")]
         try:
             await self._receive()
         finally:
@@ -91,6 +93,9 @@ class Connection:
     async def _pump_events(self) -> None:
         while (frame := await self._listener.frames.get()) is not None:
             await self._send(frame)
+
+    async def _announce_shutdown(self) -> None:
+        await self._send(await self._api.feed.shutdown.frame())
 
     async def _send(self, frame: dict[str, Any]) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, ConnectionError):

@@ -87,6 +87,12 @@ class Runner:
         self.held: set[str] = set()  # run ids this process is working on (leases to renew)
         self.active: dict[str, ActiveRun] = {}  # started runs, by id
         self._abandoned = False
+        self._steering = True  # runs in steer mode take messages that arrive meanwhile
+
+    def stop_steering(self) -> None:
+        """From now on no run takes steered messages (this process is closing): a run in
+        flight ends with its current model call, and what waits stays waiting."""
+        self._steering = False
 
     def abandon(self) -> None:
         """From now on write nothing: the process is to be treated as crashed."""
@@ -213,7 +219,7 @@ class Runner:
         The mode in force when the run started governs it; a later /queue change applies
         from the next run.
         """
-        if not work.steering:
+        if not (work.steering and self._steering):
             return False
         taken = await self._store.take_steering(
             work.run.id, self._owner, "".join(work.segment), self._settings.queue

@@ -130,10 +130,15 @@ class Runtime:
         await self._supervisor.tick()
 
     async def close(self, grace: float | None = None) -> None:
-        """Stop taking work, let turns in flight finish for ``grace`` s, then interrupt them."""
+        """Stop taking work, let turns in flight finish for ``grace`` s, then interrupt them.
+
+        Messages still waiting their turn are not taken up: they stay waiting in the store,
+        and the next runtime to serve their session answers them.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        self._lanes.stop_claiming()  # waiting messages stay waiting, for the next start
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.wait({self._loop})

@@ -122,6 +122,11 @@ function onEvent(frame) {
   if (frame.seq !== null) state.lastSeq = Math.max(state.lastSeq, frame.seq);
   const kind = frame.event, p = frame.payload;
   if (kind === "feed.lagged") { request("events.subscribe", {after: state.lastSeq}); return; }
+  if (kind === "gateway.shutdown") {  // the connection's own event: no session, no seq
+    notice(`the gateway is shutting down: replies in progress may finish for ` +
+           `${p.graceSeconds}s; a message sent now is kept here and sent when it is back`);
+    return;
+  }
   if (kind.startsWith("session.")) { refreshSessions(); }
   if (kind.startsWith("run.") && p.status) rememberStatus(p.session, p.status);
   if (p.session !== state.session) return;
