@@ -96,6 +96,8 @@ class GatewayClient:
             raise GatewayClosed("the connection to the gateway closed") from None
         finally:
             self._waiting.pop(key, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # the reader may fail it while send raises: it is read here
         if not response.get("ok"):
             error = response.get("error") or {}
             code = str(error.get("code"))
