@@ -27,21 +27,29 @@ async def test_a_message_is_answered_streamed_and_recorded(harness: Harness) -> 
     assert outcome.run.status is RunStatus.DONE
     assert outcome.reply == "hi there"
     seen = [str(e.run.status) if isinstance(e, RunChanged) else e.text
-            for e in _published(events) if isinstance(e, RunChanged | ReplyDelta)]
+            for e in await _published(events, outcome.run.id)
+            if isinstance(e, RunChanged | ReplyDelta)]
     assert seen == ["queued", "running", "hi ", "there", "done"]
     session = await runtime.store.get_session("s1")
     assert session is not None
     assert session.usage == Usage(7, 2)
 
 
-def _published(events: Subscription) -> list[RuntimeEvent]:
-    """What the runtime published to ``events`` so far, in order."""
-    seen = []
-    while not events.queue.empty():
-        event = events.queue.get_nowait()
-        if event is not None:
+async def _published(events: Subscription, run_id: str) -> list[RuntimeEvent]:
+    """What the runtime published to ``events``, in order, up to ``run_id``'s end.
+
+    The store may show the run ended a moment before its end is published: wait for it.
+    """
+    seen: list[RuntimeEvent] = []
+    async with asyncio.timeout(5):
+        while True:
+            event = await events.queue.get()
+            if event is None:
+                return seen
             seen.append(event)
-    return seen
+            if (isinstance(event, RunChanged) and event.run.id == run_id
+                    and event.run.status.terminal):
+                return seen
 
 
 async def test_the_model_sees_the_conversation_so_far(harness: Harness) -> None:
@@ -134,7 +142,8 @@ async def test_steer_streams_exactly_the_reply_it_records(harness: Harness) -> N
     assert outcome.run is not None
     assert outcome.run.status is RunStatus.DONE
     assert outcome.reply == "Roses are red\n\nWaves are blue"
-    streamed = "".join(e.text for e in _published(events) if isinstance(e, ReplyDelta))
+    streamed = "".join(e.text for e in await _published(events, outcome.run.id)
+                       if isinstance(e, ReplyDelta))
     assert streamed == outcome.reply
 
 
