@@ -380,7 +380,10 @@ async function stop() {
   notice(result.text);
 }
 
-function notice(text) { $("notice").textContent = text; }
+function notice(text) {
+  $("notice").textContent = text;
+  $("notice").classList.toggle("lines", text.includes("\n"));  // /help, /status: a table
+}
 function report(error) { notice(`error: ${error.message}`); }
 
 start();

@@ -1,0 +1,44 @@
+"""The web chat page as a daily user meets it: long text, narrow screens, typing methods,
+scrolling back, and what the page says about each message and run."""
+
+from __future__ import annotations
+
+from playwright.async_api import Browser, Page, expect
+
+from clawgate.gateway.server import RunningGateway
+from tests.gateway.webpage import answered, open_session, send
+
+
+async def _overflows_sideways(page: Page) -> list[str]:
+    """The parts of the page whose content is wider than they are (they scroll sideways)."""
+    found: list[str] = await page.evaluate("""() => {
+        const wide = (e) => e.scrollWidth > e.clientWidth + 1;
+        const parts = [document.documentElement, ...document.querySelectorAll(
+            "#transcript, #transcript .entry, #queue-list, #notice")];
+        return parts.filter(wide).map((e) => e.id || e.className || e.tagName);
+    }""")
+    return found
+
+
+async def test_long_unbroken_text_wraps_inside_its_bubble(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await open_session(browser, gateway, "long-words")
+    await page.set_viewport_size({"width": 900, "height": 700})
+    word = "A" * 3000
+    url = "https://example.com/" + "/".join(f"segment-{n}" for n in range(150))
+    await send(page, word)
+    await answered(page, word)
+    await send(page, url)
+    await answered(page, url)
+    assert await _overflows_sideways(page) == []
+
+
+async def test_a_multi_line_command_reply_keeps_its_lines(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await open_session(browser, gateway, "help")
+    await send(page, "/help")
+    notice = page.locator("#notice")
+    await expect(notice).to_contain_text("/status")
+    assert "\n" in (await notice.inner_text()).strip()
