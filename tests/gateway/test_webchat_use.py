@@ -6,7 +6,7 @@ from __future__ import annotations
 from playwright.async_api import Browser, Page, expect
 
 from clawgate.gateway.server import RunningGateway
-from tests.gateway.webpage import answered, open_session, send
+from tests.gateway.webpage import answered, open_session, send, user_messages
 
 
 async def _overflows_sideways(page: Page) -> list[str]:
@@ -42,3 +42,18 @@ async def test_a_multi_line_command_reply_keeps_its_lines(
     notice = page.locator("#notice")
     await expect(notice).to_contain_text("/status")
     assert "\n" in (await notice.inner_text()).strip()
+
+
+async def test_enter_that_ends_an_input_method_composition_does_not_send(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await open_session(browser, gateway, "ime")
+    box = page.locator("[data-testid=message-input]")
+    await box.fill("にほん")
+    for composing in ("isComposing: true, keyCode: 229", "keyCode: 229"):  # Chrome, Safari
+        await box.evaluate(f"""box => box.dispatchEvent(new KeyboardEvent("keydown",
+            {{key: "Enter", {composing}, bubbles: true, cancelable: true}}))""")
+    await box.fill("にほんご")
+    await box.press("Enter")
+    await answered(page, "にほんご")
+    assert await user_messages(gateway, "ime") == ["にほんご"]

@@ -295,7 +295,9 @@ async function refreshQueue() {
 function bindControls() {
   $("composer").addEventListener("submit", (e) => { e.preventDefault(); send().catch(report); });
   $("message").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send().catch(report); }
+    if (e.key !== "Enter" || e.shiftKey || composing(e)) return;
+    e.preventDefault();
+    send().catch(report);
   });
   $("stop").addEventListener("click", () => stop().catch(report));
   $("new-session").addEventListener("submit", (e) => {
@@ -303,6 +305,10 @@ function bindControls() {
     openNamed().catch(report);
   });
 }
+
+// Enter that picks a word in an input method (Japanese, Chinese, ...) is not a send; Safari
+// marks the keydown that ends a composition only by its keyCode.
+function composing(e) { return e.isComposing || e.keyCode === 229; }
 
 async function openNamed() {
   const input = $("new-session-key");
