@@ -57,3 +57,15 @@ async def test_enter_that_ends_an_input_method_composition_does_not_send(
     await box.press("Enter")
     await answered(page, "にほんご")
     assert await user_messages(gateway, "ime") == ["にほんご"]
+
+
+async def test_a_message_is_sent_as_typed_with_its_indentation(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await open_session(browser, gateway, "code")
+    await send(page, "  \n \t ")  # only blanks: nothing to send
+    await expect(page.locator("[data-testid=message-input]")).to_have_value("  \n \t ")
+    code = "    def f():\n        return 1"
+    await send(page, code + "\n\n")
+    await answered(page, "def f():")
+    assert await user_messages(gateway, "code") == [code]

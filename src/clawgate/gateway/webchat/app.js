@@ -327,14 +327,17 @@ async function openNamed() {
 // idempotency key until then, so sending it again (a second press, or after a reconnect)
 // is never a second message.
 async function send() {
-  const text = $("message").value.trim();
-  if (!text) return;
+  const text = typed();
+  if (!text.trim()) return;
   if (!state.session) { notice("not connected: the message is kept; send it once connected"); return; }
   const last = state.outgoing;
   const same = last && last.session === state.session && last.text === text;
   state.outgoing = same ? last : {session: state.session, text, idempotencyKey: newKey()};
   await deliver(state.outgoing);
 }
+
+// The message as typed: a first line's indentation (code) is kept; trailing blanks are not.
+function typed() { return $("message").value.trimEnd(); }
 
 function newKey() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
@@ -343,7 +346,7 @@ function newKey() {
 async function resendOutgoing() {
   const outgoing = state.outgoing;
   if (!outgoing?.resend) return;
-  if ($("message").value.trim() !== outgoing.text) {
+  if (typed() !== outgoing.text) {
     state.outgoing = null;
     notice("not sent: the message was changed while offline; press Send to send it");
     return;
@@ -365,7 +368,7 @@ async function deliver(outgoing) {
     return;
   }
   if (state.outgoing === outgoing) state.outgoing = null;
-  if ($("message").value.trim() === outgoing.text) $("message").value = "";
+  if (typed() === outgoing.text) $("message").value = "";
   await acknowledged(ack);
 }
 
