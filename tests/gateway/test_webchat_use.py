@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from playwright.async_api import Browser, Page, expect
 
+from clawgate.gateway.client import GatewayClient
 from clawgate.gateway.server import RunningGateway
 from tests.gateway.webpage import answered, open_session, send, user_messages
 
@@ -69,3 +70,21 @@ async def test_a_message_is_sent_as_typed_with_its_indentation(
     await send(page, code + "\n\n")
     await answered(page, "def f():")
     assert await user_messages(gateway, "code") == [code]
+
+
+async def test_a_reader_who_scrolled_back_stays_where_they_are_when_a_reply_ends(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "reading")
+    await page.set_viewport_size({"width": 900, "height": 500})
+    for n in range(8):
+        await send(page, f"message number {n}\nwith\nseveral\nlines")
+        await answered(page, f"message number {n}")
+    transcript = page.locator("[data-testid=transcript]")
+    await transcript.evaluate("t => { t.scrollTop = 0; }")
+    await client.request("chat.send", session="reading", text="from another client")
+    await answered(page, "from another client")
+    await expect(page.locator("[data-testid=streaming]")).to_have_count(0)  # read again
+    await expect(page.locator("[data-testid=session-status]")).to_have_text("done")
+    assert await transcript.evaluate("t => t.scrollTop") == 0
+    await expect(transcript.locator(".entry").first).to_be_in_viewport()

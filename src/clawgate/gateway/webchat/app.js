@@ -182,11 +182,12 @@ async function openSession(key) {
     await refuseSession(key, error);
     return;
   }
+  const switched = key !== state.session;
   state.session = key;
   localStorage.setItem("clawgate.session", key);
   $("session-key").textContent = key;
   renderSessions();
-  showHistory(history);
+  showHistory(history, switched);
   await refreshQueue();
 }
 
@@ -213,15 +214,17 @@ async function loadTranscript() {
   if (key === state.session) showHistory(history);
 }
 
-function showHistory(history) {
+// A session just opened shows its end; the same one read again (a run ended, a command)
+// keeps the reader's place unless they were at the end.
+function showHistory(history, switched = false) {
   const transcript = $("transcript");
   transcript.replaceChildren(...history.entries.map(entryElement));
   state.streaming.clear();
   const s = history.session;
   $("session-model").textContent = s.modelProvider ? `${s.modelProvider}/${s.model}` : "";
   setStatus(s.status);
-  state.stick = true;
-  transcript.scrollTop = transcript.scrollHeight;
+  if (switched) state.stick = true;
+  if (state.stick) transcript.scrollTop = transcript.scrollHeight;
 }
 
 // Keep the newest text in view while the reader is at the end, whatever makes it move
@@ -374,6 +377,7 @@ async function deliver(outgoing) {
 
 async function acknowledged(ack) {
   notice("");
+  state.stick = true;  // what you just sent, and its reply, come into view
   if (ack.command) {
     notice(ack.reply);
     await openSession(state.session);
