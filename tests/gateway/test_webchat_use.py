@@ -88,3 +88,31 @@ async def test_a_reader_who_scrolled_back_stays_where_they_are_when_a_reply_ends
     await expect(page.locator("[data-testid=session-status]")).to_have_text("done")
     assert await transcript.evaluate("t => t.scrollTop") == 0
     await expect(transcript.locator(".entry").first).to_be_in_viewport()
+
+
+async def _hanging(page: Page, client: GatewayClient, session: str, **queue: object) -> None:
+    """``session`` busy with a reply that never comes (until stopped), queue set as given."""
+    await client.request("sessions.patch", session=session, model="hang/echo", queue=queue)
+    await send(page, "take your time")
+    await expect(page.locator("[data-testid=session-status]")).to_have_text(
+        "running", timeout=5000)
+
+
+async def test_a_message_the_full_queue_dropped_is_said_to_be_dropped(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "capped")
+    await _hanging(page, client, "capped", mode="collect", cap=1, drop="new")
+    notice = page.locator("#notice")
+    await send(page, "second waits")
+    await expect(notice).to_contain_text("queued: answered together")
+    await send(page, "third is dropped")
+    await expect(notice).to_contain_text("dropped: the queue was full")
+    await expect(notice).not_to_contain_text("queued")
+    await expect(page.locator("[data-testid=message-input]")).to_have_value("third is dropped")
+
+    await client.request("sessions.patch", session="capped", queue={"drop": "old"})
+    await send(page, "fourth pushes out the second")
+    await expect(notice).to_contain_text('"second waits" was dropped')
+    await expect(notice).to_contain_text("queued: answered together")
+    await page.click("[data-testid=stop]")

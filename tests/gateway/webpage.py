@@ -39,6 +39,7 @@ async def open_session(browser: Browser, gateway: RunningGateway, session: str) 
     """A new tab on the page (through the link the gateway prints), showing ``session``."""
     page = await browser.new_page()
     await page.goto(f"{gateway.url}/#token={gateway.token}")
+    await expect(page.locator("#connection")).to_have_attribute("title", "connected")
     await show(page, session)
     return page
 

@@ -13,6 +13,15 @@ const QUEUED = {
   steer: "handed to the current reply (at its next model call)",
   interrupt: "stopping the current reply to answer this",
 };
+// Why a message was dropped (its ``reason``), as the queue panel and the notices say it.
+const DROPPED = {
+  queue_full_oldest: "the queue was full (the oldest waiting message is dropped)",
+  queue_full_newest: "the queue was full (the newest message is dropped)",
+  queue_full_summarized: "the queue was full (dropped; the next reply is told what it said)",
+  stopped: "cleared by Stop",
+  reset: "cleared when the session was reset or deleted",
+  superseded: "superseded by a newer message (interrupt mode)",
+};
 const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
 // Errors after which a message is sent again once the gateway is back.
 const RESEND = new Set(["not_connected", "shutting_down"]);
@@ -371,7 +380,8 @@ async function deliver(outgoing) {
     return;
   }
   if (state.outgoing === outgoing) state.outgoing = null;
-  if (typed() === outgoing.text) $("message").value = "";
+  // A message the full queue refused at once stays in the box, to be sent again later.
+  if (typed() === outgoing.text && ack.fate !== "dropped") $("message").value = "";
   await acknowledged(ack);
 }
 
@@ -384,9 +394,24 @@ async function acknowledged(ack) {
     return;
   }
   if (!state.sessions.has(state.session)) await refreshSessions();
-  if (ack.queuedBehind) notice(QUEUED[ack.queueMode] || "queued behind the current reply");
+  notice(fateOf(ack));
   scheduleQueueRefresh();
 }
+
+// What became of a message just sent, as its acknowledgement says: dropped at once, or
+// waiting behind the current reply, and which waiting message the queue pushed out for it.
+function fateOf(ack) {
+  if (ack.fate === "dropped") {
+    return `dropped: ${whyDropped(ack.reason)}; this message will not be answered ` +
+      "(it is back in the box to send again later)";
+  }
+  const said = [];
+  if (ack.queuedBehind) said.push(QUEUED[ack.queueMode] || "queued behind the current reply");
+  for (const m of ack.dropped || []) said.push(`"${m.text}" was dropped: ${whyDropped(m.reason)}`);
+  return said.join("; ");
+}
+
+function whyDropped(reason) { return DROPPED[reason] || reason || "no reason recorded"; }
 
 async function stop() {
   const result = await request("chat.abort", {session: state.session});
