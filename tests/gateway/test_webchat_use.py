@@ -7,7 +7,7 @@ from playwright.async_api import Browser, Page, expect
 
 from clawgate.gateway.client import GatewayClient
 from clawgate.gateway.server import RunningGateway
-from tests.gateway.webpage import answered, open_session, send, user_messages
+from tests.gateway.webpage import answered, open_session, send, show, user_messages
 
 
 async def _overflows_sideways(page: Page) -> list[str]:
@@ -115,4 +115,26 @@ async def test_a_message_the_full_queue_dropped_is_said_to_be_dropped(
     await send(page, "fourth pushes out the second")
     await expect(notice).to_contain_text('"second waits" was dropped')
     await expect(notice).to_contain_text("queued: answered together")
+    await page.click("[data-testid=stop]")
+
+
+async def test_a_reply_shows_whole_after_a_reload_or_a_switch_mid_reply(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "partial")
+    await client.request("sessions.patch", session="partial", model="trickle/echo")
+    await send(page, " ".join(f"w{n}" for n in range(80)))  # a word every 120 ms
+    streaming = page.locator("[data-testid=streaming]")
+    await expect(streaming).to_contain_text("echo: w0 w1 w2 w3", timeout=5000)
+    from_start = "echo: w0 w1 w2 w3 w4 w5"
+
+    await page.reload()
+    await expect(streaming).to_contain_text(from_start)
+    other = await open_session(browser, gateway, "partial")  # another tab, opened now
+    await expect(other.locator("[data-testid=streaming]")).to_contain_text(from_start)
+    await show(page, "elsewhere")
+    await page.click("#session-list li[data-session=partial]")
+    await expect(streaming).to_contain_text(from_start)
+    await expect(streaming).to_contain_text("w12")  # and it goes on
+    assert (await streaming.text_content() or "").count("w5 ") == 1
     await page.click("[data-testid=stop]")

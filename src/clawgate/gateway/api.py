@@ -119,8 +119,12 @@ class GatewayApi:
         if summary is None:
             raise UnknownSession(params.session)
         entries = await self.runtime.store.transcript(summary.session.id, params.limit)
+        # Read after the entries, so that it holds nothing they hold.
+        partial = self.runtime.reply_so_far(summary.session.id)
         return {"session": session_row(summary, self.settings.runtime),
-                "entries": [transcript_row(e) for e in entries]}
+                "entries": [transcript_row(e) for e in entries],
+                "partial": None if partial is None else {
+                    "runId": partial.run_id, "text": partial.text, "end": partial.end}}
 
     # --- sessions ----------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ const RESEND = new Set(["not_connected", "shutting_down"]);
 const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
   sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
+  replies: new Map(),  // runId -> the reply it is streaming (replies.js), every session's
+  reading: null,  // the transcript being read again: {again} when asked again meanwhile
   outgoing: null,  // the message not yet acknowledged: {session, text, idempotencyKey, resend}
 };
 const $ = (id) => document.getElementById(id);
@@ -123,6 +125,7 @@ async function resync() {
   const params = state.lastSeq ? {after: state.lastSeq} : {};
   const subscribed = await request("events.subscribe", params);
   state.lastSeq = subscribed.lastSeq;  // after a reset (another database), the server's newest
+  state.replies.clear();  // text streamed while away is missing: the history has it
   await refreshSessions();
   await openSession(state.session || localStorage.getItem("clawgate.session") || DEFAULT_SESSION);
 }
@@ -132,9 +135,10 @@ function onEvent(frame) {
   const kind = frame.event, p = frame.payload;
   if (kind === "feed.lagged") { request("events.subscribe", {after: state.lastSeq}); return; }
   if (kind.startsWith("session.")) { refreshSessions(); }
+  if (kind === "run.delta") { takeDelta(p); return; }
   if (kind.startsWith("run.") && p.status) rememberStatus(p.session, p.status);
+  if (kind.startsWith("run.") && !ACTIVE.has(p.status)) state.replies.delete(p.runId);
   if (p.session !== state.session) return;
-  if (kind === "run.delta") { appendDelta(p.runId, p.text); return; }
   if (kind.startsWith("run.")) onRunEvent(p);
   if (kind.startsWith("message.")) scheduleQueueRefresh();
   if (kind === "session.created" || kind === "session.archived") openSession(state.session);
@@ -144,7 +148,7 @@ function onRunEvent(p) {
   setStatus(p.status);
   if (!ACTIVE.has(p.status)) {
     if (p.status !== "done" && p.error) notice(`${p.status}: ${p.error}`);
-    loadTranscript().catch(report);
+    readTranscriptAgain();
     scheduleQueueRefresh();
   }
 }
@@ -223,6 +227,18 @@ async function loadTranscript() {
   if (key === state.session) showHistory(history);
 }
 
+// Read the shown session's transcript again; asked while a reading is under way, once more
+// after it (a burst of asks is two readings, and the last one is fresh).
+function readTranscriptAgain() {
+  if (state.reading) { state.reading.again = true; return; }
+  state.reading = {again: false};
+  loadTranscript().catch(report).finally(() => {
+    const again = state.reading.again;
+    state.reading = null;
+    if (again) readTranscriptAgain();
+  });
+}
+
 // A session just opened shows its end; the same one read again (a run ended, a command)
 // keeps the reader's place unless they were at the end.
 function showHistory(history, switched = false) {
@@ -230,6 +246,12 @@ function showHistory(history, switched = false) {
   transcript.replaceChildren(...history.entries.map(entryElement));
   state.streaming.clear();
   const s = history.session;
+  // A reply being written shows all of it so far; "reply in progress…" while none of it is
+  // here (nothing said yet, or said in another gateway process: it shows when it ends).
+  const partial = history.partial, runId = partial?.runId;
+  if (partial) state.replies.set(runId, withPartial(state.replies.get(runId), partial));
+  if (partial && state.replies.get(runId).text) showReply(runId);
+  else if (s.status === "running") transcript.append(replyPending());
   $("session-model").textContent = s.modelProvider ? `${s.modelProvider}/${s.model}` : "";
   setStatus(s.status);
   if (switched) state.stick = true;
@@ -258,17 +280,37 @@ function entryElement(entry) {
   return element;
 }
 
-function appendDelta(runId, text) {
-  let element = state.streaming.get(runId);
-  if (!element) {
-    element = entryElement({role: "assistant", text: ""});
-    element.classList.add("streaming");
-    element.dataset.run = runId;
-    element.dataset.testid = "streaming";
-    state.streaming.set(runId, element);
-    $("transcript").append(element);
-  }
-  element.textContent += text;
+// Reply text, for any session: kept per run, shown when it is the shown session's.
+function takeDelta(p) {
+  let reply = state.replies.get(p.runId);
+  if (!reply) state.replies.set(p.runId, reply = newReply());
+  const added = takePiece(reply, p.offset ?? reply.end, p.text);
+  if (p.session !== state.session) return;
+  if (hasGap(reply)) readTranscriptAgain();  // text before this is missing: the history has it
+  const element = state.streaming.get(p.runId);
+  if (!element) showReply(p.runId);
+  else if (added) element.append(added);
+}
+
+// The bubble of a reply being written, with all its text so far.
+function showReply(runId) {
+  const reply = state.replies.get(runId);
+  if (!reply.text) return;  // nothing said yet: "reply in progress…" says so
+  $("transcript").querySelector(".reply-pending")?.remove();
+  const element = entryElement({role: "assistant", text: reply.text.replace(/^\n+/, "")});
+  element.classList.add("streaming");
+  element.dataset.run = runId;
+  element.dataset.testid = "streaming";
+  state.streaming.set(runId, element);
+  $("transcript").append(element);
+}
+
+// Shown while a reply is being written and none of its text is here yet.
+function replyPending() {
+  const element = entryElement({role: "note", text: "reply in progress…"});
+  element.classList.add("reply-pending");
+  element.dataset.testid = "reply-pending";
+  return element;
 }
 
 function setStatus(status) {
