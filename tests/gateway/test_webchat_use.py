@@ -138,3 +138,21 @@ async def test_a_reply_shows_whole_after_a_reload_or_a_switch_mid_reply(
     await expect(streaming).to_contain_text("w12")  # and it goes on
     assert (await streaming.text_content() or "").count("w5 ") == 1
     await page.click("[data-testid=stop]")
+
+
+async def test_the_question_shows_as_soon_as_its_reply_starts_in_every_tab(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "asking")
+    other = await open_session(browser, gateway, "asking")
+    await _hanging(page, client, "asking", mode="followup")  # sends "take your time"
+    for tab in (page, other):
+        transcript = tab.locator("[data-testid=transcript]")
+        await expect(transcript.locator(".entry.user")).to_have_text(["take your time"])
+        await expect(tab.locator("[data-testid=reply-pending]")).to_be_visible()
+    await page.click("[data-testid=stop]")
+    await client.request("sessions.patch", session="asking", model="trickle/echo")
+    await client.request("chat.send", session="asking", text="from a third client")
+    for tab in (page, other):
+        await expect(tab.locator("[data-testid=streaming]")).to_contain_text("echo:")
+        await expect(tab.locator(".entry.user").last).to_have_text("from a third client")

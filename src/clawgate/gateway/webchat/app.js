@@ -144,11 +144,14 @@ function onEvent(frame) {
   if (kind === "session.created" || kind === "session.archived") openSession(state.session);
 }
 
+// A run that starts has put the messages it answers in the transcript, and one that ends
+// its reply: the transcript is read again either way (the question shows while its reply
+// is written, in every tab).
 function onRunEvent(p) {
   setStatus(p.status);
+  readTranscriptAgain();
   if (!ACTIVE.has(p.status)) {
     if (p.status !== "done" && p.error) notice(`${p.status}: ${p.error}`);
-    readTranscriptAgain();
     scheduleQueueRefresh();
   }
 }
