@@ -232,7 +232,7 @@ async def test_bad_frames_get_a_typed_error_and_the_connection_stays_usable(
                               if frame.startswith("{") else None)
     assert caught.value.code == code
     assert (await client.request("status"))["version"]
-    assert await client.request("sessions.list") == {"sessions": []}
+    assert await client.request("sessions.list") == {"sessions": [], "total": 0}
 
 
 @pytest.mark.parametrize(
@@ -261,7 +261,7 @@ async def test_refused_input_names_the_parameter_and_the_problem_and_changes_not
     assert isinstance(caught.value.details, list)
     assert [d["field"] for d in caught.value.details] == [field]
     assert caught.value.details[0]["problem"].startswith(problem)
-    assert await client.request("sessions.list") == {"sessions": []}
+    assert await client.request("sessions.list") == {"sessions": [], "total": 0}
 
 
 async def test_a_request_id_is_a_string_or_an_integer(client: GatewayClient) -> None:
@@ -322,9 +322,13 @@ async def test_sessions_can_be_listed_patched_reset_and_deleted(client: GatewayC
     listed = await client.request("sessions.list")
     assert [(s["key"], s["sessionId"]) for s in listed["sessions"]] == [
         ("s1", reset["sessionId"])]
+    await client.request("chat.send", session="s2", text="another")
+    listed = await client.request("sessions.list", limit=1)
+    assert ([s["key"] for s in listed["sessions"]], listed["total"]) == (["s2"], 2)
+    await client.request("sessions.delete", session="s2")
     deleted = await client.request("sessions.delete", session="s1")
     assert deleted["archivedSessionId"] == reset["sessionId"]
-    assert await client.request("sessions.list") == {"sessions": []}
+    assert await client.request("sessions.list") == {"sessions": [], "total": 0}
     models = await client.request("models.list")
     assert models["default"] == "echo/echo"
     assert {p["name"] for p in models["providers"]} == {"echo", "slow", "hang", "trickle", "broken"}

@@ -129,8 +129,10 @@ class GatewayApi:
     # --- sessions ----------------------------------------------------------------------
 
     async def sessions_list(self, params: p.SessionsList, listener: Listener) -> Json:
-        summaries = await self.runtime.store.list_sessions(params.limit)
-        return {"sessions": [session_row(s, self.settings.runtime) for s in summaries]}
+        store = self.runtime.store
+        summaries = await store.list_sessions(params.limit)
+        return {"sessions": [session_row(s, self.settings.runtime) for s in summaries],
+                "total": (await store.counts()).sessions}
 
     async def sessions_get(self, params: p.SessionsGet, listener: Listener) -> Json:
         store = self.runtime.store

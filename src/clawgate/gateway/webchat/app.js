@@ -22,6 +22,8 @@ const DROPPED = {
   reset: "cleared when the session was reset or deleted",
   superseded: "superseded by a newer message (interrupt mode)",
 };
+const SESSIONS_SHOWN = 200;  // the session list's first page; "show more" adds as many again
+const SESSIONS_MOST = 5000;  // the most sessions.list gives; open the others by name
 const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
 // Errors after which a message is sent again once the gateway is back.
 const RESEND = new Set(["not_connected", "shutting_down"]);
@@ -29,7 +31,9 @@ const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
   sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
   replies: new Map(),  // runId -> the reply it is streaming (replies.js), every session's
-  reading: null,  // the transcript being read again: {again} when asked again meanwhile
+  listLimit: SESSIONS_SHOWN, total: 0,  // sessions listed at most, and how many there are
+  shown: null,  // the shown session's row (it may be beyond the list's end)
+  badges: new Map(),  // session key -> its status badge in the list
   outgoing: null,  // the message not yet acknowledged: {session, text, idempotencyKey, resend}
 };
 const $ = (id) => document.getElementById(id);
@@ -134,7 +138,7 @@ function onEvent(frame) {
   if (frame.seq !== null) state.lastSeq = Math.max(state.lastSeq, frame.seq);
   const kind = frame.event, p = frame.payload;
   if (kind === "feed.lagged") { request("events.subscribe", {after: state.lastSeq}); return; }
-  if (kind.startsWith("session.")) { refreshSessions(); }
+  if (kind.startsWith("session.")) refreshSessionsSoon();
   if (kind === "run.delta") { takeDelta(p); return; }
   if (kind.startsWith("run.") && p.status) rememberStatus(p.session, p.status);
   if (kind.startsWith("run.") && !ACTIVE.has(p.status)) state.replies.delete(p.runId);
@@ -157,35 +161,63 @@ function onRunEvent(p) {
 }
 
 function rememberStatus(key, status) {
-  const row = state.sessions.get(key);
-  if (row) { row.status = status; renderSessions(); }
+  const row = rowOf(key);
+  if (!row) return;
+  row.status = status;
+  const badge = state.badges.get(key);
+  if (badge) setBadge(badge, row);
+}
+
+// The session's row, if the page has it: listed, or the one shown (opened by name).
+function rowOf(key) {
+  return state.sessions.get(key) || (state.shown?.key === key ? state.shown : null);
 }
 
 async function refreshSessions() {
-  const listed = await request("sessions.list", {limit: 200});
+  const listed = await request("sessions.list", {limit: state.listLimit});
   state.sessions = new Map(listed.sessions.map((s) => [s.key, s]));
+  state.total = listed.total ?? listed.sessions.length;
   renderSessions();
 }
 
+// The list is read again after session events, but at most one reading at a time: a burst
+// of events (hundreds of new sessions) is a few readings, not one per event.
+const refreshSessionsSoon = coalesced(refreshSessions, 200);
+
 function renderSessions() {
-  const list = $("session-list");
-  list.replaceChildren();
+  state.badges.clear();
   const keys = [...state.sessions.keys()];
   if (state.session && !state.sessions.has(state.session)) keys.unshift(state.session);
-  for (const key of keys) {
-    const row = state.sessions.get(key);
-    const item = document.createElement("li");
-    item.dataset.session = key;
-    item.classList.toggle("current", key === state.session);
-    const name = document.createElement("span");
-    name.textContent = key;
-    const badge = document.createElement("span");
-    badge.className = `badge ${row ? row.status : "idle"}`;
-    badge.textContent = row ? row.status : "new";
-    item.append(name, badge);
-    item.addEventListener("click", () => openSession(key));
-    list.append(item);
-  }
+  $("session-list").replaceChildren(...keys.map(sessionItem));
+  const listed = state.sessions.size;
+  $("session-more").hidden = state.total <= listed;
+  $("session-count").textContent = `showing ${listed} of ${state.total}` +
+    (state.listLimit >= SESSIONS_MOST ? " (open the others by name)" : "");
+  $("show-more").hidden = state.listLimit >= SESSIONS_MOST;
+}
+
+function sessionItem(key) {
+  const item = document.createElement("li");
+  item.dataset.session = key;
+  item.classList.toggle("current", key === state.session);
+  const name = document.createElement("span");
+  name.textContent = key;
+  const badge = document.createElement("span");
+  setBadge(badge, rowOf(key));
+  state.badges.set(key, badge);
+  item.append(name, badge);
+  item.addEventListener("click", () => openSession(key).catch(report));
+  return item;
+}
+
+function setBadge(badge, row) {  // no row: a session with nothing said yet
+  badge.className = `badge ${row ? row.status : "idle"}`;
+  badge.textContent = row ? row.status : "new";
+}
+
+async function showMoreSessions() {
+  state.listLimit = Math.min(state.listLimit + SESSIONS_SHOWN, SESSIONS_MOST);
+  await refreshSessions();
 }
 
 // A session is shown, and remembered, only once the gateway accepted its name.
@@ -202,8 +234,8 @@ async function openSession(key) {
   state.session = key;
   localStorage.setItem("clawgate.session", key);
   $("session-key").textContent = key;
-  renderSessions();
   showHistory(history, switched);
+  renderSessions();
   await refreshQueue();
 }
 
@@ -230,16 +262,21 @@ async function loadTranscript() {
   if (key === state.session) showHistory(history);
 }
 
-// Read the shown session's transcript again; asked while a reading is under way, once more
-// after it (a burst of asks is two readings, and the last one is fresh).
-function readTranscriptAgain() {
-  if (state.reading) { state.reading.again = true; return; }
-  state.reading = {again: false};
-  loadTranscript().catch(report).finally(() => {
-    const again = state.reading.again;
-    state.reading = null;
-    if (again) readTranscriptAgain();
-  });
+const readTranscriptAgain = coalesced(loadTranscript);
+
+// `task` (after `pause` ms), never two at once: asked again while it is under way, it runs
+// once more after it. A burst of asks is so two runs, and the last sees the newest state.
+function coalesced(task, pause = 0) {
+  let busy = false, again = false;
+  const run = () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    setTimeout(() => task().catch(report).finally(() => {
+      busy = false;
+      if (again) { again = false; run(); }
+    }), pause);
+  };
+  return run;
 }
 
 // A session just opened shows its end; the same one read again (a run ended, a command)
@@ -249,6 +286,7 @@ function showHistory(history, switched = false) {
   transcript.replaceChildren(...history.entries.map(entryElement));
   state.streaming.clear();
   const s = history.session;
+  state.shown = s.key ? s : null;  // a session with nothing said yet has no row
   // A reply being written shows all of it so far; "reply in progress…" while none of it is
   // here (nothing said yet, or said in another gateway process: it shows when it ends).
   const partial = history.partial, runId = partial?.runId;
@@ -357,6 +395,7 @@ function bindControls() {
     send().catch(report);
   });
   $("stop").addEventListener("click", () => stop().catch(report));
+  $("show-more").addEventListener("click", () => showMoreSessions().catch(report));
   $("new-session").addEventListener("submit", (e) => {
     e.preventDefault();
     openNamed().catch(report);
