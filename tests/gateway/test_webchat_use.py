@@ -156,3 +156,54 @@ async def test_the_question_shows_as_soon_as_its_reply_starts_in_every_tab(
     for tab in (page, other):
         await expect(tab.locator("[data-testid=streaming]")).to_contain_text("echo:")
         await expect(tab.locator(".entry.user").last).to_have_text("from a third client")
+
+
+async def test_stop_says_what_it_did_and_the_queue_says_it_in_words(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "stopping")
+    await _hanging(page, client, "stopping", mode="followup")
+    await send(page, "second waits")
+    queue = page.locator("[data-testid=queue]")
+    await expect(queue).to_contain_text("second waits")
+    await page.click("[data-testid=stop]")
+    await expect(page.locator("[data-testid=session-status]")).to_have_text("killed")
+    await expect(page.locator("[data-testid=run-error]")).to_have_text("stopped by request")
+    notice = page.locator("#notice")  # the run's end did not replace what Stop said
+    await expect(notice).to_contain_text("stopped run")
+    await expect(notice).to_contain_text("dropped 1 waiting message")
+    await expect(queue.locator("li", has_text="take your time")).to_contain_text(
+        "answered (run killed)")
+    await expect(queue.locator("li", has_text="second waits")).to_contain_text(
+        "dropped: cleared by Stop")
+
+    await client.request("sessions.patch", session="stopping", queue={"cap": 1, "drop": "new"})
+    await _hanging(page, client, "stopping")
+    await send(page, "waits its turn")
+    await send(page, "one too many")
+    await expect(queue.locator("li", has_text="one too many")).to_contain_text(
+        "dropped: the queue was full (the newest message is dropped)")
+    await expect(queue).not_to_contain_text("queue_full")
+    await page.click("[data-testid=stop]")
+
+
+async def test_a_failed_run_says_why_after_a_reload_and_notices_stay_with_their_session(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "failing")
+    await client.request("sessions.patch", session="failing", model="broken/echo")
+    await send(page, "this will fail")
+    status = page.locator("[data-testid=session-status]")
+    await expect(status).to_have_text("failed", timeout=20_000)
+    failed = await client.request("sessions.get", session="failing")
+    error = failed["runs"][0]["error"]
+    assert error
+    await page.reload()
+    await expect(status).to_have_text("failed")
+    await expect(page.locator("[data-testid=run-error]")).to_have_text(error)
+
+    await send(page, "/help")
+    await expect(page.locator("#notice")).to_contain_text("/status")
+    await show(page, "elsewhere")
+    await expect(page.locator("#notice")).to_have_text("")
+    await expect(page.locator("[data-testid=run-error]")).to_have_text("")

@@ -152,12 +152,9 @@ function onEvent(frame) {
 // its reply: the transcript is read again either way (the question shows while its reply
 // is written, in every tab).
 function onRunEvent(p) {
-  setStatus(p.status);
+  setStatus(p.status, p.error);
   readTranscriptAgain();
-  if (!ACTIVE.has(p.status)) {
-    if (p.status !== "done" && p.error) notice(`${p.status}: ${p.error}`);
-    scheduleQueueRefresh();
-  }
+  if (!ACTIVE.has(p.status)) scheduleQueueRefresh();
 }
 
 function rememberStatus(key, status) {
@@ -231,6 +228,7 @@ async function openSession(key) {
     return;
   }
   const switched = key !== state.session;
+  if (switched) notice("");  // what was said about the session shown before
   state.session = key;
   localStorage.setItem("clawgate.session", key);
   $("session-key").textContent = key;
@@ -294,7 +292,7 @@ function showHistory(history, switched = false) {
   if (partial && state.replies.get(runId).text) showReply(runId);
   else if (s.status === "running") transcript.append(replyPending());
   $("session-model").textContent = s.modelProvider ? `${s.modelProvider}/${s.model}` : "";
-  setStatus(s.status);
+  setStatus(s.status, s.error);
   if (switched) state.stick = true;
   if (state.stick) transcript.scrollTop = transcript.scrollHeight;
 }
@@ -354,11 +352,14 @@ function replyPending() {
   return element;
 }
 
-function setStatus(status) {
+// The session's status, and beside it why its last run did not end done (failed, timed
+// out, stopped), from the run's end or, after a reload, from the stored run.
+function setStatus(status, error) {
   const badge = $("session-status");
   badge.textContent = status;
   badge.className = `badge ${status}`;
   $("stop").disabled = !ACTIVE.has(status);
+  $("run-error").textContent = ACTIVE.has(status) || status === "done" ? "" : error || "";
 }
 
 function scheduleQueueRefresh() {
@@ -368,23 +369,32 @@ function scheduleQueueRefresh() {
 
 async function refreshQueue() {
   const key = state.session;
-  let inbound = [];
+  let got = {inbound: [], runs: []};
   try {
-    inbound = (await request("sessions.get", {session: key, limit: 20})).inbound;
+    got = await request("sessions.get", {session: key, limit: 20});
   } catch (error) {
     if (error.code !== "unknown_session") throw error;
   }
   if (key !== state.session) return;
-  $("queue-list").replaceChildren(...inbound.slice().reverse().map((m) => {
+  const ended = new Map(got.runs.map((run) => [run.id, run.status]));
+  $("queue-list").replaceChildren(...got.inbound.slice().reverse().map((m) => {
     const item = document.createElement("li");
     const fate = document.createElement("span");
     fate.className = `fate ${m.fate}`;
-    fate.textContent = m.reason ? `${m.fate} (${m.reason})` : m.fate;
+    fate.textContent = fateText(m, ended.get(m.runId));
     const text = document.createElement("span");
     text.textContent = m.text;
     item.append(fate, text);
     return item;
   }));
+}
+
+// A message's fate in words, as `clawgate sessions show` says it: "answered" says a run took
+// the message up, and how that run ended when it did not end with a reply.
+function fateText(message, runStatus) {
+  if (message.fate === "dropped") return `dropped: ${whyDropped(message.reason)}`;
+  if (!runStatus || runStatus === "done" || ACTIVE.has(runStatus)) return message.fate;
+  return `${message.fate} (run ${runStatus})`;
 }
 
 function bindControls() {
