@@ -3,10 +3,14 @@ scrolling back, and what the page says about each message and run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from playwright.async_api import Browser, Page, expect
 
 from clawgate.gateway.client import GatewayClient
 from clawgate.gateway.server import RunningGateway
+from tests.gateway.conftest import restarted
 from tests.gateway.webpage import answered, open_session, send, show, user_messages
 
 
@@ -207,3 +211,34 @@ async def test_a_failed_run_says_why_after_a_reload_and_notices_stay_with_their_
     await show(page, "elsewhere")
     await expect(page.locator("#notice")).to_have_text("")
     await expect(page.locator("[data-testid=run-error]")).to_have_text("")
+
+
+async def test_a_token_changed_while_the_page_is_open_brings_back_the_login(
+    browser: Browser, home: Path
+) -> None:
+    async with restarted(home) as gateway:
+        page = await open_session(browser, gateway, "rotated")
+    port = urlsplit(gateway.url).port
+    assert port is not None
+    (home / "gateway.token").write_text("a-new-token\n")
+    async with restarted(home, port) as again:
+        assert again.token == "a-new-token"
+        await expect(page.locator("#login-error")).to_have_text("That token was refused.",
+                                                                timeout=15_000)
+        await page.fill("#token-input", "a-new-token")
+        await page.click("#login-form button")
+        await expect(page.locator("#connection")).to_have_attribute("title", "connected")
+        await expect(page.locator("#session-key")).to_have_text("rotated")
+
+
+async def test_a_gateway_unreachable_at_first_is_said_and_tried_again(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    page = await browser.new_page()
+    await page.route("**/v1/models", lambda route: route.abort())
+    await page.goto(f"{gateway.url}/#token={gateway.token}")
+    await expect(page.locator("#notice")).to_contain_text("cannot reach the gateway")
+    await page.unroute("**/v1/models")
+    await expect(page.locator("#connection")).to_have_attribute("title", "connected",
+                                                                timeout=15_000)
+    await expect(page.locator("#notice")).to_have_text("")

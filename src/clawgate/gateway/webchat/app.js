@@ -55,11 +55,35 @@ function start() {
   if (state.token) checkToken(); else showLogin("");
 }
 
+// The token is checked before connecting; a gateway that cannot be reached is said to be
+// away, and tried again, rather than leaving the page blank.
 async function checkToken() {
-  const reply = await fetch("/v1/models", {headers: {Authorization: `Bearer ${state.token}`}});
-  if (reply.status === 401) { showLogin("That token was refused."); return; }
+  let refused;
+  try {
+    refused = await tokenRefused();
+  } catch (error) {
+    $("app").hidden = false;
+    setConnected(false);
+    notice(`cannot reach the gateway (${error.message}); trying again`);
+    setTimeout(() => checkToken().catch(report), nextDelay());
+    return;
+  }
+  if (refused) { showLogin("That token was refused."); return; }
   $("app").hidden = false;
+  notice("");
   connect();
+}
+
+// True when the gateway refuses the token (401); fails when the gateway cannot be reached.
+async function tokenRefused() {
+  const reply = await fetch("/v1/models", {headers: {Authorization: `Bearer ${state.token}`}});
+  return reply.status === 401;
+}
+
+function nextDelay() {
+  const delay = state.delay;
+  state.delay = Math.min(state.delay * 2, 5000);
+  return delay;
 }
 
 function showLogin(message) {
@@ -78,9 +102,22 @@ function connect() {
     setConnected(false);
     for (const {reject} of state.waiting.values()) reject(notConnected("connection lost"));
     state.waiting.clear();
-    setTimeout(connect, state.delay);
-    state.delay = Math.min(state.delay * 2, 5000);
+    reconnect().catch(report);
   };
+}
+
+// A closed connection is opened again, unless the gateway now refuses the token (it was
+// changed, or the gateway's home replaced): a browser does not say why a WebSocket
+// handshake failed, so the token is checked over HTTP, and the login asks for the new one.
+async function reconnect() {
+  let refused = false;
+  try {
+    refused = await tokenRefused();
+  } catch {
+    // the gateway is away: try again later
+  }
+  if (refused) { showLogin("That token was refused."); return; }
+  setTimeout(connect, nextDelay());
 }
 
 function setConnected(up) {
