@@ -242,3 +242,23 @@ async def test_a_gateway_unreachable_at_first_is_said_and_tried_again(
     await expect(page.locator("#connection")).to_have_attribute("title", "connected",
                                                                 timeout=15_000)
     await expect(page.locator("#notice")).to_have_text("")
+
+
+async def test_a_session_deleted_elsewhere_says_so(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "victim")
+    await send(page, "before the delete")
+    await answered(page, "before the delete")
+    await client.request("sessions.reset", session="victim")  # a fresh start: nothing to say
+    await expect(page.locator(".entry")).to_have_count(0)
+    await expect(page.locator("#notice")).to_have_text("")
+    await send(page, "after the reset")
+    await answered(page, "after the reset")
+
+    await client.request("sessions.delete", session="victim")
+    await expect(page.locator("#notice")).to_contain_text('session "victim" was deleted')
+    await expect(page.locator(".entry")).to_have_count(0)
+    await expect(page.locator("#session-key")).to_have_text("victim")
+    await expect(page.locator("#session-list li[data-session=victim] .badge")).to_have_text(
+        "new")

@@ -182,7 +182,19 @@ function onEvent(frame) {
   if (p.session !== state.session) return;
   if (kind.startsWith("run.")) onRunEvent(p);
   if (kind.startsWith("message.")) scheduleQueueRefresh();
-  if (kind === "session.created" || kind === "session.archived") openSession(state.session);
+  if (kind === "session.created") openSession(state.session).catch(report);
+  if (kind === "session.archived") shownSessionArchived().catch(report);
+}
+
+// The shown session was archived by someone else: reset (a fresh conversation under the same
+// name, which shows empty) or deleted, which is said, so that the page does not just empty.
+async function shownSessionArchived() {
+  const key = state.session;
+  await openSession(key);
+  if (key === state.session && state.shown === null) {
+    notice(`session "${key}" was deleted elsewhere (its transcript is archived); ` +
+      "a message sent here starts it afresh");
+  }
 }
 
 // A run that starts has put the messages it answers in the transcript, and one that ends
