@@ -262,3 +262,46 @@ async def test_a_session_deleted_elsewhere_says_so(
     await expect(page.locator("#session-key")).to_have_text("victim")
     await expect(page.locator("#session-list li[data-session=victim] .badge")).to_have_text(
         "new")
+
+
+async def test_on_a_phone_the_chat_fits_and_the_sessions_are_a_tap_away(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    context = await browser.new_context(viewport={"width": 375, "height": 740},
+                                        is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    await page.goto(f"{gateway.url}/#token={gateway.token}")
+    await expect(page.locator("#connection")).to_have_attribute("title", "connected")
+    assert await _beyond_the_screen(page) == []
+    await send(page, "hello from a phone, a message long enough to wrap on a narrow screen")
+    await answered(page, "hello from a phone")
+    assert await _beyond_the_screen(page) == []
+
+    await page.click("#sessions-toggle")
+    await show(page, "pocket")
+    await expect(page.locator("#session-list")).to_be_hidden()  # the chat is back
+    await _hanging(page, client, "pocket", mode="followup")
+    await page.click("[data-testid=stop]")
+    await expect(page.locator("[data-testid=session-status]")).to_have_text("killed")
+
+    await page.click("#sessions-toggle")
+    await page.click("#session-list li[data-session=main]")
+    await expect(page.locator("#session-key")).to_have_text("main")
+    assert await _beyond_the_screen(page) == []
+    await context.close()
+
+
+async def _beyond_the_screen(page: Page) -> list[str]:
+    """What a phone shows only in part, or not at all without scrolling sideways: the page
+    wider than the screen (a mobile browser then widens its layout), or a control past its
+    edge."""
+    found: list[str] = await page.evaluate("""() => {
+        const screen = visualViewport.width, found = [];
+        if (document.documentElement.scrollWidth > screen) found.push("the page");
+        for (const id of ["message", "send", "stop", "sessions-toggle"]) {
+            const box = document.getElementById(id)?.getBoundingClientRect();
+            if (!box || box.left < 0 || box.right > screen) found.push(id);
+        }
+        return found;
+    }""")
+    return found

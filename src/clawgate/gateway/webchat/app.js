@@ -252,13 +252,20 @@ function sessionItem(key) {
   setBadge(badge, rowOf(key));
   state.badges.set(key, badge);
   item.append(name, badge);
-  item.addEventListener("click", () => openSession(key).catch(report));
+  item.addEventListener("click", () => choose(key).catch(report));
   return item;
 }
 
 function setBadge(badge, row) {  // no row: a session with nothing said yet
   badge.className = `badge ${row ? row.status : "idle"}`;
   badge.textContent = row ? row.status : "new";
+}
+
+// On a narrow screen the sessions are a panel above the chat, opened and closed by a button
+// (on a wide one they are always there, and this changes nothing).
+function showSessionPanel(open) {
+  $("app").classList.toggle("sessions-open", open);
+  $("sessions-toggle").setAttribute("aria-expanded", String(open));
 }
 
 async function showMoreSessions() {
@@ -455,6 +462,8 @@ function bindControls() {
   });
   $("stop").addEventListener("click", () => stop().catch(report));
   $("show-more").addEventListener("click", () => showMoreSessions().catch(report));
+  $("sessions-toggle").addEventListener("click", () => showSessionPanel(
+    !$("app").classList.contains("sessions-open")));
   $("new-session").addEventListener("submit", (e) => {
     e.preventDefault();
     openNamed().catch(report);
@@ -474,8 +483,15 @@ async function openNamed() {
     notice(`"${key}" is not a session name: ${KEY_RULE}`);
     return;
   }
-  await openSession(key);
+  await choose(key);
   if (state.session === key) input.value = "";
+}
+
+// The session the user picked (in the list, or by name) is shown; on a phone the session
+// panel then folds away, back to the chat.
+async function choose(key) {
+  await openSession(key);
+  if (state.session === key) showSessionPanel(false);
 }
 
 // The text stays in the box until the gateway acknowledged it. The message keeps its
