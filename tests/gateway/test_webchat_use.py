@@ -305,3 +305,35 @@ async def _beyond_the_screen(page: Page) -> list[str]:
         return found;
     }""")
     return found
+
+
+async def test_reply_pieces_in_any_order_make_the_reply_once(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    """replies.js, in the page: pieces placed by their offsets (in code points, as the
+    gateway counts: an emoji is one), with the history's reply so far in between."""
+    page = await browser.new_page()
+    await page.goto(f"{gateway.url}/")
+    made: list[str] = await page.evaluate("""() => {
+        const whole = "héllo 🌊 wörld, 🐚 and more";
+        const pieces = [[0, "héllo "], [6, "🌊 wö"], [10, "rld, "], [15, "🐚 and"], [20, " more"]];
+        const results = [];
+        for (const order of [[0, 1, 2, 3, 4], [4, 2, 0, 3, 1], [1, 0, 0, 3, 2, 4, 4]]) {
+            const reply = newReply();
+            let shown = "";
+            for (const n of order) shown += takePiece(reply, ...pieces[n]);
+            results.push(shown, reply.text);
+        }
+        // the history's reply so far (up to character 10) arrives after pieces on both sides
+        let reply = newReply();
+        takePiece(reply, ...pieces[0]);
+        takePiece(reply, ...pieces[3]);  // after a gap
+        reply = withPartial(reply, {text: "héllo 🌊 wö", end: 10});
+        takePiece(reply, ...pieces[1]);  // already there
+        takePiece(reply, ...pieces[2]);
+        takePiece(reply, ...pieces[4]);
+        results.push(reply.text, String(hasGap(reply)), whole);
+        return results;
+    }""")
+    whole = made.pop()
+    assert made == [whole] * 6 + [whole, "false"]

@@ -177,8 +177,10 @@ function onEvent(frame) {
   if (kind === "feed.lagged") { request("events.subscribe", {after: state.lastSeq}); return; }
   if (kind.startsWith("session.")) refreshSessionsSoon();
   if (kind === "run.delta") { takeDelta(p); return; }
-  if (kind.startsWith("run.") && p.status) rememberStatus(p.session, p.status);
-  if (kind.startsWith("run.") && !ACTIVE.has(p.status)) state.replies.delete(p.runId);
+  if (kind.startsWith("run.") && p.status) {
+    rememberStatus(p.session, p.status);
+    if (!ACTIVE.has(p.status)) state.replies.delete(p.runId);  // its text is stored now
+  }
   if (p.session !== state.session) return;
   if (kind.startsWith("run.")) onRunEvent(p);
   if (kind.startsWith("message.")) scheduleQueueRefresh();
@@ -552,7 +554,7 @@ async function acknowledged(ack) {
     await openSession(state.session);
     return;
   }
-  if (!state.sessions.has(state.session)) await refreshSessions();
+  if (!rowOf(state.session)) await refreshSessions();  // the message made the session
   notice(fateOf(ack));
   scheduleQueueRefresh();
 }
