@@ -220,6 +220,8 @@ async def test_a_token_changed_while_the_page_is_open_brings_back_the_login(
         page = await open_session(browser, gateway, "rotated")
     port = urlsplit(gateway.url).port
     assert port is not None
+    box = page.locator("[data-testid=message-input]")
+    await box.fill("half a thought")
     (home / "gateway.token").write_text("a-new-token\n")
     async with restarted(home, port) as again:
         assert again.token == "a-new-token"
@@ -229,6 +231,7 @@ async def test_a_token_changed_while_the_page_is_open_brings_back_the_login(
         await page.click("#login-form button")
         await expect(page.locator("#connection")).to_have_attribute("title", "connected")
         await expect(page.locator("#session-key")).to_have_text("rotated")
+        await expect(box).to_have_value("half a thought")
 
 
 async def test_a_gateway_unreachable_at_first_is_said_and_tried_again(

@@ -45,10 +45,12 @@ function start() {
     history.replaceState(null, "", location.pathname);  // keep the token out of the address
   }
   state.token = localStorage.getItem("clawgate.token");
-  $("login-form").addEventListener("submit", (e) => {
+  $("login-form").addEventListener("submit", (e) => {  // no reload: what is typed stays
     e.preventDefault();
-    localStorage.setItem("clawgate.token", $("token-input").value.trim());
-    location.reload();
+    state.token = $("token-input").value.trim();
+    localStorage.setItem("clawgate.token", state.token);
+    $("login").hidden = true;
+    checkToken().catch(report);
   });
   bindControls();
   followTranscript();
