@@ -36,8 +36,9 @@ def _seconds(value: datetime) -> str:
 
 
 def session_row(summary: SessionSummary, defaults: RuntimeSettings) -> Json:
-    """The session row: status is the latest run's, or ``idle``; the model and the queue
-    settings are the ones in force (the session's own choice, or the default)."""
+    """The session row: status is the latest run's, or ``idle``, and error why it did not
+    end done; the model and the queue settings are the ones in force (the session's own
+    choice, or the default)."""
     session, run = summary.session, summary.latest_run
     model = session.model or defaults.default_model
     queue = session.effective_queue(defaults.queue)
@@ -48,6 +49,7 @@ def session_row(summary: SessionSummary, defaults: RuntimeSettings) -> Json:
         "startedAt": _time(run.started_at if run else None),
         "endedAt": _time(run.ended_at if run else None),
         "runtimeMs": run.runtime_ms if run else None,
+        "error": run.error if run else None,
         "model": model.model,
         "modelProvider": model.provider,
         "inputTokens": session.usage.input_tokens,

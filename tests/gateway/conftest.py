@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser
 
 from clawgate import config
 from clawgate.gateway.client import GatewayClient
 from clawgate.gateway.server import RunningGateway, running
+from tests.gateway.webpage import chromium
 
 CONFIG = """
 [models]
@@ -69,3 +71,10 @@ async def gateway(home: Path) -> AsyncIterator[RunningGateway]:
 async def client(gateway: RunningGateway) -> AsyncIterator[GatewayClient]:
     async with await GatewayClient.connect(gateway.url, gateway.token) as client:
         yield client
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless (the web chat tests are skipped loudly without it)."""
+    async with chromium() as browser:
+        yield browser

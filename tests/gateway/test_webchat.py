@@ -3,62 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from clawgate.gateway.client import GatewayClient
 from clawgate.gateway.server import RunningGateway
 from tests.gateway.conftest import restarted
-
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not HAVE_CHROMIUM:
-        message = (f"{CHROMIUM} is missing: `make test` installs Debian's chromium package "
-                   "when it runs as root; install it to run the web chat tests")
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip("SKIPPED LOUDLY: " + message)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield browser
-        await browser.close()
-
-
-async def _open(browser: Browser, gateway: RunningGateway, session: str) -> Page:
-    page = await browser.new_page()
-    await page.goto(f"{gateway.url}/#token={gateway.token}")
-    await page.fill("#new-session-key", session)
-    await page.click("#new-session button")
-    await expect(page.locator("#session-key")).to_have_text(session)
-    return page
-
-
-async def _send(page: Page, text: str) -> None:
-    await page.fill("[data-testid=message-input]", text)
-    await page.click("[data-testid=send]")
+from tests.gateway.webpage import answered, open_session, send, user_messages
 
 
 async def test_send_watch_the_reply_stream_stop_a_hang_and_reload(
     browser: Browser, gateway: RunningGateway, client: GatewayClient
 ) -> None:
-    page = await _open(browser, gateway, "web")
+    page = await open_session(browser, gateway, "web")
     status = page.locator("[data-testid=session-status]")
     await client.request("sessions.patch", session="web", model="trickle/echo")
 
-    await _send(page, "one two three four five")
+    await send(page, "one two three four five")
     streaming = page.locator("[data-testid=streaming]")
     await expect(streaming).to_contain_text("echo: one", timeout=5000)
     assert "five" not in (await streaming.text_content() or "")  # mid-stream, not all at once
@@ -67,7 +32,7 @@ async def test_send_watch_the_reply_stream_stop_a_hang_and_reload(
     await expect(status).to_have_text("done")
 
     await client.request("sessions.patch", session="web", model="hang/echo")
-    await _send(page, "please hang")
+    await send(page, "please hang")
     await expect(status).to_have_text("running", timeout=5000)
     started = time.monotonic()
     await page.click("[data-testid=stop]")
@@ -99,7 +64,7 @@ async def test_a_wrong_token_asks_for_the_right_one(
 async def test_a_message_sent_elsewhere_shows_up_live(
     browser: Browser, gateway: RunningGateway, client: GatewayClient
 ) -> None:
-    page = await _open(browser, gateway, "shared")
+    page = await open_session(browser, gateway, "shared")
     await client.request("chat.send", session="shared", text="from another client")
     transcript = page.locator("[data-testid=transcript]")
     await expect(transcript).to_contain_text("echo: from another client", timeout=5000)
@@ -109,60 +74,49 @@ async def test_a_message_sent_elsewhere_shows_up_live(
 async def test_the_newest_reply_stays_in_view_as_the_conversation_grows(
     browser: Browser, gateway: RunningGateway
 ) -> None:
-    page = await _open(browser, gateway, "long")
+    page = await open_session(browser, gateway, "long")
     await page.set_viewport_size({"width": 900, "height": 500})
     transcript = page.locator("[data-testid=transcript]")
     for n in range(8):
-        await _send(page, f"message number {n}")
+        await send(page, f"message number {n}")
         await expect(transcript).to_contain_text(f"echo: message number {n}", timeout=5000)
     await expect(page.locator("[data-testid=queue]")).to_contain_text("message number 7")
     newest = transcript.get_by_text("echo: message number 7", exact=True)
     await expect(newest).to_be_in_viewport()
 
 
-async def _answered(page: Page, text: str, within_ms: float = 5000) -> None:
-    await expect(page.locator("[data-testid=transcript]")).to_contain_text(
-        f"echo: {text}", timeout=within_ms)
-
-
 async def _in_use(page: Page, session: str) -> None:
     """The page shows ``session``, remembers it, and a message sent there is answered."""
     await expect(page.locator("#session-key")).to_have_text(session)
     assert await page.evaluate("localStorage.getItem('clawgate.session')") == session
-    await _send(page, f"still working in {session}")
-    await _answered(page, f"still working in {session}")
-
-
-async def _user_messages(gateway: RunningGateway, session: str) -> list[str]:
-    async with await GatewayClient.connect(gateway.url, gateway.token) as client:
-        history = await client.request("chat.history", session=session)
-    return [e["text"] for e in history["entries"] if e["role"] == "user"]
+    await send(page, f"still working in {session}")
+    await answered(page, f"still working in {session}")
 
 
 async def test_a_refused_message_keeps_its_text_and_says_why(
     browser: Browser, gateway: RunningGateway
 ) -> None:
-    page = await _open(browser, gateway, "long-text")
+    page = await open_session(browser, gateway, "long-text")
     box = page.locator("[data-testid=message-input]")
-    await _send(page, "y" * 40_000)
+    await send(page, "y" * 40_000)
     await expect(page.locator("#notice")).to_contain_text("the limit is 32000")
     assert await box.input_value() == "y" * 40_000, "the refused text was lost"
 
-    await _send(page, "a shorter one")
-    await _answered(page, "a shorter one")
+    await send(page, "a shorter one")
+    await answered(page, "a shorter one")
     await expect(box).to_have_value("")
 
 
 async def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
     browser: Browser, gateway: RunningGateway, client: GatewayClient
 ) -> None:
-    page = await _open(browser, gateway, "busy")
+    page = await open_session(browser, gateway, "busy")
     await client.request("sessions.patch", session="busy", model="hang/echo",
                          queue={"mode": "followup"})
-    await _send(page, "take your time")
+    await send(page, "take your time")
     await expect(page.locator("[data-testid=session-status]")).to_have_text(
         "running", timeout=5000)
-    await _send(page, "and then this")
+    await send(page, "and then this")
     await expect(page.locator("#notice")).to_have_text(  # the reply hangs: nothing else
         "queued: answered on its own after the current reply")  # comes to replace it
     await page.click("[data-testid=stop]")
@@ -172,19 +126,19 @@ async def test_a_message_sent_while_the_gateway_is_down_is_kept_then_sent_once(
     browser: Browser, home: Path
 ) -> None:
     async with restarted(home) as gateway:
-        page = await _open(browser, gateway, "offline")
+        page = await open_session(browser, gateway, "offline")
     port = urlsplit(gateway.url).port
     assert port is not None
     box = page.locator("[data-testid=message-input]")
     await expect(page.locator("#connection")).to_have_attribute("title", "reconnecting")
-    await _send(page, "typed while the gateway is down")
+    await send(page, "typed while the gateway is down")
     await expect(page.locator("#notice")).to_contain_text("not connected")
     await expect(box).to_have_value("typed while the gateway is down")
 
     async with restarted(home, port) as gateway:
-        await _answered(page, "typed while the gateway is down", within_ms=15_000)
+        await answered(page, "typed while the gateway is down", within_ms=15_000)
         await expect(box).to_have_value("")
-        assert await _user_messages(gateway, "offline") == ["typed while the gateway is down"]
+        assert await user_messages(gateway, "offline") == ["typed while the gateway is down"]
 
 
 async def test_the_page_says_at_once_that_the_gateway_is_shutting_down(
@@ -204,7 +158,7 @@ async def test_the_page_says_at_once_that_the_gateway_is_shutting_down(
 async def test_a_message_whose_acknowledgement_was_lost_is_not_sent_twice(
     browser: Browser, gateway: RunningGateway
 ) -> None:
-    page = await _open(browser, gateway, "lossy")
+    page = await open_session(browser, gateway, "lossy")
     sent: list[dict[str, object]] = []
 
     async def lose_the_first_acknowledgement(route: WebSocketRoute) -> None:
@@ -229,19 +183,19 @@ async def test_a_message_whose_acknowledgement_was_lost_is_not_sent_twice(
     await page.route_web_socket(re.compile(r"/ws\?"), lose_the_first_acknowledgement)
     await page.reload()
     await expect(page.locator("#connection")).to_have_attribute("title", "connected")
-    await _send(page, "only once please")
-    await _answered(page, "only once please", within_ms=15_000)
+    await send(page, "only once please")
+    await answered(page, "only once please", within_ms=15_000)
     await expect(page.locator("[data-testid=message-input]")).to_have_value("")
     assert len(sent) == 2
     keys = {frame["params"]["idempotencyKey"] for frame in sent}  # type: ignore[index]
     assert len(keys) == 1
-    assert await _user_messages(gateway, "lossy") == ["only once please"]
+    assert await user_messages(gateway, "lossy") == ["only once please"]
 
 
 async def test_an_invalid_session_name_is_refused_and_not_kept(
     browser: Browser, gateway: RunningGateway
 ) -> None:
-    page = await _open(browser, gateway, "web")
+    page = await open_session(browser, gateway, "web")
     name = page.locator("#new-session-key")
     await name.fill("my notes")
     assert await name.evaluate("input => input.validity.patternMismatch")
@@ -259,7 +213,7 @@ async def test_an_invalid_session_name_is_refused_and_not_kept(
 async def test_a_refused_session_remembered_by_an_older_page_falls_back_to_main(
     browser: Browser, gateway: RunningGateway
 ) -> None:
-    page = await _open(browser, gateway, "web")
+    page = await open_session(browser, gateway, "web")
     await page.evaluate("localStorage.setItem('clawgate.session', 'my notes')")
     await page.reload()
     await expect(page.locator("#notice")).to_contain_text('session "my notes" was refused')

@@ -74,6 +74,34 @@ async def test_a_run_is_reported_running_before_any_of_its_text(client: GatewayC
         assert set(kinds[1:-1]) == {"run.delta"}, kinds
 
 
+async def test_history_mid_reply_holds_the_reply_so_far_and_the_text_that_follows_it(
+    client: GatewayClient,
+) -> None:
+    await client.request("sessions.patch", session="mid", model="trickle/echo")
+    idle = await client.request("chat.history", session="mid")
+    assert idle["partial"] is None
+    await client.request("chat.send", session="mid", text=" ".join(f"w{n}" for n in range(12)))
+    deltas = [e for e in await _events_until(client, "run.delta") if e["event"] == "run.delta"]
+    deltas += [e for e in await _events_until(client, "run.delta") if e["event"] == "run.delta"]
+    history = await client.request("chat.history", session="mid")
+    partial = history["partial"]
+    assert partial["runId"] == deltas[0]["payload"]["runId"]
+    assert partial["text"].startswith("echo: w0")
+    assert [e["role"] for e in history["entries"]] == ["user"]  # the reply is not stored yet
+    deltas += [e for e in await _events_until(client, "run.done") if e["event"] == "run.delta"]
+
+    pieces = [(e["payload"]["offset"], e["payload"]["text"]) for e in deltas]
+    assert [offset for offset, _ in pieces] == [  # each piece starts where the last ended
+        sum(len(text) for _, text in pieces[:n]) for n in range(len(pieces))]
+    reply = partial["text"]  # the reply so far, then what came after it
+    for offset, text in pieces:
+        reply += text[max(0, partial["end"] - offset):]
+    stored = await client.request("chat.history", session="mid")
+    assert reply == stored["entries"][-1]["text"] == "echo: " + " ".join(
+        f"w{n}" for n in range(12))
+    assert stored["partial"] is None
+
+
 async def test_chat_send_with_an_idempotency_key_sends_nothing_twice(
     client: GatewayClient,
 ) -> None:
@@ -204,7 +232,7 @@ async def test_bad_frames_get_a_typed_error_and_the_connection_stays_usable(
                               if frame.startswith("{") else None)
     assert caught.value.code == code
     assert (await client.request("status"))["version"]
-    assert await client.request("sessions.list") == {"sessions": []}
+    assert await client.request("sessions.list") == {"sessions": [], "total": 0}
 
 
 @pytest.mark.parametrize(
@@ -233,7 +261,7 @@ async def test_refused_input_names_the_parameter_and_the_problem_and_changes_not
     assert isinstance(caught.value.details, list)
     assert [d["field"] for d in caught.value.details] == [field]
     assert caught.value.details[0]["problem"].startswith(problem)
-    assert await client.request("sessions.list") == {"sessions": []}
+    assert await client.request("sessions.list") == {"sessions": [], "total": 0}
 
 
 async def test_a_request_id_is_a_string_or_an_integer(client: GatewayClient) -> None:
@@ -294,9 +322,13 @@ async def test_sessions_can_be_listed_patched_reset_and_deleted(client: GatewayC
     listed = await client.request("sessions.list")
     assert [(s["key"], s["sessionId"]) for s in listed["sessions"]] == [
         ("s1", reset["sessionId"])]
+    await client.request("chat.send", session="s2", text="another")
+    listed = await client.request("sessions.list", limit=1)
+    assert ([s["key"] for s in listed["sessions"]], listed["total"]) == (["s2"], 2)
+    await client.request("sessions.delete", session="s2")
     deleted = await client.request("sessions.delete", session="s1")
     assert deleted["archivedSessionId"] == reset["sessionId"]
-    assert await client.request("sessions.list") == {"sessions": []}
+    assert await client.request("sessions.list") == {"sessions": [], "total": 0}
     models = await client.request("models.list")
     assert models["default"] == "echo/echo"
     assert {p["name"] for p in models["providers"]} == {"echo", "slow", "hang", "trickle", "broken"}

@@ -147,6 +147,40 @@ async def test_steer_streams_exactly_the_reply_it_records(harness: Harness) -> N
     assert streamed == outcome.reply
 
 
+async def test_the_reply_so_far_is_what_is_not_yet_stored_and_where_it_ends(
+    harness: Harness,
+) -> None:
+    """What a reader mid-reply (a reloaded web page) is given: the text the transcript does
+    not hold yet, and where it ends in the streamed text, which each piece's offset places."""
+    runtime = await harness.runtime()
+    await mode(runtime.store, "s1", QueueMode.STEER)
+    events = runtime.subscribe("s1")
+    first = await runtime.send("s1", "write a poem")
+    session_id = first.message.session_id
+    assert runtime.reply_so_far(session_id) is None  # not started
+    call = await harness.model.next_call()
+    call.delta("Roses are red")
+    await runtime.send("s1", "make it about the sea")
+    call.finish()
+    follow_on = await harness.model.next_call()
+    follow_on.delta("Waves ")
+
+    async def said_waves() -> bool:
+        so_far = runtime.reply_so_far(session_id)
+        return so_far is not None and so_far.text == "Waves "
+    await eventually(said_waves)
+    so_far = runtime.reply_so_far(session_id)
+    assert so_far is not None
+    assert so_far.end == len("Roses are red\n\nWaves ")  # the first call's text is stored
+    follow_on.finish("are blue")
+    outcome = await runtime.wait_for(first.message.id, within=5)
+    assert runtime.reply_so_far(session_id) is None
+    pieces = [e for e in _published(events) if isinstance(e, ReplyDelta)]
+    assert [(e.offset, e.text) for e in pieces] == [
+        (0, "Roses are red"), (13, "\n\nWaves "), (21, "are blue")]
+    assert outcome.reply == "Roses are red\n\nWaves are blue"
+
+
 async def test_interrupt_stops_the_turn_and_answers_the_newest(harness: Harness) -> None:
     runtime = await harness.runtime()
     await mode(runtime.store, "s1", QueueMode.INTERRUPT)

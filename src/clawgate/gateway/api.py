@@ -119,14 +119,20 @@ class GatewayApi:
         if summary is None:
             raise UnknownSession(params.session)
         entries = await self.runtime.store.transcript(summary.session.id, params.limit)
+        # Read after the entries, so that it holds nothing they hold.
+        partial = self.runtime.reply_so_far(summary.session.id)
         return {"session": session_row(summary, self.settings.runtime),
-                "entries": [transcript_row(e) for e in entries]}
+                "entries": [transcript_row(e) for e in entries],
+                "partial": None if partial is None else {
+                    "runId": partial.run_id, "text": partial.text, "end": partial.end}}
 
     # --- sessions ----------------------------------------------------------------------
 
     async def sessions_list(self, params: p.SessionsList, listener: Listener) -> Json:
-        summaries = await self.runtime.store.list_sessions(params.limit)
-        return {"sessions": [session_row(s, self.settings.runtime) for s in summaries]}
+        store = self.runtime.store
+        summaries = await store.list_sessions(params.limit)
+        return {"sessions": [session_row(s, self.settings.runtime) for s in summaries],
+                "total": (await store.counts()).sessions}
 
     async def sessions_get(self, params: p.SessionsGet, listener: Listener) -> Json:
         store = self.runtime.store

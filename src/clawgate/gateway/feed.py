@@ -91,7 +91,8 @@ class Listener:
             return self._send({"type": "event", "event": "run.delta", "seq": None,
                                "payload": {"session": item.session_key,
                                            "sessionId": item.session_id,
-                                           "runId": item.run_id, "text": item.text}})
+                                           "runId": item.run_id, "text": item.text,
+                                           "offset": item.offset}})
         if item.seq <= self.last_seq or not self._send(
                 {"type": "event", "event": item.kind, "seq": item.seq,
                  "payload": event_row(item)}):

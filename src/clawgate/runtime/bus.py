@@ -34,6 +34,7 @@ class ReplyDelta:
     session_id: str
     run_id: str
     text: str
+    offset: int = 0  # where ``text`` starts in the run's streamed text (in characters)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ class ActiveRun:
     trail: Trail = field(default_factory=Trail)  # every candidate tried, tokens spent
     segment: list[str] = field(default_factory=list)  # reply text not yet in the transcript
     said: bool = False  # some reply text was streamed already
+    streamed: int = 0  # characters streamed so far: where the next piece starts
 
     def stop(self, status: RunStatus, reason: str) -> None:
         """Ask the model call to end; the first reason wins, except that stop beats all."""
@@ -63,13 +64,33 @@ class ActiveRun:
         if self.task is not None:
             self.task.cancel()
 
-    def take(self, text: str) -> str:
-        """Add streamed text to the reply; return it as it is to be streamed: the text of
-        a later model call starts with the separator the stored reply has there."""
+    def take(self, text: str) -> tuple[int, str]:
+        """Add streamed text to the reply; return where it starts in the run's streamed text,
+        and the piece as it is to be streamed: the text of a later model call starts with
+        the separator the stored reply has there."""
         later = self.said and not self.segment
         self.segment.append(text)
         self.said = True
-        return REPLY_SEPARATOR + text if later else text
+        piece = REPLY_SEPARATOR + text if later else text
+        offset, self.streamed = self.streamed, self.streamed + len(piece)
+        return offset, piece
+
+    def so_far(self) -> ReplySoFar | None:
+        """The reply text not yet in the transcript, while the model call is under way (once
+        it is over, the reply is being recorded: the transcript is where to read it)."""
+        if self.task is None or self.task.done():
+            return None
+        return ReplySoFar(self.run.id, "".join(self.segment), self.streamed)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySoFar:
+    """What a run has streamed and not yet stored: ``text`` ends at character ``end`` of
+    the run's streamed text (its ``run.delta`` pieces one after the other)."""
+
+    run_id: str
+    text: str
+    end: int
 
 
 class Runner:
@@ -100,6 +121,13 @@ class Runner:
         for work in self.active.values():
             if work.task is not None:
                 work.task.cancel()
+
+    def reply_so_far(self, session_id: str) -> ReplySoFar | None:
+        """The reply a run of this session is streaming in this process, if one is."""
+        for work in self.active.values():
+            if work.run.session_id == session_id:
+                return work.so_far()
+        return None
 
     def stop(self, run_id: str, status: RunStatus, reason: str) -> bool:
         work = self.active.get(run_id)
@@ -178,8 +206,9 @@ class Runner:
             try:
                 async for event in self._router.stream(chain, messages, work.trail):
                     if isinstance(event, TextDelta) and event.text:
+                        offset, piece = work.take(event.text)
                         self._bus.publish(ReplyDelta(work.session_key, work.run.session_id,
-                                                     work.run.id, work.take(event.text)))
+                                                     work.run.id, piece, offset))
             except ContextOverflow:
                 if overflowed:  # compacted once already: it cannot fit
                     raise

@@ -43,7 +43,7 @@ from clawgate.runtime.delivery import Deliverer
 from clawgate.runtime.lanes import Lanes
 from clawgate.runtime.owner import this_process
 from clawgate.runtime.recovery import recover
-from clawgate.runtime.runner import Runner
+from clawgate.runtime.runner import ReplySoFar, Runner
 from clawgate.runtime.scope import Scope, ServeAll
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.runtime.status import StatusReport
@@ -410,6 +410,10 @@ class Runtime:
             queue=summary.session.effective_queue(self.settings.queue),
             here=summary.latest_run is not None and summary.latest_run.id in self._runner.held,
         )
+
+    def reply_so_far(self, session_id: str) -> ReplySoFar | None:
+        """The reply being streamed in this process for the session, not yet stored."""
+        return self._runner.reply_so_far(session_id)
 
     def subscribe(self, key: str | None = None) -> Subscription:
         return self.bus.subscribe(key)

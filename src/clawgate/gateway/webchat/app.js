@@ -13,12 +13,27 @@ const QUEUED = {
   steer: "handed to the current reply (at its next model call)",
   interrupt: "stopping the current reply to answer this",
 };
+// Why a message was dropped (its ``reason``), as the queue panel and the notices say it.
+const DROPPED = {
+  queue_full_oldest: "the queue was full (the oldest waiting message is dropped)",
+  queue_full_newest: "the queue was full (the newest message is dropped)",
+  queue_full_summarized: "the queue was full (dropped; the next reply is told what it said)",
+  stopped: "cleared by Stop",
+  reset: "cleared when the session was reset or deleted",
+  superseded: "superseded by a newer message (interrupt mode)",
+};
+const SESSIONS_SHOWN = 200;  // the session list's first page; "show more" adds as many again
+const SESSIONS_MOST = 5000;  // the most sessions.list gives; open the others by name
 const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
 // Errors after which a message is sent again once the gateway is back.
 const RESEND = new Set(["not_connected", "shutting_down"]);
 const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
   sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
+  replies: new Map(),  // runId -> the reply it is streaming (replies.js), every session's
+  listLimit: SESSIONS_SHOWN, total: 0,  // sessions listed at most, and how many there are
+  shown: null,  // the shown session's row (it may be beyond the list's end)
+  badges: new Map(),  // session key -> its status badge in the list
   outgoing: null,  // the message not yet acknowledged: {session, text, idempotencyKey, resend}
 };
 const $ = (id) => document.getElementById(id);
@@ -30,21 +45,47 @@ function start() {
     history.replaceState(null, "", location.pathname);  // keep the token out of the address
   }
   state.token = localStorage.getItem("clawgate.token");
-  $("login-form").addEventListener("submit", (e) => {
+  $("login-form").addEventListener("submit", (e) => {  // no reload: what is typed stays
     e.preventDefault();
-    localStorage.setItem("clawgate.token", $("token-input").value.trim());
-    location.reload();
+    state.token = $("token-input").value.trim();
+    localStorage.setItem("clawgate.token", state.token);
+    $("login").hidden = true;
+    checkToken().catch(report);
   });
   bindControls();
   followTranscript();
   if (state.token) checkToken(); else showLogin("");
 }
 
+// The token is checked before connecting; a gateway that cannot be reached is said to be
+// away, and tried again, rather than leaving the page blank.
 async function checkToken() {
-  const reply = await fetch("/v1/models", {headers: {Authorization: `Bearer ${state.token}`}});
-  if (reply.status === 401) { showLogin("That token was refused."); return; }
+  let refused;
+  try {
+    refused = await tokenRefused();
+  } catch (error) {
+    $("app").hidden = false;
+    setConnected(false);
+    notice(`cannot reach the gateway (${error.message}); trying again`);
+    setTimeout(() => checkToken().catch(report), nextDelay());
+    return;
+  }
+  if (refused) { showLogin("That token was refused."); return; }
   $("app").hidden = false;
+  notice("");
   connect();
+}
+
+// True when the gateway refuses the token (401); fails when the gateway cannot be reached.
+async function tokenRefused() {
+  const reply = await fetch("/v1/models", {headers: {Authorization: `Bearer ${state.token}`}});
+  return reply.status === 401;
+}
+
+function nextDelay() {
+  const delay = state.delay;
+  state.delay = Math.min(state.delay * 2, 5000);
+  return delay;
 }
 
 function showLogin(message) {
@@ -63,9 +104,22 @@ function connect() {
     setConnected(false);
     for (const {reject} of state.waiting.values()) reject(notConnected("connection lost"));
     state.waiting.clear();
-    setTimeout(connect, state.delay);
-    state.delay = Math.min(state.delay * 2, 5000);
+    reconnect().catch(report);
   };
+}
+
+// A closed connection is opened again, unless the gateway now refuses the token (it was
+// changed, or the gateway's home replaced): a browser does not say why a WebSocket
+// handshake failed, so the token is checked over HTTP, and the login asks for the new one.
+async function reconnect() {
+  let refused = false;
+  try {
+    refused = await tokenRefused();
+  } catch {
+    // the gateway is away: try again later
+  }
+  if (refused) { showLogin("That token was refused."); return; }
+  setTimeout(connect, nextDelay());
 }
 
 function setConnected(up) {
@@ -114,6 +168,7 @@ async function resync() {
   const params = state.lastSeq ? {after: state.lastSeq} : {};
   const subscribed = await request("events.subscribe", params);
   state.lastSeq = subscribed.lastSeq;  // after a reset (another database), the server's newest
+  state.replies.clear();  // text streamed while away is missing: the history has it
   await refreshSessions();
   await openSession(state.session || localStorage.getItem("clawgate.session") || DEFAULT_SESSION);
 }
@@ -127,54 +182,104 @@ function onEvent(frame) {
            `${p.graceSeconds}s; a message sent now is kept here and sent when it is back`);
     return;
   }
-  if (kind.startsWith("session.")) { refreshSessions(); }
-  if (kind.startsWith("run.") && p.status) rememberStatus(p.session, p.status);
+  if (kind.startsWith("session.")) refreshSessionsSoon();
+  if (kind === "run.delta") { takeDelta(p); return; }
+  if (kind.startsWith("run.") && p.status) {
+    rememberStatus(p.session, p.status);
+    if (!ACTIVE.has(p.status)) state.replies.delete(p.runId);  // its text is stored now
+  }
   if (p.session !== state.session) return;
-  if (kind === "run.delta") { appendDelta(p.runId, p.text); return; }
   if (kind.startsWith("run.")) onRunEvent(p);
   if (kind.startsWith("message.")) scheduleQueueRefresh();
-  if (kind === "session.created" || kind === "session.archived") openSession(state.session);
+  if (kind === "session.created") openSession(state.session).catch(report);
+  if (kind === "session.archived") shownSessionArchived().catch(report);
 }
 
-function onRunEvent(p) {
-  setStatus(p.status);
-  if (!ACTIVE.has(p.status)) {
-    if (p.status !== "done" && p.error) notice(`${p.status}: ${p.error}`);
-    loadTranscript().catch(report);
-    scheduleQueueRefresh();
+// The shown session was archived by someone else: reset (a fresh conversation under the same
+// name, which shows empty) or deleted, which is said, so that the page does not just empty.
+async function shownSessionArchived() {
+  const key = state.session;
+  await openSession(key);
+  if (key === state.session && state.shown === null) {
+    notice(`session "${key}" was deleted elsewhere (its transcript is archived); ` +
+      "a message sent here starts it afresh");
   }
+}
+
+// A run that starts has put the messages it answers in the transcript, and one that ends
+// its reply: the transcript is read again either way (the question shows while its reply
+// is written, in every tab).
+function onRunEvent(p) {
+  setStatus(p.status, p.error);
+  readTranscriptAgain();
+  if (!ACTIVE.has(p.status)) scheduleQueueRefresh();
 }
 
 function rememberStatus(key, status) {
-  const row = state.sessions.get(key);
-  if (row) { row.status = status; renderSessions(); }
+  const row = rowOf(key);
+  if (!row) return;
+  row.status = status;
+  const badge = state.badges.get(key);
+  if (badge) setBadge(badge, row);
+}
+
+// The session's row, if the page has it: listed, or the one shown (opened by name).
+function rowOf(key) {
+  return state.sessions.get(key) || (state.shown?.key === key ? state.shown : null);
 }
 
 async function refreshSessions() {
-  const listed = await request("sessions.list", {limit: 200});
+  const listed = await request("sessions.list", {limit: state.listLimit});
   state.sessions = new Map(listed.sessions.map((s) => [s.key, s]));
+  state.total = listed.total ?? listed.sessions.length;
   renderSessions();
 }
 
+// The list is read again after session events, but at most one reading at a time: a burst
+// of events (hundreds of new sessions) is a few readings, not one per event.
+const refreshSessionsSoon = coalesced(refreshSessions, 200);
+
 function renderSessions() {
-  const list = $("session-list");
-  list.replaceChildren();
+  state.badges.clear();
   const keys = [...state.sessions.keys()];
   if (state.session && !state.sessions.has(state.session)) keys.unshift(state.session);
-  for (const key of keys) {
-    const row = state.sessions.get(key);
-    const item = document.createElement("li");
-    item.dataset.session = key;
-    item.classList.toggle("current", key === state.session);
-    const name = document.createElement("span");
-    name.textContent = key;
-    const badge = document.createElement("span");
-    badge.className = `badge ${row ? row.status : "idle"}`;
-    badge.textContent = row ? row.status : "new";
-    item.append(name, badge);
-    item.addEventListener("click", () => openSession(key));
-    list.append(item);
-  }
+  $("session-list").replaceChildren(...keys.map(sessionItem));
+  const listed = state.sessions.size;
+  $("session-more").hidden = state.total <= listed;
+  $("session-count").textContent = `showing ${listed} of ${state.total}` +
+    (state.listLimit >= SESSIONS_MOST ? " (open the others by name)" : "");
+  $("show-more").hidden = state.listLimit >= SESSIONS_MOST;
+}
+
+function sessionItem(key) {
+  const item = document.createElement("li");
+  item.dataset.session = key;
+  item.classList.toggle("current", key === state.session);
+  const name = document.createElement("span");
+  name.textContent = key;
+  const badge = document.createElement("span");
+  setBadge(badge, rowOf(key));
+  state.badges.set(key, badge);
+  item.append(name, badge);
+  item.addEventListener("click", () => choose(key).catch(report));
+  return item;
+}
+
+function setBadge(badge, row) {  // no row: a session with nothing said yet
+  badge.className = `badge ${row ? row.status : "idle"}`;
+  badge.textContent = row ? row.status : "new";
+}
+
+// On a narrow screen the sessions are a panel above the chat, opened and closed by a button
+// (on a wide one they are always there, and this changes nothing).
+function showSessionPanel(open) {
+  $("app").classList.toggle("sessions-open", open);
+  $("sessions-toggle").setAttribute("aria-expanded", String(open));
+}
+
+async function showMoreSessions() {
+  state.listLimit = Math.min(state.listLimit + SESSIONS_SHOWN, SESSIONS_MOST);
+  await refreshSessions();
 }
 
 // A session is shown, and remembered, only once the gateway accepted its name.
@@ -187,11 +292,13 @@ async function openSession(key) {
     await refuseSession(key, error);
     return;
   }
+  const switched = key !== state.session;
+  if (switched) notice("");  // what was said about the session shown before
   state.session = key;
   localStorage.setItem("clawgate.session", key);
   $("session-key").textContent = key;
+  showHistory(history, switched);
   renderSessions();
-  showHistory(history);
   await refreshQueue();
 }
 
@@ -218,15 +325,41 @@ async function loadTranscript() {
   if (key === state.session) showHistory(history);
 }
 
-function showHistory(history) {
+const readTranscriptAgain = coalesced(loadTranscript);
+
+// `task` (after `pause` ms), never two at once: asked again while it is under way, it runs
+// once more after it. A burst of asks is so two runs, and the last sees the newest state.
+function coalesced(task, pause = 0) {
+  let busy = false, again = false;
+  const run = () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    setTimeout(() => task().catch(report).finally(() => {
+      busy = false;
+      if (again) { again = false; run(); }
+    }), pause);
+  };
+  return run;
+}
+
+// A session just opened shows its end; the same one read again (a run ended, a command)
+// keeps the reader's place unless they were at the end.
+function showHistory(history, switched = false) {
   const transcript = $("transcript");
   transcript.replaceChildren(...history.entries.map(entryElement));
   state.streaming.clear();
   const s = history.session;
+  state.shown = s.key ? s : null;  // a session with nothing said yet has no row
+  // A reply being written shows all of it so far; "reply in progress…" while none of it is
+  // here (nothing said yet, or said in another gateway process: it shows when it ends).
+  const partial = history.partial, runId = partial?.runId;
+  if (partial) state.replies.set(runId, withPartial(state.replies.get(runId), partial));
+  if (partial && state.replies.get(runId).text) showReply(runId);
+  else if (s.status === "running") transcript.append(replyPending());
   $("session-model").textContent = s.modelProvider ? `${s.modelProvider}/${s.model}` : "";
-  setStatus(s.status);
-  state.stick = true;
-  transcript.scrollTop = transcript.scrollHeight;
+  setStatus(s.status, s.error);
+  if (switched) state.stick = true;
+  if (state.stick) transcript.scrollTop = transcript.scrollHeight;
 }
 
 // Keep the newest text in view while the reader is at the end, whatever makes it move
@@ -251,24 +384,47 @@ function entryElement(entry) {
   return element;
 }
 
-function appendDelta(runId, text) {
-  let element = state.streaming.get(runId);
-  if (!element) {
-    element = entryElement({role: "assistant", text: ""});
-    element.classList.add("streaming");
-    element.dataset.run = runId;
-    element.dataset.testid = "streaming";
-    state.streaming.set(runId, element);
-    $("transcript").append(element);
-  }
-  element.textContent += text;
+// Reply text, for any session: kept per run, shown when it is the shown session's.
+function takeDelta(p) {
+  let reply = state.replies.get(p.runId);
+  if (!reply) state.replies.set(p.runId, reply = newReply());
+  const added = takePiece(reply, p.offset ?? reply.end, p.text);
+  if (p.session !== state.session) return;
+  if (hasGap(reply)) readTranscriptAgain();  // text before this is missing: the history has it
+  const element = state.streaming.get(p.runId);
+  if (!element) showReply(p.runId);
+  else if (added) element.append(added);
 }
 
-function setStatus(status) {
+// The bubble of a reply being written, with all its text so far.
+function showReply(runId) {
+  const reply = state.replies.get(runId);
+  if (!reply.text) return;  // nothing said yet: "reply in progress…" says so
+  $("transcript").querySelector(".reply-pending")?.remove();
+  const element = entryElement({role: "assistant", text: reply.text.replace(/^\n+/, "")});
+  element.classList.add("streaming");
+  element.dataset.run = runId;
+  element.dataset.testid = "streaming";
+  state.streaming.set(runId, element);
+  $("transcript").append(element);
+}
+
+// Shown while a reply is being written and none of its text is here yet.
+function replyPending() {
+  const element = entryElement({role: "note", text: "reply in progress…"});
+  element.classList.add("reply-pending");
+  element.dataset.testid = "reply-pending";
+  return element;
+}
+
+// The session's status, and beside it why its last run did not end done (failed, timed
+// out, stopped), from the run's end or, after a reload, from the stored run.
+function setStatus(status, error) {
   const badge = $("session-status");
   badge.textContent = status;
   badge.className = `badge ${status}`;
   $("stop").disabled = !ACTIVE.has(status);
+  $("run-error").textContent = ACTIVE.has(status) || status === "done" ? "" : error || "";
 }
 
 function scheduleQueueRefresh() {
@@ -278,18 +434,19 @@ function scheduleQueueRefresh() {
 
 async function refreshQueue() {
   const key = state.session;
-  let inbound = [];
+  let got = {inbound: [], runs: []};
   try {
-    inbound = (await request("sessions.get", {session: key, limit: 20})).inbound;
+    got = await request("sessions.get", {session: key, limit: 20});
   } catch (error) {
     if (error.code !== "unknown_session") throw error;
   }
   if (key !== state.session) return;
-  $("queue-list").replaceChildren(...inbound.slice().reverse().map((m) => {
+  const ended = new Map(got.runs.map((run) => [run.id, run.status]));
+  $("queue-list").replaceChildren(...got.inbound.slice().reverse().map((m) => {
     const item = document.createElement("li");
     const fate = document.createElement("span");
     fate.className = `fate ${m.fate}`;
-    fate.textContent = m.reason ? `${m.fate} (${m.reason})` : m.fate;
+    fate.textContent = fateText(m, ended.get(m.runId));
     const text = document.createElement("span");
     text.textContent = m.text;
     item.append(fate, text);
@@ -297,17 +454,34 @@ async function refreshQueue() {
   }));
 }
 
+// A message's fate in words, as `clawgate sessions show` says it: "answered" says a run took
+// the message up, and how that run ended when it did not end with a reply.
+function fateText(message, runStatus) {
+  if (message.fate === "dropped") return `dropped: ${whyDropped(message.reason)}`;
+  if (!runStatus || runStatus === "done" || ACTIVE.has(runStatus)) return message.fate;
+  return `${message.fate} (run ${runStatus})`;
+}
+
 function bindControls() {
   $("composer").addEventListener("submit", (e) => { e.preventDefault(); send().catch(report); });
   $("message").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send().catch(report); }
+    if (e.key !== "Enter" || e.shiftKey || composing(e)) return;
+    e.preventDefault();
+    send().catch(report);
   });
   $("stop").addEventListener("click", () => stop().catch(report));
+  $("show-more").addEventListener("click", () => showMoreSessions().catch(report));
+  $("sessions-toggle").addEventListener("click", () => showSessionPanel(
+    !$("app").classList.contains("sessions-open")));
   $("new-session").addEventListener("submit", (e) => {
     e.preventDefault();
     openNamed().catch(report);
   });
 }
+
+// Enter that picks a word in an input method (Japanese, Chinese, ...) is not a send; Safari
+// marks the keydown that ends a composition only by its keyCode.
+function composing(e) { return e.isComposing || e.keyCode === 229; }
 
 async function openNamed() {
   const input = $("new-session-key");
@@ -318,22 +492,32 @@ async function openNamed() {
     notice(`"${key}" is not a session name: ${KEY_RULE}`);
     return;
   }
-  await openSession(key);
+  await choose(key);
   if (state.session === key) input.value = "";
+}
+
+// The session the user picked (in the list, or by name) is shown; on a phone the session
+// panel then folds away, back to the chat.
+async function choose(key) {
+  await openSession(key);
+  if (state.session === key) showSessionPanel(false);
 }
 
 // The text stays in the box until the gateway acknowledged it. The message keeps its
 // idempotency key until then, so sending it again (a second press, or after a reconnect)
 // is never a second message.
 async function send() {
-  const text = $("message").value.trim();
-  if (!text) return;
+  const text = typed();
+  if (!text.trim()) return;
   if (!state.session) { notice("not connected: the message is kept; send it once connected"); return; }
   const last = state.outgoing;
   const same = last && last.session === state.session && last.text === text;
   state.outgoing = same ? last : {session: state.session, text, idempotencyKey: newKey()};
   await deliver(state.outgoing);
 }
+
+// The message as typed: a first line's indentation (code) is kept; trailing blanks are not.
+function typed() { return $("message").value.trimEnd(); }
 
 function newKey() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
@@ -342,7 +526,7 @@ function newKey() {
 async function resendOutgoing() {
   const outgoing = state.outgoing;
   if (!outgoing?.resend) return;
-  if ($("message").value.trim() !== outgoing.text) {
+  if (typed() !== outgoing.text) {
     state.outgoing = null;
     notice("not sent: the message was changed while offline; press Send to send it");
     return;
@@ -364,28 +548,48 @@ async function deliver(outgoing) {
     return;
   }
   if (state.outgoing === outgoing) state.outgoing = null;
-  if ($("message").value.trim() === outgoing.text) $("message").value = "";
+  // A message the full queue refused at once stays in the box, to be sent again later.
+  if (typed() === outgoing.text && ack.fate !== "dropped") $("message").value = "";
   await acknowledged(ack);
 }
 
 async function acknowledged(ack) {
   notice("");
+  state.stick = true;  // what you just sent, and its reply, come into view
   if (ack.command) {
     notice(ack.reply);
     await openSession(state.session);
     return;
   }
-  if (!state.sessions.has(state.session)) await refreshSessions();
-  if (ack.queuedBehind) notice(QUEUED[ack.queueMode] || "queued behind the current reply");
+  if (!rowOf(state.session)) await refreshSessions();  // the message made the session
+  notice(fateOf(ack));
   scheduleQueueRefresh();
 }
+
+// What became of a message just sent, as its acknowledgement says: dropped at once, or
+// waiting behind the current reply, and which waiting message the queue pushed out for it.
+function fateOf(ack) {
+  if (ack.fate === "dropped") {
+    return `dropped: ${whyDropped(ack.reason)}; this message will not be answered ` +
+      "(it is back in the box to send again later)";
+  }
+  const said = [];
+  if (ack.queuedBehind) said.push(QUEUED[ack.queueMode] || "queued behind the current reply");
+  for (const m of ack.dropped || []) said.push(`"${m.text}" was dropped: ${whyDropped(m.reason)}`);
+  return said.join("; ");
+}
+
+function whyDropped(reason) { return DROPPED[reason] || reason || "no reason recorded"; }
 
 async function stop() {
   const result = await request("chat.abort", {session: state.session});
   notice(result.text);
 }
 
-function notice(text) { $("notice").textContent = text; }
+function notice(text) {
+  $("notice").textContent = text;
+  $("notice").classList.toggle("lines", text.includes("\n"));  // /help, /status: a table
+}
 function report(error) { notice(`error: ${error.message}`); }
 
 start();
