@@ -144,7 +144,7 @@ async def test_a_message_sent_while_the_gateway_is_down_is_kept_then_sent_once(
 async def test_the_page_says_at_once_that_the_gateway_is_shutting_down(
     browser: Browser, gateway: RunningGateway, client: GatewayClient
 ) -> None:
-    page = await _open(browser, gateway, "web")
+    page = await open_session(browser, gateway, "web")
     await client.request("sessions.patch", session="other", model="hang/echo")
     await client.request("chat.send", session="other", text="hang")  # keeps the grace busy
     await expect(page.locator("[data-testid=session-list]")).to_contain_text("other")

@@ -174,8 +174,9 @@ async def test_the_reply_so_far_is_what_is_not_yet_stored_and_where_it_ends(
     assert so_far.end == len("Roses are red\n\nWaves ")  # the first call's text is stored
     follow_on.finish("are blue")
     outcome = await runtime.wait_for(first.message.id, within=5)
+    assert outcome.run is not None
+    pieces = [e for e in await _published(events, outcome.run.id) if isinstance(e, ReplyDelta)]
     assert runtime.reply_so_far(session_id) is None
-    pieces = [e for e in _published(events) if isinstance(e, ReplyDelta)]
     assert [(e.offset, e.text) for e in pieces] == [
         (0, "Roses are red"), (13, "\n\nWaves "), (21, "are blue")]
     assert outcome.reply == "Roses are red\n\nWaves are blue"
