@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.acceptance.terminal import Terminal
+
 CONFIG = """\
 [models]
 default = "echo/echo"
@@ -39,6 +41,7 @@ class Home:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.processes: list[subprocess.Popen[str]] = []
+        self.terminals: list[Terminal] = []
         self.configure()
 
     def cleanup(self) -> None:
@@ -47,6 +50,8 @@ class Home:
             if process.poll() is None:
                 process.kill()
             process.communicate(timeout=10)
+        for terminal in self.terminals:
+            terminal.close()
 
     def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15,
                   grace: int = 5, queue: str | None = FOLLOWUP) -> None:
@@ -73,6 +78,12 @@ class Home:
         )
         self.processes.append(process)
         return process
+
+    def terminal(self, *args: str) -> Terminal:
+        """``clawgate`` in a pseudo-terminal, typed at as a person would."""
+        terminal = Terminal([sys.executable, "-m", "clawgate", *args], self.env())
+        self.terminals.append(terminal)
+        return terminal
 
     def start_gateway(self) -> tuple[subprocess.Popen[str], str]:
         """``clawgate gateway`` on a free port; its URL once it listens."""

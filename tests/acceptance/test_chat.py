@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+import stat
 
 import pytest
 
 from tests.acceptance.cli import Home, wait_until
+from tests.acceptance.terminal import CTRL_D, LEFT, UP
 
 
 def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
@@ -144,3 +146,36 @@ def test_a_chat_waiting_for_its_answer_when_the_gateway_dies_ends_cleanly(home: 
                         "nothing typed now would be sent\n")
     assert "Traceback" not in err
     assert "never retrieved" not in err
+
+
+def test_a_line_typed_in_a_terminal_is_whole_editable_and_recalled(home: Home) -> None:
+    chat = home.terminal("chat", "--session", "t1")
+    chat.wait_until_editing()
+    chat.type("x" * 5000 + "\r")  # longer than a terminal's canonical line (4,095 bytes)
+    chat.wait_for("echo: " + "x" * 5000 + "\n")
+    chat.wait_until_editing()
+    chat.type(f"helo{LEFT}l\r")  # Left moves the cursor: "hello", not "helo\x1b[Dl"
+    chat.wait_for("echo: hello\n")
+    chat.wait_until_editing()
+    chat.type(f"{UP}\r")  # Up recalls the line before
+    chat.wait_for("echo: hello\n", times=2)
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+    assert chat.canonical()  # the terminal is given back as it was
+
+    history = home.path / "chat_history"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600  # it holds what was typed
+    again = home.terminal("chat", "--session", "t2")  # a later chat recalls it too
+    again.wait_until_editing()
+    again.type(f"{UP}\r")
+    again.wait_for("echo: hello\n")
+
+
+def test_leaving_with_ctrl_c_gives_the_terminal_back(home: Home) -> None:
+    chat = home.terminal("chat", "--session", "t3")
+    chat.wait_until_editing()  # readline has the terminal
+    chat.interrupt()
+    chat.wait_for("press Ctrl-C again to leave")
+    chat.interrupt()
+    assert chat.wait_exit() == 0
+    assert chat.canonical()

@@ -15,10 +15,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from clawgate.channels.line_editor import LineEditor, open_line_editor
 from clawgate.domain import Fate
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
@@ -125,13 +127,15 @@ class LocalChat:
 class TerminalChat:
     def __init__(
         self, backend: ChatBackend, key: str, stdin: TextIO = sys.stdin,
-        stdout: TextIO = sys.stdout,
+        stdout: TextIO = sys.stdout, history: Path | None = None,
     ) -> None:
         self._backend = backend
         self._key = key
         self._in = stdin
         self._out = stdout
         self._interactive = stdin.isatty()
+        self._history = history
+        self._editor: LineEditor | None = None
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
         self._sent: list[str] = []
         self._streaming: str | None = None  # the run whose reply is being printed
@@ -156,6 +160,8 @@ class TerminalChat:
             self._backend.close()
             await printer
             await _cancelled(*self._stopping)
+            if self._editor is not None:
+                self._editor.close()
         if self._lost is not None:
             raise Disconnected(f"{self._lost}; this chat ends: nothing typed now would be "
                                "sent") from None
@@ -167,7 +173,7 @@ class TerminalChat:
             if line is None or line.strip().lower() in QUIT:
                 return
             if line.strip():
-                await self._handle(line.rstrip("\n"))
+                await self._handle(line)
 
     async def _next_line(self) -> str | None:
         getter = asyncio.ensure_future(self._lines.get())
@@ -240,10 +246,16 @@ class TerminalChat:
         self._out.flush()
 
     def _read_in_background(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Lines typed (a message each; the line editor may join several), on a thread,
+        until the input ends or says to leave."""
+
         def read() -> None:
             try:
-                while line := (self._prompted() if self._interactive else self._in.readline()):
+                next_line = self._line_source()  # (readline is set up here, not on the loop)
+                while (line := next_line()) is not None:
                     loop.call_soon_threadsafe(self._lines.put_nowait, line)
+                    if line.strip().lower() in QUIT:
+                        break  # (readline gives the terminal back)
             except (EOFError, OSError, ValueError):
                 pass
             with contextlib.suppress(RuntimeError):  # the loop may already be closed
@@ -251,8 +263,18 @@ class TerminalChat:
 
         threading.Thread(target=read, name="clawgate terminal input", daemon=True).start()
 
-    def _prompted(self) -> str:
-        return input("") + "\n"
+    def _line_source(self) -> Callable[[], str | None]:
+        if self._interactive:
+            self._editor = open_line_editor(self._in, self._out, self._history)
+            if self._editor is not None:
+                return self._editor.read_message
+            return lambda: input("")  # (a terminal without readline)
+
+        def piped() -> str | None:  # one line, one message
+            line = self._in.readline()
+            return line.removesuffix("\n") if line else None
+
+        return piped
 
     def _on_ctrl_c(self) -> None:
         with contextlib.suppress(NotImplementedError):

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from clawgate.channels.terminal import (
     CHANNEL,
@@ -27,6 +28,7 @@ from clawgate.runtime.runtime import Runtime
 from clawgate.runtime.scope import ServeKeys
 
 ACTIVE = ("queued", "running")
+HISTORY_FILE = "chat_history"
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -35,16 +37,23 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     if client is not None:
         async with client:
             await client.request("events.subscribe", sessions=[key])
-            return await TerminalChat(RemoteChat(client, key), key).run()
+            return await TerminalChat(RemoteChat(client, key), key,
+                                        history=_history(settings)).run()
     in_process()
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
                           scope=ServeKeys(app.store, frozenset({key})), name="clawgate chat")
         await runtime.start()
         try:
-            return await TerminalChat(LocalChat(runtime, key), key).run()
+            return await TerminalChat(LocalChat(runtime, key), key,
+                                    history=_history(settings)).run()
         finally:
             await runtime.close()
+
+
+def _history(settings: Settings) -> Path:
+    """What was typed in chats, for Up to recall (private: mode 0600)."""
+    return settings.home / HISTORY_FILE
 
 
 class RemoteChat:
