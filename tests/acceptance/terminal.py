@@ -20,6 +20,7 @@ import time
 UP, LEFT = "\x1b[A", "\x1b[D"
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 CTRL_D = "\x04"
+PASTE_MODE_ON = b"\x1b[?2004h"
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\x08")
 
 
@@ -35,6 +36,12 @@ class Terminal:
     def text(self) -> str:
         """Everything shown so far, without the terminal's control sequences."""
         return _ESCAPES.sub("", self._raw.decode("utf-8", "replace"))
+
+    @property
+    def brackets_pastes(self) -> bool:
+        """Whether the command has asked the terminal to mark pastes (only then does a
+        terminal send a paste between PASTE_START and PASTE_END)."""
+        return PASTE_MODE_ON in self._raw
 
     def type(self, keys: str) -> None:
         os.write(self._master, keys.encode())

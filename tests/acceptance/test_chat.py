@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from tests.acceptance.cli import Home, wait_until
-from tests.acceptance.terminal import CTRL_D, LEFT, UP
+from tests.acceptance.terminal import CTRL_D, LEFT, PASTE_END, PASTE_START, UP
 
 
 def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
@@ -179,3 +179,23 @@ def test_leaving_with_ctrl_c_gives_the_terminal_back(home: Home) -> None:
     chat.interrupt()
     assert chat.wait_exit() == 0
     assert chat.canonical()
+
+
+def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:
+    chat = home.terminal("chat", "--session", "p1")
+    chat.wait_until_editing()
+    assert chat.brackets_pastes
+    trace = 'Traceback (most recent call last):\r  File "x.py", line 1\rValueError: bad\r'
+    chat.type(f"{PASTE_START}{trace}{PASTE_END}\r")  # a terminal sends a paste bracketed
+    chat.wait_for('echo: Traceback (most recent call last):\n  File "x.py", line 1\n'
+                  "ValueError: bad\n")
+    chat.wait_until_editing()
+    chat.type("first line\\\r")  # typed by hand: a line ending in \ goes on
+    chat.wait_for("... ")
+    chat.type("second line\r")
+    chat.wait_for("echo: first line\nsecond line\n")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+
+    sent = [m["text"] for m in home.json("sessions", "show", "p1")["inbound"]]
+    assert len(sent) == 2  # two messages, not five

@@ -1,9 +1,11 @@
-"""Reading what is typed at an interactive terminal: line editing and history.
+"""Reading what is typed at an interactive terminal: line editing, history and pastes.
 
 ``readline`` (imported here only, and only for a terminal, so ``clawgate --help`` stays
 light) takes the terminal out of its canonical mode, so a line is as long as it is (the
 kernel caps a canonical line at 4,095 bytes), the arrows and the usual keys edit it, and Up
-recalls earlier messages.
+recalls earlier messages. A paste is one message: readline's bracketed paste takes the
+pasted newlines into the line. A line ending in ``\\`` goes on on the next line, for typing a
+message of several lines by hand.
 
 The chat shows no prompt of its own (every prompt shown is given to readline), so
 readline's redisplay redraws only what is typed, never text printed around it.
@@ -24,6 +26,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+CONTINUE = "\\"  # a line ending so goes on on the next line
+CONTINUE_PROMPT = "... "
 HISTORY_KEPT = 1000  # messages recalled across chats
 PASTE_MODE_OFF = "\x1b[?2004l"  # what readline writes when it hands the terminal back
 
@@ -39,11 +43,26 @@ class LineEditor:
         self._history = history
         self._tty_mode = _tty_mode(stdin)
         readline.set_auto_history(False)  # a message of several lines is one entry
+        if "libedit" not in (readline.__doc__ or ""):
+            readline.parse_and_bind("set enable-bracketed-paste on")  # a paste: one line
         self._load_history()
 
     def read_message(self) -> str:
-        """The next message typed (EOFError at the end)."""
-        message = input("")
+        """The next message typed (EOFError at the end); a line ending in ``\\`` goes on."""
+        lines: list[str] = []
+        prompt = ""
+        while True:
+            try:
+                line = input(prompt)
+            except EOFError:
+                if not lines:
+                    raise
+                line = ""  # Ctrl-D after a continued line: the message so far is sent
+            if not line.endswith(CONTINUE):
+                break
+            lines.append(line.removesuffix(CONTINUE))
+            prompt = CONTINUE_PROMPT
+        message = "\n".join([*lines, line]).rstrip("\n")
         self._remember(message)
         return message
 
