@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import signal
 import stat
+import subprocess
 
 import pytest
 
 from tests.acceptance.cli import Home, wait_until
 from tests.acceptance.terminal import CTRL_D, LEFT, PASTE_END, PASTE_START, UP
+
+
+def _chat_when(home: Home, key: str, typed: str, status: str) -> subprocess.Popen[str]:
+    """A chat on ``key`` with ``typed`` piped in, once the key's latest run is ``status``."""
+    chat = home.start("chat", "--session", key, stdin=True)
+    assert chat.stdin is not None
+    chat.stdin.write(typed)
+    chat.stdin.flush()
+    wait_until(lambda: (home.latest_run(key) or {}).get("status") == status, 15,
+               f"the reply to be {status}", chat)
+    return chat
 
 
 def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
@@ -43,12 +55,7 @@ def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
     home: Home, mode: str, notice: str, then: str,
 ) -> None:
     home.configure(delay_ms=2000)
-    chat = home.start("chat", "--session", "q1", stdin=True)
-    assert chat.stdin is not None
-    chat.stdin.write(f"/queue {mode}\nfirst\n")
-    chat.stdin.flush()
-    wait_until(lambda: (home.latest_run("q1") or {}).get("status") == "running", 15,
-               "the first reply to start", chat)
+    chat = _chat_when(home, "q1", f"/queue {mode}\nfirst\n", "running")
     out, _ = chat.communicate("second\n", timeout=20)
 
     assert chat.returncode == 0
@@ -110,12 +117,7 @@ def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
     home: Home, stop: signal.Signals, why: str,
 ) -> None:
     gateway, _ = home.start_gateway()
-    chat = home.start("chat", "--session", "s1", stdin=True)
-    assert chat.stdin is not None
-    chat.stdin.write("hello\n")
-    chat.stdin.flush()
-    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "done", 15,
-               "the first reply", chat)
+    chat = _chat_when(home, "s1", "hello\n", "done")
 
     gateway.send_signal(stop)
     gateway.wait(20)
@@ -131,12 +133,8 @@ def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
 def test_a_chat_waiting_for_its_answer_when_the_gateway_dies_ends_cleanly(home: Home) -> None:
     home.configure(fail="hang")
     gateway, _ = home.start_gateway()
-    chat = home.start("chat", "--session", "q2", stdin=True)
-    assert chat.stdin is not None
-    chat.stdin.write("hang\n/quit\n")  # /quit leaves once the message has its answer
-    chat.stdin.flush()
-    wait_until(lambda: (home.latest_run("q2") or {}).get("status") == "running", 15,
-               "the reply to start", chat)
+    # /quit leaves once the message has its answer
+    chat = _chat_when(home, "q2", "hang\n/quit\n", "running")
 
     gateway.kill()  # the run stays "running": the chat is still waiting when it goes
     _, err = chat.communicate(timeout=20)
@@ -199,3 +197,17 @@ def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:
 
     sent = [m["text"] for m in home.json("sessions", "show", "p1")["inbound"]]
     assert len(sent) == 2  # two messages, not five
+
+
+@pytest.mark.parametrize("where", ["in-process", "via the gateway"])
+def test_a_message_the_full_queue_drops_is_not_said_to_be_queued(home: Home, where: str) -> None:
+    home.configure(delay_ms=2000, queue=None)
+    if where == "via the gateway":
+        home.start_gateway()
+    chat = _chat_when(home, "d1", "/queue collect cap:1 drop:new\nfirst\n", "running")
+    out, err = chat.communicate("second\nthird\n", timeout=30)
+
+    assert chat.returncode == 0, err
+    assert out.count("[queued: answered together") == 1  # "second" waits
+    assert out.count("[message dropped: queue full: the new message was dropped]") == 1
+    assert "echo: second\n" in out

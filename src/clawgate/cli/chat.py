@@ -84,7 +84,8 @@ class RemoteChat:
         if ack["command"]:
             return str(ack["reply"])
         mode = ack.get("queueMode", "unknown")  # (a gateway older than this CLI sends none)
-        return Sent(ack["messageId"], mode if ack["queuedBehind"] else None)
+        waits = ack["fate"] == "pending" and ack["queuedBehind"] is not None  # (not dropped)
+        return Sent(ack["messageId"], mode if waits else None)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """The session's events, until the chat closes; Disconnected if the gateway goes."""
