@@ -149,8 +149,8 @@ class TerminalChat:
         self._say(f"clawgate chat, session {self._key}, model {model}. "
                   "/help for commands, Ctrl-C stops a reply, Ctrl-D leaves.")
         printer = asyncio.create_task(self._print_events())
+        self._on_ctrl_c()  # (before readline can have the terminal)
         self._read_in_background(asyncio.get_running_loop())
-        self._on_ctrl_c()
         try:
             await self._converse()
             await self._finish_answers()
