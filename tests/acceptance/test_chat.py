@@ -211,3 +211,17 @@ def test_a_message_the_full_queue_drops_is_not_said_to_be_queued(home: Home, whe
     assert out.count("[queued: answered together") == 1  # "second" waits
     assert out.count("[message dropped: queue full: the new message was dropped]") == 1
     assert "echo: second\n" in out
+
+
+def test_a_chat_is_told_what_a_stop_from_another_terminal_dropped(home: Home) -> None:
+    home.configure(fail="hang")
+    chat = _chat_when(home, "x1", "first\nsecond\n", "running")  # in-process
+    wait_until(lambda: home.json("sessions", "show", "x1")["waiting"] == 1, 15,
+               "the second message to wait", chat)
+
+    stop = home.run("stop", "--session", "x1")  # another terminal
+    assert "dropped 1 waiting message" in stop.stdout
+    out, _ = chat.communicate("", timeout=20)
+
+    assert chat.returncode == 0
+    assert "[message dropped: cleared by stop]\n[killed: stopped by request]" in out

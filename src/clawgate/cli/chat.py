@@ -17,11 +17,12 @@ from clawgate.channels.terminal import (
     RunEnded,
     Sent,
     TerminalChat,
+    dropped_because,
 )
 from clawgate.cli.common import open_app
 from clawgate.cli.remote import connect_gateway, in_process
 from clawgate.config import Settings
-from clawgate.domain import DropReason, check_key
+from clawgate.domain import check_key
 from clawgate.errors import Disconnected, InvalidInput
 from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.runtime.runtime import Runtime
@@ -98,8 +99,7 @@ class RemoteChat:
             elif kind.startswith("run.") and payload.get("status") not in (None, *ACTIVE):
                 yield RunEnded(payload["runId"], payload["status"], payload.get("error"))
             elif kind == "message.dropped":
-                reason = payload.get("reason")
-                yield Dropped(DropReason(reason).describe if reason else "dropped")
+                yield Dropped(dropped_because(payload.get("reason")))
         if self._client.lost is not None:
             raise Disconnected(self._client.lost)
 
