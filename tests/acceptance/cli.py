@@ -63,12 +63,16 @@ class Home:
     def env(self) -> dict[str, str]:
         return {**os.environ, "CLAWGATE_HOME": str(self.path), "PYTHONUNBUFFERED": "1"}
 
-    def run(self, *args: str, stdin: str | None = None,
+    def run(self, *args: str, stdin: str | bytes | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "clawgate", *args], env=self.env(), input=stdin,
-            capture_output=True, text=True, timeout=timeout, check=False,
+        """The command's outcome; ``stdin`` as bytes is sent as it is (no encoding)."""
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        done = subprocess.run(
+            [sys.executable, "-m", "clawgate", *args], env=self.env(), input=data,
+            capture_output=True, timeout=timeout, check=False,
         )
+        return subprocess.CompletedProcess(
+            done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
     def start(self, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
         process = subprocess.Popen(

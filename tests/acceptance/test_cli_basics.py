@@ -38,6 +38,19 @@ def test_agent_json_reports_the_run(home: Home) -> None:
     assert result["outputTokens"] > 0
 
 
+def test_agent_reads_the_message_from_stdin_as_utf8_without_the_last_newline(
+    home: Home,
+) -> None:
+    piped = "\ufeff  indented\nsecond line: café\n\n".encode()  # a BOM, as Notepad writes
+    result = json.loads(home.run("agent", "-m", "-", "--json", stdin=piped).stdout)
+    assert result["reply"] == "echo:   indented\nsecond line: café"
+
+    latin1 = home.run("agent", "-m", "-", stdin=b"caf\xe9")
+    assert latin1.returncode == 2
+    assert latin1.stderr.endswith("clawgate: the message on stdin is not UTF-8: byte 0xe9 at "
+                                  "offset 3 (convert it first, e.g. with iconv -t UTF-8)\n")
+
+
 def test_agent_carries_out_chat_commands_as_the_gateway_does(home: Home) -> None:
     home.run("agent", "--session", "s1", "-m", "hi")
 

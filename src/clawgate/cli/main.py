@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser("agent", help="one turn: send a message, print the reply, exit")
     agent.add_argument("--session", default="main", help="session key (default: main)")
-    agent.add_argument("--message", "-m", required=True, help="the message ('-' reads stdin)")
+    agent.add_argument("--message", "-m", required=True,
+                       help="the message ('-' reads it from stdin, as UTF-8)")
     agent.add_argument("--id", dest="message_id", help="a message id; a repeat is not re-sent")
     agent.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
