@@ -38,6 +38,7 @@ def test_commands_answer_in_the_chat(home: Home) -> None:
     assert done.returncode == 0
     out = done.stdout
     assert "/new, /reset" in out
+    assert "/quit, /exit" in out  # the terminal's own
     assert "queue: steer (debounce 0 ms, cap 3, drop summarize)" in out
     assert "queue: steer (debounce 0 ms, cap 4, drop summarize)" in out  # only cap changed
     assert "echo: /usr/bin/python is broken" in out  # a path, not a command
@@ -225,3 +226,18 @@ def test_a_chat_is_told_what_a_stop_from_another_terminal_dropped(home: Home) ->
 
     assert chat.returncode == 0
     assert "[message dropped: cleared by stop]\n[killed: stopped by request]" in out
+
+
+@pytest.mark.parametrize("leave", ["/quit\r", CTRL_D])
+def test_leaving_during_a_reply_says_what_it_waits_for(home: Home, leave: str) -> None:
+    home.configure(fail="hang")
+    chat = home.terminal("chat", "--session", "w1")
+    chat.wait_until_editing()
+    chat.type("tell me everything\r")
+    wait_until(lambda: (home.latest_run("w1") or {}).get("status") == "running", 15,
+               "the reply to start")
+    chat.type(leave)
+    chat.wait_for("[waiting for the reply to finish; Ctrl-C stops it]")
+    chat.interrupt()
+    chat.wait_for("[killed: stopped by request]")
+    assert chat.wait_exit() == 0

@@ -33,6 +33,12 @@ CHANNEL = "terminal"
 FEED_BATCH = 500
 QUIT = frozenset({"/quit", "/exit"})
 DOUBLE_PRESS_S = 2.0
+WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it says so
+WAITING = "waiting for the reply to finish; Ctrl-C stops it"
+#: Commands of the terminal itself, added to the /help list.
+TERMINAL_HELP = (
+    "/quit, /exit           leave once what you sent is answered (or Ctrl-D; Ctrl-C twice:"
+    " at once)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +248,7 @@ class TerminalChat:
             self._say(f"! {_doing(line)} failed: {exc}")  # and go on chatting
             return
         if isinstance(result, str):
-            self._say(result)
+            self._say(_with_terminal_help(result) if line.strip().lower() == "/help" else result)
             return
         self._sent.append(result.message_id)
         if result.queued_mode:
@@ -250,12 +256,19 @@ class TerminalChat:
 
     async def _finish_answers(self) -> None:
         """Before leaving, wait for the answers to what was sent (Ctrl-C gives up; so does
-        the backend going away, raising Disconnected)."""
+        the backend going away, raising Disconnected). At a terminal, a wait that does not
+        end at once is announced, with how to cut it short."""
+        told = not self._interactive
         for message_id in self._sent:
             waiting = asyncio.ensure_future(self._backend.wait_for(message_id))
             leaving = asyncio.ensure_future(self._leave.wait())
-            done, pending = await asyncio.wait({waiting, leaving},
-                                               return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait({waiting, leaving}, timeout=(
+                None if told else WAIT_NOTICE_AFTER_S), return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                self._say(f"[{WAITING}]")
+                told = True
+                done, pending = await asyncio.wait({waiting, leaving},
+                                                   return_when=asyncio.FIRST_COMPLETED)
             await _cancelled(*pending)
             if waiting in done:
                 waiting.result()  # raises what ended the wait early
@@ -355,6 +368,13 @@ async def _cancelled(*tasks: asyncio.Future[Any]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _with_terminal_help(help_text: str) -> str:
+    """The /help list with the terminal's own commands, after /help's line."""
+    lines = help_text.split("\n")
+    at = next((n + 1 for n, line in enumerate(lines) if line.startswith("/help")), len(lines))
+    return "\n".join([*lines[:at], TERMINAL_HELP, *lines[at:]])
 
 
 def _doing(line: str) -> str:
