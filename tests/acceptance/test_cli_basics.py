@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import clawgate
 from tests.acceptance.cli import Home
@@ -192,3 +194,16 @@ def test_doctor_reports_a_broken_config_as_a_problem(home: Home) -> None:
     done = home.run("doctor")
     assert done.returncode == 1
     assert "no provider named 'nowhere'" in done.stdout
+
+
+def test_sessions_show_times_in_the_local_zone_and_json_in_utc(home: Home) -> None:
+    home.run("agent", "--session", "s1", "--message", "hi")
+    updated = home.json("sessions", "list")[0]["updatedAt"]
+    assert updated.endswith("+00:00")
+    local = datetime.fromisoformat(updated).astimezone(ZoneInfo("America/New_York"))
+    expected = local.strftime("%Y-%m-%d %H:%M:%S %Z")  # EST or EDT
+    env = {**home.env(), "TZ": "America/New_York"}
+    for args in (["list"], ["show", "s1"]):
+        done = subprocess.run([sys.executable, "-m", "clawgate", "sessions", *args],
+                              env=env, capture_output=True, text=True, check=True)
+        assert expected in done.stdout, done.stdout

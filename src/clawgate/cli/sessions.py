@@ -146,6 +146,8 @@ def _attempts_text(runs: list[Json]) -> list[str]:
 
 
 def _short(value: object) -> str:
+    """A stored time (UTC, ISO 8601) as the user's local time, its zone named (--json keeps
+    UTC)."""
     if not isinstance(value, str):
         return "-"
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
