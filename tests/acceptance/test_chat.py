@@ -241,3 +241,16 @@ def test_leaving_during_a_reply_says_what_it_waits_for(home: Home, leave: str) -
     chat.interrupt()
     chat.wait_for("[killed: stopped by request]")
     assert chat.wait_exit() == 0
+
+
+@pytest.mark.parametrize("where", ["in-process", "via the gateway"])
+def test_a_typed_stop_is_reported_once(home: Home, where: str) -> None:
+    home.configure(fail="hang")
+    if where == "via the gateway":
+        home.start_gateway()
+    chat = _chat_when(home, "k1", "tell me everything\n", "running")
+    out, _ = chat.communicate("stop\n", timeout=20)
+
+    assert chat.returncode == 0
+    assert out.count("[killed: stopped by request]") == 1
+    assert "stopped run" not in out  # the same news again

@@ -207,3 +207,20 @@ def test_sessions_show_times_in_the_local_zone_and_json_in_utc(home: Home) -> No
         done = subprocess.run([sys.executable, "-m", "clawgate", "sessions", *args],
                               env=env, capture_output=True, text=True, check=True)
         assert expected in done.stdout, done.stdout
+
+
+def test_sessions_show_says_when_it_leaves_older_rows_out(home: Home) -> None:
+    for text in ("one", "two", "three"):
+        home.run("agent", "--session", "s1", "-m", text)
+    cut = home.run("sessions", "show", "s1", "--limit", "2")
+    assert cut.stdout.endswith("(showing the latest 2 runs and messages; there are older "
+                               "ones: --limit 1000 shows up to 1000)\n")
+    assert len(home.json("sessions", "show", "s1", "--limit", "2")["runs"]) == 2
+    whole = home.run("sessions", "show", "s1", "--limit", "3")
+    assert "showing the latest" not in whole.stdout
+
+
+def test_compact_counts_in_words_and_echo_needs_no_key(home: Home) -> None:
+    home.run("agent", "-m", "hi")
+    assert home.run("agent", "-m", "/compact").stdout.startswith("compacted 1 earlier entry ")
+    assert "default (no key needed)" in home.run("models", "list").stdout

@@ -239,7 +239,7 @@ def test_models_list_shows_what_rests_on_the_echo_provider(home: Home) -> None:
     [profile] = echo["profiles"]
     assert profile["restingUntil"] is not None
     assert "auth" in profile["restReason"]
-    assert "default (none: none) resting until 20" in home.run("models", "list").stdout
+    assert "default (no key needed) resting until 20" in home.run("models", "list").stdout
 
 
 def test_models_test_gives_up_on_a_hanging_model_at_its_deadline(home: Home) -> None:

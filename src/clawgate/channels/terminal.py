@@ -24,6 +24,7 @@ from typing import Any, Protocol, TextIO
 from clawgate.channels.line_editor import LineEditor, open_line_editor
 from clawgate.domain import DropReason, Fate
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput, StoreError
+from clawgate.runtime import commands
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.runtime import CommandReply, Runtime
 
@@ -237,6 +238,9 @@ class TerminalChat:
         return getter.result() if getter in done else None
 
     async def _handle(self, line: str) -> None:
+        if _is_stop(line):  # as Ctrl-C: the run's end is shown, and what else stop did
+            await self._stop_quietly()
+            return
         try:
             result = await self._backend.handle(line)
         except InvalidInput as exc:
@@ -375,6 +379,13 @@ def _with_terminal_help(help_text: str) -> str:
     lines = help_text.split("\n")
     at = next((n + 1 for n, line in enumerate(lines) if line.startswith("/help")), len(lines))
     return "\n".join([*lines[:at], TERMINAL_HELP, *lines[at:]])
+
+
+def _is_stop(line: str) -> bool:
+    try:
+        return isinstance(commands.parse(line), commands.Stop)
+    except InvalidInput:  # (an unknown command: the backend says so)
+        return False
 
 
 def _doing(line: str) -> str:

@@ -99,7 +99,9 @@ def _list_text(listing: dict[str, Any]) -> str:
 
 
 def _profile_text(profile: dict[str, Any]) -> str:
-    text = f"{profile['name']} ({profile['keySource']}: {profile['key']})"
+    key = (f"{profile['keySource']}: {profile['key']}" if profile["keySource"] != "none"
+           else "no key needed")
+    text = f"{profile['name']} ({key})"
     if profile.get("restingUntil"):
         text += f" resting until {profile['restingUntil']} ({profile['restReason']})"
     for rest in profile.get("restingModels", ()):
