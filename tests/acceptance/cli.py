@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.acceptance.terminal import Terminal
+
 CONFIG = """\
 [models]
 default = "echo/echo"
@@ -40,6 +42,7 @@ class Home:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.processes: list[subprocess.Popen[str]] = []
+        self.terminals: list[Terminal] = []
         self.configure()
 
     def cleanup(self) -> None:
@@ -48,6 +51,8 @@ class Home:
             if process.poll() is None:
                 process.kill()
             process.communicate(timeout=10)
+        for terminal in self.terminals:
+            terminal.close()
 
     def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15,
                   grace: int = 5, queue: str | None = FOLLOWUP, run_timeout: int = 600) -> None:
@@ -59,12 +64,16 @@ class Home:
     def env(self) -> dict[str, str]:
         return {**os.environ, "CLAWGATE_HOME": str(self.path), "PYTHONUNBUFFERED": "1"}
 
-    def run(self, *args: str, stdin: str | None = None,
+    def run(self, *args: str, stdin: str | bytes | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "clawgate", *args], env=self.env(), input=stdin,
-            capture_output=True, text=True, timeout=timeout, check=False,
+        """The command's outcome; ``stdin`` as bytes is sent as it is (no encoding)."""
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        done = subprocess.run(
+            [sys.executable, "-m", "clawgate", *args], env=self.env(), input=data,
+            capture_output=True, timeout=timeout, check=False,
         )
+        return subprocess.CompletedProcess(
+            done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
     def start(self, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
         process = subprocess.Popen(
@@ -74,6 +83,12 @@ class Home:
         )
         self.processes.append(process)
         return process
+
+    def terminal(self, *args: str) -> Terminal:
+        """``clawgate`` in a pseudo-terminal, typed at as a person would."""
+        terminal = Terminal([sys.executable, "-m", "clawgate", *args], self.env())
+        self.terminals.append(terminal)
+        return terminal
 
     def start_gateway(self) -> tuple[subprocess.Popen[str], str]:
         """``clawgate gateway`` on a free port; its URL once it listens."""

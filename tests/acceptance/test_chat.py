@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import re
 import signal
+import stat
+import subprocess
 
 import pytest
 
 from tests.acceptance.cli import Home, wait_until
+from tests.acceptance.terminal import CTRL_D, LEFT, PASTE_END, PASTE_START, UP
+
+
+def _chat_when(home: Home, key: str, typed: str, status: str) -> subprocess.Popen[str]:
+    """A chat on ``key`` with ``typed`` piped in, once the key's latest run is ``status``."""
+    chat = home.start("chat", "--session", key, stdin=True)
+    assert chat.stdin is not None
+    chat.stdin.write(typed)
+    chat.stdin.flush()
+    wait_until(lambda: (home.latest_run(key) or {}).get("status") == status, 15,
+               f"the reply to be {status}", chat)
+    return chat
 
 
 def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
@@ -25,6 +39,7 @@ def test_commands_answer_in_the_chat(home: Home) -> None:
     assert done.returncode == 0
     out = done.stdout
     assert "/new, /reset" in out
+    assert "/quit, /exit" in out  # the terminal's own
     assert "queue: steer (debounce 0 ms, cap 3, drop summarize)" in out
     assert "queue: steer (debounce 0 ms, cap 4, drop summarize)" in out  # only cap changed
     assert "echo: /usr/bin/python is broken" in out  # a path, not a command
@@ -42,12 +57,7 @@ def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
     home: Home, mode: str, notice: str, then: str,
 ) -> None:
     home.configure(delay_ms=2000)
-    chat = home.start("chat", "--session", "q1", stdin=True)
-    assert chat.stdin is not None
-    chat.stdin.write(f"/queue {mode}\nfirst\n")
-    chat.stdin.flush()
-    wait_until(lambda: (home.latest_run("q1") or {}).get("status") == "running", 15,
-               "the first reply to start", chat)
+    chat = _chat_when(home, "q1", f"/queue {mode}\nfirst\n", "running")
     out, _ = chat.communicate("second\n", timeout=20)
 
     assert chat.returncode == 0
@@ -109,12 +119,7 @@ def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
     home: Home, stop: signal.Signals, why: str,
 ) -> None:
     gateway, _ = home.start_gateway()
-    chat = home.start("chat", "--session", "s1", stdin=True)
-    assert chat.stdin is not None
-    chat.stdin.write("hello\n")
-    chat.stdin.flush()
-    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "done", 15,
-               "the first reply", chat)
+    chat = _chat_when(home, "s1", "hello\n", "done")
 
     gateway.send_signal(stop)
     gateway.wait(20)
@@ -130,12 +135,8 @@ def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
 def test_a_chat_waiting_for_its_answer_when_the_gateway_dies_ends_cleanly(home: Home) -> None:
     home.configure(fail="hang")
     gateway, _ = home.start_gateway()
-    chat = home.start("chat", "--session", "q2", stdin=True)
-    assert chat.stdin is not None
-    chat.stdin.write("hang\n/quit\n")  # /quit leaves once the message has its answer
-    chat.stdin.flush()
-    wait_until(lambda: (home.latest_run("q2") or {}).get("status") == "running", 15,
-               "the reply to start", chat)
+    # /quit leaves once the message has its answer
+    chat = _chat_when(home, "q2", "hang\n/quit\n", "running")
 
     gateway.kill()  # the run stays "running": the chat is still waiting when it goes
     _, err = chat.communicate(timeout=20)
@@ -178,3 +179,112 @@ def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home)
                         "would be sent\n")
     shown = home.json("sessions", "show", "s1")
     assert [m["text"] for m in shown["inbound"]] == ["tell me everything"]
+
+
+def test_a_line_typed_in_a_terminal_is_whole_editable_and_recalled(home: Home) -> None:
+    chat = home.terminal("chat", "--session", "t1")
+    chat.wait_until_editing()
+    chat.type("x" * 5000 + "\r")  # longer than a terminal's canonical line (4,095 bytes)
+    chat.wait_for("echo: " + "x" * 5000 + "\n")
+    chat.wait_until_editing()
+    chat.type(f"helo{LEFT}l\r")  # Left moves the cursor: "hello", not "helo\x1b[Dl"
+    chat.wait_for("echo: hello\n")
+    chat.wait_until_editing()
+    chat.type(f"{UP}\r")  # Up recalls the line before
+    chat.wait_for("echo: hello\n", times=2)
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+    assert chat.canonical()  # the terminal is given back as it was
+
+    history = home.path / "chat_history"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600  # it holds what was typed
+    again = home.terminal("chat", "--session", "t2")  # a later chat recalls it too
+    again.wait_until_editing()
+    again.type(f"{UP}\r")
+    again.wait_for("echo: hello\n")
+
+
+def test_leaving_with_ctrl_c_gives_the_terminal_back(home: Home) -> None:
+    chat = home.terminal("chat", "--session", "t3")
+    chat.wait_until_editing()  # readline has the terminal
+    chat.interrupt()
+    chat.wait_for("press Ctrl-C again to leave")
+    chat.interrupt()
+    assert chat.wait_exit() == 0
+    assert chat.canonical()
+
+
+def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:
+    chat = home.terminal("chat", "--session", "p1")
+    chat.wait_until_editing()
+    assert chat.brackets_pastes
+    trace = 'Traceback (most recent call last):\r  File "x.py", line 1\rValueError: bad\r'
+    chat.type(f"{PASTE_START}{trace}{PASTE_END}\r")  # a terminal sends a paste bracketed
+    chat.wait_for('echo: Traceback (most recent call last):\n  File "x.py", line 1\n'
+                  "ValueError: bad\n")
+    chat.wait_until_editing()
+    chat.type("first line\\\r")  # typed by hand: a line ending in \ goes on
+    chat.wait_for("... ")
+    chat.type("second line\r")
+    chat.wait_for("echo: first line\nsecond line\n")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+
+    sent = [m["text"] for m in home.json("sessions", "show", "p1")["inbound"]]
+    assert len(sent) == 2  # two messages, not five
+
+
+@pytest.mark.parametrize("where", ["in-process", "via the gateway"])
+def test_a_message_the_full_queue_drops_is_not_said_to_be_queued(home: Home, where: str) -> None:
+    home.configure(delay_ms=2000, queue=None)
+    if where == "via the gateway":
+        home.start_gateway()
+    chat = _chat_when(home, "d1", "/queue collect cap:1 drop:new\nfirst\n", "running")
+    out, err = chat.communicate("second\nthird\n", timeout=30)
+
+    assert chat.returncode == 0, err
+    assert out.count("[queued: answered together") == 1  # "second" waits
+    assert out.count("[message dropped: queue full: the new message was dropped]") == 1
+    assert "echo: second\n" in out
+
+
+def test_a_chat_is_told_what_a_stop_from_another_terminal_dropped(home: Home) -> None:
+    home.configure(fail="hang")
+    chat = _chat_when(home, "x1", "first\nsecond\n", "running")  # in-process
+    wait_until(lambda: home.json("sessions", "show", "x1")["waiting"] == 1, 15,
+               "the second message to wait", chat)
+
+    stop = home.run("stop", "--session", "x1")  # another terminal
+    assert "dropped 1 waiting message" in stop.stdout
+    out, _ = chat.communicate("", timeout=20)
+
+    assert chat.returncode == 0
+    assert "[message dropped: cleared by stop]\n[killed: stopped by request]" in out
+
+
+@pytest.mark.parametrize("leave", ["/quit\r", CTRL_D])
+def test_leaving_during_a_reply_says_what_it_waits_for(home: Home, leave: str) -> None:
+    home.configure(fail="hang")
+    chat = home.terminal("chat", "--session", "w1")
+    chat.wait_until_editing()
+    chat.type("tell me everything\r")
+    wait_until(lambda: (home.latest_run("w1") or {}).get("status") == "running", 15,
+               "the reply to start")
+    chat.type(leave)
+    chat.wait_for("[waiting for the reply to finish; Ctrl-C stops it]")
+    chat.interrupt()
+    chat.wait_for("[killed: stopped by request]")
+    assert chat.wait_exit() == 0
+
+
+@pytest.mark.parametrize("where", ["in-process", "via the gateway"])
+def test_a_typed_stop_is_reported_once(home: Home, where: str) -> None:
+    home.configure(fail="hang")
+    if where == "via the gateway":
+        home.start_gateway()
+    chat = _chat_when(home, "k1", "tell me everything\n", "running")
+    out, _ = chat.communicate("stop\n", timeout=20)
+
+    assert chat.returncode == 0
+    assert out.count("[killed: stopped by request]") == 1
+    assert "stopped run" not in out  # the same news again

@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import clawgate
 from tests.acceptance.cli import FOLLOWUP, Home, wait_until
@@ -35,6 +37,19 @@ def test_agent_json_reports_the_run(home: Home) -> None:
     assert result["reply"] == "echo: hi"
     assert result["model"] == "echo/echo"
     assert result["outputTokens"] > 0
+
+
+def test_agent_reads_the_message_from_stdin_as_utf8_without_the_last_newline(
+    home: Home,
+) -> None:
+    piped = "\ufeff  indented\nsecond line: café\n\n".encode()  # a BOM, as Notepad writes
+    result = json.loads(home.run("agent", "-m", "-", "--json", stdin=piped).stdout)
+    assert result["reply"] == "echo:   indented\nsecond line: café"
+
+    latin1 = home.run("agent", "-m", "-", stdin=b"caf\xe9")
+    assert latin1.returncode == 2
+    assert latin1.stderr.endswith("clawgate: the message on stdin is not UTF-8: byte 0xe9 at "
+                                  "offset 3 (convert it first, e.g. with iconv -t UTF-8)\n")
 
 
 def test_agent_carries_out_chat_commands_as_the_gateway_does(home: Home) -> None:
@@ -207,3 +222,33 @@ def test_doctor_reports_a_broken_config_as_a_problem(home: Home) -> None:
     done = home.run("doctor")
     assert done.returncode == 1
     assert "no provider named 'nowhere'" in done.stdout
+
+
+def test_sessions_show_times_in_the_local_zone_and_json_in_utc(home: Home) -> None:
+    home.run("agent", "--session", "s1", "--message", "hi")
+    updated = home.json("sessions", "list")[0]["updatedAt"]
+    assert updated.endswith("+00:00")
+    local = datetime.fromisoformat(updated).astimezone(ZoneInfo("America/New_York"))
+    expected = local.strftime("%Y-%m-%d %H:%M:%S %Z")  # EST or EDT
+    env = {**home.env(), "TZ": "America/New_York"}
+    for args in (["list"], ["show", "s1"]):
+        done = subprocess.run([sys.executable, "-m", "clawgate", "sessions", *args],
+                              env=env, capture_output=True, text=True, check=True)
+        assert expected in done.stdout, done.stdout
+
+
+def test_sessions_show_says_when_it_leaves_older_rows_out(home: Home) -> None:
+    for text in ("one", "two", "three"):
+        home.run("agent", "--session", "s1", "-m", text)
+    cut = home.run("sessions", "show", "s1", "--limit", "2")
+    assert cut.stdout.endswith("(showing the latest 2 runs and messages; there are older "
+                               "ones: --limit 1000 shows up to 1000)\n")
+    assert len(home.json("sessions", "show", "s1", "--limit", "2")["runs"]) == 2
+    whole = home.run("sessions", "show", "s1", "--limit", "3")
+    assert "showing the latest" not in whole.stdout
+
+
+def test_compact_counts_in_words_and_echo_needs_no_key(home: Home) -> None:
+    home.run("agent", "-m", "hi")
+    assert home.run("agent", "-m", "/compact").stdout.startswith("compacted 1 earlier entry ")
+    assert "default (no key needed)" in home.run("models", "list").stdout

@@ -37,6 +37,22 @@ def test_kill_9_mid_run_then_a_new_agent_answers_and_the_old_run_is_interrupted(
     assert home.run("doctor").returncode == 0
 
 
+def test_the_next_command_after_a_crash_says_what_it_recovered_in_plain_words(
+    home: Home,
+) -> None:
+    doomed = _hanging_agent(home, lease=15)
+    run_id = (home.latest_run("s1") or {})["id"]
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(5)
+
+    listed = home.run("sessions", "list")
+
+    assert (f"clawgate: recovered run {run_id} of session s1: the process that ran it "
+            f"exited (pid {doomed.pid} on ") in listed.stderr
+    assert listed.stderr.rstrip().endswith("; it ended interrupted")
+    assert "WARNING" not in listed.stderr  # no log line's time, level and logger
+
+
 def test_stop_from_another_process_ends_a_hanging_run_within_a_second(home: Home) -> None:
     home.configure(fail="hang")
     agent = home.start("agent", "--session", "s1", "-m", "hang forever")

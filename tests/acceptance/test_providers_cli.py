@@ -239,7 +239,15 @@ def test_models_list_shows_what_rests_on_the_echo_provider(home: Home) -> None:
     [profile] = echo["profiles"]
     assert profile["restingUntil"] is not None
     assert "auth" in profile["restReason"]
-    assert "default (none: none) resting until 20" in home.run("models", "list").stdout
+    assert "default (no key needed) resting until 20" in home.run("models", "list").stdout
+
+
+def test_models_test_gives_up_on_a_hanging_model_at_its_deadline(home: Home) -> None:
+    home.configure(fail="hang")
+    tested = home.run("models", "test", "--timeout", "1", timeout=30)
+    assert tested.returncode == 1
+    assert tested.stdout == ("echo/echo via default: FAILED (timeout): no complete answer "
+                             "within 1 s (--timeout sets how long to wait)\n")
 
 
 def test_a_rest_says_how_to_try_now_and_models_test_clears_it(home: Home) -> None:

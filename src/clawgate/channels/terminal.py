@@ -12,22 +12,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from clawgate.domain import Fate
-from clawgate.errors import ClawgateError, Disconnected, InvalidInput
+from clawgate.channels.line_editor import LineEditor, open_line_editor
+from clawgate.domain import DropReason, Fate
+from clawgate.errors import ClawgateError, Disconnected, InvalidInput, StoreError
+from clawgate.runtime import commands
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.runtime import CommandReply, Runtime
 
+log = logging.getLogger(__name__)
+
 CHANNEL = "terminal"
+FEED_BATCH = 500
 QUIT = frozenset({"/quit", "/exit"})
 DOUBLE_PRESS_S = 2.0
+WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it says so
+WAITING = "waiting for the reply to finish; Ctrl-C stops it"
+#: Commands of the terminal itself, added to the /help list.
+TERMINAL_HELP = (
+    "/quit, /exit           leave once what you sent is answered (or Ctrl-D; Ctrl-C twice:"
+    " at once)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,11 @@ class Closing:
 
 
 ChatEvent = Delta | RunEnded | Dropped | Closing
+
+
+def dropped_because(reason: str | None) -> str:
+    """A drop reason as stored (``DropReason``'s value), in words."""
+    return DropReason(reason).describe if reason else "dropped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +108,20 @@ class ChatBackend(Protocol):
 
 
 class LocalChat:
-    """A chat on this process's runtime."""
+    """A chat on this process's runtime.
+
+    Its bus tells what this process does; what another process records for the session
+    (a ``clawgate stop`` in another terminal dropping the waiting messages) is read from the
+    store's event feed when a run ends, which is when such a stop shows here: no more
+    polling than the runtime already does.
+    """
 
     def __init__(self, runtime: Runtime, key: str) -> None:
         self._runtime = runtime
         self._key = key
         self._events = runtime.subscribe(key)
+        self._seq: int | None = None  # the last stored event looked at
+        self._told: set[str] = set()  # messages whose drop was shown
 
     async def model(self) -> str:
         session = await self._runtime.store.get_session(self._key)
@@ -111,14 +137,44 @@ class LocalChat:
         return Sent(result.message.id, queued)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
+        self._seq = await self._runtime.store.last_event_seq()
         async for event in self._events:
             if isinstance(event, ReplyDelta):
                 yield Delta(event.run_id, event.text)
             elif isinstance(event, RunChanged) and event.run.status.terminal:
+                for dropped in await self._dropped_elsewhere():  # (stored before the end)
+                    yield dropped
                 yield RunEnded(event.run.id, str(event.run.status), event.run.error)
-            elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED:
-                reason = event.message.reason.describe if event.message.reason else "dropped"
-                yield Dropped(reason)
+            elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED and (
+                    self._tell(event.message.id)):
+                reason = event.message.reason
+                yield Dropped(reason.describe if reason else "dropped")
+
+    async def _dropped_elsewhere(self) -> list[Dropped]:
+        """Drops the store recorded for this session that this process's bus did not carry
+        (another process's stop, reset or queue), since the last look."""
+        found: list[Dropped] = []
+        keys = frozenset({self._key})
+        try:
+            while True:
+                batch = await self._runtime.store.events_after(self._seq or 0, keys, FEED_BATCH)
+                for event in batch:
+                    self._seq = event.seq
+                    if event.kind == "message.dropped" and self._tell(event.message_id):
+                        reason = event.detail.get("reason")
+                        found.append(Dropped(dropped_because(str(reason) if reason else None)))
+                if len(batch) < FEED_BATCH:
+                    return found
+        except StoreError as exc:  # the chat goes on; only this notice is missed
+            log.warning("could not read the session's events: %s", exc)
+            return found
+
+    def _tell(self, message_id: str | None) -> bool:
+        """Whether a message's drop is still to be shown (each is shown once)."""
+        if message_id is None or message_id in self._told:
+            return False
+        self._told.add(message_id)
+        return True
 
     async def stop(self) -> str | None:
         report = await self._runtime.stop(self._key)
@@ -134,13 +190,15 @@ class LocalChat:
 class TerminalChat:
     def __init__(
         self, backend: ChatBackend, key: str, stdin: TextIO = sys.stdin,
-        stdout: TextIO = sys.stdout,
+        stdout: TextIO = sys.stdout, history: Path | None = None,
     ) -> None:
         self._backend = backend
         self._key = key
         self._in = stdin
         self._out = stdout
         self._interactive = stdin.isatty()
+        self._history = history
+        self._editor: LineEditor | None = None
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
         self._sent: list[str] = []
         self._streaming: str | None = None  # the run whose reply is being printed
@@ -155,8 +213,8 @@ class TerminalChat:
         self._say(f"clawgate chat, session {self._key}, model {model}. "
                   "/help for commands, Ctrl-C stops a reply, Ctrl-D leaves.")
         printer = asyncio.create_task(self._print_events())
+        self._on_ctrl_c()  # (before readline can have the terminal)
         self._read_in_background(asyncio.get_running_loop())
-        self._on_ctrl_c()
         try:
             await self._converse()
             await self._finish_answers()
@@ -166,6 +224,8 @@ class TerminalChat:
             self._backend.close()
             await printer
             await _cancelled(*self._stopping)
+            if self._editor is not None:
+                self._editor.close()
         if self._lost is not None:
             raise Disconnected(f"{self._lost}; this chat ends: nothing typed now would be "
                                "sent") from None
@@ -179,7 +239,7 @@ class TerminalChat:
             if line.strip() and self._closing:
                 self._say("! not sent: the gateway is shutting down")
             elif line.strip():
-                await self._handle(line.rstrip("\n"))
+                await self._handle(line)
 
     async def _next_line(self) -> str | None:
         getter = asyncio.ensure_future(self._lines.get())
@@ -190,6 +250,9 @@ class TerminalChat:
         return getter.result() if getter in done else None
 
     async def _handle(self, line: str) -> None:
+        if _is_stop(line):  # as Ctrl-C: the run's end is shown, and what else stop did
+            await self._stop_quietly()
+            return
         try:
             result = await self._backend.handle(line)
         except InvalidInput as exc:
@@ -201,7 +264,7 @@ class TerminalChat:
             self._say(f"! {_doing(line)} failed: {exc}")  # and go on chatting
             return
         if isinstance(result, str):
-            self._say(result)
+            self._say(_with_terminal_help(result) if line.strip().lower() == "/help" else result)
             return
         self._sent.append(result.message_id)
         if result.queued_mode:
@@ -209,12 +272,19 @@ class TerminalChat:
 
     async def _finish_answers(self) -> None:
         """Before leaving, wait for the answers to what was sent (Ctrl-C gives up; so does
-        the backend going away, raising Disconnected)."""
+        the backend going away, raising Disconnected). At a terminal, a wait that does not
+        end at once is announced, with how to cut it short."""
+        told = not self._interactive
         for message_id in self._sent:
             waiting = asyncio.ensure_future(self._backend.wait_for(message_id))
             leaving = asyncio.ensure_future(self._leave.wait())
-            done, pending = await asyncio.wait({waiting, leaving},
-                                               return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait({waiting, leaving}, timeout=(
+                None if told else WAIT_NOTICE_AFTER_S), return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                self._say(f"[{WAITING}]")
+                told = True
+                done, pending = await asyncio.wait({waiting, leaving},
+                                                   return_when=asyncio.FIRST_COMPLETED)
             await _cancelled(*pending)
             if waiting in done:
                 waiting.result()  # raises what ended the wait early
@@ -256,10 +326,16 @@ class TerminalChat:
         self._out.flush()
 
     def _read_in_background(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Lines typed (a message each; the line editor may join several), on a thread,
+        until the input ends or says to leave."""
+
         def read() -> None:
             try:
-                while line := (self._prompted() if self._interactive else self._in.readline()):
+                next_line = self._line_source()  # (readline is set up here, not on the loop)
+                while (line := next_line()) is not None:
                     loop.call_soon_threadsafe(self._lines.put_nowait, line)
+                    if line.strip().lower() in QUIT:
+                        break  # (readline gives the terminal back)
             except (EOFError, OSError, ValueError):
                 pass
             with contextlib.suppress(RuntimeError):  # the loop may already be closed
@@ -267,8 +343,18 @@ class TerminalChat:
 
         threading.Thread(target=read, name="clawgate terminal input", daemon=True).start()
 
-    def _prompted(self) -> str:
-        return input("") + "\n"
+    def _line_source(self) -> Callable[[], str | None]:
+        if self._interactive:
+            self._editor = open_line_editor(self._in, self._out, self._history)
+            if self._editor is not None:
+                return self._editor.read_message
+            return lambda: input("")  # (a terminal without readline)
+
+        def piped() -> str | None:  # one line, one message
+            line = self._in.readline()
+            return line.removesuffix("\n") if line else None
+
+        return piped
 
     def _on_ctrl_c(self) -> None:
         with contextlib.suppress(NotImplementedError):
@@ -302,6 +388,20 @@ async def _cancelled(*tasks: asyncio.Future[Any]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _with_terminal_help(help_text: str) -> str:
+    """The /help list with the terminal's own commands, after /help's line."""
+    lines = help_text.split("\n")
+    at = next((n + 1 for n, line in enumerate(lines) if line.startswith("/help")), len(lines))
+    return "\n".join([*lines[:at], TERMINAL_HELP, *lines[at:]])
+
+
+def _is_stop(line: str) -> bool:
+    try:
+        return isinstance(commands.parse(line), commands.Stop)
+    except InvalidInput:  # (an unknown command: the backend says so)
+        return False
 
 
 def _doing(line: str) -> str:

@@ -25,6 +25,7 @@ from clawgate.cli.common import OK, USAGE, open_app
 from clawgate.cli.remote import connect_gateway
 from clawgate.config import Settings
 from clawgate.domain import REPLY_SEPARATOR, DropReason, RunStatus, check_key
+from clawgate.errors import InvalidInput
 from clawgate.gateway.client import GatewayClient, GatewayClosed
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, Subscription
 from clawgate.runtime.runtime import CommandReply, MessageOutcome, Runtime
@@ -56,12 +57,25 @@ class Result:
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     key = check_key(args.session)
-    text = sys.stdin.read() if args.message == "-" else args.message
+    text = await _from_stdin() if args.message == "-" else args.message
     client = await connect_gateway(settings)
     if client is not None:
         async with client:
             return await _via_gateway(client, key, text, args)
     return await _in_process(settings, key, text, args)
+
+
+async def _from_stdin() -> str:
+    """The message piped in: UTF-8 (a byte order mark is left out), without the newline
+    that ends the last line (inner newlines and leading spaces are kept)."""
+    data: bytes = await asyncio.to_thread(sys.stdin.buffer.read)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the message on stdin is not UTF-8: byte 0x{data[exc.start]:02x} "
+                           f"at offset {exc.start} (convert it first, e.g. with iconv -t "
+                           "UTF-8)") from None
+    return text.rstrip("\r\n")
 
 
 # --- in-process -----------------------------------------------------------------------

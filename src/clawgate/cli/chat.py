@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from clawgate.channels.terminal import (
@@ -18,17 +19,19 @@ from clawgate.channels.terminal import (
     RunEnded,
     Sent,
     TerminalChat,
+    dropped_because,
 )
 from clawgate.cli.common import open_app
 from clawgate.cli.remote import connect_gateway
 from clawgate.config import Settings
-from clawgate.domain import DropReason, check_key
+from clawgate.domain import check_key
 from clawgate.errors import Disconnected, InvalidInput
 from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.runtime.runtime import Runtime
 from clawgate.runtime.scope import ServeKeys
 
 ACTIVE = ("queued", "running")
+HISTORY_FILE = "chat_history"
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -37,15 +40,22 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     if client is not None:
         async with client:
             await client.request("events.subscribe", sessions=[key])
-            return await TerminalChat(RemoteChat(client, key), key).run()
+            return await TerminalChat(RemoteChat(client, key), key,
+                                        history=_history(settings)).run()
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
                           scope=ServeKeys(app.store, frozenset({key})), name="clawgate chat")
         await runtime.start()
         try:
-            return await TerminalChat(LocalChat(runtime, key), key).run()
+            return await TerminalChat(LocalChat(runtime, key), key,
+                                    history=_history(settings)).run()
         finally:
             await runtime.close()
+
+
+def _history(settings: Settings) -> Path:
+    """What was typed in chats, for Up to recall (private: mode 0600)."""
+    return settings.home / HISTORY_FILE
 
 
 class RemoteChat:
@@ -76,7 +86,8 @@ class RemoteChat:
         if ack["command"]:
             return str(ack["reply"])
         mode = ack.get("queueMode", "unknown")  # (a gateway older than this CLI sends none)
-        return Sent(ack["messageId"], mode if ack["queuedBehind"] else None)
+        waits = ack["fate"] == "pending" and ack["queuedBehind"] is not None  # (not dropped)
+        return Sent(ack["messageId"], mode if waits else None)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """The session's events, until the chat closes; Disconnected if the gateway goes."""
@@ -119,6 +130,5 @@ def _chat_event(kind: str, payload: dict[str, Any]) -> ChatEvent | None:
     if kind.startswith("run.") and payload.get("status") not in (None, *ACTIVE):
         return RunEnded(payload["runId"], payload["status"], payload.get("error"))
     if kind == "message.dropped":
-        reason = payload.get("reason")
-        return Dropped(DropReason(reason).describe if reason else "dropped")
+        return Dropped(dropped_because(payload.get("reason")))
     return None

@@ -27,6 +27,9 @@ OK = 0
 PROBLEM = 1  # the thing asked for did not happen (a run failed, doctor found problems)
 USAGE = 2  # bad arguments, bad config, bad input
 
+FULL_LOG = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # the gateway's, and -v
+PLAIN_LOG = "clawgate: %(message)s"  # a command's notices at default verbosity
+
 
 @dataclass(frozen=True, slots=True)
 class App:
@@ -53,14 +56,14 @@ def run_command(module: ModuleType, args: argparse.Namespace) -> int:
     try:
         settings = config.load(Path(args.home).expanduser() if args.home else None)
     except ConfigError as exc:
-        _log_to_stderr(args.verbose, [])
+        _log_to_stderr(args.verbose, [], plain=args.command != "gateway")
         on_error = getattr(module, "on_config_error", None)
         if on_error is not None:
             return int(on_error(args, exc))
         print(f"clawgate: {exc}", file=sys.stderr)
         return USAGE
     keys = secrets(settings.providers)
-    _log_to_stderr(args.verbose, keys)
+    _log_to_stderr(args.verbose, keys, plain=args.command != "gateway")
     command: Command = module.main
     try:
         return asyncio.run(command(args, settings))
@@ -74,11 +77,15 @@ def run_command(module: ModuleType, args: argparse.Namespace) -> int:
         return 130
 
 
-def _log_to_stderr(verbose: int, keys: list[str]) -> None:
-    """Logging for the CLI: warnings by default, -v info, -vv debug; never a key."""
+def _log_to_stderr(verbose: int, keys: list[str], plain: bool = False) -> None:
+    """Logging for the CLI: warnings by default, -v info, -vv debug; never a key.
+
+    A command (``plain``) at default verbosity says what happened as any of its notices,
+    ``clawgate: ...``; the gateway's log, and -v, keep the time, level and logger.
+    """
     handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s", keys))
+    form = PLAIN_LOG if plain and verbose == 0 else FULL_LOG
+    handler.setFormatter(RedactingFormatter(form, keys))
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, handlers=[handler], force=True)
 

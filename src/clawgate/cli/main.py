@@ -24,6 +24,7 @@ COMMANDS = {
 #: imported here, as its imports would slow --help down.
 GATEWAY_HOST, GATEWAY_PORT = "127.0.0.1", 18789
 JSON_HELP = "print the result as JSON"
+PROBE_TIMEOUT_S = 30.0  # models test: how long one profile may take to answer
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser("agent", help="one turn: send a message, print the reply, exit")
     agent.add_argument("--session", default="main", help="session key (default: main)")
-    agent.add_argument("--message", "-m", required=True, help="the message ('-' reads stdin)")
+    agent.add_argument("--message", "-m", required=True,
+                       help="the message ('-' reads it from stdin, as UTF-8)")
     agent.add_argument("--id", dest="message_id", help="a message id; a repeat is not re-sent")
     agent.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
@@ -77,11 +79,25 @@ def parser() -> argparse.ArgumentParser:
     probe = what.add_parser("test", help="one tiny request through each auth profile")
     probe.add_argument("ref", nargs="?", help="provider/model or alias (default: the default)")
     probe.add_argument("--json", action="store_true", help=JSON_HELP)
+    probe.add_argument("--timeout", type=seconds, default=PROBE_TIMEOUT_S, metavar="SECONDS",
+                       help="give up on a profile whose answer has not ended by then "
+                       f"(default {PROBE_TIMEOUT_S:g})")
 
     doctor = sub.add_parser("doctor", help="check every promise in the store")
     doctor.add_argument("--json", action="store_true", help=JSON_HELP)
     doctor.add_argument("--fix", action="store_true", help="repair what can be repaired")
     return top
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
 
 
 def count_up_to(high: int) -> Callable[[str], int]:

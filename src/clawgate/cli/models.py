@@ -9,6 +9,7 @@ that model's on it).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from typing import Any
@@ -35,7 +36,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
                 print(json.dumps(rows, indent=2) if args.json else _list_text(rows))
                 return OK
             model = router.resolve(args.ref) if args.ref else settings.runtime.default_model
-            results = [await _probe(model, name, adapter)
+            results = [await _probe(model, name, adapter, args.timeout)
                        for name, adapter in router.providers[model.provider].profiles]
             for result in results:
                 if result["ok"]:
@@ -47,17 +48,24 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             await router.aclose()
 
 
-async def _probe(model: ModelRef, profile: str, adapter: Provider) -> dict[str, Any]:
-    """One tiny request; the clock starts once the adapter is set up (the SDK imported, the
-    client built), so the figures are the provider's, the same for every profile."""
+async def _probe(model: ModelRef, profile: str, adapter: Provider, deadline: float
+                 ) -> dict[str, Any]:
+    """One tiny request, given up after ``deadline`` seconds; the clock starts once the
+    adapter is set up (the SDK imported, the client built), so the figures are the
+    provider's, the same for every profile."""
     request = ModelRequest(model.model, (ChatMessage(ChatRole.USER, PROBE),), 16)
     result: dict[str, Any] = {"model": str(model), "profile": profile}
     try:
         await adapter.prepare()
         started = time.perf_counter()
-        first, text = await _first_and_text(adapter, request, started)
+        async with asyncio.timeout(deadline):
+            first, text = await _first_and_text(adapter, request, started)
     except ProviderError as exc:
         return {**result, "ok": False, "error": str(exc), "errorKind": exc.kind}
+    except TimeoutError:
+        return {**result, "ok": False, "errorKind": "timeout",
+                "error": f"no complete answer within {deadline:g} s (--timeout sets how long "
+                         "to wait)"}
     total = time.perf_counter() - started
     return {**result, "ok": True, "firstTokenMs": round((first or total) * 1000),
             "totalMs": round(total * 1000), "reply": preview(text, 60)}
@@ -91,7 +99,9 @@ def _list_text(listing: dict[str, Any]) -> str:
 
 
 def _profile_text(profile: dict[str, Any]) -> str:
-    text = f"{profile['name']} ({profile['keySource']}: {profile['key']})"
+    key = (f"{profile['keySource']}: {profile['key']}" if profile["keySource"] != "none"
+           else "no key needed")
+    text = f"{profile['name']} ({key})"
     if profile.get("restingUntil"):
         text += f" resting until {profile['restingUntil']} ({profile['restReason']})"
     for rest in profile.get("restingModels", ()):

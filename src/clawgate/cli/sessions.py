@@ -14,6 +14,7 @@ from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.domain import check_key
 from clawgate.gateway.client import GatewayClient, GatewayError
+from clawgate.limits import SESSION_ROWS
 from clawgate.runtime.owner import this_process
 from clawgate.runtime.recovery import recover
 from clawgate.views import Json, inbound_row, outbound_row, run_row, session_row
@@ -37,14 +38,14 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         if summary is None:
             return _no_session(args.key)
         row = session_row(summary, default)
-        runs = await app.store.list_runs(summary.session.id, args.limit)
+        fetch = _fetched(args.limit)
+        runs = await app.store.list_runs(summary.session.id, fetch)
         row["runs"] = [run_row(r, await app.store.list_attempts(r.id)) for r in runs]
         row["inbound"] = [inbound_row(m) for m in await app.store.list_inbound(
-            summary.session.id, args.limit)]
+            summary.session.id, fetch)]
         row["outbox"] = [outbound_row(o) for o in await app.store.list_outbox(
-            summary.session.id, args.limit)]
-        print(json.dumps(row, indent=2) if args.json else _show_text(row))
-        return OK
+            summary.session.id, fetch)]
+        return _show(row, args)
 
 
 async def _via_gateway(client: GatewayClient, args: argparse.Namespace) -> int:
@@ -54,13 +55,43 @@ async def _via_gateway(client: GatewayClient, args: argparse.Namespace) -> int:
         return OK
     try:
         row = await client.request("sessions.get", session=check_key(args.key),
-                                   limit=args.limit)
+                                   limit=_fetched(args.limit))
     except GatewayError as exc:
         if exc.code != "unknown_session":
             raise
         return _no_session(args.key)
-    print(json.dumps(row, indent=2) if args.json else _show_text(row))
+    return _show(row, args)
+
+
+def _fetched(limit: int) -> int:
+    """How many rows of each kind to read: one more than shown, to know whether there are
+    more (none more than the gateway serves)."""
+    return min(limit + 1, SESSION_ROWS)
+
+
+def _show(row: Json, args: argparse.Namespace) -> int:
+    """Print the session with its latest ``args.limit`` rows of each kind, and say where
+    there are more (as text: JSON has the rows only)."""
+    more = []
+    for field, noun in (("runs", "runs"), ("inbound", "messages"), ("outbox", "replies")):
+        rows: list[Json] = row[field]
+        if len(rows) > args.limit or len(rows) == SESSION_ROWS:
+            row[field] = rows[-args.limit:]
+            more.append(noun)
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return OK
+    print(_show_text(row))
+    if more:
+        what = f"the latest {args.limit} {_and(more)}"
+        print(f"\n(showing {what}; there are older ones: --limit {SESSION_ROWS} shows up to "
+              f"{SESSION_ROWS})" if args.limit < SESSION_ROWS else
+              f"\n(showing {what}, the most that can be shown; there may be older ones)")
     return OK
+
+
+def _and(words: list[str]) -> str:
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
 
 def _no_session(key: str) -> int:
@@ -145,6 +176,8 @@ def _attempts_text(runs: list[Json]) -> list[str]:
 
 
 def _short(value: object) -> str:
+    """A stored time (UTC, ISO 8601) as the user's local time, its zone named (--json keeps
+    UTC)."""
     if not isinstance(value, str):
         return "-"
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")

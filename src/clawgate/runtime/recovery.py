@@ -24,16 +24,19 @@ async def recover_dead_owners(store: Store, me: OwnerInfo) -> list[Run]:
     for owner in await store.owners_with_active_runs():
         if is_gone(owner, me):
             reason = GONE_REASON.format(pid=owner.pid, host=owner.host)
-            ended += _logged(await store.recover_owner(owner.id, reason))
+            ended += await _logged(store, await store.recover_owner(owner.id, reason))
     return ended
 
 
 async def recover_expired(store: Store) -> list[Run]:
     """Runs whose owner stopped renewing the lease."""
-    return _logged(await store.recover_expired())
+    return await _logged(store, await store.recover_expired())
 
 
-def _logged(runs: list[Run]) -> list[Run]:
+async def _logged(store: Store, runs: list[Run]) -> list[Run]:
+    """Say which runs were recovered and why, naming each session by its key."""
     for run in runs:
-        log.warning("recovered run %s of session %s: %s", run.id, run.session_id, run.error)
+        session = await store.get_session_by_id(run.session_id)
+        log.warning("recovered run %s of session %s: %s; it ended interrupted", run.id,
+                    session.key if session else run.session_id, run.error)
     return runs

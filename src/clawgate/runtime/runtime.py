@@ -390,7 +390,8 @@ class Runtime:
             covered, text = covered + made.covered, made.text
         if not covered:
             return "nothing to compact yet"
-        return (f"compacted {covered} earlier entries into a summary of about "
+        noun = "entry" if covered == 1 else "entries"
+        return (f"compacted {covered} earlier {noun} into a summary of about "
                 f"{estimate_tokens(text)} tokens")
 
     async def set_queue(self, key: str, patch: QueuePatch) -> QueueSettings:
