@@ -9,7 +9,9 @@
    with 100,000 sessions already in the database. Those sessions are seeded by one bulk SQL
    transaction shaped like real turns (each: a session, a finished run, its message, two
    transcript entries); the schema's triggers and constraints apply as usual.
-3. How long ``clawgate --help`` takes to start, in a fresh process.
+3. How long listing the 5,000 most recent sessions (``sessions.list``, ``clawgate sessions
+   list``) takes in the big database: the store's one reader is busy for that long.
+4. How long ``clawgate --help`` takes to start, in a fresh process.
 """
 
 from __future__ import annotations
@@ -174,14 +176,25 @@ async def store_times(folder: Path, sizes: tuple[int, ...], turns: int) -> list[
             await _turn(runtimes[n], f"seed-{(i * 7919) % sessions}", f"again {i}")
             if i >= 0:
                 per_turn[n].append((timed[n].spent - before) * 1000)
-    for runtime, inner in zip(runtimes, stores, strict=True):
-        await runtime.close()
-        await inner.close()
     for sessions, times in zip(sizes, per_turn, strict=True):
         print(f"store time per turn, {sessions:>7,} sessions in the db:  mean "
               f"{statistics.fmean(times):5.2f} ms   p50 {statistics.median(times):5.2f} ms   "
               f"({turns} turns)")
+    await list_latency(stores[-1], sizes[-1])
+    for runtime, inner in zip(runtimes, stores, strict=True):
+        await runtime.close()
+        await inner.close()
     return [statistics.fmean(times) for times in per_turn]
+
+
+async def list_latency(store: Store, sessions: int, limit: int = 5000, runs: int = 5) -> None:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        listed = await store.list_sessions(limit)
+        times.append((time.perf_counter() - started) * 1000)
+    print(f"sessions list, {len(listed):,} of {sessions:,} sessions:  median "
+          f"{statistics.median(times):.0f} ms, max {max(times):.0f} ms over {runs} reads")
 
 
 def help_startup(runs: int) -> None:

@@ -20,8 +20,7 @@ from clawgate.config_toml import load as load_toml
 from clawgate.domain import DropPolicy, ModelRef, QueueMode, QueueSettings
 from clawgate.errors import ConfigError
 from clawgate.gateway.settings import Auth, GatewaySettings
-from clawgate.providers.registry import ProviderConfig
-from clawgate.providers.routing import RoutingPolicy
+from clawgate.providers.settings import ProviderConfig, RoutingPolicy
 from clawgate.runtime.settings import RuntimeSettings
 
 DEFAULT_CONFIG = """\

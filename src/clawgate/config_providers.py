@@ -18,14 +18,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from clawgate.config_toml import Table
-from clawgate.providers.echo import EchoConfig, EchoFailure
-from clawgate.providers.http_adapter import public_url
-from clawgate.providers.registry import ProviderConfig
 from clawgate.providers.settings import (
+    EchoConfig,
+    EchoFailure,
     HttpProviderSettings,
     Profile,
+    ProviderConfig,
     ProviderKind,
     TokenLimitField,
+    public_url,
 )
 
 PROVIDER_KEYS = ("kind", "delay_ms", "chunk_delay_ms", "fail", "base_url", "api_key_env",

@@ -16,9 +16,7 @@ from clawgate.domain import (
     TranscriptEntry,
     preview,
 )
-from clawgate.providers.echo import EchoConfig
-from clawgate.providers.registry import ProviderConfig
-from clawgate.providers.settings import Profile
+from clawgate.providers.settings import EchoConfig, Profile, ProviderConfig
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.protocol import SessionSummary
 

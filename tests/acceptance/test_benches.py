@@ -13,7 +13,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.mark.parametrize(("script", "args", "figures"), [
-    ("turns.py", ["--quick"], ["turns/s", "store time per turn", "clawgate --help"]),
+    ("turns.py", ["--quick"],
+     ["turns/s", "store time per turn", "sessions list", "clawgate --help"]),
     ("providers.py", ["--turns", "3"], ["through clawgate", "first token"]),
     ("gateway_load.py", ["--clients", "6", "--sessions", "3", "--seconds", "2"],
      ["messages acknowledged", "doctor healthy"]),

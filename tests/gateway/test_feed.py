@@ -158,3 +158,30 @@ async def test_a_client_that_resubscribes_without_reading_its_backlog_stalls_no_
     finally:
         reader.cancel()
         await feed.close()
+
+
+async def test_a_client_reading_as_it_goes_replays_a_backlog_longer_than_its_queue(
+    store: Store,
+) -> None:
+    for n in range(110):  # 220 stored events (a session and its message each): a long backlog
+        await say(store, f"message {n}", key=f"s{n}")
+    newest = await store.last_event_seq()
+    feed = EventFeed(store, EventBus(), POLL_S, listener_queue=120)
+    await feed.start()
+    listener = feed.listener()
+    frames: list[dict[str, Any]] = []
+
+    async def read() -> None:
+        while (frame := await listener.frames.get()) is not None:
+            frames.append(frame)
+
+    reader = asyncio.create_task(read())
+    try:
+        replay = await feed.subscribe(listener, None, 0)  # handed over a page at a time
+        await _until(lambda: len(frames) >= replay.replayed)
+    finally:
+        reader.cancel()
+        await feed.close()
+
+    assert [f["event"] for f in frames if f["event"] == "feed.lagged"] == []
+    assert [f["seq"] for f in frames] == list(range(1, newest + 1))

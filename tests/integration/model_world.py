@@ -12,8 +12,7 @@ from pathlib import Path
 
 from clawgate.domain import ModelRef
 from clawgate.providers.registry import build
-from clawgate.providers.routing import RoutingPolicy
-from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind
+from clawgate.providers.settings import HttpProviderSettings, Profile, ProviderKind, RoutingPolicy
 from clawgate.runtime.runtime import Runtime
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.sqlite import SqliteStore

@@ -1,11 +1,13 @@
 """The CLI's help: every option says what it does, and --help and --version load nothing
-but the argument parser."""
+but the argument parser; a command loads only what it uses, so it starts fast."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,36 @@ def test_help_and_version_load_only_the_parser(flag: str) -> None:
                           text=True, check=True)
     assert done.stdout.splitlines()[-1] == str(
         ["clawgate", "clawgate.cli", "clawgate.cli.main", "clawgate.limits"])
+
+
+def _modules_after(*argv: str) -> tuple[list[str], set[str]]:
+    """What ``clawgate *argv`` printed, and every module it had loaded by its end."""
+    probe = ("import json, sys\nfrom clawgate.cli.main import main\ncode = main(sys.argv[1:])\n"
+             "print(json.dumps([code, sorted(sys.modules)]))")
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
+                          text=True, check=True, timeout=60)
+    *printed, last = done.stdout.splitlines()
+    code, modules = json.loads(last)
+    assert code == 0, done.stderr
+    return printed, set(modules)
+
+
+HEAVY = ("asyncio", "websockets", "sqlite3", "clawgate.store.sqlite", "clawgate.runtime.runtime",
+         "clawgate.providers.echo", "clawgate.providers.openai", "clawgate.providers.anthropic")
+
+
+def test_gateway_token_reads_its_file_without_an_event_loop_store_or_providers(
+    tmp_path: Path,
+) -> None:
+    printed, modules = _modules_after("--home", str(tmp_path), "gateway", "token")
+
+    assert printed == [(tmp_path / "gateway.token").read_text().strip()]
+    assert sorted(modules.intersection(HEAVY)) == []
+
+
+def test_a_command_working_in_process_loads_no_websocket_client(tmp_path: Path) -> None:
+    printed, modules = _modules_after("--home", str(tmp_path), "agent", "-m", "hi")
+
+    assert printed == ["echo: hi"]
+    assert "clawgate.store.sqlite" in modules
+    assert sorted(m for m in modules if m.split(".")[0] == "websockets") == []

@@ -10,8 +10,9 @@ import pytest
 from clawgate.config import DEFAULT_CONFIG, home_from_env, load, parse
 from clawgate.domain import DropPolicy, ModelRef, QueueMode
 from clawgate.errors import ConfigError
-from clawgate.providers.echo import EchoConfig, EchoFailure
 from clawgate.providers.settings import (
+    EchoConfig,
+    EchoFailure,
     HttpProviderSettings,
     Profile,
     ProviderKind,

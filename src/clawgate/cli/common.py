@@ -1,9 +1,12 @@
-"""What every command shares: opening the settings, store and providers; errors and exits."""
+"""What every command shares: opening the settings, store and providers; errors and exits.
+
+The store, the providers and the event loop are imported when a command uses them, not
+before: a command that only reads a file (``clawgate gateway token``) loads none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -11,16 +14,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clawgate import config
-from clawgate.clock import SystemClock
 from clawgate.errors import ClawgateError, ConfigError, InvalidInput
-from clawgate.providers.registry import build, secrets
-from clawgate.providers.routing import ProviderEntry
+from clawgate.providers.settings import secrets
 from clawgate.redaction import RedactingFormatter, redact
-from clawgate.runtime.owner import running_here
-from clawgate.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from clawgate.providers.routing import ProviderEntry
+    from clawgate.store.sqlite import SqliteStore
 
 # Exit codes shared by the commands.
 OK = 0
@@ -40,6 +43,11 @@ class App:
 
 @asynccontextmanager
 async def open_app(settings: config.Settings) -> AsyncIterator[App]:
+    from clawgate.clock import SystemClock
+    from clawgate.providers.registry import build
+    from clawgate.runtime.owner import running_here
+    from clawgate.store.sqlite import SqliteStore
+
     clock = SystemClock()
     store = await SqliteStore.open(settings.database, clock, running_here(clock.now()))
     try:
@@ -48,7 +56,8 @@ async def open_app(settings: config.Settings) -> AsyncIterator[App]:
         await store.close()
 
 
-Command = Callable[[argparse.Namespace, config.Settings], Coroutine[Any, Any, int]]
+#: A command's ``main``: an exit code at once, or a coroutine to run for one.
+Command = Callable[[argparse.Namespace, config.Settings], int | Coroutine[Any, Any, int]]
 
 
 def run_command(module: ModuleType, args: argparse.Namespace) -> int:
@@ -66,7 +75,12 @@ def run_command(module: ModuleType, args: argparse.Namespace) -> int:
     _log_to_stderr(args.verbose, keys, plain=args.command != "gateway")
     command: Command = module.main
     try:
-        return asyncio.run(command(args, settings))
+        outcome = command(args, settings)
+        if isinstance(outcome, int):
+            return outcome
+        import asyncio
+
+        return asyncio.run(outcome)
     except (InvalidInput, ConfigError) as exc:
         print(f"clawgate: {redact(str(exc), keys)}", file=sys.stderr)
         return USAGE

@@ -3,6 +3,9 @@
     async with await GatewayClient.connect(url, token) as client:
         ack = await client.request("chat.send", session="main", text="hi")
         async for event in client.events(): ...
+
+The WebSocket library is imported when a connection is made, so a CLI command that finds no
+gateway running never loads it.
 """
 
 from __future__ import annotations
@@ -15,13 +18,11 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import CloseCode
-
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput
 
 if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
     from clawgate.views import Json
 
 Frame = dict[str, Any]
@@ -63,6 +64,9 @@ class GatewayClient:
     @classmethod
     async def connect(cls, url: str, token: str | None, open_within: float = 10.0
                       ) -> GatewayClient:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
+
         ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -85,6 +89,8 @@ class GatewayClient:
 
     async def send_raw(self, frame: Frame | str, request_id: object = None) -> Json:
         """Send any frame (tests send broken ones) and wait for the response to its id."""
+        from websockets.exceptions import ConnectionClosed  # loaded: connected by now
+
         text = frame if isinstance(frame, str) else json.dumps(frame)
         key = frame.get("id") if isinstance(frame, dict) else request_id
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
@@ -137,6 +143,8 @@ class GatewayClient:
         await self.close()
 
     async def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         try:
             async for text in self._connection:
                 frame = json.loads(text)
@@ -160,6 +168,8 @@ class GatewayClient:
 
 
 def _why_closed(connection: ClientConnection) -> str:
+    from websockets.frames import CloseCode
+
     code = connection.close_code
     if code in (None, CloseCode.ABNORMAL_CLOSURE):  # no closing handshake: killed, or the
         return "the connection to the gateway was lost"  # network failed

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 Frame = dict[str, Any]
 BATCH = 500
+# A backlog is replayed a page at a time, so each read, and each burst of frames the client's
+# connection sends before the loop runs anything else, stays short.
+REPLAY_PAGE = 100
 EARLY_TEXT_LIMIT = 2000  # deltas held for one run while its run.running is not yet read
 TERMINAL_EVENTS = frozenset(f"run.{status.value}" for status in RunStatus if status.terminal)
 LISTENER_QUEUE = 2000
@@ -209,9 +212,10 @@ class EventFeed:
         replayed = 0
         try:
             while not listener.lagged:  # a lagged client resubscribes from what it got
-                batch = await self._store.events_after(listener.last_seq, listener.keys, BATCH)
+                batch = await self._store.events_after(
+                    listener.last_seq, listener.keys, REPLAY_PAGE)
                 replayed += sum(listener.deliver(event) for event in batch)
-                if len(batch) < BATCH:
+                if len(batch) < REPLAY_PAGE:
                     break
         finally:
             listener.release()

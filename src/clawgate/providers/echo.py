@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from enum import StrEnum
 
 from clawgate.domain import Usage
 from clawgate.errors import AuthFailed, ProviderUnavailable, RateLimited
@@ -24,22 +22,7 @@ from clawgate.providers.base import (
     estimate_input,
     estimate_tokens,
 )
-
-
-class EchoFailure(StrEnum):
-    NONE = ""
-    RATE_LIMIT = "rate_limit"
-    AUTH = "auth"
-    SERVER = "server"
-    HANG = "hang"
-
-
-@dataclass(frozen=True, slots=True)
-class EchoConfig:
-    name: str
-    delay_ms: int = 0
-    fail: EchoFailure = EchoFailure.NONE
-    chunk_delay_ms: int = 0  # a pause between streamed words, to watch streaming
+from clawgate.providers.settings import EchoFailure
 
 
 class EchoProvider:

@@ -4,12 +4,11 @@ check, closing, and the last steps of turning a failure into a ``ProviderError``
 from __future__ import annotations
 
 from typing import Generic, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from clawgate.clock import Clock, SystemClock
 from clawgate.errors import NotConfigured, ProviderError, ProviderUnavailable
 from clawgate.providers.http_errors import error_object, from_transport
-from clawgate.providers.settings import HttpProviderSettings, Profile
+from clawgate.providers.settings import HttpProviderSettings, Profile, public_url
 from clawgate.redaction import redact
 
 
@@ -86,17 +85,3 @@ def body_message(exc: Exception) -> str:
     if error is not None and isinstance(error.get("message"), str):
         return str(error["message"])
     return str(exc) or type(exc).__name__
-
-
-def public_url(url: str) -> str:
-    """``url`` with no user, password, query or fragment; "" if it is not a URL."""
-    try:
-        parts = urlsplit(url.strip())
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        return ""
-    if not parts.scheme or not host:
-        return ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))

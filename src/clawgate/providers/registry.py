@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from clawgate.clock import Clock
-from clawgate.providers.anthropic import AnthropicAdapter
 from clawgate.providers.base import Provider
-from clawgate.providers.echo import EchoConfig, EchoProvider
-from clawgate.providers.openai import OpenAIAdapter
+from clawgate.providers.echo import EchoProvider
 from clawgate.providers.routing import ProviderEntry
-from clawgate.providers.settings import HttpProviderSettings, ProviderKind
-
-#: The configuration of one provider, of any kind.
-ProviderConfig = EchoConfig | HttpProviderSettings
+from clawgate.providers.settings import (
+    EchoConfig,
+    HttpProviderSettings,
+    ProviderConfig,
+    ProviderKind,
+)
 
 
 def build(
@@ -36,12 +36,13 @@ def entry(config: ProviderConfig, clock: Clock | None = None) -> ProviderEntry:
 
 
 def adapter(config: HttpProviderSettings, profile: str, clock: Clock | None = None) -> Provider:
+    """The adapter for one of ``config``'s profiles; its module is imported only now, so a
+    command that builds no HTTP provider never loads it."""
     chosen = next(p for p in config.profiles if p.name == profile)
     if config.kind is ProviderKind.ANTHROPIC:
+        from clawgate.providers.anthropic import AnthropicAdapter
+
         return AnthropicAdapter(config, chosen, clock)
+    from clawgate.providers.openai import OpenAIAdapter
+
     return OpenAIAdapter(config, chosen, clock)
-
-
-def secrets(configs: Iterable[ProviderConfig]) -> list[str]:
-    """Every key the configuration holds (to keep them out of logs and messages)."""
-    return [s for c in configs if isinstance(c, HttpProviderSettings) for s in c.secrets()]

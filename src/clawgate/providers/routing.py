@@ -62,6 +62,7 @@ from clawgate.providers.base import (
     estimate_input,
     estimate_tokens,
 )
+from clawgate.providers.settings import RoutingPolicy
 from clawgate.store.protocol import Store
 
 _MOVE_ON_AND_REST = (RateLimited, AuthFailed, BillingFailed, Overloaded)
@@ -70,20 +71,6 @@ _MOVE_ON = (ProviderTimeout, NotConfigured)
 _RAISE = (ContextOverflow, ProviderFatal)
 COOLDOWN_CACHE_S = 1.0
 MISSED_CHARS = 160  # each candidate's reason in the error of a turn none answered
-
-
-@dataclass(frozen=True, slots=True)
-class RoutingPolicy:
-    fallbacks: tuple[ModelRef, ...] = ()
-    aliases: Mapping[str, ModelRef] = field(default_factory=dict)
-    retries: int = 2  # extra tries of one candidate for transient failures
-    backoff_s: float = 0.5  # the first wait; doubles each time, jittered
-    backoff_cap_s: float = 8.0
-    cooldown_windows_s: tuple[float, ...] = (60.0, 300.0, 1500.0, 3600.0)
-    # An overload (503/529) is often over in seconds: a short first rest, growing likewise.
-    overload_windows_s: tuple[float, ...] = (10.0, 30.0, 120.0, 300.0)
-    # A rate limit that says to retry within this many seconds is waited out, not rested.
-    wait_retry_after_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,6 @@
-"""How an HTTP model provider is set up: its endpoint, limits and auth profiles.
+"""How the model providers are set up: the echo provider's behaviour, an HTTP provider's
+endpoint, limits and auth profiles, and the router's policy. Plain data: the config loader
+builds it without importing any provider's code.
 
 Keys are read at the edge (the config loader reads the environment and key files) and carried
 here; they never appear in a ``repr``, a log line or an error message.
@@ -6,11 +8,12 @@ here; they never appear in a ``repr``, a log line or an error message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import urlsplit, urlunsplit
 
-from clawgate.domain import key_fingerprint
+from clawgate.domain import ModelRef, key_fingerprint
 
 
 class ProviderKind(StrEnum):
@@ -67,3 +70,56 @@ class HttpProviderSettings:
 
     def secrets(self) -> list[str]:
         return [p.api_key for p in self.profiles if p.api_key]
+
+
+class EchoFailure(StrEnum):
+    NONE = ""
+    RATE_LIMIT = "rate_limit"
+    AUTH = "auth"
+    SERVER = "server"
+    HANG = "hang"
+
+
+@dataclass(frozen=True, slots=True)
+class EchoConfig:
+    name: str
+    delay_ms: int = 0
+    fail: EchoFailure = EchoFailure.NONE
+    chunk_delay_ms: int = 0  # a pause between streamed words, to watch streaming
+
+
+#: The configuration of one provider, of any kind.
+ProviderConfig = EchoConfig | HttpProviderSettings
+
+
+def secrets(configs: Iterable[ProviderConfig]) -> list[str]:
+    """Every key the configuration holds (to keep them out of logs and messages)."""
+    return [s for c in configs if isinstance(c, HttpProviderSettings) for s in c.secrets()]
+
+
+def public_url(url: str) -> str:
+    """``url`` with no user, password, query or fragment; "" if it is not a URL."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return ""
+    if not parts.scheme or not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    fallbacks: tuple[ModelRef, ...] = ()
+    aliases: Mapping[str, ModelRef] = field(default_factory=dict)
+    retries: int = 2  # extra tries of one candidate for transient failures
+    backoff_s: float = 0.5  # the first wait; doubles each time, jittered
+    backoff_cap_s: float = 8.0
+    cooldown_windows_s: tuple[float, ...] = (60.0, 300.0, 1500.0, 3600.0)
+    # An overload (503/529) is often over in seconds: a short first rest, growing likewise.
+    overload_windows_s: tuple[float, ...] = (10.0, 30.0, 120.0, 300.0)
+    # A rate limit that says to retry within this many seconds is waited out, not rested.
+    wait_retry_after_s: float = 5.0

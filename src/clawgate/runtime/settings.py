@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from clawgate.domain import ModelRef, QueueSettings
-from clawgate.providers.routing import RoutingPolicy
+from clawgate.providers.settings import RoutingPolicy
 
 
 @dataclass(frozen=True, slots=True)

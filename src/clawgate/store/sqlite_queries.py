@@ -25,7 +25,7 @@ from clawgate.domain import (
 )
 from clawgate.store import findings as found
 from clawgate.store.protocol import Counts, Finding, SessionSummary
-from clawgate.store.sqlite_commands import ACTIVE, current_session
+from clawgate.store.sqlite_commands import ACTIVE
 from clawgate.store.sqlite_rows import (
     INBOUND_COLUMNS,
     OUTBOX_COLUMNS,
@@ -33,6 +33,7 @@ from clawgate.store.sqlite_rows import (
     RUN_COLUMNS,
     SESSION_COLUMNS,
     TRANSCRIPT_COLUMNS,
+    Row,
     dt,
     inbound_from,
     outbound_from,
@@ -44,39 +45,39 @@ from clawgate.store.sqlite_rows import (
 )
 
 
-def latest_run(conn: sqlite3.Connection, session_id: str) -> Run | None:
-    row = conn.execute(
-        f"SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ?"
-        " ORDER BY created_at DESC, id DESC LIMIT 1",
-        (session_id,),
-    ).fetchone()
-    return None if row is None else run_from(row)
+def _prefixed(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{name.strip()}" for name in columns.split(","))
 
 
-def pending_count(conn: sqlite3.Connection, session_id: str) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM inbound WHERE session_id = ? AND fate = 'pending'", (session_id,)
-    ).fetchone()
-    return int(row[0])
+_SESSION_WIDTH = SESSION_COLUMNS.count(",") + 1
+_RUN_WIDTH = RUN_COLUMNS.count(",") + 1
+# A session with its latest run and how many of its messages wait, in one statement: each
+# lookup searches an index (runs_by_session, inbound_waiting), so listing thousands of sessions
+# is one short read, not two more queries per session holding the reader.
+_SUMMARIES = (
+    f"SELECT {_prefixed('s', SESSION_COLUMNS)}, {_prefixed('r', RUN_COLUMNS)},"
+    " (SELECT count(*) FROM inbound AS i WHERE i.session_id = s.id AND i.fate = 'pending')"
+    " FROM sessions AS s LEFT JOIN runs AS r ON r.rowid = (SELECT rowid FROM runs"
+    " WHERE session_id = s.id ORDER BY created_at DESC, id DESC LIMIT 1)"
+    " WHERE s.archived_at IS NULL "
+)
+_SUMMARY_OF_KEY = _SUMMARIES + "AND s.key = ?"
+_SUMMARIES_RECENT = _SUMMARIES + "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+
+
+def _summary_from(row: Row) -> SessionSummary:
+    run = row[_SESSION_WIDTH:_SESSION_WIDTH + _RUN_WIDTH]
+    return SessionSummary(session_from(row[:_SESSION_WIDTH]),
+                          None if run[0] is None else run_from(run), int(row[-1]))
 
 
 def summarize_session(conn: sqlite3.Connection, key: str) -> SessionSummary | None:
-    session = current_session(conn, key)
-    if session is None:
-        return None
-    return SessionSummary(session, latest_run(conn, session.id), pending_count(conn, session.id))
+    row = conn.execute(_SUMMARY_OF_KEY, (key,)).fetchone()
+    return None if row is None else _summary_from(row)
 
 
 def list_sessions(conn: sqlite3.Connection, limit: int) -> list[SessionSummary]:
-    rows = conn.execute(
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE archived_at IS NULL"
-        " ORDER BY updated_at DESC, id DESC LIMIT ?",
-        (limit,),
-    ).fetchall()
-    sessions = [session_from(row) for row in rows]
-    return [
-        SessionSummary(s, latest_run(conn, s.id), pending_count(conn, s.id)) for s in sessions
-    ]
+    return [_summary_from(row) for row in conn.execute(_SUMMARIES_RECENT, (limit,))]
 
 
 def list_runs(conn: sqlite3.Connection, session_id: str, limit: int) -> list[Run]:
