@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/turns.py
 	$(BIN)/python bench/providers.py
 	$(BIN)/python bench/gateway_load.py
+	$(BIN)/python bench/gateway_quiet.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from clawgate.testing.model_server import FakeModelServer, ModelServerThread
 from tests.acceptance.cli import Home
 
 
@@ -13,3 +14,11 @@ def home(tmp_path: Path) -> Iterator[Home]:
     home = Home(tmp_path / "home")
     yield home
     home.cleanup()
+
+
+@pytest.fixture
+def server() -> Iterator[FakeModelServer]:
+    """The fake OpenAI and Anthropic endpoints, on a thread of their own (the CLI under test
+    runs as a subprocess the test waits for)."""
+    with ModelServerThread() as server:
+        yield server

@@ -18,6 +18,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
     ("providers.py", ["--turns", "3"], ["through clawgate", "first token"]),
     ("gateway_load.py", ["--clients", "6", "--sessions", "3", "--seconds", "2"],
      ["messages acknowledged", "doctor healthy"]),
+    ("gateway_quiet.py", ["--idle-seconds", "1", "--others", "0,5", "--followers", "5",
+                          "--turns", "3"],
+     ["idle, 3 clients connected", "following other sessions", "following every session"]),
 ])
 def test_a_benchmark_runs_and_prints_its_figures(
     script: str, args: list[str], figures: list[str]

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 
-from clawgate.testing.model_server import Fail, FakeModelServer, ModelServerThread, Reply
+from clawgate.testing.model_server import Fail, FakeModelServer, Reply
 from tests.acceptance.cli import Home
 
 WORK_KEY = "sk-work-5f3a9c1e7d2b4a6f8e0c"
@@ -49,12 +48,6 @@ api_key_env = "TEST_CLAUDE_KEY"
 mode = "followup"
 debounce_ms = 0
 """
-
-
-@pytest.fixture
-def server() -> Iterator[FakeModelServer]:
-    with ModelServerThread() as server:
-        yield server
 
 
 @pytest.fixture

@@ -41,8 +41,9 @@ async def _frames_until(listener: Listener, event: str, text: str | None = None
     seen = []
     async with asyncio.timeout(5):
         while True:
-            frame = await listener.frames.get()
-            assert frame is not None
+            sent = await listener.frames.get()
+            assert sent is not None
+            frame = sent.frame
             seen.append(frame)
             if frame["event"] == event and (text is None or frame["payload"]["text"] == text):
                 return seen
@@ -62,8 +63,9 @@ async def test_text_published_before_the_feed_read_run_running_comes_after_it(
 
     kinds = [f["event"] for f in frames]
     assert kinds.index("run.running") < kinds.index("run.delta") < kinds.index("run.done")
+    # The client read nothing meanwhile: both pieces wait for it as one frame.
     assert [f["payload"]["text"] for f in frames if f["event"] == "run.delta"] == [
-        "first words", " and more"]
+        "first words and more"]
 
 
 async def test_live_text_flows_again_after_the_feed_fell_behind(
@@ -89,7 +91,7 @@ def _sent(listener: Listener) -> list[dict[str, Any]]:
     while not listener.frames.empty():
         frame = listener.frames.get_nowait()
         assert frame is not None
-        frames.append(frame)
+        frames.append(frame.frame)
     return frames
 
 
@@ -132,7 +134,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 async def _read_previews(listener: Listener, previews: list[str]) -> None:
     while (frame := await listener.frames.get()) is not None:
-        previews.append(frame["payload"].get("preview", ""))
+        previews.append(frame.frame["payload"].get("preview", ""))
 
 
 async def test_a_client_that_resubscribes_without_reading_its_backlog_stalls_no_one(
@@ -173,7 +175,7 @@ async def test_a_client_reading_as_it_goes_replays_a_backlog_longer_than_its_que
 
     async def read() -> None:
         while (frame := await listener.frames.get()) is not None:
-            frames.append(frame)
+            frames.append(frame.frame)
 
     reader = asyncio.create_task(read())
     try:
@@ -185,3 +187,68 @@ async def test_a_client_reading_as_it_goes_replays_a_backlog_longer_than_its_que
 
     assert [f["event"] for f in frames if f["event"] == "feed.lagged"] == []
     assert [f["seq"] for f in frames] == list(range(1, newest + 1))
+
+
+def _text_of(run: Run, key: str, text: str, offset: int = 0) -> ReplyDelta:
+    return ReplyDelta(key, run.session_id, run.id, text, offset)
+
+
+async def test_a_client_behind_gets_a_runs_text_in_fewer_frames_that_add_up_to_the_same(
+    store: Store, bus_and_feed: tuple[EventBus, EventFeed],
+) -> None:
+    bus, feed = bus_and_feed
+    listener = await _listen(feed)
+    first, second = await running(store, "hello", key="s1"), await running(store, key="s2")
+    await _frames_until(listener, "run.running")
+    await _frames_until(listener, "run.running")
+    pieces = [f"word{n} " for n in range(40)]
+
+    # The client reads nothing while the text comes (a slow connection).
+    for n, piece in enumerate(pieces):
+        bus.publish(_text_of(first, "s1", piece, offset=len("".join(pieces[:n]))))
+        if n == 19:
+            bus.publish(_text_of(second, "s2", "other run"))
+        await asyncio.sleep(0)  # the feed takes each piece in as it comes
+    await _until(lambda: listener.frames.qsize() == 3)
+
+    frames = _sent(listener)
+    assert [(f["event"], f["payload"]["runId"], f["payload"]["text"], f["payload"]["offset"])
+            for f in frames] == [
+        ("run.delta", first.id, "".join(pieces[:20]), 0),
+        ("run.delta", second.id, "other run", 0),  # never joined across runs: order is kept
+        ("run.delta", first.id, "".join(pieces[20:]), len("".join(pieces[:20]))),
+    ]  # a joined frame starts where its first piece did
+
+
+async def test_a_client_is_sent_only_the_sessions_it_follows(
+    store: Store, bus_and_feed: tuple[EventBus, EventFeed],
+) -> None:
+    bus, feed = bus_and_feed
+    of_s1, of_s2, of_all = feed.listener(), feed.listener(), feed.listener()
+    await feed.subscribe(of_s1, ["s1"], None)
+    await feed.subscribe(of_s2, ["s2"], None)
+    await feed.subscribe(of_all, None, None)
+
+    run = await running(store, "for s1", key="s1")
+    await _frames_until(of_all, "run.running")
+    bus.publish(_text_of(run, "s1", "text of s1"))
+    await say(store, "for s2", key="s2")
+    await _frames_until(of_all, "message.pending")
+    await _until(lambda: of_s2.frames.qsize() > 0)
+
+    assert {f["payload"]["session"] for f in _sent(of_s1)} == {"s1"}
+    assert {f["payload"]["session"] for f in _sent(of_s2)} == {"s2"}
+    of_s1.follow("s2")  # as chat.send to s2 does
+    await say(store, "for s2 again", key="s2")
+    await _until(lambda: of_s1.frames.qsize() > 0)
+    assert {f["payload"]["preview"] for f in _sent(of_s1)} == {"for s2 again"}
+
+    await feed.subscribe(of_s1, ["s1"], None)  # follows s1 only, again
+    await _until(lambda: of_s2.frames.qsize() > 0)
+    _sent(of_s2)
+    feed.remove(of_s2)  # the client went away
+    await say(store, "for s2, once more", key="s2")
+    await say(store, "for s1 at last", key="s1")
+    await _until(lambda: of_s1.frames.qsize() > 0)
+    assert {f["payload"]["preview"] for f in _sent(of_s1)} == {"for s1 at last"}
+    assert of_s2.frames.empty()

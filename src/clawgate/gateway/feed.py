@@ -5,7 +5,8 @@ client that reconnects asks for what came after the last ``seq`` it saw and gets
 that, from the store. One task tails the table for the whole gateway; the runtime's bus
 wakes it at once, and it also looks every poll interval (for work done by other processes).
 Reply text streams straight from the bus (``run.delta``, no ``seq``: it is not stored until
-the run ends, when the transcript holds it).
+the run ends, when the transcript holds it). Each event is offered only to the listeners that
+follow its session (``Followers``), as one frame they share (``outgoing``).
 
 One event is the connection's, not a session's: ``gateway.shutdown`` (no ``seq``; not
 stored), sent to every client once the gateway begins to shut down, and at once to a client
@@ -25,17 +26,15 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from clawgate.domain import RunStatus, StoredEvent
 from clawgate.errors import StoreError
+from clawgate.gateway.outgoing import Frame, FrameQueue, Outgoing, StoredFrame, TextFrame
 from clawgate.runtime.bus import EventBus, ReplyDelta, RuntimeEvent
 from clawgate.store.protocol import Store
-from clawgate.views import event_row
 
 log = logging.getLogger(__name__)
 
-Frame = dict[str, Any]
 BATCH = 500
 # A backlog is replayed a page at a time, so each read, and each burst of frames the client's
 # connection sends before the loop runs anything else, stays short.
@@ -59,60 +58,59 @@ class Listener:
     What a client is sent is always every stored event it follows up to ``last_seq``, in
     order, then possibly ``feed.lagged``: when ``bound`` frames wait unsent, the next one is
     not queued and the marker takes the slot kept for it, naming the last ``seq`` queued, so
-    ``after`` that seq brings back exactly what was skipped.
+    ``after`` that seq brings back exactly what was skipped. A run's text that comes while
+    its previous piece still waits joins that piece (see ``outgoing``).
     """
 
-    def __init__(self, bound: int = LISTENER_QUEUE) -> None:
+    def __init__(self, followers: Followers, bound: int = LISTENER_QUEUE) -> None:
         self.keys: frozenset[str] | None = frozenset()  # None: every session
         self.last_seq = 0  # of the last stored event queued for the client
-        self.frames: asyncio.Queue[Frame | None] = asyncio.Queue(bound + 1)  # +1: the marker
+        self.frames = FrameQueue(bound + 1)  # +1: the marker
         self.lagged = False
+        self._followers = followers
         self._bound = bound
-        self._held: list[StoredEvent | ReplyDelta] | None = None  # live events during replay
-
-    def follows(self, key: str) -> bool:
-        return self.keys is None or key in self.keys
+        self._held: list[tuple[StoredEvent | None, Outgoing]] | None = None  # during replay
 
     def follow(self, key: str) -> None:
         if self.keys is not None and key not in self.keys:
-            self.keys = self.keys | {key}
+            self.follow_only(self.keys | {key})
 
-    def offer(self, item: StoredEvent | ReplyDelta) -> None:
-        if not self.follows(item.session_key):
-            return
+    def follow_only(self, keys: frozenset[str] | None) -> None:
+        """Follow these sessions (None: every session) and no others."""
+        self.keys = keys
+        self._followers.update(self)
+
+    def offer(self, event: StoredEvent | None, frame: Outgoing) -> None:
+        """A live frame (``event``: the stored event it shows; None for text)."""
         if self._held is not None:
-            self._held.append(item)
+            self._held.append((event, frame))
             return
-        self.deliver(item)
+        self.deliver(event, frame)
 
-    def deliver(self, item: StoredEvent | ReplyDelta) -> bool:
-        """Send now (replay uses this directly; live events go through ``offer``).
+    def deliver(self, event: StoredEvent | None, frame: Outgoing) -> bool:
+        """Send now (replay uses this directly; live frames go through ``offer``).
 
         True when the frame was queued for the client.
         """
-        if isinstance(item, ReplyDelta):
-            return self._send({"type": "event", "event": "run.delta", "seq": None,
-                               "payload": {"session": item.session_key,
-                                           "sessionId": item.session_id,
-                                           "runId": item.run_id, "text": item.text,
-                                           "offset": item.offset}})
-        if item.seq <= self.last_seq or not self._send(
-                {"type": "event", "event": item.kind, "seq": item.seq,
-                 "payload": event_row(item)}):
+        if event is None:
+            return self._send(frame)
+        if event.seq <= self.last_seq or not self._send(frame):
             return False
-        self.last_seq = item.seq
+        self.last_seq = event.seq
         return True
 
-    def _send(self, frame: Frame) -> bool:
+    def _send(self, frame: Outgoing) -> bool:
         """Queue the frame; False when the client is too far behind (it was told so)."""
         if self.lagged:
             return False
+        if isinstance(frame, TextFrame) and self.frames.join(frame):
+            return True
         if self.frames.qsize() >= self._bound:
             self.lagged = True  # the client must resubscribe from the seq the marker names
             if not self.frames.full():  # else a marker is already waiting (it resubscribed
-                self.frames.put_nowait(  # without reading its backlog): it still holds
+                self.frames.put_nowait(Outgoing(  # without reading its backlog): it holds
                     {"type": "event", "event": "feed.lagged", "seq": None,
-                     "payload": {"lastSeq": self.last_seq}})
+                     "payload": {"lastSeq": self.last_seq}}))
             return False
         self.frames.put_nowait(frame)
         return True
@@ -122,8 +120,41 @@ class Listener:
 
     def release(self) -> None:
         held, self._held = self._held or [], None
-        for item in held:
-            self.deliver(item)
+        for event, frame in held:
+            self.deliver(event, frame)
+
+
+class Followers:
+    """The listeners of each session, and those of every session: an event is offered only
+    to those who follow it, however many clients follow other sessions."""
+
+    def __init__(self) -> None:
+        self._of_key: dict[str, set[Listener]] = {}
+        self._of_all: set[Listener] = set()
+        self._indexed: dict[Listener, frozenset[str] | None] = {}  # by what, for each
+
+    def of(self, key: str) -> list[Listener]:
+        return [*self._of_all, *self._of_key.get(key, ())]
+
+    def update(self, listener: Listener) -> None:
+        """Index ``listener`` by what it follows now."""
+        self.remove(listener)
+        self._indexed[listener] = listener.keys
+        if listener.keys is None:
+            self._of_all.add(listener)
+        for key in listener.keys or ():
+            self._of_key.setdefault(key, set()).add(listener)
+
+    def remove(self, listener: Listener) -> None:
+        if listener not in self._indexed:
+            return
+        keys = self._indexed.pop(listener)
+        self._of_all.discard(listener)
+        for key in keys or ():
+            listeners = self._of_key[key]
+            listeners.discard(listener)
+            if not listeners:
+                del self._of_key[key]
 
 
 class ShutdownNotice:
@@ -158,6 +189,7 @@ class EventFeed:
         self._live_queue = live_queue
         self._listener_queue = listener_queue
         self._listeners: set[Listener] = set()
+        self._followers = Followers()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._live_events = bus.subscribe(maxsize=live_queue)
@@ -181,13 +213,14 @@ class EventFeed:
                 listener.frames.put_nowait(None)
 
     def listener(self) -> Listener:
-        listener = Listener(self._listener_queue)
+        listener = Listener(self._followers, self._listener_queue)
         listener.last_seq = self.last_seq
         self._listeners.add(listener)
         return listener
 
     def remove(self, listener: Listener) -> None:
         self._listeners.discard(listener)
+        self._followers.remove(listener)
 
     async def subscribe(
         self, listener: Listener, keys: Iterable[str] | None, after: int | None
@@ -198,7 +231,7 @@ class EventFeed:
         this one before a restore) cannot be resumed from: the client gets ``reset`` and
         follows from the newest event; it must reload what it shows.
         """
-        listener.keys = None if keys is None else frozenset(keys)
+        listener.follow_only(None if keys is None else frozenset(keys))
         listener.lagged = False
         if after is None:
             listener.last_seq = max(listener.last_seq, self.last_seq)
@@ -214,7 +247,7 @@ class EventFeed:
             while not listener.lagged:  # a lagged client resubscribes from what it got
                 batch = await self._store.events_after(
                     listener.last_seq, listener.keys, REPLAY_PAGE)
-                replayed += sum(listener.deliver(event) for event in batch)
+                replayed += sum(listener.deliver(event, StoredFrame(event)) for event in batch)
                 if len(batch) < REPLAY_PAGE:
                     break
         finally:
@@ -317,5 +350,15 @@ class EventFeed:
             self._offer(delta)
 
     def _offer(self, item: StoredEvent | ReplyDelta) -> None:
-        for listener in list(self._listeners):
-            listener.offer(item)
+        """Offer to the clients that follow the item's session one frame, shared by all."""
+        listeners = self._followers.of(item.session_key)
+        if not listeners:
+            return
+        if isinstance(item, ReplyDelta):
+            text = TextFrame(item)
+            for listener in listeners:
+                listener.offer(None, text)
+            return
+        frame = StoredFrame(item)
+        for listener in listeners:
+            listener.offer(item, frame)

@@ -92,15 +92,18 @@ class Connection:
 
     async def _pump_events(self) -> None:
         while (frame := await self._listener.frames.get()) is not None:
-            await self._send(frame)
+            await self._send_text(frame.text)  # encoded once for every client it goes to
 
     async def _announce_shutdown(self) -> None:
         await self._send(await self._api.feed.shutdown.frame())
 
     async def _send(self, frame: dict[str, Any]) -> None:
+        await self._send_text(json.dumps(frame))
+
+    async def _send_text(self, text: str) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, ConnectionError):
             async with self._send_lock:
-                await self._ws.send_text(json.dumps(frame))
+                await self._ws.send_text(text)
 
 
 def _error(exc: ClawgateError) -> ProtocolError:

@@ -1,4 +1,4 @@
-"""Anthropic Messages, on the official ``anthropic`` SDK (imported when used).
+"""Anthropic Messages, on the official ``anthropic`` SDK (loaded off the event loop).
 
 System text goes into ``system``; turns are merged so roles alternate and the first is the
 user's, as the API requires. Cancelling the stream closes the HTTP connection.
@@ -33,11 +33,8 @@ class AnthropicAdapter(HttpAdapter["AsyncAnthropic"]):
         return Capabilities(streaming=True, needs_key=True,
                             context_window=self.settings.context_window)
 
-    async def prepare(self) -> None:
-        self._connect()
-
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
-        client = self._connect()
+        client = await self._connect()
         system, turns = split_system(request.messages)
         max_tokens = request.max_output_tokens or self.settings.max_output_tokens
         extra: dict[str, Any] = {"system": system} if system else {}
@@ -62,17 +59,14 @@ class AnthropicAdapter(HttpAdapter["AsyncAnthropic"]):
         finally:
             await events.close()  # also on stop: the connection is not left running
 
-    def _connect(self) -> AsyncAnthropic:
-        self._require_key()
-        if self._client is None:
-            import anthropic  # heavy: only when a model is actually called
+    def _build(self) -> AsyncAnthropic:
+        import anthropic  # heavy: in a worker thread, only when a model may be called
 
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self.profile.api_key, base_url=self.settings.base_url, max_retries=0,
-                default_headers=dict(self.settings.headers),
-                timeout=anthropic.Timeout(self.settings.timeout_seconds, connect=10.0),
-            )
-        return self._client
+        return anthropic.AsyncAnthropic(
+            api_key=self.profile.api_key, base_url=self.settings.base_url, max_retries=0,
+            default_headers=dict(self.settings.headers),
+            timeout=anthropic.Timeout(self.settings.timeout_seconds, connect=10.0),
+        )
 
     def _translate(self, exc: Exception) -> ProviderError:
         import anthropic

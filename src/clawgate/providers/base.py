@@ -65,7 +65,8 @@ class Provider(Protocol):
     async def prepare(self) -> None:
         """Set up what a first call needs (the SDK imported, its client built), so a latency
         measured afterwards is the provider's; raise a ProviderError (NotConfigured) if the
-        profile cannot be used. ``stream`` does it too when it was not done."""
+        profile cannot be used. ``stream`` does it too when it was not done. Never blocks
+        the event loop: the runtime calls it in the background when it starts."""
         ...
 
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:

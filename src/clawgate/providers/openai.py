@@ -1,4 +1,4 @@
-"""OpenAI-compatible Chat Completions, on the official ``openai`` SDK (imported when used).
+"""OpenAI-compatible Chat Completions, on the official ``openai`` SDK (loaded off the loop).
 
 One adapter per auth profile. The SDK's own retries are off: retries, failover and cooldowns
 are the router's. Cancelling the stream closes the HTTP connection.
@@ -34,14 +34,11 @@ class OpenAIAdapter(HttpAdapter["AsyncOpenAI"]):
         return Capabilities(streaming=True, needs_key=self.settings.needs_key,
                             context_window=self.settings.context_window)
 
-    async def prepare(self) -> None:
-        self._connect()
-
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        client = await self._connect()  # the SDK is imported (off the loop) from here on
         import openai
         from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-        client = self._connect()
         body: dict[str, Any] = {"model": request.model,
                                 "messages": _messages(request.messages), "stream": True}
         if self.settings.stream_usage:
@@ -67,17 +64,15 @@ class OpenAIAdapter(HttpAdapter["AsyncOpenAI"]):
         finally:
             await chunks.close()  # also on stop: the connection is not left running
 
-    def _connect(self) -> AsyncOpenAI:
-        self._require_key()
-        if self._client is None:
-            import openai  # heavy: only when a model is actually called
+    def _build(self) -> AsyncOpenAI:
+        import openai  # heavy: in a worker thread, only when a model may be called
+        import openai.types.chat  # what ``stream`` names
 
-            self._client = openai.AsyncOpenAI(
-                api_key=self.profile.api_key or NO_KEY, base_url=self.settings.base_url,
-                max_retries=0, default_headers=dict(self.settings.headers),
-                timeout=openai.Timeout(self.settings.timeout_seconds, connect=10.0),
-            )
-        return self._client
+        return openai.AsyncOpenAI(
+            api_key=self.profile.api_key or NO_KEY, base_url=self.settings.base_url,
+            max_retries=0, default_headers=dict(self.settings.headers),
+            timeout=openai.Timeout(self.settings.timeout_seconds, connect=10.0),
+        )
 
     def _translate(self, exc: Exception) -> ProviderError:
         import openai

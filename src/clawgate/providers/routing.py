@@ -30,6 +30,7 @@ their last chunk, which a stopped, timed-out or broken stream never gets to).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -308,6 +309,15 @@ class Router:
             await self._store.clear_cooldown(key, model.model)
             self._cooldowns.pop((key, None), None)
             self._cooldowns.pop((key, model.model), None)
+
+    async def prepare(self) -> None:
+        """Set every provider up (SDKs imported and clients built, off the event loop), so
+        that no turn waits for it. A profile that cannot be used (no key) is left for its
+        turns to report."""
+        for entry in self.providers.values():
+            for _, adapter in entry.profiles:
+                with contextlib.suppress(ProviderError):
+                    await adapter.prepare()
 
     async def aclose(self) -> None:
         for entry in self.providers.values():

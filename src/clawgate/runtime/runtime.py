@@ -107,6 +107,7 @@ class Runtime:
             self._deliverer,
         )
         self._loop: asyncio.Task[None] | None = None
+        self._preparing: asyncio.Task[None] | None = None
         self._state = _State.NEW
 
     # --- lifecycle -------------------------------------------------------------------
@@ -121,6 +122,10 @@ class Runtime:
         self._state = _State.STARTED
         await self.store.register_owner(self.owner)
         await recover(self.store, self.owner)
+        # The providers' SDKs load in a worker thread, in the background: a first turn waits
+        # for that instead of freezing the event loop (and every other session) for a second.
+        self._preparing = asyncio.create_task(self.router.prepare(),
+                                              name="clawgate providers setup")
         if supervise:
             self._loop = asyncio.create_task(self._supervisor.run(), name="clawgate supervisor")
         else:
@@ -139,9 +144,10 @@ class Runtime:
             return
         self._state = _State.CLOSED
         self._lanes.stop_claiming()  # waiting messages stay waiting, for the next start
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.wait({self._loop})
+        for task in (self._loop, self._preparing):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task})
         await self._lanes.drain(self.settings.shutdown_grace if grace is None else grace)
         await self._deliverer.drain()
         await self.router.aclose()
@@ -163,8 +169,9 @@ class Runtime:
         The store is untouched; the leases of this runtime's runs simply stop being renewed.
         """
         self._state = _State.CLOSED
-        if self._loop is not None:
-            self._loop.cancel()
+        for task in (self._loop, self._preparing):
+            if task is not None:
+                task.cancel()
         self._lanes.abandon()
 
     # --- messages --------------------------------------------------------------------
