@@ -3,8 +3,9 @@
     python bench/gateway_quiet.py [--idle-seconds 10] [--others 0,200,1000]
                                   [--followers 0,20,200] [--turns 100]
 
-Prints the gateway's CPU (user + system, from /proc) while it is idle with a few clients
-connected, then the CPU each turn of one session costs while other clients follow other
+Prints the CPU (every thread's, from the scheduler's counts in /proc) of an idle
+`clawgate chat` working in-process and of an idle gateway with a few clients connected,
+then the gateway's CPU for each turn of one session while other clients follow other
 sessions (they are sent nothing), and while clients follow every session, as the web chat
 does (each is sent the turn's events). The gateway runs as a process of its own on a fresh
 home, with the echo model; Linux only; every loop is bounded in time.
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,17 +34,35 @@ TEXT = "hello " + "word " * 40  # the echo model sends its reply back a word at 
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The CPU time of every thread of ``pid`` (nanosecond counts, from the scheduler)."""
+    total = 0
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            total += int((thread / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
-async def idle(pid: int, seconds: float, clients: int) -> None:
+async def idle(pid: int, seconds: float, what: str) -> None:
     await asyncio.sleep(2)  # start-up work (recovery, SDKs, first connections) is over
     cpu, wall = cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(seconds)
     share = (cpu_seconds(pid) - cpu) / (time.monotonic() - wall)
-    print(f"idle, {clients} clients connected     {100 * share:5.2f}% of a core "
-          f"over {seconds:.0f} s")
+    print(f"idle, {what:<30} {100 * share:5.2f}% of a core over {seconds:.0f} s")
+
+
+async def idle_chat(home: Path, seconds: float) -> None:
+    """``clawgate chat`` working in-process (no gateway), waiting for the user to type."""
+    chat = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "clawgate", "--home", str(home), "chat",
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.sleep(1)
+        await idle(chat.pid, seconds, "clawgate chat (in-process)")
+    finally:
+        assert chat.stdin is not None
+        chat.stdin.close()  # Ctrl-D
+        async with asyncio.timeout(30):
+            await chat.wait()
 
 
 async def listen(url: str, token: str, sessions: list[str] | None) -> GatewayClient:
@@ -97,10 +117,11 @@ async def main(options: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "config.toml").write_text(CONFIG)
+        await idle_chat(home, options.idle_seconds)
         gateway, url, token = start_gateway(home)
         try:
             few = [await listen(url, token, [f"idle-{n}"]) for n in range(3)]
-            await idle(gateway.pid, options.idle_seconds, len(few))
+            await idle(gateway.pid, options.idle_seconds, "gateway, 3 clients connected")
             for client in few:
                 await client.close()
             await fan_out(gateway.pid, url, token, options, follow_all=False)

@@ -20,7 +20,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
      ["messages acknowledged", "doctor healthy"]),
     ("gateway_quiet.py", ["--idle-seconds", "1", "--others", "0,5", "--followers", "5",
                           "--turns", "3"],
-     ["idle, 3 clients connected", "following other sessions", "following every session"]),
+     ["idle, clawgate chat", "idle, gateway", "following other sessions",
+      "following every session"]),
 ])
 def test_a_benchmark_runs_and_prints_its_figures(
     script: str, args: list[str], figures: list[str]

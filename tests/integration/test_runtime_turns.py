@@ -7,6 +7,7 @@ import asyncio
 from clawgate.domain import DropReason, Fate, QueueMode, Role, RunStatus, Usage
 from clawgate.errors import ProviderFatal, ProviderUnavailable, RateLimited
 from clawgate.runtime.bus import ReplyDelta, RunChanged, RuntimeEvent, Subscription
+from tests.conformance.helpers import say
 from tests.integration.harness import Harness, answer, eventually, mode
 
 
@@ -286,3 +287,19 @@ async def test_two_processes_on_one_session_answer_one_after_the_other(
         return not [r for r in await one.store.active_runs()]
 
     await eventually(both_idle)
+
+
+async def test_an_idle_process_answers_a_message_another_process_left_waiting(
+    harness: Harness,
+) -> None:
+    serving = await harness.runtime()
+    await asyncio.sleep(0.1)  # ten poll intervals: it has looked, found nothing, and waits
+    other = await harness.backend.handle()  # a process that accepts but does not answer
+
+    accepted = await say(other, "answer me, whoever you are")
+
+    (await harness.model.next_call()).finish("answered by the idle one")
+    outcome = await serving.wait_for(accepted.message.id, within=5)
+    assert outcome.reply == "answered by the idle one"
+    assert outcome.run is not None
+    assert outcome.run.owner_id == serving.owner.id

@@ -49,7 +49,8 @@ async def open_app(settings: config.Settings) -> AsyncIterator[App]:
     from clawgate.store.sqlite import SqliteStore
 
     clock = SystemClock()
-    store = await SqliteStore.open(settings.database, clock, running_here(clock.now()))
+    store = await SqliteStore.open(settings.database, clock, running_here(clock.now()),
+                                 settings.runtime.poll_interval)
     try:
         yield App(settings, store, build(settings.providers, store.clock))
     finally:

@@ -3,10 +3,11 @@
 The store is the record: every event a client receives has the ``seq`` of its row, so a
 client that reconnects asks for what came after the last ``seq`` it saw and gets exactly
 that, from the store. One task tails the table for the whole gateway; the runtime's bus
-wakes it at once, and it also looks every poll interval (for work done by other processes).
-Reply text streams straight from the bus (``run.delta``, no ``seq``: it is not stored until
-the run ends, when the transcript holds it). Each event is offered only to the listeners that
-follow its session (``Followers``), as one frame they share (``outgoing``).
+wakes it at once, and so does the store when its version moves (work done by other
+processes); it never polls the table for nothing. Reply text streams straight from the bus
+(``run.delta``, no ``seq``: it is not stored until the run ends, when the transcript holds
+it). Each event is offered only to the listeners that follow its session (``Followers``), as
+one frame they share (``outgoing``).
 
 One event is the connection's, not a session's: ``gateway.shutdown`` (no ``seq``; not
 stored), sent to every client once the gateway begins to shut down, and at once to a client
@@ -44,6 +45,7 @@ TERMINAL_EVENTS = frozenset(f"run.{status.value}" for status in RunStatus if sta
 LISTENER_QUEUE = 2000
 LIVE_QUEUE = 10_000  # bus events not yet taken in (the tail is behind)
 FLUSH_POLL = 0.02
+LOOK_EVERY_S = 1.0  # the tail looks whether the store moved this often, even without news
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +187,7 @@ class EventFeed:
                  live_queue: int = LIVE_QUEUE, listener_queue: int = LISTENER_QUEUE) -> None:
         self._store = store
         self._bus = bus
-        self._poll = poll_interval
+        self._look_every = max(poll_interval, LOOK_EVERY_S)  # a look with no news: a safety net
         self._live_queue = live_queue
         self._listener_queue = listener_queue
         self._listeners: set[Listener] = set()
@@ -201,7 +203,8 @@ class EventFeed:
     async def start(self) -> None:
         self.last_seq = await self._store.last_event_seq()
         self._tasks = [asyncio.create_task(self._tail(), name="clawgate feed tail"),
-                       asyncio.create_task(self._live(), name="clawgate feed live")]
+                       asyncio.create_task(self._live(), name="clawgate feed live"),
+                       asyncio.create_task(self._watch(), name="clawgate feed watch")]
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -275,14 +278,31 @@ class EventFeed:
 
     # --- the store's events --------------------------------------------------------------
 
+    async def _watch(self) -> None:
+        """Wake the tail whenever the store is written (by another process, say)."""
+        try:
+            version = await self._store.version()
+            while True:
+                moved = await self._store.changed(version, self._look_every)
+                if moved != version:
+                    version = moved
+                    self.wake()
+        except StoreError as exc:  # the tail still looks every so often
+            log.warning("event feed stopped watching the store: %s", exc)
+
     async def _tail(self) -> None:
+        seen: int | None = None  # the store's version when it was last read
         while True:
+            woken = False
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll):
-                    await self._wake.wait()
+                async with asyncio.timeout(self._look_every):
+                    woken = await self._wake.wait()
             self._wake.clear()
             try:
-                await self._read_new()
+                version = await self._store.version()  # unchanged: nothing new to read
+                if woken or version != seen:
+                    await self._read_new()
+                    seen = version
             except StoreError as exc:
                 log.warning("event feed could not read the store: %s", exc)
 

@@ -79,7 +79,8 @@ async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[Run
     config = settings.gateway
     token = None if config.auth is Auth.NONE else auth.load_or_create(settings.token_path)
     clock = SystemClock()
-    store = await SqliteStore.open(settings.database, clock, running_here(clock.now()))
+    store = await SqliteStore.open(settings.database, clock, running_here(clock.now()),
+                                     settings.runtime.poll_interval)
     runtime = Runtime(store, build(settings.providers, clock), settings.runtime,
                       name="the gateway")
     gateway = Gateway(runtime, settings, token)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections import Counter
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Container, Coroutine, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from clawgate.clock import Clock, SystemClock
 from clawgate.domain import (
@@ -73,8 +74,11 @@ from clawgate.store.protocol import (
     StopOutcome,
     StopResult,
 )
+from clawgate.store.version import VersionBoard
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_Found = TypeVar("_Found", bound=Sized)
 
 
 @dataclass
@@ -91,6 +95,39 @@ class MemoryDatabase:
     attempts: dict[str, list[Attempt]] = field(default_factory=dict)
     cooldowns: dict[tuple[str, str | None], Cooldown] = field(default_factory=dict)
     events: list[StoredEvent] = field(default_factory=list)
+    version: VersionBoard = field(default_factory=VersionBoard)  # steps at every write
+
+
+def _writes(
+    command: Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]]:
+    """A command that writes: the database's version moves once it has run (as SQLite's
+    does at a commit), so whoever reads the version after the change sees a new one."""
+
+    @functools.wraps(command)
+    async def wrapper(self: MemoryStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await command(self, *args, **kwargs)
+        finally:
+            self.db.version.step()
+
+    return wrapper
+
+
+def _writes_if_any(
+    command: Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _Found]],
+) -> Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _Found]]:
+    """A command that writes only what it returns (recovered runs, say): when it finds
+    nothing, nothing was written and the version stays (pollers call these often)."""
+
+    @functools.wraps(command)
+    async def wrapper(self: MemoryStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _Found:
+        found = await command(self, *args, **kwargs)
+        if found:
+            self.db.version.step()
+        return found
+
+    return wrapper
 
 
 class MemoryStore:
@@ -102,6 +139,12 @@ class MemoryStore:
     async def close(self) -> None:
         self._closed = True
 
+    async def version(self) -> int:
+        return (await self._enter()).version.value
+
+    async def changed(self, after: int, within: float) -> int:
+        return await (await self._enter()).version.changed(after, within)
+
     async def _enter(self) -> MemoryDatabase:
         if self._closed:
             raise StoreClosed()
@@ -112,10 +155,12 @@ class MemoryStore:
 
     # --- owners and leases -----------------------------------------------------------
 
+    @_writes
     async def register_owner(self, owner: OwnerInfo) -> None:
         db = await self._enter()
         db.owners[owner.id] = owner
 
+    @_writes
     async def retire_owner(self, owner_id: str) -> None:
         db = await self._enter()
         db.owners.pop(owner_id, None)
@@ -125,6 +170,7 @@ class MemoryStore:
         ids = {r.owner_id for r in db.runs.values() if r.status.active}
         return [owner for owner_id, owner in db.owners.items() if owner_id in ids]
 
+    @_writes
     async def renew_leases(
         self, owner_id: str, run_ids: frozenset[str], lease: timedelta
     ) -> frozenset[str]:
@@ -148,6 +194,7 @@ class MemoryStore:
 
     # --- sessions --------------------------------------------------------------------
 
+    @_writes
     async def ensure_session(self, key: str) -> Session:
         check_key(key)
         return self._ensure(await self._enter(), key)
@@ -172,6 +219,7 @@ class MemoryStore:
         current.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
         return [self._summary(db, s) for s in current[:limit]]
 
+    @_writes
     async def set_model(self, key: str, model: ModelRef | None) -> Session:
         check_key(key)
         db = await self._enter()
@@ -182,12 +230,14 @@ class MemoryStore:
                         detail={"model": None if model is None else str(model)})
         return changed
 
+    @_writes
     async def set_delivery(self, key: str, delivery: Delivery) -> Session:
         check_key(key)
         db = await self._enter()
         session = self._ensure(db, key)
         return self._update_session(db, session.id, delivery=delivery)
 
+    @_writes
     async def set_queue(self, key: str, patch: QueuePatch) -> Session:
         check_key(key)
         db = await self._enter()
@@ -200,6 +250,7 @@ class MemoryStore:
                 "cap": queue.cap, "drop": queue.drop and queue.drop.value})
         return changed
 
+    @_writes
     async def reset_session(self, key: str) -> ResetResult:
         db, session_id = await self._existing(key)
         stop, archived = self._archive(db, session_id)
@@ -213,6 +264,7 @@ class MemoryStore:
         self._event(db, fresh.id, "session.created", now, detail={"key": key})
         return ResetResult(old=archived, new=fresh, stop=stop)
 
+    @_writes
     async def archive_session(self, key: str) -> StopResult:
         db, session_id = await self._existing(key)
         stop, _ = self._archive(db, session_id)
@@ -251,6 +303,7 @@ class MemoryStore:
 
     # --- inbound ---------------------------------------------------------------------
 
+    @_writes
     async def accept_inbound(
         self, key: str, message: NewInbound, defaults: QueueSettings
     ) -> Acceptance:
@@ -308,6 +361,7 @@ class MemoryStore:
 
     # --- runs ------------------------------------------------------------------------
 
+    @_writes
     async def claim_next(
         self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings
     ) -> Claim | Deferred | None:
@@ -339,6 +393,7 @@ class MemoryStore:
         self._update_session(db, session_id)
         return Claim(run=run, session=session, messages=tuple(taken), dropped=tuple(dropped))
 
+    @_writes
     async def start_run(
         self, run_id: str, owner_id: str, model: ModelRef, deadline_at: datetime
     ) -> Run | None:
@@ -353,6 +408,7 @@ class MemoryStore:
         self._update_session(db, run.session_id)
         return started
 
+    @_writes
     async def take_steering(
         self, run_id: str, owner_id: str, reply_so_far: str, defaults: QueueSettings
     ) -> list[InboundMessage] | None:
@@ -372,6 +428,7 @@ class MemoryStore:
         self._update_session(db, run.session_id)
         return taken
 
+    @_writes
     async def finish_run(self, run_id: str, owner_id: str, outcome: RunOutcome) -> Run | None:
         db = await self._enter()
         run = db.runs.get(run_id)
@@ -395,6 +452,7 @@ class MemoryStore:
         self._enqueue_delivery(db, ended, outcome)
         return ended
 
+    @_writes
     async def request_stop(
         self, session_id: str, status: RunStatus = RunStatus.KILLED, clear_queue: bool = True
     ) -> StopResult:
@@ -403,12 +461,14 @@ class MemoryStore:
         db = await self._enter()
         return self._stop(db, session_id, status, DropReason.STOPPED if clear_queue else None)
 
+    @_writes_if_any
     async def recover_expired(self) -> list[Run]:
         db = await self._enter()
         now = self.clock.now()
         expired = [r for r in db.runs.values() if r.status.active and r.lease_expires_at < now]
         return [self._end(db, run, RunStatus.INTERRUPTED, ENDED_LEASE_EXPIRED) for run in expired]
 
+    @_writes_if_any
     async def recover_owner(self, owner_id: str, reason: str) -> list[Run]:
         db = await self._enter()
         owned = [r for r in db.runs.values() if r.status.active and r.owner_id == owner_id]
@@ -449,6 +509,7 @@ class MemoryStore:
             return kept
         return [ContextEntry(best.seq, Role.NOTE, best.text, summary=True), *kept]
 
+    @_writes
     async def append_summary(
         self, session_id: str, text: str, covers_through: int, usage: Usage,
         run_id: str | None = None, owner_id: str | None = None,
@@ -473,6 +534,7 @@ class MemoryStore:
 
     # --- outbox --------------------------------------------------------------------
 
+    @_writes_if_any
     async def take_deliveries(
         self, channel: str, lease: timedelta, limit: int = 20
     ) -> list[Outbound]:
@@ -492,11 +554,13 @@ class MemoryStore:
                 taken.append(claimed)
         return taken
 
+    @_writes
     async def mark_delivered(self, outbound_id: str) -> bool:
         db = await self._enter()
         return self._settle(db, outbound_id, status=DeliveryStatus.DELIVERED,
                             delivered_at=self.clock.now(), last_error=None)
 
+    @_writes
     async def mark_undelivered(
         self, outbound_id: str, error: str, retry_at: datetime | None
     ) -> bool:
@@ -520,6 +584,7 @@ class MemoryStore:
         db = await self._enter()
         return list(db.cooldowns.values())
 
+    @_writes
     async def record_cooldown(
         self, profile_key: str, reason: str, windows: tuple[float, ...],
         retry_after: float | None, model: str | None = None,
@@ -535,6 +600,7 @@ class MemoryStore:
             profile_key, until, failures, reason, model, key_fingerprint)
         return db.cooldowns[profile_key, model]
 
+    @_writes
     async def clear_cooldown(self, profile_key: str, model: str | None = None) -> None:
         db = await self._enter()
         db.cooldowns.pop((profile_key, None), None)

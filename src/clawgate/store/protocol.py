@@ -121,6 +121,22 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def version(self) -> int:
+        """A number that moves when a write is committed, by this process or any other.
+
+        A write is noticed within the store's watch interval (at once by the memory store):
+        a reading taken before some queries that is still current afterwards means nothing
+        written since escaped them (a reading that moved may be spurious). It costs no
+        query, so what looks for other processes' work compares it with the reading it last
+        looked at, and skips its queries while it has not moved.
+        """
+        ...
+
+    async def changed(self, after: int, within: float) -> int:
+        """The version once it is not ``after`` (at once, if it is not now), or ``after``
+        when ``within`` seconds pass first: an idle poller waits here instead of polling."""
+        ...
+
     # --- owners and leases ------------------------------------------------------------
 
     async def register_owner(self, owner: OwnerInfo) -> None: ...

@@ -52,48 +52,66 @@ from clawgate.store.sqlite_rows import ts
 from clawgate.store.sqlite_schema import migrate, up_to_date
 from clawgate.store.sqlite_upgrade import ProcessProbe, UpgradeGuard
 from clawgate.store.sqlite_worker import ConnectionWorker
+from clawgate.store.version import VersionBoard
+
+#: How often the reader looks whether another connection committed (``poll_interval``).
+WATCH_EVERY_S = 0.1
 
 
 class SqliteStore:
     def __init__(
-        self, path: Path, clock: Clock, writer: ConnectionWorker, reader: ConnectionWorker
+        self, path: Path, clock: Clock, writer: ConnectionWorker, reader: ConnectionWorker,
+        version: VersionBoard,
     ) -> None:
         self.path = path
         self.clock = clock
         self._writer = writer
         self._reader = reader
+        self._version = version
 
     @classmethod
     async def open(
-        cls, path: Path, clock: Clock | None = None, running: ProcessProbe | None = None
+        cls, path: Path, clock: Clock | None = None, running: ProcessProbe | None = None,
+        watch_every: float = WATCH_EVERY_S,
     ) -> SqliteStore:
         """Open (creating and migrating if needed) the database at ``path``, private to us.
 
         An older database is upgraded only when no older clawgate is using it: ``running``
         tells whether an owner's process runs, where this machine can tell; otherwise its
         heartbeat decides. The database as it was is kept as ``<name>.bak-v<schema>``.
+        A write by another process moves ``version`` within ``watch_every`` seconds.
         """
         clock = clock or SystemClock()
         path.parent.mkdir(parents=True, exist_ok=True)
         create_private(path)
+        version = VersionBoard()
         writer = ConnectionWorker(path, "clawgate-sqlite-write")
-        reader = ConnectionWorker(path, "clawgate-sqlite-read")
+        # The reader never writes: every commit, the writer's included, is another
+        # connection's, and moves the data_version the reader watches.
+        reader = ConnectionWorker(path, "clawgate-sqlite-read", watch_every, version.move)
         try:
             await writer.open()
             if not await writer.read(up_to_date):
                 now = clock.now()
                 await writer.write(migrate, ts(now), UpgradeGuard(path, now, running))
             await reader.open()
+            version.move(await reader.data_version())
             make_private(path)
         except BaseException:
             await writer.close()
             await reader.close()
             raise
-        return cls(path, clock, writer, reader)
+        return cls(path, clock, writer, reader, version)
 
     async def close(self) -> None:
         await self._writer.close()
         await self._reader.close()
+
+    async def version(self) -> int:
+        return self._version.value
+
+    async def changed(self, after: int, within: float) -> int:
+        return await self._version.changed(after, within)
 
     # --- owners and leases -----------------------------------------------------------
 

@@ -8,6 +8,11 @@ Crossing between threads costs far more than the SQLite work itself (tens of mic
 against a few), and under load each crossing also waits for the GIL. So the thread takes every
 call that is waiting when it wakes, runs each in its own transaction, and hands all the
 results back to the event loop in one go.
+
+A worker may also watch for commits made by other connections (``watch_every``): between its
+calls, and at least that often, it reads ``PRAGMA data_version`` and, when it moved, tells the
+event loop (``on_version``). An idle process so learns of other processes' work without its
+event loop waking to ask.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -103,12 +109,17 @@ def translate(exc: sqlite3.Error, path: Path) -> StoreError:
 class ConnectionWorker:
     """One connection, one thread. Calls are served in the order they were made."""
 
-    def __init__(self, path: Path, name: str) -> None:
+    def __init__(
+        self, path: Path, name: str, watch_every: float | None = None,
+        on_version: Callable[[int], None] | None = None,
+    ) -> None:
         self._path = path
         self._name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._watch = (None if watch_every is None or on_version is None
+                       else _Watch(watch_every, on_version))
 
     async def open(self) -> None:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -131,6 +142,17 @@ class ConnectionWorker:
     ) -> T:
         return await self._submit(lambda conn: _transaction(
             conn, self._path, "BEGIN", lambda: fn(conn, *args, **kwargs)))
+
+    async def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` here: it moves whenever another connection (of
+        this process or any other) commits. A watch counts the caller as told."""
+        return await self._submit(self._report_version)
+
+    def _report_version(self, conn: sqlite3.Connection) -> int:
+        value = _data_version(conn, self._path)
+        if self._watch is not None:
+            self._watch.told = value
+        return value
 
     async def close(self) -> None:
         """Finish the calls already made, close the connection, end the thread."""
@@ -161,14 +183,14 @@ class ConnectionWorker:
         opened: list[_Result] = [(ready, None, None)]
         loop.call_soon_threadsafe(_deliver, opened)
         try:
-            while self._serve_batch(conn):
+            while self._serve_batch(conn, loop):
                 pass
         finally:
             conn.close()
 
-    def _serve_batch(self, conn: sqlite3.Connection) -> bool:
+    def _serve_batch(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> bool:
         """Run every waiting call; False once the worker is told to stop."""
-        batch = [self._jobs.get()]
+        batch = [self._next_job(conn, loop)]
         while True:
             try:
                 batch.append(self._jobs.get_nowait())
@@ -190,7 +212,60 @@ class ConnectionWorker:
                 results.append((future, None, exc))
         if results:
             results[0][0].get_loop().call_soon_threadsafe(_deliver, results)
+        if running and self._watch is not None and self._watch.due():
+            self._look(conn, loop)  # a busy worker looks as often as an idle one
         return running
+
+    def _next_job(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> _Job | None:
+        """The next call; while none comes, a watching worker looks at the version."""
+        while (watch := self._watch) is not None:
+            try:
+                return self._jobs.get(timeout=watch.wait())
+            except queue.Empty:
+                self._look(conn, loop)
+        return self._jobs.get()
+
+    def _look(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """Tell the event loop the version, if it moved since it was last told."""
+        watch = self._watch
+        assert watch is not None
+        watch.looked()
+        try:
+            value = _data_version(conn, self._path)
+        except StoreError:  # the next look tries again (pollers also look on a timer)
+            return
+        if value != watch.told:
+            watch.told = value
+            try:
+                loop.call_soon_threadsafe(watch.on_version, value)
+            except RuntimeError:  # the loop is closed (the store never was): nobody to tell
+                self._watch = None
+
+
+@dataclass
+class _Watch:
+    """A worker's watch for other connections' commits (used on the worker's thread)."""
+
+    every: float
+    on_version: Callable[[int], None]  # called on the event loop
+    told: int | None = None  # the version the event loop was last told
+    next_look: float = 0.0
+
+    def wait(self) -> float:
+        return max(0.0, self.next_look - time.monotonic())
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_look
+
+    def looked(self) -> None:
+        self.next_look = time.monotonic() + self.every
+
+
+def _data_version(conn: sqlite3.Connection, path: Path) -> int:
+    try:
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
 
 
 def _deliver(results: list[_Result]) -> None:
