@@ -85,7 +85,12 @@ async def test_a_reader_who_scrolled_back_stays_where_they_are_when_a_reply_ends
         await send(page, f"message number {n}\nwith\nseveral\nlines")
         await answered(page, f"message number {n}")
     transcript = page.locator("[data-testid=transcript]")
-    await transcript.evaluate("t => { t.scrollTop = 0; }")
+    await expect(page.locator("[data-testid=streaming]")).to_have_count(0)  # all shown
+    await expect(page.locator("[data-testid=session-status]")).to_have_text("done")
+    await transcript.evaluate(  # the reader scrolls up, and the page has seen it
+        "t => new Promise(seen => {"
+        " t.addEventListener('scroll', () => seen(null), {once: true}); t.scrollTop = 0; })")
+    assert await transcript.evaluate("t => t.scrollTop") == 0
     await client.request("chat.send", session="reading", text="from another client")
     await answered(page, "from another client")
     await expect(page.locator("[data-testid=streaming]")).to_have_count(0)  # read again
