@@ -85,6 +85,22 @@ async def test_a_redelivery_after_a_reset_is_still_recognised(store: Store) -> N
     assert again.message.reason is DropReason.RESET
 
 
+async def test_a_delivered_message_is_found_by_its_id_without_changing_anything(
+    store: Store,
+) -> None:
+    first = await say(store, "hello", key="alice", cmid="tg-8")
+    await store.reset_session("alice")
+    before = await store.list_inbound(first.session.id)
+
+    found = await store.find_delivered("alice", "test", "tg-8")
+
+    assert found == await store.get_message(first.message.id)  # as it is now: dropped
+    assert await store.find_delivered("bob", "test", "tg-8") is None  # another conversation
+    assert await store.find_delivered("alice", "elsewhere", "tg-8") is None
+    assert await store.find_delivered("alice", "test", "tg-9") is None
+    assert await store.list_inbound(first.session.id) == before
+
+
 @pytest.mark.parametrize(
     ("key", "text"),
     [

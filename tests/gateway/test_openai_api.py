@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletion as Completion
 
 from clawgate.domain import Run, Session
 from clawgate.gateway.openai_models import (
@@ -174,7 +175,7 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
     responses = operation["responses"]
     assert set(responses) == {
-        "200", "400", "401", "403", "409", "413", "500", "502", "503", "504"}
+        "200", "400", "401", "403", "409", "413", "422", "500", "502", "503", "504"}
     assert {code for code, answer in responses.items() if "x-should-retry" in answer.get(
         "headers", {})} == {"409", "500", "502", "503", "504"}
     assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
@@ -412,3 +413,29 @@ async def test_unknown_routes_and_methods_under_v1_answer_in_openai_shape(
     for answer in (missing, wrong):
         ErrorBody.model_validate(answer.json(), strict=True)
     assert elsewhere.status_code == 404  # outside /v1, FastAPI's own shape
+
+
+# --- a request sent again --------------------------------------------------------------------
+
+
+async def test_replaying_an_idempotency_key_changes_nothing_and_other_text_is_refused(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    async def ask(model: str, text: str) -> Completion:
+        return await sdk.chat.completions.create(
+            model=model, user="hal", extra_headers={"Idempotency-Key": "req-9"},
+            messages=[{"role": "user", "content": text}])
+
+    first = await ask("echo/echo", "just once")
+    again = await ask("slow/echo", "just once")  # a replay naming another model
+    with pytest.raises(openai.UnprocessableEntityError) as reused:
+        await ask("slow/echo", "something else")
+
+    assert again.choices[0].message.content == first.choices[0].message.content
+    assert reused.value.code == "idempotency_key_reused"
+    ErrorBody.model_validate(reused.value.response.json(), strict=True)
+    session = await _session_of(gateway, "openai:hal")
+    assert str(session.model) == "echo/echo"  # the replays switched nothing
+    store = gateway.runtime.store
+    assert [m.text for m in await store.list_inbound(session.id)] == ["just once"]
+    assert len(await store.list_runs(session.id)) == 1

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from clawgate.domain import NewInbound, Run, RunStatus, check_inbound, check_key
+from clawgate.domain import InboundMessage, NewInbound, Run, RunStatus, check_inbound, check_key
 from clawgate.errors import ClawgateError, InvalidInput
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
@@ -37,9 +37,9 @@ from clawgate.gateway.openai_models import (
     ModelList,
     OpenAIError,
 )
+from clawgate.gateway.openai_repeat import check_same, sent_before
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime, ShuttingDown
-from clawgate.store.protocol import Acceptance
 
 
 def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[], bool],
@@ -59,18 +59,19 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         try:
             key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
             check_inbound(NewInbound("http", text, idempotency_key))  # before any change
-            model = await _choose_model(runtime, key, body.model)
-            accepted, listening = await _accept(runtime, key, text, idempotency_key,
-                                                listen=body.stream)
+            earlier = await sent_before(runtime, key, text, idempotency_key)
+            model = await _choose_model(runtime, key, body.model, switch=earlier is None)
+            message, new, listening = await _accept(runtime, key, text, idempotency_key,
+                                                    earlier, listen=body.stream)
         except OpenAIError as exc:
             return exc.response()
         except ShuttingDown as exc:
             return OpenAIError(503, str(exc), "service_unavailable").response()
         except InvalidInput as exc:
             return OpenAIError(400, str(exc), "invalid_request_error").response()
-        if not accepted.duplicate:
+        if new:
             count("http")
-        message_id = accepted.message.id
+        message_id = message.id
         if listening is None:
             return await _answer(runtime, key, message_id, closed)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -164,18 +165,25 @@ async def _settled(runtime: Runtime, message_id: str,
 
 
 async def _accept(runtime: Runtime, key: str, text: str, idempotency_key: str | None,
-                  listen: bool) -> tuple[Acceptance, Subscription | None]:
-    """Send the message; with ``listen``, also the session's events from before it was sent
+                  earlier: InboundMessage | None,
+                  listen: bool) -> tuple[InboundMessage, bool, Subscription | None]:
+    """Send the message (a request sent again: see to the one it sent before), and say
+    whether it is new; with ``listen``, also the session's events from before it was sent
     (a streamed reply misses none), closed again if sending fails."""
     listening = runtime.subscribe(key) if listen else None
     try:
+        if earlier is not None:
+            runtime.sent_again(earlier)
+            return earlier, False, listening
         accepted = await runtime.send(key, text, channel="http",
                                       channel_message_id=idempotency_key)
+        if accepted.duplicate:  # the same key twice at once
+            check_same(accepted.message, text)
     except BaseException:
         if listening is not None:
             listening.close()
         raise
-    return accepted, listening
+    return accepted.message, not accepted.duplicate, listening
 
 
 class _Streamed(StreamingResponse):
@@ -250,12 +258,13 @@ def _usage(outcome: MessageOutcome | None) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens if usage else 0}}
 
 
-async def _choose_model(runtime: Runtime, key: str, asked: str) -> str:
+async def _choose_model(runtime: Runtime, key: str, asked: str, switch: bool) -> str:
     """The model the session answers with: the one asked for (switching the session to it,
-    field-level) or, for ``clawgate``, the session's own."""
+    field-level) or, for ``clawgate`` or without ``switch`` (a request sent again changes
+    nothing), the session's own."""
     session = await runtime.store.get_session(key)
     current = (session.model if session else None) or runtime.settings.default_model
-    if asked == DEFAULT_MODEL:
+    if asked == DEFAULT_MODEL or not switch:
         return str(current)
     chosen = runtime.router.resolve(asked)
     if session is None or session.model != chosen:

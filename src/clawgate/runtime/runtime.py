@@ -191,8 +191,7 @@ class Runtime:
             self.settings.queue,
         )
         if acceptance.duplicate:
-            if acceptance.message.fate is Fate.PENDING:  # sent before, still waiting (its
-                self._see_to(acceptance)                 # process may be gone): see to it
+            self.sent_again(acceptance.message)
             return acceptance
         for dropped in acceptance.dropped:
             self.bus.publish(MessageDecided(key, dropped))
@@ -203,12 +202,15 @@ class Runtime:
         self._lanes.kick(acceptance.session.id)
         return acceptance
 
-    def _see_to(self, acceptance: Acceptance) -> None:
-        """Answer a waiting message sent again: the process it was first sent to may have
-        died, and its run (if any) is recovered first."""
-        self._scope.accepted(acceptance.session.id, acceptance.message.id)
-        self._supervisor.recover_soon()
-        self._lanes.kick(acceptance.session.id)
+    def sent_again(self, message: InboundMessage) -> None:
+        """A message its channel sent again (a repeated id, a retried request): nothing is
+        stored twice, and one still waiting is seen to, for the process it was first sent to
+        may have died (its run, if any, is recovered first)."""
+        self._require_started()
+        if message.fate is Fate.PENDING:
+            self._scope.accepted(message.session_id, message.id)
+            self._supervisor.recover_soon()
+            self._lanes.kick(message.session_id)
 
     async def _behind_active_run(self, session: Session, run: Run) -> None:
         if run.lease_expires_at <= self.clock.now() or run.owner_id != self.owner.id:

@@ -340,6 +340,13 @@ class MemoryStore:
             active_run=self._active(db, session.id),
         )
 
+    async def find_delivered(
+        self, key: str, channel: str, channel_message_id: str
+    ) -> InboundMessage | None:
+        db = await self._enter()
+        first_id = db.dedup.get((channel, key, channel_message_id))
+        return None if first_id is None else db.inbound[first_id]
+
     async def get_message(self, message_id: str) -> InboundMessage | None:
         db = await self._enter()
         return db.inbound.get(message_id)

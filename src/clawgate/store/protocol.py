@@ -220,6 +220,13 @@ class Store(Protocol):
         """
         ...
 
+    async def find_delivered(
+        self, key: str, channel: str, channel_message_id: str
+    ) -> InboundMessage | None:
+        """The message ``channel`` delivered to conversation ``key`` under that id, if any:
+        what ``accept_inbound`` would answer a repeat with (in any session the key had)."""
+        ...
+
     async def get_message(self, message_id: str) -> InboundMessage | None: ...
 
     async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:

@@ -183,6 +183,11 @@ class SqliteStore:
             cmd.accept_inbound, self.clock, check_key(key), check_inbound(message), defaults
         )
 
+    async def find_delivered(
+        self, key: str, channel: str, channel_message_id: str
+    ) -> InboundMessage | None:
+        return await self._reader.read(cmd.delivered, key, channel, channel_message_id)
+
     async def get_message(self, message_id: str) -> InboundMessage | None:
         return await self._reader.read(cmd.message_by_id, message_id)
 
