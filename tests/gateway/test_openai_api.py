@@ -439,3 +439,48 @@ async def test_replaying_an_idempotency_key_changes_nothing_and_other_text_is_re
     store = gateway.runtime.store
     assert [m.text for m in await store.list_inbound(session.id)] == ["just once"]
     assert len(await store.list_runs(session.id)) == 1
+
+
+async def test_the_sdks_own_retries_after_a_timeout_are_one_message_and_one_run(
+    gateway: RunningGateway,
+) -> None:
+    impatient = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1",
+                                   timeout=1.0)  # and its default: two retries
+    try:
+        with pytest.raises(openai.APITimeoutError):
+            await impatient.chat.completions.create(
+                model="hang/echo", user="ivy", messages=[{"role": "user", "content": "ponder"}])
+    finally:
+        await impatient.close()
+    session = await _session_of(gateway, "openai:ivy")
+    store = gateway.runtime.store
+    assert [m.text for m in await store.list_inbound(session.id)] == ["ponder"]
+    assert len(await store.list_runs(session.id)) == 1
+    await gateway.runtime.stop("openai:ivy")  # the model would think for ever
+
+
+async def test_a_retry_gets_the_answer_of_the_message_it_repeats_and_only_a_retry_does(
+    gateway: RunningGateway,
+) -> None:
+    headers = {"Authorization": f"Bearer {gateway.token}", "X-Clawgate-Session": "jo"}
+
+    async def ask(http: httpx.AsyncClient, text: str, attempt: int) -> httpx.Response:
+        return await http.post("/v1/chat/completions", json={
+            "model": "slow/echo", "messages": [{"role": "user", "content": text}]},
+            headers={**headers, "x-stainless-retry-count": str(attempt)})
+
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        first = asyncio.create_task(ask(http, "yes", 0))
+        session = await _session_of(gateway, "jo")
+        await _inbound_count(gateway, session.id, 1)
+        first.cancel()  # the client gave up waiting: the SDK sends the request again
+        retried = await ask(http, "yes", 1)
+        said_again = await ask(http, "yes", 0)  # a first attempt: the user said it twice
+        other = await ask(http, "no", 1)  # a retry of a request that never arrived
+
+    assert retried.json()["choices"][0]["message"]["content"] == "echo: yes"
+    assert said_again.json()["choices"][0]["message"]["content"] == "echo: yes"
+    assert other.json()["choices"][0]["message"]["content"] == "echo: no"
+    store = gateway.runtime.store
+    assert [m.text for m in await store.list_inbound(session.id)] == ["yes", "yes", "no"]
+    assert len(await store.list_runs(session.id)) == 3

@@ -55,11 +55,13 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         body: ChatCompletionRequest,
         x_clawgate_session: str | None = Header(default=None),
         idempotency_key: str | None = Header(default=None, max_length=256),
+        x_stainless_retry_count: str | None = Header(default=None, include_in_schema=False),
     ) -> Any:
         try:
             key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
             check_inbound(NewInbound("http", text, idempotency_key))  # before any change
-            earlier = await sent_before(runtime, key, text, idempotency_key)
+            earlier = await sent_before(runtime, key, text, idempotency_key,
+                                        x_stainless_retry_count)
             model = await _choose_model(runtime, key, body.model, switch=earlier is None)
             message, new, listening = await _accept(runtime, key, text, idempotency_key,
                                                     earlier, listen=body.stream)
