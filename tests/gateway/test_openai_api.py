@@ -12,7 +12,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion as Completion
 
-from clawgate.domain import Run, Session
+from clawgate.domain import DropReason, Fate, InboundMessage, Run, Session
 from clawgate.gateway.openai_models import (
     ChatCompletion,
     ErrorBody,
@@ -484,3 +484,42 @@ async def test_a_retry_gets_the_answer_of_the_message_it_repeats_and_only_a_retr
     store = gateway.runtime.store
     assert [m.text for m in await store.list_inbound(session.id)] == ["yes", "yes", "no"]
     assert len(await store.list_runs(session.id)) == 3
+
+
+# --- a streaming client that goes away while its message waits -------------------------------
+
+
+async def test_a_streaming_client_that_goes_away_while_its_message_waits_withdraws_it(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    store, to_kay = gateway.runtime.store, {"X-Clawgate-Session": "kay"}
+    await gateway.runtime.set_model("kay", "hang/echo")
+    first = asyncio.create_task(sdk.chat.completions.create(
+        model="clawgate", extra_headers=to_kay,
+        messages=[{"role": "user", "content": "think forever"}]))
+    session = await _session_of(gateway, "kay")
+    run = await _latest_run(gateway, session.id, "running")
+    chunks = await sdk.chat.completions.create(
+        model="clawgate", stream=True, extra_headers=to_kay,
+        messages=[{"role": "user", "content": "then this"}])
+    await anext(aiter(chunks))
+    await _inbound_count(gateway, session.id, 2)  # waiting behind the first
+
+    await chunks.close()  # the UI's Stop button, while the message still waits
+
+    waiting = (await store.list_inbound(session.id))[-1]
+    withdrawn = await _decided(gateway, waiting.id)
+    assert (withdrawn.fate, withdrawn.reason) == (Fate.DROPPED, DropReason.STOPPED)
+    gateway.runtime.stop_run(run.id, "stopped by the test")
+    with pytest.raises(openai.ConflictError):  # the first was stopped before a word
+        await first
+    assert [r.status for r in await store.list_runs(session.id)] == ["killed"]  # no reply to it
+
+
+async def _decided(gateway: RunningGateway, message_id: str) -> InboundMessage:
+    for _ in range(100):  # bounded: 5 s
+        message = await gateway.runtime.store.get_message(message_id)
+        if message is not None and message.fate is not Fate.PENDING:
+            return message
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"message {message_id} still waits")

@@ -351,6 +351,17 @@ class MemoryStore:
         db = await self._enter()
         return db.inbound.get(message_id)
 
+    @_writes
+    async def drop_waiting(self, message_id: str, reason: DropReason) -> InboundMessage | None:
+        db = await self._enter()
+        if message_id not in db.inbound:
+            return None
+        dropped = self._decide(db, [message_id], Fate.DROPPED, reason=reason)
+        if not dropped:
+            return None
+        self._update_session(db, dropped[0].session_id)
+        return dropped[0]
+
     async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
         db = await self._enter()
         found = [m for m in db.inbound.values() if m.session_id == session_id]

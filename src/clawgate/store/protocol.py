@@ -26,6 +26,7 @@ from clawgate.domain import (
     ContextEntry,
     Cooldown,
     Delivery,
+    DropReason,
     InboundMessage,
     ModelRef,
     NewInbound,
@@ -228,6 +229,12 @@ class Store(Protocol):
         ...
 
     async def get_message(self, message_id: str) -> InboundMessage | None: ...
+
+    async def drop_waiting(self, message_id: str, reason: DropReason) -> InboundMessage | None:
+        """Drop one message that still waits (its sender no longer wants an answer); the
+        message as dropped, or None when it no longer waited (or there is no such message)
+        and nothing changed."""
+        ...
 
     async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
         """The latest ``limit`` messages of a session, oldest first."""

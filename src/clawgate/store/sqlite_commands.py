@@ -372,6 +372,17 @@ def _delivered_before(
     return Acceptance(first, session, duplicate=True)
 
 
+def drop_waiting(
+    conn: sqlite3.Connection, clock: Clock, message_id: str, reason: DropReason
+) -> InboundMessage | None:
+    now = clock.now()
+    dropped = _decide(conn, [message_id], Fate.DROPPED, now, reason=reason)
+    if not dropped:
+        return None
+    _touch(conn, dropped[0].session_id, now)
+    return dropped[0]
+
+
 def delivered(
     conn: sqlite3.Connection, key: str, channel: str, channel_message_id: str
 ) -> InboundMessage | None:
