@@ -523,3 +523,40 @@ async def _decided(gateway: RunningGateway, message_id: str) -> InboundMessage:
             return message
         await asyncio.sleep(0.05)
     raise AssertionError(f"message {message_id} still waits")
+
+
+# --- chat commands -------------------------------------------------------------------------
+
+
+async def test_a_chat_command_is_carried_out_and_its_reply_is_the_answer(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    async def say(text: str) -> str:
+        answer = await sdk.chat.completions.create(
+            model="clawgate", user="lou", messages=[{"role": "user", "content": text}])
+        ChatCompletion.model_validate(answer.model_dump(), strict=True)  # as documented
+        return answer.choices[0].message.content or ""
+
+    async def say_streamed(text: str) -> str:
+        chunks = await sdk.chat.completions.create(
+            model="clawgate", user="lou", stream=True,
+            messages=[{"role": "user", "content": text}])
+        return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+
+    assert await say("hello") == "echo: hello"
+    old = await _session_of(gateway, "openai:lou")
+
+    fresh = await say("/new")  # what a user types in any OpenAI client's chat box
+    status = await say_streamed("/status")
+
+    new = await _session_of(gateway, "openai:lou")
+    assert new.id != old.id
+    assert fresh.startswith(f"new session {new.id}")
+    assert status.startswith(f"session   openai:lou ({new.id})")
+    assert "echo/echo" in status
+    store = gateway.runtime.store
+    assert await store.list_inbound(new.id) == []  # a command is not a message to the model
+    assert [e.text for e in await store.transcript(old.id)] == ["hello", "echo: hello"]
+    with pytest.raises(openai.BadRequestError) as unknown:
+        await say("/frobnicate")
+    assert "unknown command /frobnicate" in str(unknown.value)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Header
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from clawgate.domain import InboundMessage, NewInbound, Run, RunStatus, check_inbound, check_key
@@ -39,6 +39,8 @@ from clawgate.gateway.openai_models import (
     OpenAIError,
 )
 from clawgate.gateway.openai_repeat import check_same, sent_before
+from clawgate.ids import new_id
+from clawgate.runtime import commands
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime, ShuttingDown
 
@@ -61,6 +63,9 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         try:
             key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
             check_inbound(NewInbound("http", text, idempotency_key))  # before any change
+            command = commands.parse(text)
+            if command is not None:
+                return await _carry_out(runtime, key, command, body)
             earlier = await sent_before(runtime, key, text, idempotency_key,
                                         x_stainless_retry_count)
             model = await _choose_model(runtime, key, body.model, switch=earlier is None)
@@ -219,16 +224,43 @@ def _completion(outcome: MessageOutcome) -> JSONResponse:
                            "message_dropped", retry=False).response()
     if run.status is not RunStatus.DONE and not outcome.reply:
         return _unanswered(run).response()
+    return _answered(f"chatcmpl-{run.id}", str(run.model) if run.model else DEFAULT_MODEL,
+                     outcome.reply, outcome, {"X-Clawgate-Run-Status": str(run.status)})
+
+
+def _answered(chat_id: str, model: str, text: str, outcome: MessageOutcome | None,
+              headers: dict[str, str] | None = None) -> JSONResponse:
     answer = ChatCompletion.model_validate({
-        "id": f"chatcmpl-{run.id}", "object": "chat.completion", "created": int(time.time()),
-        "model": str(run.model) if run.model else DEFAULT_MODEL,
+        "id": chat_id, "object": "chat.completion", "created": int(time.time()),
+        "model": model,
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": outcome.reply}}],
+                     "message": {"role": "assistant", "content": text}}],
         "usage": _usage(outcome),
-        "clawgate": _run_info(run),
+        "clawgate": _run_info(outcome.run if outcome else None),
     })
-    return JSONResponse(answer.model_dump(mode="json"),
-                        headers={"X-Clawgate-Run-Status": str(run.status)})
+    return JSONResponse(answer.model_dump(mode="json"), headers=headers)
+
+
+async def _carry_out(runtime: Runtime, key: str, command: commands.Command,
+                     body: ChatCompletionRequest) -> Response:
+    """A chat command (``/new``, ``/status``, ...), carried out as the other chats do: its
+    reply is the answer. Nothing goes to the model, nor is the session switched to the
+    model the request names (``/model`` does that)."""
+    said = await runtime.execute(key, command)
+    model = await _choose_model(runtime, key, DEFAULT_MODEL, switch=False)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    reply = _Reply(new_id("cmd"), model, include_usage, key)
+    if body.stream:
+        return StreamingResponse(_said(reply, said), media_type="text/event-stream")
+    return _answered(reply.chunk_id, model, said, None)
+
+
+async def _said(reply: _Reply, text: str) -> AsyncIterator[str]:
+    """A command's reply, streamed as a model's would be."""
+    yield reply.chunk({"role": "assistant", "content": ""})
+    yield reply.chunk({"content": text})
+    for chunk in _closing(reply, None):
+        yield chunk
 
 
 #: How a run that ended without a word is answered: HTTP status and error type.
@@ -365,7 +397,13 @@ def _ending(reply: _Reply, outcome: MessageOutcome | None, sent: str) -> Iterato
     elif run is None or (run.status is not RunStatus.DONE and not text):
         yield _sse_error(_unanswered(run) if run else OpenAIError(
             409, "the message was not answered: it was dropped", "message_dropped"))
-    yield reply.chunk({}, finish="stop", extra={"clawgate": _run_info(run)})
+    yield from _closing(reply, outcome)
+
+
+def _closing(reply: _Reply, outcome: MessageOutcome | None) -> Iterator[str]:
+    """The finish (saying how the run ended, if there was one), the usage if asked, the end."""
+    yield reply.chunk({}, finish="stop",
+                      extra={"clawgate": _run_info(outcome.run if outcome else None)})
     if reply.include_usage:
         yield reply.usage(outcome)
     yield "data: [DONE]\n\n"
