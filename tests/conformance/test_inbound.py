@@ -85,6 +85,45 @@ async def test_a_redelivery_after_a_reset_is_still_recognised(store: Store) -> N
     assert again.message.reason is DropReason.RESET
 
 
+async def test_a_delivered_message_is_found_by_its_id_without_changing_anything(
+    store: Store,
+) -> None:
+    first = await say(store, "hello", key="alice", cmid="tg-8")
+    await store.reset_session("alice")
+    before = await store.list_inbound(first.session.id)
+
+    found = await store.find_delivered("alice", "test", "tg-8")
+
+    assert found == await store.get_message(first.message.id)  # as it is now: dropped
+    assert await store.find_delivered("bob", "test", "tg-8") is None  # another conversation
+    assert await store.find_delivered("alice", "elsewhere", "tg-8") is None
+    assert await store.find_delivered("alice", "test", "tg-9") is None
+    assert await store.list_inbound(first.session.id) == before
+
+
+async def test_one_waiting_message_can_be_dropped_and_only_while_it_waits(
+    store: Store,
+) -> None:
+    run = await running(store, "first")
+    waiting = await say(store, "second")
+    later = await say(store, "third")
+
+    dropped = await store.drop_waiting(waiting.message.id, DropReason.STOPPED)
+
+    assert dropped is not None
+    assert (dropped.fate, dropped.reason) == (Fate.DROPPED, DropReason.STOPPED)
+    assert await store.get_message(waiting.message.id) == dropped
+    events = await store.events_after(0)
+    assert (events[-1].kind, events[-1].message_id) == ("message.dropped", dropped.id)
+    assert await store.drop_waiting(dropped.id, DropReason.RESET) is None  # decided once
+    first = (await store.list_inbound(run.session_id))[0]
+    assert await store.drop_waiting(first.id, DropReason.STOPPED) is None  # a run took it
+    assert await store.drop_waiting("msg_nowhere", DropReason.STOPPED) is None
+    fates = [m.fate for m in await store.list_inbound(run.session_id)]
+    assert fates == [Fate.ANSWERED, Fate.DROPPED, Fate.PENDING]
+    assert (await store.get_message(later.message.id)) == later.message
+
+
 @pytest.mark.parametrize(
     ("key", "text"),
     [

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletion as Completion
 
-from clawgate.domain import Run, Session
+from clawgate.domain import DropReason, Fate, InboundMessage, Run, Session
 from clawgate.gateway.openai_models import (
     ChatCompletion,
     ErrorBody,
@@ -174,7 +175,7 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
     responses = operation["responses"]
     assert set(responses) == {
-        "200", "400", "401", "403", "409", "413", "500", "502", "503", "504"}
+        "200", "400", "401", "403", "409", "413", "422", "500", "502", "503", "504"}
     assert {code for code, answer in responses.items() if "x-should-retry" in answer.get(
         "headers", {})} == {"409", "500", "502", "503", "504"}
     assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
@@ -412,3 +413,150 @@ async def test_unknown_routes_and_methods_under_v1_answer_in_openai_shape(
     for answer in (missing, wrong):
         ErrorBody.model_validate(answer.json(), strict=True)
     assert elsewhere.status_code == 404  # outside /v1, FastAPI's own shape
+
+
+# --- a request sent again --------------------------------------------------------------------
+
+
+async def test_replaying_an_idempotency_key_changes_nothing_and_other_text_is_refused(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    async def ask(model: str, text: str) -> Completion:
+        return await sdk.chat.completions.create(
+            model=model, user="hal", extra_headers={"Idempotency-Key": "req-9"},
+            messages=[{"role": "user", "content": text}])
+
+    first = await ask("echo/echo", "just once")
+    again = await ask("slow/echo", "just once")  # a replay naming another model
+    with pytest.raises(openai.UnprocessableEntityError) as reused:
+        await ask("slow/echo", "something else")
+
+    assert again.choices[0].message.content == first.choices[0].message.content
+    assert reused.value.code == "idempotency_key_reused"
+    ErrorBody.model_validate(reused.value.response.json(), strict=True)
+    session = await _session_of(gateway, "openai:hal")
+    assert str(session.model) == "echo/echo"  # the replays switched nothing
+    store = gateway.runtime.store
+    assert [m.text for m in await store.list_inbound(session.id)] == ["just once"]
+    assert len(await store.list_runs(session.id)) == 1
+
+
+async def test_the_sdks_own_retries_after_a_timeout_are_one_message_and_one_run(
+    gateway: RunningGateway,
+) -> None:
+    impatient = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1",
+                                   timeout=1.0)  # and its default: two retries
+    try:
+        with pytest.raises(openai.APITimeoutError):
+            await impatient.chat.completions.create(
+                model="hang/echo", user="ivy", messages=[{"role": "user", "content": "ponder"}])
+    finally:
+        await impatient.close()
+    session = await _session_of(gateway, "openai:ivy")
+    store = gateway.runtime.store
+    assert [m.text for m in await store.list_inbound(session.id)] == ["ponder"]
+    assert len(await store.list_runs(session.id)) == 1
+    await gateway.runtime.stop("openai:ivy")  # the model would think for ever
+
+
+async def test_a_retry_gets_the_answer_of_the_message_it_repeats_and_only_a_retry_does(
+    gateway: RunningGateway,
+) -> None:
+    headers = {"Authorization": f"Bearer {gateway.token}", "X-Clawgate-Session": "jo"}
+
+    async def ask(http: httpx.AsyncClient, text: str, attempt: int) -> httpx.Response:
+        return await http.post("/v1/chat/completions", json={
+            "model": "slow/echo", "messages": [{"role": "user", "content": text}]},
+            headers={**headers, "x-stainless-retry-count": str(attempt)})
+
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        first = asyncio.create_task(ask(http, "yes", 0))
+        session = await _session_of(gateway, "jo")
+        await _inbound_count(gateway, session.id, 1)
+        first.cancel()  # the client gave up waiting: the SDK sends the request again
+        retried = await ask(http, "yes", 1)
+        said_again = await ask(http, "yes", 0)  # a first attempt: the user said it twice
+        other = await ask(http, "no", 1)  # a retry of a request that never arrived
+
+    assert retried.json()["choices"][0]["message"]["content"] == "echo: yes"
+    assert said_again.json()["choices"][0]["message"]["content"] == "echo: yes"
+    assert other.json()["choices"][0]["message"]["content"] == "echo: no"
+    store = gateway.runtime.store
+    assert [m.text for m in await store.list_inbound(session.id)] == ["yes", "yes", "no"]
+    assert len(await store.list_runs(session.id)) == 3
+
+
+# --- a streaming client that goes away while its message waits -------------------------------
+
+
+async def test_a_streaming_client_that_goes_away_while_its_message_waits_withdraws_it(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    store, to_kay = gateway.runtime.store, {"X-Clawgate-Session": "kay"}
+    await gateway.runtime.set_model("kay", "hang/echo")
+    first = asyncio.create_task(sdk.chat.completions.create(
+        model="clawgate", extra_headers=to_kay,
+        messages=[{"role": "user", "content": "think forever"}]))
+    session = await _session_of(gateway, "kay")
+    run = await _latest_run(gateway, session.id, "running")
+    chunks = await sdk.chat.completions.create(
+        model="clawgate", stream=True, extra_headers=to_kay,
+        messages=[{"role": "user", "content": "then this"}])
+    await anext(aiter(chunks))
+    await _inbound_count(gateway, session.id, 2)  # waiting behind the first
+
+    await chunks.close()  # the UI's Stop button, while the message still waits
+
+    waiting = (await store.list_inbound(session.id))[-1]
+    withdrawn = await _decided(gateway, waiting.id)
+    assert (withdrawn.fate, withdrawn.reason) == (Fate.DROPPED, DropReason.STOPPED)
+    gateway.runtime.stop_run(run.id, "stopped by the test")
+    with pytest.raises(openai.ConflictError):  # the first was stopped before a word
+        await first
+    assert [r.status for r in await store.list_runs(session.id)] == ["killed"]  # no reply to it
+
+
+async def _decided(gateway: RunningGateway, message_id: str) -> InboundMessage:
+    for _ in range(100):  # bounded: 5 s
+        message = await gateway.runtime.store.get_message(message_id)
+        if message is not None and message.fate is not Fate.PENDING:
+            return message
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"message {message_id} still waits")
+
+
+# --- chat commands -------------------------------------------------------------------------
+
+
+async def test_a_chat_command_is_carried_out_and_its_reply_is_the_answer(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    async def say(text: str) -> str:
+        answer = await sdk.chat.completions.create(
+            model="clawgate", user="lou", messages=[{"role": "user", "content": text}])
+        ChatCompletion.model_validate(answer.model_dump(), strict=True)  # as documented
+        return answer.choices[0].message.content or ""
+
+    async def say_streamed(text: str) -> str:
+        chunks = await sdk.chat.completions.create(
+            model="clawgate", user="lou", stream=True,
+            messages=[{"role": "user", "content": text}])
+        return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+
+    assert await say("hello") == "echo: hello"
+    old = await _session_of(gateway, "openai:lou")
+
+    fresh = await say("/new")  # what a user types in any OpenAI client's chat box
+    status = await say_streamed("/status")
+
+    new = await _session_of(gateway, "openai:lou")
+    assert new.id != old.id
+    assert fresh.startswith(f"new session {new.id}")
+    assert status.startswith(f"session   openai:lou ({new.id})")
+    assert "echo/echo" in status
+    store = gateway.runtime.store
+    assert await store.list_inbound(new.id) == []  # a command is not a message to the model
+    assert [e.text for e in await store.transcript(old.id)] == ["hello", "echo: hello"]
+    with pytest.raises(openai.BadRequestError) as unknown:
+        await say("/frobnicate")
+    assert "unknown command /frobnicate" in str(unknown.value)

@@ -10,6 +10,7 @@ grace period, then ends them ``interrupted`` (recorded).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -146,7 +147,8 @@ def create_app(gateway: Gateway) -> FastAPI:
 
 def _openapi_without_422(app: FastAPI) -> None:
     """FastAPI documents a 422 for every body; clawgate answers bad bodies with 400 (in
-    OpenAI's shape, documented per route), so the 422 would be a lie."""
+    OpenAI's shape, documented per route), so that 422 would be a lie (a route's own 422,
+    in OpenAI's shape, stays)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -154,7 +156,9 @@ def _openapi_without_422(app: FastAPI) -> None:
             document = generate()
             for path in document["paths"].values():
                 for operation in path.values():
-                    operation.get("responses", {}).pop("422", None)
+                    responses = operation.get("responses", {})
+                    if "HTTPValidationError" in json.dumps(responses.get("422")):
+                        del responses["422"]
             schemas = document.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)

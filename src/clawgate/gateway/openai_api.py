@@ -5,8 +5,9 @@
 conversation itself, so only the newest user message of a request is new: it becomes a
 message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<user>``, or
 ``openai``. ``Idempotency-Key`` makes a retried request to the same session safe. A streaming
-client that disconnects stops its run (how chat UIs stop a reply); a non-streaming one does
-not: the reply is still recorded in the session. A reply that did not end ``done`` says how
+client that disconnects stops its run (how chat UIs stop a reply), or drops its message
+while it waits its turn; a non-streaming one does not: the reply is still recorded in the
+session. A reply that did not end ``done`` says how
 it ended in a ``clawgate`` field (run id, status, error) beside OpenAI's. An error after
 the message was accepted says ``x-should-retry: false``: OpenAI's SDKs would otherwise send
 the message again on their own (they retry every 409 and 5xx, without an Idempotency-Key).
@@ -22,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Header
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from clawgate.domain import NewInbound, Run, RunStatus, check_inbound, check_key
+from clawgate.domain import InboundMessage, NewInbound, Run, RunStatus, check_inbound, check_key
 from clawgate.errors import ClawgateError, InvalidInput
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
@@ -37,9 +38,11 @@ from clawgate.gateway.openai_models import (
     ModelList,
     OpenAIError,
 )
+from clawgate.gateway.openai_repeat import check_same, sent_before
+from clawgate.ids import new_id
+from clawgate.runtime import commands
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime, ShuttingDown
-from clawgate.store.protocol import Acceptance
 
 
 def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[], bool],
@@ -55,22 +58,28 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         body: ChatCompletionRequest,
         x_clawgate_session: str | None = Header(default=None),
         idempotency_key: str | None = Header(default=None, max_length=256),
+        x_stainless_retry_count: str | None = Header(default=None, include_in_schema=False),
     ) -> Any:
         try:
             key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
             check_inbound(NewInbound("http", text, idempotency_key))  # before any change
-            model = await _choose_model(runtime, key, body.model)
-            accepted, listening = await _accept(runtime, key, text, idempotency_key,
-                                                listen=body.stream)
+            command = commands.parse(text)
+            if command is not None:
+                return await _carry_out(runtime, key, command, body)
+            earlier = await sent_before(runtime, key, text, idempotency_key,
+                                        x_stainless_retry_count)
+            model = await _choose_model(runtime, key, body.model, switch=earlier is None)
+            message, new, listening = await _accept(runtime, key, text, idempotency_key,
+                                                    earlier, listen=body.stream)
         except OpenAIError as exc:
             return exc.response()
         except ShuttingDown as exc:
             return OpenAIError(503, str(exc), "service_unavailable").response()
         except InvalidInput as exc:
             return OpenAIError(400, str(exc), "invalid_request_error").response()
-        if not accepted.duplicate:
+        if new:
             count("http")
-        message_id = accepted.message.id
+        message_id = message.id
         if listening is None:
             return await _answer(runtime, key, message_id, closed)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -164,18 +173,25 @@ async def _settled(runtime: Runtime, message_id: str,
 
 
 async def _accept(runtime: Runtime, key: str, text: str, idempotency_key: str | None,
-                  listen: bool) -> tuple[Acceptance, Subscription | None]:
-    """Send the message; with ``listen``, also the session's events from before it was sent
+                  earlier: InboundMessage | None,
+                  listen: bool) -> tuple[InboundMessage, bool, Subscription | None]:
+    """Send the message (a request sent again: see to the one it sent before), and say
+    whether it is new; with ``listen``, also the session's events from before it was sent
     (a streamed reply misses none), closed again if sending fails."""
     listening = runtime.subscribe(key) if listen else None
     try:
+        if earlier is not None:
+            runtime.sent_again(earlier)
+            return earlier, False, listening
         accepted = await runtime.send(key, text, channel="http",
                                       channel_message_id=idempotency_key)
+        if accepted.duplicate:  # the same key twice at once
+            check_same(accepted.message, text)
     except BaseException:
         if listening is not None:
             listening.close()
         raise
-    return accepted, listening
+    return accepted.message, not accepted.duplicate, listening
 
 
 class _Streamed(StreamingResponse):
@@ -208,16 +224,43 @@ def _completion(outcome: MessageOutcome) -> JSONResponse:
                            "message_dropped", retry=False).response()
     if run.status is not RunStatus.DONE and not outcome.reply:
         return _unanswered(run).response()
+    return _answered(f"chatcmpl-{run.id}", str(run.model) if run.model else DEFAULT_MODEL,
+                     outcome.reply, outcome, {"X-Clawgate-Run-Status": str(run.status)})
+
+
+def _answered(chat_id: str, model: str, text: str, outcome: MessageOutcome | None,
+              headers: dict[str, str] | None = None) -> JSONResponse:
     answer = ChatCompletion.model_validate({
-        "id": f"chatcmpl-{run.id}", "object": "chat.completion", "created": int(time.time()),
-        "model": str(run.model) if run.model else DEFAULT_MODEL,
+        "id": chat_id, "object": "chat.completion", "created": int(time.time()),
+        "model": model,
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": outcome.reply}}],
+                     "message": {"role": "assistant", "content": text}}],
         "usage": _usage(outcome),
-        "clawgate": _run_info(run),
+        "clawgate": _run_info(outcome.run if outcome else None),
     })
-    return JSONResponse(answer.model_dump(mode="json"),
-                        headers={"X-Clawgate-Run-Status": str(run.status)})
+    return JSONResponse(answer.model_dump(mode="json"), headers=headers)
+
+
+async def _carry_out(runtime: Runtime, key: str, command: commands.Command,
+                     body: ChatCompletionRequest) -> Response:
+    """A chat command (``/new``, ``/status``, ...), carried out as the other chats do: its
+    reply is the answer. Nothing goes to the model, nor is the session switched to the
+    model the request names (``/model`` does that)."""
+    said = await runtime.execute(key, command)
+    model = await _choose_model(runtime, key, DEFAULT_MODEL, switch=False)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    reply = _Reply(new_id("cmd"), model, include_usage, key)
+    if body.stream:
+        return StreamingResponse(_said(reply, said), media_type="text/event-stream")
+    return _answered(reply.chunk_id, model, said, None)
+
+
+async def _said(reply: _Reply, text: str) -> AsyncIterator[str]:
+    """A command's reply, streamed as a model's would be."""
+    yield reply.chunk({"role": "assistant", "content": ""})
+    yield reply.chunk({"content": text})
+    for chunk in _closing(reply, None):
+        yield chunk
 
 
 #: How a run that ended without a word is answered: HTTP status and error type.
@@ -250,12 +293,13 @@ def _usage(outcome: MessageOutcome | None) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens if usage else 0}}
 
 
-async def _choose_model(runtime: Runtime, key: str, asked: str) -> str:
+async def _choose_model(runtime: Runtime, key: str, asked: str, switch: bool) -> str:
     """The model the session answers with: the one asked for (switching the session to it,
-    field-level) or, for ``clawgate``, the session's own."""
+    field-level) or, for ``clawgate`` or without ``switch`` (a request sent again changes
+    nothing), the session's own."""
     session = await runtime.store.get_session(key)
     current = (session.model if session else None) or runtime.settings.default_model
-    if asked == DEFAULT_MODEL:
+    if asked == DEFAULT_MODEL or not switch:
         return str(current)
     chosen = runtime.router.resolve(asked)
     if session is None or session.model != chosen:
@@ -290,12 +334,17 @@ class _Reply:
                        "usage": _usage(outcome)})
 
 
+#: Why a streamed reply ended when its client went away.
+CLIENT_LEFT = "stopped: the HTTP client disconnected"
+
+
 async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
                   serving: Callable[[], bool], closed: asyncio.Event) -> AsyncIterator[str]:
     """Chunks as the reply streams; the stored reply fills in anything the bus did not carry.
 
     A client that goes away before the end stops the run (that is how chat UIs stop a
-    reply); when the gateway itself is stopping, the shutdown decides how the run ends.
+    reply), or drops its message if it still waits its turn; when the gateway itself is
+    stopping, the shutdown decides how the run ends.
     """
     sent, message_id = "", reply.message_id
     outcome_task = asyncio.create_task(_settled(runtime, message_id, closed))
@@ -327,8 +376,11 @@ async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
         yield _sse_error(OpenAIError(500, str(exc), "server_error"))
     finally:
         listening.close()
-        if not outcome_task.done() and run_id is not None and serving():
-            runtime.stop_run(run_id, "stopped: the HTTP client disconnected")
+        if not outcome_task.done() and serving():
+            if run_id is None:  # still waiting (or its run's start was missed)
+                runtime.withdraw(reply.key, message_id, CLIENT_LEFT)
+            else:
+                runtime.stop_run(run_id, CLIENT_LEFT)
         outcome_task.cancel()
 
 
@@ -345,7 +397,13 @@ def _ending(reply: _Reply, outcome: MessageOutcome | None, sent: str) -> Iterato
     elif run is None or (run.status is not RunStatus.DONE and not text):
         yield _sse_error(_unanswered(run) if run else OpenAIError(
             409, "the message was not answered: it was dropped", "message_dropped"))
-    yield reply.chunk({}, finish="stop", extra={"clawgate": _run_info(run)})
+    yield from _closing(reply, outcome)
+
+
+def _closing(reply: _Reply, outcome: MessageOutcome | None) -> Iterator[str]:
+    """The finish (saying how the run ended, if there was one), the usage if asked, the end."""
+    yield reply.chunk({}, finish="stop",
+                      extra={"clawgate": _run_info(outcome.run if outcome else None)})
     if reply.include_usage:
         yield reply.usage(outcome)
     yield "data: [DONE]\n\n"

@@ -136,6 +136,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _error("Sent from another web site, or to a host name the gateway does not serve"),
     409: _error("The message was dropped, or the run was stopped before a word", True),
     413: _error("The body is over the limit"),
+    422: _error("The Idempotency-Key was used before in this conversation for another "
+                "message (``idempotency_key_reused``); nothing was changed"),
     500: _error("The store failed after the message was accepted", True),
     502: _error("The model failed before a word", True),
     503: _error("The gateway is shutting down (a message it had accepted is kept and "

@@ -17,6 +17,7 @@ from enum import Enum, auto
 from clawgate.channels.base import Sender
 from clawgate.clock import Clock
 from clawgate.domain import (
+    DropReason,
     Fate,
     InboundMessage,
     ModelRef,
@@ -107,6 +108,7 @@ class Runtime:
             self._deliverer,
         )
         self._loop: asyncio.Task[None] | None = None
+        self._chores: set[asyncio.Task[None]] = set()  # withdrawals under way
         self._preparing: asyncio.Task[None] | None = None
         self._state = _State.NEW
 
@@ -144,6 +146,8 @@ class Runtime:
             return
         self._state = _State.CLOSED
         self._lanes.stop_claiming()  # waiting messages stay waiting, for the next start
+        if self._chores:
+            await asyncio.wait(set(self._chores))
         for task in (self._loop, self._preparing):
             if task is not None:
                 task.cancel()
@@ -191,8 +195,7 @@ class Runtime:
             self.settings.queue,
         )
         if acceptance.duplicate:
-            if acceptance.message.fate is Fate.PENDING:  # sent before, still waiting (its
-                self._see_to(acceptance)                 # process may be gone): see to it
+            self.sent_again(acceptance.message)
             return acceptance
         for dropped in acceptance.dropped:
             self.bus.publish(MessageDecided(key, dropped))
@@ -203,12 +206,15 @@ class Runtime:
         self._lanes.kick(acceptance.session.id)
         return acceptance
 
-    def _see_to(self, acceptance: Acceptance) -> None:
-        """Answer a waiting message sent again: the process it was first sent to may have
-        died, and its run (if any) is recovered first."""
-        self._scope.accepted(acceptance.session.id, acceptance.message.id)
-        self._supervisor.recover_soon()
-        self._lanes.kick(acceptance.session.id)
+    def sent_again(self, message: InboundMessage) -> None:
+        """A message its channel sent again (a repeated id, a retried request): nothing is
+        stored twice, and one still waiting is seen to, for the process it was first sent to
+        may have died (its run, if any, is recovered first)."""
+        self._require_started()
+        if message.fate is Fate.PENDING:
+            self._scope.accepted(message.session_id, message.id)
+            self._supervisor.recover_soon()
+            self._lanes.kick(message.session_id)
 
     async def _behind_active_run(self, session: Session, run: Run) -> None:
         if run.lease_expires_at <= self.clock.now() or run.owner_id != self.owner.id:
@@ -333,6 +339,28 @@ class Runtime:
         """End a run this process is executing (``killed``, with ``reason``); False if it
         is not one of this process's runs. Waiting messages are left as they are."""
         return self._runner.stop(run_id, RunStatus.KILLED, reason)
+
+    def withdraw(self, key: str, message_id: str, reason: str) -> None:
+        """Its sender no longer wants the message answered (a streaming client left): one
+        still waiting is dropped (``stopped``); one a run of this process took meanwhile
+        has that run stopped with ``reason``, as ``stop_run`` does. It happens in the
+        background (the caller may be being cancelled); ``close`` waits for it."""
+        task = asyncio.create_task(self._withdraw(key, message_id, reason),
+                                   name=f"clawgate withdraw {message_id}")
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _withdraw(self, key: str, message_id: str, reason: str) -> None:
+        try:
+            dropped = await self.store.drop_waiting(message_id, DropReason.STOPPED)
+            if dropped is not None:
+                self.bus.publish(MessageDecided(key, dropped))
+                return
+            message = await self.store.get_message(message_id)
+            if message is not None and message.run_id is not None:
+                self.stop_run(message.run_id, reason)
+        except ClawgateError as exc:
+            log.warning("could not withdraw message %s: %s", message_id, exc)
 
     async def reset(self, key: str) -> ResetResult:
         """Archive the key's session and open a fresh one (raises UnknownSession).

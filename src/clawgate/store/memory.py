@@ -340,9 +340,27 @@ class MemoryStore:
             active_run=self._active(db, session.id),
         )
 
+    async def find_delivered(
+        self, key: str, channel: str, channel_message_id: str
+    ) -> InboundMessage | None:
+        db = await self._enter()
+        first_id = db.dedup.get((channel, key, channel_message_id))
+        return None if first_id is None else db.inbound[first_id]
+
     async def get_message(self, message_id: str) -> InboundMessage | None:
         db = await self._enter()
         return db.inbound.get(message_id)
+
+    @_writes
+    async def drop_waiting(self, message_id: str, reason: DropReason) -> InboundMessage | None:
+        db = await self._enter()
+        if message_id not in db.inbound:
+            return None
+        dropped = self._decide(db, [message_id], Fate.DROPPED, reason=reason)
+        if not dropped:
+            return None
+        self._update_session(db, dropped[0].session_id)
+        return dropped[0]
 
     async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
         db = await self._enter()

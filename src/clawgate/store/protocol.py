@@ -26,6 +26,7 @@ from clawgate.domain import (
     ContextEntry,
     Cooldown,
     Delivery,
+    DropReason,
     InboundMessage,
     ModelRef,
     NewInbound,
@@ -220,7 +221,20 @@ class Store(Protocol):
         """
         ...
 
+    async def find_delivered(
+        self, key: str, channel: str, channel_message_id: str
+    ) -> InboundMessage | None:
+        """The message ``channel`` delivered to conversation ``key`` under that id, if any:
+        what ``accept_inbound`` would answer a repeat with (in any session the key had)."""
+        ...
+
     async def get_message(self, message_id: str) -> InboundMessage | None: ...
+
+    async def drop_waiting(self, message_id: str, reason: DropReason) -> InboundMessage | None:
+        """Drop one message that still waits (its sender no longer wants an answer); the
+        message as dropped, or None when it no longer waited (or there is no such message)
+        and nothing changed."""
+        ...
 
     async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
         """The latest ``limit`` messages of a session, oldest first."""

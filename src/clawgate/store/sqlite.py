@@ -183,8 +183,16 @@ class SqliteStore:
             cmd.accept_inbound, self.clock, check_key(key), check_inbound(message), defaults
         )
 
+    async def find_delivered(
+        self, key: str, channel: str, channel_message_id: str
+    ) -> InboundMessage | None:
+        return await self._reader.read(cmd.delivered, key, channel, channel_message_id)
+
     async def get_message(self, message_id: str) -> InboundMessage | None:
         return await self._reader.read(cmd.message_by_id, message_id)
+
+    async def drop_waiting(self, message_id: str, reason: DropReason) -> InboundMessage | None:
+        return await self._writer.write(cmd.drop_waiting, self.clock, message_id, reason)
 
     async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
         return await self._reader.read(q.list_inbound, session_id, limit)

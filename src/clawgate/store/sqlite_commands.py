@@ -364,17 +364,34 @@ def _delivered_before(
     """The first record of a message the channel delivered to this conversation before."""
     if message.channel_message_id is None:
         return None
-    row = conn.execute(
-        f"SELECT {INBOUND_COLUMNS} FROM inbound"
-        " WHERE channel = ? AND session_key = ? AND channel_message_id = ?",
-        (message.channel, key, message.channel_message_id),
-    ).fetchone()
-    if row is None:
+    first = delivered(conn, key, message.channel, message.channel_message_id)
+    if first is None:
         return None
-    first = inbound_from(row)
     session = session_by_id(conn, first.session_id)
     assert session is not None
     return Acceptance(first, session, duplicate=True)
+
+
+def drop_waiting(
+    conn: sqlite3.Connection, clock: Clock, message_id: str, reason: DropReason
+) -> InboundMessage | None:
+    now = clock.now()
+    dropped = _decide(conn, [message_id], Fate.DROPPED, now, reason=reason)
+    if not dropped:
+        return None
+    _touch(conn, dropped[0].session_id, now)
+    return dropped[0]
+
+
+def delivered(
+    conn: sqlite3.Connection, key: str, channel: str, channel_message_id: str
+) -> InboundMessage | None:
+    row = conn.execute(
+        f"SELECT {INBOUND_COLUMNS} FROM inbound"
+        " WHERE channel = ? AND session_key = ? AND channel_message_id = ?",
+        (channel, key, channel_message_id),
+    ).fetchone()
+    return None if row is None else inbound_from(row)
 
 
 # --- runs ----------------------------------------------------------------------------
