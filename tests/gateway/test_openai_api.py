@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -130,12 +131,46 @@ async def test_bad_requests_get_openai_style_errors(sdk: openai.AsyncOpenAI) -> 
         await sdk.chat.completions.create(
             model="clawgate", messages=[{"role": "system", "content": "only a system"}])
     assert "needs a user message" in str(no_user.value)
+    assert no_user.value.param == "messages"
     with pytest.raises(openai.BadRequestError) as unknown_model:
         await sdk.chat.completions.create(
             model="nowhere/x", messages=[{"role": "user", "content": "hi"}])
     assert "no provider named 'nowhere'" in str(unknown_model.value)
     with pytest.raises(openai.BadRequestError):
         await sdk.chat.completions.create(model="clawgate", messages=[])
+
+
+# --- a request ends with the user's turn ------------------------------------------------
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "What is the weather in Paris?"},
+     {"role": "assistant", "content": None, "tool_calls": [{
+         "id": "call_1", "type": "function",
+         "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
+     {"role": "tool", "tool_call_id": "call_1", "content": "18C sunny"}],
+    [{"role": "user", "content": "Write a haiku"},
+     {"role": "assistant", "content": "Autumn moon"}],
+], ids=["tool-result", "assistant-prefill"])
+async def test_a_request_that_does_not_end_with_the_users_turn_is_refused(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway, messages: list[dict[str, Any]]
+) -> None:
+    """The last user message is not sent again as if it were new."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(model="clawgate", user="hal",
+                                          messages=messages)  # type: ignore[arg-type]
+    assert caught.value.param == "messages"
+    assert caught.value.type == "invalid_request_error"
+    assert "tool results and assistant prefill" in caught.value.message
+    assert (await gateway.runtime.store.counts()).sessions == 0
+
+
+async def test_system_messages_after_the_users_turn_do_not_hide_it(
+    sdk: openai.AsyncOpenAI,
+) -> None:
+    answer = await sdk.chat.completions.create(model="clawgate", messages=[
+        {"role": "user", "content": "hello"}, {"role": "developer", "content": "be brief"}])
+    assert answer.choices[0].message.content == "echo: hello"
 
 
 async def test_a_failing_model_is_an_error_not_a_reply_and_not_a_resent_message(

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from clawgate.domain import NewInbound, Run, RunStatus, check_inbound, check_key
 from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.gateway import params
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
     MODEL_RESPONSES,
@@ -57,7 +58,7 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         idempotency_key: str | None = Header(default=None, max_length=256),
     ) -> Any:
         try:
-            key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
+            key, text = _session_key(body, x_clawgate_session), params.new_text(body)
             check_inbound(NewInbound("http", text, idempotency_key))  # before any change
             model = await _choose_model(runtime, key, body.model)
             accepted, listening = await _accept(runtime, key, text, idempotency_key,
@@ -117,19 +118,6 @@ def _session_key(body: ChatCompletionRequest, header: str | None) -> str:
     except InvalidInput as exc:
         raise OpenAIError(400, f"{exc} (from the X-Clawgate-Session header or the user field)",
                           "invalid_request_error", "invalid_session") from None
-
-
-def _newest_user_text(body: ChatCompletionRequest) -> str:
-    for message in reversed(body.messages):
-        if message.role == "user":
-            content = message.content
-            text = content if isinstance(content, str) else "".join(
-                part.text or "" for part in content or () if part.type == "text")
-            if text.strip():
-                return text
-            break
-    raise OpenAIError(400, "the request needs a user message with text (the newest one is "
-                           "what clawgate sends to its agent)", "invalid_request_error")
 
 
 async def _answer(runtime: Runtime, key: str, message_id: str,
@@ -356,6 +344,4 @@ def _chunk(chunk: dict[str, Any]) -> str:
 
 
 def _sse_error(problem: OpenAIError) -> str:
-    error = {"message": problem.message, "type": problem.kind, "param": None,
-             "code": problem.code}
-    return f"data: {json.dumps({'error': error})}\n\n"
+    return f"data: {json.dumps(problem.body())}\n\n"

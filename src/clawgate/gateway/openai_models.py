@@ -131,7 +131,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
                          "``error`` chunk first.",
           "model": ChatCompletion,
           "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-    400: _error("Bad request: no user message, a bad session key, an unknown model"),
+    400: _error("Bad request: no user message, a request that does not end with the "
+                "user's message, a bad session key, an unknown model"),
     401: _error("No valid gateway token"),
     403: _error("Sent from another web site, or to a host name the gateway does not serve"),
     409: _error("The message was dropped, or the run was stopped before a word", True),
@@ -156,12 +157,15 @@ class OpenAIError(Exception):
     obey instead of retrying a 409 or a 5xx on their own."""
 
     def __init__(self, status: int, message: str, kind: str, code: str | None = None, *,
-                 retry: bool = True) -> None:
+                 retry: bool = True, param: str | None = None) -> None:
         self.status, self.message, self.kind, self.code = status, message, kind, code
-        self.retry = retry
+        self.retry, self.param = retry, param
         super().__init__(message)
 
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param,
+                          "code": self.code}}
+
     def response(self) -> JSONResponse:
-        return JSONResponse(status_code=self.status, content={"error": {
-            "message": self.message, "type": self.kind, "param": None, "code": self.code}},
-            headers=None if self.retry else {"x-should-retry": "false"})
+        return JSONResponse(status_code=self.status, content=self.body(),
+                            headers=None if self.retry else {"x-should-retry": "false"})
