@@ -173,6 +173,44 @@ async def test_system_messages_after_the_users_turn_do_not_hide_it(
     assert answer.choices[0].message.content == "echo: hello"
 
 
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+@pytest.mark.parametrize(("asked", "param"), [
+    ({"n": 2}, "n"),
+    ({"tools": [{"type": "function", "function": {"name": "weather"}}],
+      "tool_choice": "required"}, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "weather"}}],
+      "tool_choice": {"type": "function", "function": {"name": "weather"}}}, "tool_choice"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": {"type": "object"}}}}, "response_format"),
+    ({"logprobs": True}, "logprobs"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                                 IMAGE]}]}, "messages.[0].content.[1].type"),
+], ids=["n", "tool-required", "tool-named", "json-object", "json-schema", "logprobs",
+        "image"])
+async def test_what_clawgate_cannot_honour_is_refused_by_name(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway, asked: dict[str, Any], param: str
+) -> None:
+    request: dict[str, Any] = {"model": "clawgate", "user": "ike",
+                               "messages": [{"role": "user", "content": "hi"}], **asked}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(**request)
+    assert (caught.value.type, caught.value.param) == ("invalid_request_error", param)
+    assert (await gateway.runtime.store.counts()).sessions == 0  # nothing was sent
+
+
+async def test_what_clawgate_can_answer_as_asked_is_accepted(sdk: openai.AsyncOpenAI) -> None:
+    answer = await sdk.chat.completions.create(
+        model="clawgate", n=1, tool_choice="auto", response_format={"type": "text"},
+        tools=[{"type": "function", "function": {"name": "weather"}}], temperature=0.2,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "hi "},
+                                               {"type": "text", "text": "there"}]}])
+    assert [c.message.content for c in answer.choices] == ["echo: hi there"]
+    assert answer.choices[0].message.tool_calls is None
+
+
 async def test_a_failing_model_is_an_error_not_a_reply_and_not_a_resent_message(
     retrying_sdk: openai.AsyncOpenAI, gateway: RunningGateway
 ) -> None:

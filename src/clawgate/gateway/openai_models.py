@@ -32,14 +32,28 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The fields clawgate uses; other OpenAI parameters are accepted and ignored."""
+    """The fields clawgate uses, and those it refuses unless asked for what it does anyway
+    (``clawgate.gateway.params``); other OpenAI parameters are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=300)
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="Only the last user message is sent: it must be the last "
+                                  "message but for system ones, and text only")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=100)
+    n: int | None = Field(default=None, ge=1, description="Only 1: one answer")
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="Accepted and not used: the agent calls no client tools")
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description='Only "none" or "auto"')
+    function_call: str | dict[str, Any] | None = Field(
+        default=None, description='Only "none" or "auto"')
+    response_format: dict[str, Any] | None = Field(
+        default=None, description='Only {"type": "text"}')
+    logprobs: bool | None = Field(default=None, description="Only false")
+    modalities: list[str] | None = Field(default=None, description='Only ["text"]')
 
 
 # --- what comes back ---------------------------------------------------------------------
@@ -132,7 +146,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
           "model": ChatCompletion,
           "content": {"text/event-stream": {"schema": {"type": "string"}}}},
     400: _error("Bad request: no user message, a request that does not end with the "
-                "user's message, a bad session key, an unknown model"),
+                "user's message, a parameter clawgate cannot honour, a bad session key, an "
+                "unknown model"),
     401: _error("No valid gateway token"),
     403: _error("Sent from another web site, or to a host name the gateway does not serve"),
     409: _error("The message was dropped, or the run was stopped before a word", True),
