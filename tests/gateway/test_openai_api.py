@@ -132,15 +132,17 @@ async def test_bad_requests_get_openai_style_errors(sdk: openai.AsyncOpenAI) -> 
             model="clawgate", messages=[{"role": "system", "content": "only a system"}])
     assert "needs a user message" in str(no_user.value)
     assert no_user.value.param == "messages"
-    with pytest.raises(openai.BadRequestError) as unknown_model:
+    with pytest.raises(openai.NotFoundError) as unknown_model:  # as OpenAI answers it
         await sdk.chat.completions.create(
             model="nowhere/x", messages=[{"role": "user", "content": "hi"}])
     assert "no provider named 'nowhere'" in str(unknown_model.value)
-    with pytest.raises(openai.BadRequestError):
+    assert (unknown_model.value.code, unknown_model.value.param) == ("model_not_found", "model")
+    with pytest.raises(openai.BadRequestError) as no_messages:
         await sdk.chat.completions.create(model="clawgate", messages=[])
+    assert no_messages.value.param == "messages"
 
 
-# --- a request ends with the user's turn ------------------------------------------------
+# --- what clawgate cannot honour is refused, not ignored ----------------------------------
 
 
 @pytest.mark.parametrize("messages", [
@@ -247,7 +249,7 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
     responses = operation["responses"]
     assert set(responses) == {
-        "200", "400", "401", "403", "409", "413", "500", "502", "503", "504"}
+        "200", "400", "401", "403", "404", "409", "413", "500", "502", "503", "504"}
     assert {code for code, answer in responses.items() if "x-should-retry" in answer.get(
         "headers", {})} == {"409", "500", "502", "503", "504"}
     assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
@@ -359,6 +361,41 @@ async def test_stream_must_be_a_real_boolean(gateway: RunningGateway) -> None:
             "messages": [{"role": "user", "content": "hi"}]})
     assert answer.status_code == 400
     assert "stream" in answer.json()["error"]["message"]
+    assert answer.json()["error"]["param"] == "stream"
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+    ({"model": "clawgate", "messages": [{"role": "robot", "content": "hi"}]}, "messages"),
+    ({"model": "clawgate", "user": 7, "messages": [{"role": "user", "content": "hi"}]},
+     "user"),
+    ({"model": "clawgate", "user": "x" * 101,
+      "messages": [{"role": "user", "content": "hi"}]}, "user"),
+], ids=["no-model", "bad-role", "user-not-text", "user-too-long"])
+async def test_a_bad_request_names_the_parameter_at_fault(
+    gateway: RunningGateway, body: dict[str, Any], param: str
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        answer = await http.post("/v1/chat/completions", json=body, headers={
+            "Authorization": f"Bearer {gateway.token}"})
+    assert answer.status_code == 400
+    error = ErrorBody.model_validate(answer.json(), strict=True).error
+    assert (error.type, error.param) == ("invalid_request_error", param)
+
+
+async def test_a_wrong_token_is_refused_as_openai_refuses_a_wrong_key(
+    gateway: RunningGateway,
+) -> None:
+    sdk = openai.AsyncOpenAI(api_key="not-the-token", base_url=f"{gateway.url}/v1",
+                             max_retries=0)
+    async with sdk:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            await sdk.models.list()
+    assert (caught.value.type, caught.value.code) == ("invalid_request_error",
+                                                      "invalid_api_key")
+    async with httpx.AsyncClient(base_url=gateway.url) as http:  # outside /v1: as it was
+        metrics = await http.get("/metrics")
+    assert (metrics.status_code, metrics.json()["error"]["type"]) == (401, "unauthorized")
 
 
 async def _session_of(gateway: RunningGateway, key: str) -> Session:
@@ -431,10 +468,10 @@ async def test_a_shutdown_answers_a_waiting_request_and_keeps_its_message_for_th
     assert said[-1][1].startswith("echo:")
 
 
-def _waiting_error(answer: httpx.Response, stream: bool) -> ErrorDetail:
+def _waiting_error(answer: httpx.Response, stream: bool, status: int = 503) -> ErrorDetail:
     """The error a request got: its body, or a streamed one's ``error`` chunk."""
     if not stream:
-        assert answer.status_code == 503
+        assert answer.status_code == status
         assert answer.headers["x-should-retry"] == "false"
         return ErrorBody.model_validate(answer.json(), strict=True).error
     lines = [x.removeprefix("data: ") for x in answer.text.splitlines() if x.startswith("data: ")]
@@ -442,6 +479,28 @@ def _waiting_error(answer: httpx.Response, stream: bool) -> ErrorDetail:
     errors = [json.loads(x)["error"] for x in lines[:-1] if "error" in json.loads(x)]
     assert len(errors) == 1
     return ErrorDetail.model_validate(errors[0], strict=True)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_dropped_message_is_a_conflict_that_says_why(
+    gateway: RunningGateway, stream: bool
+) -> None:
+    await gateway.runtime.set_model("joe", "hang/echo")
+    accepted = await gateway.runtime.send("joe", "think forever", channel="test")
+    await _latest_run(gateway, accepted.session.id, "running")
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        asking = asyncio.create_task(http.post("/v1/chat/completions", json={
+            "model": "clawgate", "stream": stream,
+            "messages": [{"role": "user", "content": "then this"}]}, headers={
+            "Authorization": f"Bearer {gateway.token}", "X-Clawgate-Session": "joe"}))
+        await _inbound_count(gateway, accepted.session.id, 2)  # waiting behind the first
+
+        await gateway.runtime.stop("joe")  # stops the run, clears the waiting message
+        dropped = await asking
+
+    error = _waiting_error(dropped, stream, status=409)
+    assert (error.type, error.code) == ("message_dropped", "stopped")
+    assert "cleared by stop" in error.message
 
 
 async def _inbound_count(gateway: RunningGateway, session_id: str, count: int) -> None:
@@ -485,3 +544,4 @@ async def test_unknown_routes_and_methods_under_v1_answer_in_openai_shape(
     for answer in (missing, wrong):
         ErrorBody.model_validate(answer.json(), strict=True)
     assert elsewhere.status_code == 404  # outside /v1, FastAPI's own shape
+

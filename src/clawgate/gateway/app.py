@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from clawgate import __version__
 from clawgate.config import Settings
 from clawgate.errors import ClawgateError
-from clawgate.gateway import auth
+from clawgate.gateway import auth, params
 from clawgate.gateway.api import GatewayApi
 from clawgate.gateway.feed import EventFeed
 from clawgate.gateway.guard import Guard
@@ -167,9 +167,11 @@ def _openapi_without_422(app: FastAPI) -> None:
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        return OpenAIError(400, problems, "invalid_request_error").response()
+                             for e in errors)
+        param = params.located(errors[0]["loc"]) if errors else None
+        return OpenAIError(400, problems, "invalid_request_error", param=param).response()
 
     @app.exception_handler(ClawgateError)
     async def failed(request: Request, exc: ClawgateError) -> JSONResponse:

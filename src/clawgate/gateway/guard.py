@@ -8,7 +8,7 @@
    that an attacker points at 127.0.0.1 (DNS rebinding) does not reach the gateway.
 3. **The token**, for the API routes (401), before the body is read or parsed; WebSocket
    handshakes are checked by the ``/ws`` route, which also accepts the token as a query
-   parameter.
+   parameter. Under ``/v1`` the refusal is OpenAI's (``invalid_api_key``).
 4. **Request bodies over the limit** are refused (413): unread when their declared length
    is over it; otherwise (a chunked upload) the bytes are counted as the app reads them, and
    the app's answer to a body cut off at the limit is replaced by the 413.
@@ -80,8 +80,7 @@ class Guard:
         path: str = scope["path"]
         if path != "/" and not path.startswith(PUBLIC) and not auth.valid(
                 self.token, auth.presented(headers.get("authorization"), None)):
-            return OpenAIError(401, "a valid gateway token is required (see `clawgate "
-                                    "gateway token`)", "unauthorized", "unauthorized")
+            return _unauthorized(path)
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.body_limit:
             return self._too_large()
@@ -134,6 +133,14 @@ async def _refuse(problem: OpenAIError, scope: Scope, receive: Receive, send: Se
 
 def _forbidden(message: str) -> OpenAIError:
     return OpenAIError(403, message, "forbidden", "forbidden")
+
+
+def _unauthorized(path: str) -> OpenAIError:
+    """401: under ``/v1`` as OpenAI refuses a key (its SDKs raise AuthenticationError)."""
+    message = "a valid gateway token is required (see `clawgate gateway token`)"
+    if path == "/v1" or path.startswith("/v1/"):
+        return OpenAIError(401, message, "invalid_request_error", "invalid_api_key")
+    return OpenAIError(401, message, "unauthorized", "unauthorized")
 
 
 def hostname(host: str) -> str:

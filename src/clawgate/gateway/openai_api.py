@@ -25,7 +25,7 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from clawgate.domain import NewInbound, Run, RunStatus, check_inbound, check_key
+from clawgate.domain import ModelRef, NewInbound, Run, RunStatus, check_inbound, check_key
 from clawgate.errors import ClawgateError, InvalidInput
 from clawgate.gateway import params
 from clawgate.gateway.openai_models import (
@@ -89,10 +89,9 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         model (listed or not)."""
         try:
             if model != DEFAULT_MODEL:
-                runtime.router.resolve(model)
-        except InvalidInput as exc:
-            return OpenAIError(404, f"no model {model[:200]!r}: {exc}", "invalid_request_error",
-                               "model_not_found").response()
+                _resolved(runtime, model)
+        except OpenAIError as exc:
+            return exc.response()
         return _model_entry(model)
 
     return api
@@ -111,13 +110,23 @@ def _model_entry(name: str) -> ModelEntry:
     return ModelEntry(id=name, object="model", created=0, owned_by="clawgate")
 
 
+def _resolved(runtime: Runtime, model: str) -> ModelRef:
+    """A model a request names, or 404 ``model_not_found`` (as OpenAI answers it)."""
+    try:
+        return runtime.router.resolve(model)
+    except InvalidInput as exc:
+        raise OpenAIError(404, f"no model {model[:200]!r}: {exc}", "invalid_request_error",
+                          "model_not_found", param="model") from None
+
+
 def _session_key(body: ChatCompletionRequest, header: str | None) -> str:
     key = header or (f"openai:{body.user}" if body.user else "openai")
     try:
         return check_key(key)
     except InvalidInput as exc:
         raise OpenAIError(400, f"{exc} (from the X-Clawgate-Session header or the user field)",
-                          "invalid_request_error", "invalid_session") from None
+                          "invalid_request_error", "invalid_session",
+                          param=None if header else "user") from None
 
 
 async def _answer(runtime: Runtime, key: str, message_id: str,
@@ -191,9 +200,7 @@ def _kept(key: str) -> OpenAIError:
 def _completion(outcome: MessageOutcome) -> JSONResponse:
     run = outcome.run
     if run is None:
-        reason = outcome.message.reason.describe if outcome.message.reason else "dropped"
-        return OpenAIError(409, f"the message was not answered: {reason}",
-                           "message_dropped", retry=False).response()
+        return _dropped(outcome).response()
     if run.status is not RunStatus.DONE and not outcome.reply:
         return _unanswered(run).response()
     answer = ChatCompletion.model_validate({
@@ -215,6 +222,14 @@ UNANSWERED = {
     RunStatus.KILLED: (409, "run_stopped"),
     RunStatus.INTERRUPTED: (503, "run_interrupted"),
 }
+
+
+def _dropped(outcome: MessageOutcome) -> OpenAIError:
+    """A message no run took: 409, its code the reason (``stopped``, ``queue_full_newest``)."""
+    reason = outcome.message.reason
+    return OpenAIError(409, f"the message was not answered: "
+                            f"{reason.describe if reason else 'dropped'}",
+                       "message_dropped", str(reason) if reason else "dropped", retry=False)
 
 
 def _unanswered(run: Run) -> OpenAIError:
@@ -245,7 +260,7 @@ async def _choose_model(runtime: Runtime, key: str, asked: str) -> str:
     current = (session.model if session else None) or runtime.settings.default_model
     if asked == DEFAULT_MODEL:
         return str(current)
-    chosen = runtime.router.resolve(asked)
+    chosen = _resolved(runtime, asked)
     if session is None or session.model != chosen:
         await runtime.set_model(key, chosen)
     return str(chosen)
@@ -331,8 +346,7 @@ def _ending(reply: _Reply, outcome: MessageOutcome | None, sent: str) -> Iterato
     if outcome is None:
         yield _sse_error(_kept(reply.key))
     elif run is None or (run.status is not RunStatus.DONE and not text):
-        yield _sse_error(_unanswered(run) if run else OpenAIError(
-            409, "the message was not answered: it was dropped", "message_dropped"))
+        yield _sse_error(_unanswered(run) if run else _dropped(outcome))
     yield reply.chunk({}, finish="stop", extra={"clawgate": _run_info(run)})
     if reply.include_usage:
         yield reply.usage(outcome)

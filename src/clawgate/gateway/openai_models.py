@@ -146,10 +146,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
           "model": ChatCompletion,
           "content": {"text/event-stream": {"schema": {"type": "string"}}}},
     400: _error("Bad request: no user message, a request that does not end with the "
-                "user's message, a parameter clawgate cannot honour, a bad session key, an "
-                "unknown model"),
-    401: _error("No valid gateway token"),
+                "user's message, a parameter clawgate cannot honour, a bad session key"),
+    401: _error("No valid gateway token (``invalid_api_key``)"),
     403: _error("Sent from another web site, or to a host name the gateway does not serve"),
+    404: _error("No model by that name (``model_not_found``)"),
     409: _error("The message was dropped, or the run was stopped before a word", True),
     413: _error("The body is over the limit"),
     500: _error("The store failed after the message was accepted", True),

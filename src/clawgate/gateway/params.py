@@ -17,6 +17,7 @@ a request carries one new user message. So it
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from clawgate.gateway.openai_models import ChatCompletionRequest, ChatMessage, OpenAIError
 
@@ -85,3 +86,10 @@ def _text(message: ChatMessage) -> str:
 
 def _refused(param: str, message: str) -> OpenAIError:
     return OpenAIError(400, message, "invalid_request_error", param=param)
+
+
+def located(loc: Sequence[Any]) -> str | None:
+    """The ``param`` of a validation error at ``loc`` (``("body", "messages", 0, ...)``):
+    the request field, or the header, at fault; None for the body as a whole."""
+    where = list(loc[1:]) if loc and loc[0] in ("body", "header", "query", "path") else []
+    return where[0] if where and isinstance(where[0], str) else None
