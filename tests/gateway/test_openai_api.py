@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from clawgate.domain import Run, Session
 from clawgate.gateway.openai_models import (
     ChatCompletion,
+    ChatCompletionChunk,
     ErrorBody,
     ErrorDetail,
     ModelEntry,
@@ -97,11 +99,14 @@ async def test_the_session_comes_from_a_header_and_only_the_newest_message_is_ne
 async def test_a_retried_request_with_an_idempotency_key_is_answered_once(
     sdk: openai.AsyncOpenAI, gateway: RunningGateway
 ) -> None:
+    ids = set()
     for _ in range(2):
         answer = await sdk.chat.completions.create(
             model="clawgate", user="bob", extra_headers={"Idempotency-Key": "req-1"},
             messages=[{"role": "user", "content": "just once"}])
         assert answer.choices[0].message.content == "echo: just once"
+        ids.add(answer.id)
+    assert len(ids) == 1  # the same answer
     session = await gateway.runtime.store.get_session("openai:bob")
     assert session is not None
     assert len(await gateway.runtime.store.list_runs(session.id)) == 1
@@ -240,6 +245,10 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
         refused = await http.post("/v1/chat/completions", headers=auth, json={
             "model": "clawgate", "messages": []})
         models = await http.get("/v1/models", headers=auth)
+        refused_models = [await http.get(path) for path in ("/v1/models", "/v1/models/x")]
+    streamed = await _streamed(gateway, {
+        "model": "clawgate", "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "hi"}]})
     assert set(document["paths"]) == {
         "/healthz", "/readyz", "/metrics", "/v1/chat/completions", "/v1/models",
         "/v1/models/{model}"}
@@ -267,6 +276,26 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     one = document["paths"]["/v1/models/{model}"]["get"]["responses"]
     assert one["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ModelEntry")
     assert one["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    # the header a reply carries, the token's refusals, the stream's chunks
+    status_header = responses["200"]["headers"]["X-Clawgate-Run-Status"]
+    assert answered.headers["X-Clawgate-Run-Status"] in status_header["schema"]["enum"]
+    for path in ("/v1/models", "/v1/models/{model}"):
+        listed = document["paths"][path]["get"]["responses"]
+        assert {"401", "403"} <= set(listed)
+        assert listed["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/ErrorBody")
+    for refusal in refused_models:
+        assert refusal.status_code == 401
+        ErrorBody.model_validate(refusal.json(), strict=True)
+    stream_schema = responses["200"]["content"]["text/event-stream"]["schema"]
+    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in stream_schema["oneOf"]} == {
+        "ChatCompletionChunk", "ErrorBody"}
+    assert {"ChatCompletionChunk", "ChunkChoice", "ChunkDelta"} <= set(
+        document["components"]["schemas"])
+    for chunk in streamed:
+        ChatCompletionChunk.model_validate(chunk, strict=True)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs <= set(document["components"]["schemas"])  # every name it uses, it has
 
 
 async def test_the_api_is_described_by_its_document_not_a_page_that_needs_the_internet(
@@ -545,3 +574,45 @@ async def test_unknown_routes_and_methods_under_v1_answer_in_openai_shape(
         ErrorBody.model_validate(answer.json(), strict=True)
     assert elsewhere.status_code == 404  # outside /v1, FastAPI's own shape
 
+
+# --- streamed and not: the same answer ---------------------------------------------------
+
+
+async def _streamed(gateway: RunningGateway, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunks of a streamed answer (``[DONE]`` checked and left out)."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        answer = await http.post("/v1/chat/completions", json={**body, "stream": True},
+                                 headers={"Authorization": f"Bearer {gateway.token}"})
+    lines = [x.removeprefix("data: ") for x in answer.text.splitlines()
+             if x.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(x) for x in lines[:-1]]
+
+
+async def test_with_include_usage_every_chunk_but_the_last_has_usage_null(
+    gateway: RunningGateway,
+) -> None:
+    """As OpenAI streams it (its SDK's types say so): a client may read ``usage`` on any."""
+    chunks = await _streamed(gateway, {
+        "model": "clawgate", "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "count the words"}]})
+    assert len(chunks) > 2
+    assert [c["usage"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+    without = await _streamed(gateway, {
+        "model": "clawgate", "messages": [{"role": "user", "content": "again"}]})
+    assert not any("usage" in c for c in without)
+
+
+async def test_an_answer_is_named_after_its_message_streamed_or_not(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    answer = await sdk.chat.completions.create(
+        model="clawgate", user="una", messages=[{"role": "user", "content": "one"}])
+    chunks = await _streamed(gateway, {
+        "model": "clawgate", "user": "una", "messages": [{"role": "user", "content": "two"}]})
+    session = await _session_of(gateway, "openai:una")
+    first, second = await gateway.runtime.store.list_inbound(session.id)
+    assert answer.id == f"chatcmpl-{first.id}"
+    assert {c["id"] for c in chunks} == {f"chatcmpl-{second.id}"}

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
 from clawgate import __version__
@@ -34,7 +35,7 @@ from clawgate.gateway.feed import EventFeed
 from clawgate.gateway.guard import Guard
 from clawgate.gateway.metrics import Metrics
 from clawgate.gateway.openai_api import router
-from clawgate.gateway.openai_models import OpenAIError
+from clawgate.gateway.openai_models import STREAMED_MODELS, OpenAIError
 from clawgate.gateway.ws import Connection
 from clawgate.runtime.runtime import Runtime
 
@@ -146,7 +147,8 @@ def create_app(gateway: Gateway) -> FastAPI:
 
 def _openapi_without_422(app: FastAPI) -> None:
     """FastAPI documents a 422 for every body; clawgate answers bad bodies with 400 (in
-    OpenAI's shape, documented per route), so the 422 would be a lie."""
+    OpenAI's shape, documented per route), so the 422 would be a lie. It also leaves out
+    what no route returns as JSON: the stream's chunks are added."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -158,6 +160,11 @@ def _openapi_without_422(app: FastAPI) -> None:
             schemas = document.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
+            _, streamed = models_json_schema(
+                [(model, "serialization") for model in STREAMED_MODELS],
+                ref_template="#/components/schemas/{model}")
+            schemas.update({name: schema for name, schema in streamed["$defs"].items()
+                            if name not in schemas})
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -30,6 +30,7 @@ from clawgate.errors import ClawgateError, InvalidInput
 from clawgate.gateway import params
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
+    GUARDED,
     MODEL_RESPONSES,
     RESPONSES,
     ChatCompletion,
@@ -78,7 +79,7 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         reply = _Reply(message_id, model, include_usage, key)
         return _Streamed(_stream(runtime, listening, reply, serving, closed), listening)
 
-    @api.get("/models", summary="The models a request may name")
+    @api.get("/models", responses=GUARDED, summary="The models a request may name")
     async def models() -> ModelList:
         return ModelList(object="list", data=[_model_entry(n) for n in _model_names(runtime)])
 
@@ -204,7 +205,8 @@ def _completion(outcome: MessageOutcome) -> JSONResponse:
     if run.status is not RunStatus.DONE and not outcome.reply:
         return _unanswered(run).response()
     answer = ChatCompletion.model_validate({
-        "id": f"chatcmpl-{run.id}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{outcome.message.id}", "object": "chat.completion",
+        "created": int(time.time()),
         "model": str(run.model) if run.model else DEFAULT_MODEL,
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                      "message": {"role": "assistant", "content": outcome.reply}}],
@@ -282,10 +284,11 @@ class _Reply:
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None,
               extra: dict[str, Any] | None = None) -> str:
+        usage = {"usage": None} if self.include_usage else {}  # only the last one has it
         return _chunk({"id": self.chunk_id, "object": "chat.completion.chunk",
                        "created": self.created, "model": self.model,
                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
-                                    "logprobs": None}], **(extra or {})})
+                                    "logprobs": None}], **usage, **(extra or {})})
 
     def usage(self, outcome: MessageOutcome | None) -> str:
         return _chunk({"id": self.chunk_id, "object": "chat.completion.chunk",

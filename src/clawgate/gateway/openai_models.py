@@ -114,6 +114,36 @@ class ChatCompletion(BaseModel):
     clawgate: RunInfo
 
 
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: Literal["stop"] | None
+    logprobs: None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One ``data:`` line of a streamed answer. ``usage`` is there only with
+    ``stream_options.include_usage``: null on every chunk but the last, which has no choices
+    and the usage. ``clawgate`` is on the chunk that ends the answer."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    clawgate: RunInfo | None = None
+
+
+#: Models the OpenAPI document names that no route returns as JSON (the stream's chunks).
+STREAMED_MODELS: tuple[type[BaseModel], ...] = (ChatCompletionChunk,)
+
+
 class ModelEntry(BaseModel):
     id: str
     object: Literal["model"]
@@ -137,18 +167,31 @@ def _error(description: str, after_accepting: bool = False) -> dict[str, Any]:
     return answer
 
 
+#: What the guard answers on every ``/v1`` route, before the route sees the request.
+GUARDED: dict[int | str, dict[str, Any]] = {
+    401: _error("No valid gateway token (``invalid_api_key``)"),
+    403: _error("Sent from another web site, or to a host name the gateway does not serve"),
+}
+
 #: The answers of ``POST /v1/chat/completions``, for the OpenAPI document.
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The reply (``stream: false``), or with ``stream: true`` a "
-                         "``text/event-stream`` of ``chat.completion.chunk`` objects ending "
-                         "in ``data: [DONE]``; a run that ended without a word sends an "
-                         "``error`` chunk first.",
+                         "``text/event-stream`` of ``chat.completion.chunk`` objects, one "
+                         "per ``data:`` line, ending in ``data: [DONE]``; a run that ended "
+                         "without a word sends an ``error`` chunk first. Both are named "
+                         "``chatcmpl-`` and the id of the message the request sent.",
           "model": ChatCompletion,
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+          "headers": {"X-Clawgate-Run-Status": {
+              "description": "How the run that answered ended (not streamed replies only): "
+                             "anything but ``done`` is a reply stopped or cut short",
+              "schema": {"type": "string",
+                         "enum": ["done", "failed", "killed", "timeout", "interrupted"]}}},
+          "content": {"text/event-stream": {"schema": {"oneOf": [
+              {"$ref": "#/components/schemas/ChatCompletionChunk"},
+              {"$ref": "#/components/schemas/ErrorBody"}]}}}},
     400: _error("Bad request: no user message, a request that does not end with the "
                 "user's message, a parameter clawgate cannot honour, a bad session key"),
-    401: _error("No valid gateway token (``invalid_api_key``)"),
-    403: _error("Sent from another web site, or to a host name the gateway does not serve"),
+    **GUARDED,
     404: _error("No model by that name (``model_not_found``)"),
     409: _error("The message was dropped, or the run was stopped before a word", True),
     413: _error("The body is over the limit"),
@@ -162,6 +205,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 #: The answers of ``GET /v1/models/{model}`` besides the model.
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **GUARDED,
     404: _error("No model by that name: neither an alias nor a configured provider's"),
 }
 
