@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -87,3 +88,31 @@ async def test_the_page_icon_is_served_without_the_token(gateway: RunningGateway
         assert icon.status_code == 200
         assert icon.headers["content-type"].startswith("image/svg+xml")
         assert icon.text.startswith("<svg")
+
+
+async def _chunked(body: bytes, piece: int = 65_536) -> AsyncIterator[bytes]:
+    """The body in pieces, with no declared length (``Transfer-Encoding: chunked``)."""
+    for start in range(0, len(body), piece):
+        yield body[start:start + piece]
+
+
+@pytest.mark.parametrize("padding", [2_000_000, 10])
+async def test_a_body_over_the_limit_is_refused_however_it_is_sent(
+    gateway: RunningGateway, padding: int
+) -> None:
+    """The limit counts the bytes that arrive, not only the ``Content-Length`` declared."""
+    body = json.dumps({"model": "clawgate", "user": "ivy", "padding": "x" * padding,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    headers = {"Authorization": f"Bearer {gateway.token}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        answer = await http.post("/v1/chat/completions", content=_chunked(body),
+                                 headers=headers)
+    assert "content-length" not in answer.request.headers
+    if padding < 1_000_000:  # a small chunked body is served as any other
+        assert answer.status_code == 200
+        return
+    assert answer.status_code == 413
+    error = answer.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "request_too_large")
+    assert "1048576 bytes" in error["message"]
+    assert await gateway.runtime.store.get_session("openai:ivy") is None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -15,6 +17,7 @@ from openai.types.chat import ChatCompletion as Completion
 from clawgate.domain import DropReason, Fate, InboundMessage, Run, Session
 from clawgate.gateway.openai_models import (
     ChatCompletion,
+    ChatCompletionChunk,
     ErrorBody,
     ErrorDetail,
     ModelEntry,
@@ -97,11 +100,14 @@ async def test_the_session_comes_from_a_header_and_only_the_newest_message_is_ne
 async def test_a_retried_request_with_an_idempotency_key_is_answered_once(
     sdk: openai.AsyncOpenAI, gateway: RunningGateway
 ) -> None:
+    ids = set()
     for _ in range(2):
         answer = await sdk.chat.completions.create(
             model="clawgate", user="bob", extra_headers={"Idempotency-Key": "req-1"},
             messages=[{"role": "user", "content": "just once"}])
         assert answer.choices[0].message.content == "echo: just once"
+        ids.add(answer.id)
+    assert len(ids) == 1  # the same answer
     session = await gateway.runtime.store.get_session("openai:bob")
     assert session is not None
     assert len(await gateway.runtime.store.list_runs(session.id)) == 1
@@ -131,12 +137,86 @@ async def test_bad_requests_get_openai_style_errors(sdk: openai.AsyncOpenAI) -> 
         await sdk.chat.completions.create(
             model="clawgate", messages=[{"role": "system", "content": "only a system"}])
     assert "needs a user message" in str(no_user.value)
-    with pytest.raises(openai.BadRequestError) as unknown_model:
+    assert no_user.value.param == "messages"
+    with pytest.raises(openai.NotFoundError) as unknown_model:  # as OpenAI answers it
         await sdk.chat.completions.create(
             model="nowhere/x", messages=[{"role": "user", "content": "hi"}])
     assert "no provider named 'nowhere'" in str(unknown_model.value)
-    with pytest.raises(openai.BadRequestError):
+    assert (unknown_model.value.code, unknown_model.value.param) == ("model_not_found", "model")
+    with pytest.raises(openai.BadRequestError) as no_messages:
         await sdk.chat.completions.create(model="clawgate", messages=[])
+    assert no_messages.value.param == "messages"
+
+
+# --- what clawgate cannot honour is refused, not ignored ----------------------------------
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "What is the weather in Paris?"},
+     {"role": "assistant", "content": None, "tool_calls": [{
+         "id": "call_1", "type": "function",
+         "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
+     {"role": "tool", "tool_call_id": "call_1", "content": "18C sunny"}],
+    [{"role": "user", "content": "Write a haiku"},
+     {"role": "assistant", "content": "Autumn moon"}],
+], ids=["tool-result", "assistant-prefill"])
+async def test_a_request_that_does_not_end_with_the_users_turn_is_refused(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway, messages: list[dict[str, Any]]
+) -> None:
+    """The last user message is not sent again as if it were new."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(model="clawgate", user="hal",
+                                          messages=messages)  # type: ignore[arg-type]
+    assert caught.value.param == "messages"
+    assert caught.value.type == "invalid_request_error"
+    assert "tool results and assistant prefill" in caught.value.message
+    assert (await gateway.runtime.store.counts()).sessions == 0
+
+
+async def test_system_messages_after_the_users_turn_do_not_hide_it(
+    sdk: openai.AsyncOpenAI,
+) -> None:
+    answer = await sdk.chat.completions.create(model="clawgate", messages=[
+        {"role": "user", "content": "hello"}, {"role": "developer", "content": "be brief"}])
+    assert answer.choices[0].message.content == "echo: hello"
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+@pytest.mark.parametrize(("asked", "param"), [
+    ({"n": 2}, "n"),
+    ({"tools": [{"type": "function", "function": {"name": "weather"}}],
+      "tool_choice": "required"}, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "weather"}}],
+      "tool_choice": {"type": "function", "function": {"name": "weather"}}}, "tool_choice"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": {"type": "object"}}}}, "response_format"),
+    ({"logprobs": True}, "logprobs"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                                 IMAGE]}]}, "messages.[0].content.[1].type"),
+], ids=["n", "tool-required", "tool-named", "json-object", "json-schema", "logprobs",
+        "image"])
+async def test_what_clawgate_cannot_honour_is_refused_by_name(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway, asked: dict[str, Any], param: str
+) -> None:
+    request: dict[str, Any] = {"model": "clawgate", "user": "ike",
+                               "messages": [{"role": "user", "content": "hi"}], **asked}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(**request)
+    assert (caught.value.type, caught.value.param) == ("invalid_request_error", param)
+    assert (await gateway.runtime.store.counts()).sessions == 0  # nothing was sent
+
+
+async def test_what_clawgate_can_answer_as_asked_is_accepted(sdk: openai.AsyncOpenAI) -> None:
+    answer = await sdk.chat.completions.create(
+        model="clawgate", n=1, tool_choice="auto", response_format={"type": "text"},
+        tools=[{"type": "function", "function": {"name": "weather"}}], temperature=0.2,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "hi "},
+                                               {"type": "text", "text": "there"}]}])
+    assert [c.message.content for c in answer.choices] == ["echo: hi there"]
+    assert answer.choices[0].message.tool_calls is None
 
 
 async def test_a_failing_model_is_an_error_not_a_reply_and_not_a_resent_message(
@@ -166,6 +246,10 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
         refused = await http.post("/v1/chat/completions", headers=auth, json={
             "model": "clawgate", "messages": []})
         models = await http.get("/v1/models", headers=auth)
+        refused_models = [await http.get(path) for path in ("/v1/models", "/v1/models/x")]
+    streamed = await _streamed(gateway, {
+        "model": "clawgate", "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "hi"}]})
     assert set(document["paths"]) == {
         "/healthz", "/readyz", "/metrics", "/v1/chat/completions", "/v1/models",
         "/v1/models/{model}"}
@@ -175,7 +259,7 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
     responses = operation["responses"]
     assert set(responses) == {
-        "200", "400", "401", "403", "409", "413", "422", "500", "502", "503", "504"}
+        "200", "400", "401", "403", "404", "409", "413", "422", "500", "502", "503", "504"}
     assert {code for code, answer in responses.items() if "x-should-retry" in answer.get(
         "headers", {})} == {"409", "500", "502", "503", "504"}
     assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
@@ -193,6 +277,26 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     one = document["paths"]["/v1/models/{model}"]["get"]["responses"]
     assert one["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ModelEntry")
     assert one["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    # the header a reply carries, the token's refusals, the stream's chunks
+    status_header = responses["200"]["headers"]["X-Clawgate-Run-Status"]
+    assert answered.headers["X-Clawgate-Run-Status"] in status_header["schema"]["enum"]
+    for path in ("/v1/models", "/v1/models/{model}"):
+        listed = document["paths"][path]["get"]["responses"]
+        assert {"401", "403"} <= set(listed)
+        assert listed["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/ErrorBody")
+    for refusal in refused_models:
+        assert refusal.status_code == 401
+        ErrorBody.model_validate(refusal.json(), strict=True)
+    stream_schema = responses["200"]["content"]["text/event-stream"]["schema"]
+    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in stream_schema["oneOf"]} == {
+        "ChatCompletionChunk", "ErrorBody"}
+    assert {"ChatCompletionChunk", "ChunkChoice", "ChunkDelta"} <= set(
+        document["components"]["schemas"])
+    for chunk in streamed:
+        ChatCompletionChunk.model_validate(chunk, strict=True)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs <= set(document["components"]["schemas"])  # every name it uses, it has
 
 
 async def test_the_api_is_described_by_its_document_not_a_page_that_needs_the_internet(
@@ -287,6 +391,41 @@ async def test_stream_must_be_a_real_boolean(gateway: RunningGateway) -> None:
             "messages": [{"role": "user", "content": "hi"}]})
     assert answer.status_code == 400
     assert "stream" in answer.json()["error"]["message"]
+    assert answer.json()["error"]["param"] == "stream"
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+    ({"model": "clawgate", "messages": [{"role": "robot", "content": "hi"}]}, "messages"),
+    ({"model": "clawgate", "user": 7, "messages": [{"role": "user", "content": "hi"}]},
+     "user"),
+    ({"model": "clawgate", "user": "x" * 101,
+      "messages": [{"role": "user", "content": "hi"}]}, "user"),
+], ids=["no-model", "bad-role", "user-not-text", "user-too-long"])
+async def test_a_bad_request_names_the_parameter_at_fault(
+    gateway: RunningGateway, body: dict[str, Any], param: str
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        answer = await http.post("/v1/chat/completions", json=body, headers={
+            "Authorization": f"Bearer {gateway.token}"})
+    assert answer.status_code == 400
+    error = ErrorBody.model_validate(answer.json(), strict=True).error
+    assert (error.type, error.param) == ("invalid_request_error", param)
+
+
+async def test_a_wrong_token_is_refused_as_openai_refuses_a_wrong_key(
+    gateway: RunningGateway,
+) -> None:
+    sdk = openai.AsyncOpenAI(api_key="not-the-token", base_url=f"{gateway.url}/v1",
+                             max_retries=0)
+    async with sdk:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            await sdk.models.list()
+    assert (caught.value.type, caught.value.code) == ("invalid_request_error",
+                                                      "invalid_api_key")
+    async with httpx.AsyncClient(base_url=gateway.url) as http:  # outside /v1: as it was
+        metrics = await http.get("/metrics")
+    assert (metrics.status_code, metrics.json()["error"]["type"]) == (401, "unauthorized")
 
 
 async def _session_of(gateway: RunningGateway, key: str) -> Session:
@@ -359,10 +498,10 @@ async def test_a_shutdown_answers_a_waiting_request_and_keeps_its_message_for_th
     assert said[-1][1].startswith("echo:")
 
 
-def _waiting_error(answer: httpx.Response, stream: bool) -> ErrorDetail:
+def _waiting_error(answer: httpx.Response, stream: bool, status: int = 503) -> ErrorDetail:
     """The error a request got: its body, or a streamed one's ``error`` chunk."""
     if not stream:
-        assert answer.status_code == 503
+        assert answer.status_code == status
         assert answer.headers["x-should-retry"] == "false"
         return ErrorBody.model_validate(answer.json(), strict=True).error
     lines = [x.removeprefix("data: ") for x in answer.text.splitlines() if x.startswith("data: ")]
@@ -370,6 +509,28 @@ def _waiting_error(answer: httpx.Response, stream: bool) -> ErrorDetail:
     errors = [json.loads(x)["error"] for x in lines[:-1] if "error" in json.loads(x)]
     assert len(errors) == 1
     return ErrorDetail.model_validate(errors[0], strict=True)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_dropped_message_is_a_conflict_that_says_why(
+    gateway: RunningGateway, stream: bool
+) -> None:
+    await gateway.runtime.set_model("joe", "hang/echo")
+    accepted = await gateway.runtime.send("joe", "think forever", channel="test")
+    await _latest_run(gateway, accepted.session.id, "running")
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        asking = asyncio.create_task(http.post("/v1/chat/completions", json={
+            "model": "clawgate", "stream": stream,
+            "messages": [{"role": "user", "content": "then this"}]}, headers={
+            "Authorization": f"Bearer {gateway.token}", "X-Clawgate-Session": "joe"}))
+        await _inbound_count(gateway, accepted.session.id, 2)  # waiting behind the first
+
+        await gateway.runtime.stop("joe")  # stops the run, clears the waiting message
+        dropped = await asking
+
+    error = _waiting_error(dropped, stream, status=409)
+    assert (error.type, error.code) == ("message_dropped", "stopped")
+    assert "cleared by stop" in error.message
 
 
 async def _inbound_count(gateway: RunningGateway, session_id: str, count: int) -> None:
@@ -560,3 +721,46 @@ async def test_a_chat_command_is_carried_out_and_its_reply_is_the_answer(
     with pytest.raises(openai.BadRequestError) as unknown:
         await say("/frobnicate")
     assert "unknown command /frobnicate" in str(unknown.value)
+
+
+# --- streamed and not: the same answer ---------------------------------------------------
+
+
+async def _streamed(gateway: RunningGateway, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunks of a streamed answer (``[DONE]`` checked and left out)."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        answer = await http.post("/v1/chat/completions", json={**body, "stream": True},
+                                 headers={"Authorization": f"Bearer {gateway.token}"})
+    lines = [x.removeprefix("data: ") for x in answer.text.splitlines()
+             if x.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(x) for x in lines[:-1]]
+
+
+async def test_with_include_usage_every_chunk_but_the_last_has_usage_null(
+    gateway: RunningGateway,
+) -> None:
+    """As OpenAI streams it (its SDK's types say so): a client may read ``usage`` on any."""
+    chunks = await _streamed(gateway, {
+        "model": "clawgate", "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "count the words"}]})
+    assert len(chunks) > 2
+    assert [c["usage"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+    without = await _streamed(gateway, {
+        "model": "clawgate", "messages": [{"role": "user", "content": "again"}]})
+    assert not any("usage" in c for c in without)
+
+
+async def test_an_answer_is_named_after_its_message_streamed_or_not(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway
+) -> None:
+    answer = await sdk.chat.completions.create(
+        model="clawgate", user="una", messages=[{"role": "user", "content": "one"}])
+    chunks = await _streamed(gateway, {
+        "model": "clawgate", "user": "una", "messages": [{"role": "user", "content": "two"}]})
+    session = await _session_of(gateway, "openai:una")
+    first, second = await gateway.runtime.store.list_inbound(session.id)
+    assert answer.id == f"chatcmpl-{first.id}"
+    assert {c["id"] for c in chunks} == {f"chatcmpl-{second.id}"}

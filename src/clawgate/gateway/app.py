@@ -24,18 +24,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
 from clawgate import __version__
 from clawgate.config import Settings
 from clawgate.errors import ClawgateError
-from clawgate.gateway import auth
+from clawgate.gateway import auth, params
 from clawgate.gateway.api import GatewayApi
 from clawgate.gateway.feed import EventFeed
 from clawgate.gateway.guard import Guard
 from clawgate.gateway.metrics import Metrics
 from clawgate.gateway.openai_api import router
-from clawgate.gateway.openai_models import OpenAIError
+from clawgate.gateway.openai_models import STREAMED_MODELS, OpenAIError
 from clawgate.gateway.ws import Connection
 from clawgate.runtime.runtime import Runtime
 
@@ -148,7 +149,8 @@ def create_app(gateway: Gateway) -> FastAPI:
 def _openapi_without_422(app: FastAPI) -> None:
     """FastAPI documents a 422 for every body; clawgate answers bad bodies with 400 (in
     OpenAI's shape, documented per route), so that 422 would be a lie (a route's own 422,
-    in OpenAI's shape, stays)."""
+    in OpenAI's shape, stays). The stream's chunks, which no route returns as JSON, are
+    added."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -162,6 +164,11 @@ def _openapi_without_422(app: FastAPI) -> None:
             schemas = document.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
+            _, streamed = models_json_schema(
+                [(model, "serialization") for model in STREAMED_MODELS],
+                ref_template="#/components/schemas/{model}")
+            schemas.update({name: schema for name, schema in streamed["$defs"].items()
+                            if name not in schemas})
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -171,9 +178,11 @@ def _openapi_without_422(app: FastAPI) -> None:
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        return OpenAIError(400, problems, "invalid_request_error").response()
+                             for e in errors)
+        param = params.located(errors[0]["loc"]) if errors else None
+        return OpenAIError(400, problems, "invalid_request_error", param=param).response()
 
     @app.exception_handler(ClawgateError)
     async def failed(request: Request, exc: ClawgateError) -> JSONResponse:

@@ -26,10 +26,20 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from clawgate.domain import InboundMessage, NewInbound, Run, RunStatus, check_inbound, check_key
+from clawgate.domain import (
+    InboundMessage,
+    ModelRef,
+    NewInbound,
+    Run,
+    RunStatus,
+    check_inbound,
+    check_key,
+)
 from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.gateway import params
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
+    GUARDED,
     MODEL_RESPONSES,
     RESPONSES,
     ChatCompletion,
@@ -61,7 +71,7 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         x_stainless_retry_count: str | None = Header(default=None, include_in_schema=False),
     ) -> Any:
         try:
-            key, text = _session_key(body, x_clawgate_session), _newest_user_text(body)
+            key, text = _session_key(body, x_clawgate_session), params.new_text(body)
             check_inbound(NewInbound("http", text, idempotency_key))  # before any change
             command = commands.parse(text)
             if command is not None:
@@ -86,7 +96,7 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         reply = _Reply(message_id, model, include_usage, key)
         return _Streamed(_stream(runtime, listening, reply, serving, closed), listening)
 
-    @api.get("/models", summary="The models a request may name")
+    @api.get("/models", responses=GUARDED, summary="The models a request may name")
     async def models() -> ModelList:
         return ModelList(object="list", data=[_model_entry(n) for n in _model_names(runtime)])
 
@@ -97,10 +107,9 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
         model (listed or not)."""
         try:
             if model != DEFAULT_MODEL:
-                runtime.router.resolve(model)
-        except InvalidInput as exc:
-            return OpenAIError(404, f"no model {model[:200]!r}: {exc}", "invalid_request_error",
-                               "model_not_found").response()
+                _resolved(runtime, model)
+        except OpenAIError as exc:
+            return exc.response()
         return _model_entry(model)
 
     return api
@@ -119,26 +128,23 @@ def _model_entry(name: str) -> ModelEntry:
     return ModelEntry(id=name, object="model", created=0, owned_by="clawgate")
 
 
+def _resolved(runtime: Runtime, model: str) -> ModelRef:
+    """A model a request names, or 404 ``model_not_found`` (as OpenAI answers it)."""
+    try:
+        return runtime.router.resolve(model)
+    except InvalidInput as exc:
+        raise OpenAIError(404, f"no model {model[:200]!r}: {exc}", "invalid_request_error",
+                          "model_not_found", param="model") from None
+
+
 def _session_key(body: ChatCompletionRequest, header: str | None) -> str:
     key = header or (f"openai:{body.user}" if body.user else "openai")
     try:
         return check_key(key)
     except InvalidInput as exc:
         raise OpenAIError(400, f"{exc} (from the X-Clawgate-Session header or the user field)",
-                          "invalid_request_error", "invalid_session") from None
-
-
-def _newest_user_text(body: ChatCompletionRequest) -> str:
-    for message in reversed(body.messages):
-        if message.role == "user":
-            content = message.content
-            text = content if isinstance(content, str) else "".join(
-                part.text or "" for part in content or () if part.type == "text")
-            if text.strip():
-                return text
-            break
-    raise OpenAIError(400, "the request needs a user message with text (the newest one is "
-                           "what clawgate sends to its agent)", "invalid_request_error")
+                          "invalid_request_error", "invalid_session",
+                          param=None if header else "user") from None
 
 
 async def _answer(runtime: Runtime, key: str, message_id: str,
@@ -219,13 +225,12 @@ def _kept(key: str) -> OpenAIError:
 def _completion(outcome: MessageOutcome) -> JSONResponse:
     run = outcome.run
     if run is None:
-        reason = outcome.message.reason.describe if outcome.message.reason else "dropped"
-        return OpenAIError(409, f"the message was not answered: {reason}",
-                           "message_dropped", retry=False).response()
+        return _dropped(outcome).response()
     if run.status is not RunStatus.DONE and not outcome.reply:
         return _unanswered(run).response()
-    return _answered(f"chatcmpl-{run.id}", str(run.model) if run.model else DEFAULT_MODEL,
-                     outcome.reply, outcome, {"X-Clawgate-Run-Status": str(run.status)})
+    model = str(run.model) if run.model else DEFAULT_MODEL
+    return _answered(f"chatcmpl-{outcome.message.id}", model, outcome.reply, outcome,
+                     {"X-Clawgate-Run-Status": str(run.status)})
 
 
 def _answered(chat_id: str, model: str, text: str, outcome: MessageOutcome | None,
@@ -272,6 +277,14 @@ UNANSWERED = {
 }
 
 
+def _dropped(outcome: MessageOutcome) -> OpenAIError:
+    """A message no run took: 409, its code the reason (``stopped``, ``queue_full_newest``)."""
+    reason = outcome.message.reason
+    return OpenAIError(409, f"the message was not answered: "
+                            f"{reason.describe if reason else 'dropped'}",
+                       "message_dropped", str(reason) if reason else "dropped", retry=False)
+
+
 def _unanswered(run: Run) -> OpenAIError:
     status, kind = UNANSWERED.get(run.status, (502, "provider_error"))
     return OpenAIError(status, run.error or f"the run ended {run.status}", kind, str(run.status),
@@ -301,7 +314,7 @@ async def _choose_model(runtime: Runtime, key: str, asked: str, switch: bool) ->
     current = (session.model if session else None) or runtime.settings.default_model
     if asked == DEFAULT_MODEL or not switch:
         return str(current)
-    chosen = runtime.router.resolve(asked)
+    chosen = _resolved(runtime, asked)
     if session is None or session.model != chosen:
         await runtime.set_model(key, chosen)
     return str(chosen)
@@ -323,10 +336,11 @@ class _Reply:
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None,
               extra: dict[str, Any] | None = None) -> str:
+        usage = {"usage": None} if self.include_usage else {}  # only the last one has it
         return _chunk({"id": self.chunk_id, "object": "chat.completion.chunk",
                        "created": self.created, "model": self.model,
                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
-                                    "logprobs": None}], **(extra or {})})
+                                    "logprobs": None}], **usage, **(extra or {})})
 
     def usage(self, outcome: MessageOutcome | None) -> str:
         return _chunk({"id": self.chunk_id, "object": "chat.completion.chunk",
@@ -395,8 +409,7 @@ def _ending(reply: _Reply, outcome: MessageOutcome | None, sent: str) -> Iterato
     if outcome is None:
         yield _sse_error(_kept(reply.key))
     elif run is None or (run.status is not RunStatus.DONE and not text):
-        yield _sse_error(_unanswered(run) if run else OpenAIError(
-            409, "the message was not answered: it was dropped", "message_dropped"))
+        yield _sse_error(_unanswered(run) if run else _dropped(outcome))
     yield from _closing(reply, outcome)
 
 
@@ -414,6 +427,4 @@ def _chunk(chunk: dict[str, Any]) -> str:
 
 
 def _sse_error(problem: OpenAIError) -> str:
-    error = {"message": problem.message, "type": problem.kind, "param": None,
-             "code": problem.code}
-    return f"data: {json.dumps({'error': error})}\n\n"
+    return f"data: {json.dumps(problem.body())}\n\n"

@@ -32,14 +32,28 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The fields clawgate uses; other OpenAI parameters are accepted and ignored."""
+    """The fields clawgate uses, and those it refuses unless asked for what it does anyway
+    (``clawgate.gateway.params``); other OpenAI parameters are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=300)
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="Only the last user message is sent: it must be the last "
+                                  "message but for system ones, and text only")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=100)
+    n: int | None = Field(default=None, ge=1, description="Only 1: one answer")
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="Accepted and not used: the agent calls no client tools")
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description='Only "none" or "auto"')
+    function_call: str | dict[str, Any] | None = Field(
+        default=None, description='Only "none" or "auto"')
+    response_format: dict[str, Any] | None = Field(
+        default=None, description='Only {"type": "text"}')
+    logprobs: bool | None = Field(default=None, description="Only false")
+    modalities: list[str] | None = Field(default=None, description='Only ["text"]')
 
 
 # --- what comes back ---------------------------------------------------------------------
@@ -100,6 +114,36 @@ class ChatCompletion(BaseModel):
     clawgate: RunInfo
 
 
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: Literal["stop"] | None
+    logprobs: None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One ``data:`` line of a streamed answer. ``usage`` is there only with
+    ``stream_options.include_usage``: null on every chunk but the last, which has no choices
+    and the usage. ``clawgate`` is on the chunk that ends the answer."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    clawgate: RunInfo | None = None
+
+
+#: Models the OpenAPI document names that no route returns as JSON (the stream's chunks).
+STREAMED_MODELS: tuple[type[BaseModel], ...] = (ChatCompletionChunk,)
+
+
 class ModelEntry(BaseModel):
     id: str
     object: Literal["model"]
@@ -123,17 +167,32 @@ def _error(description: str, after_accepting: bool = False) -> dict[str, Any]:
     return answer
 
 
+#: What the guard answers on every ``/v1`` route, before the route sees the request.
+GUARDED: dict[int | str, dict[str, Any]] = {
+    401: _error("No valid gateway token (``invalid_api_key``)"),
+    403: _error("Sent from another web site, or to a host name the gateway does not serve"),
+}
+
 #: The answers of ``POST /v1/chat/completions``, for the OpenAPI document.
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The reply (``stream: false``), or with ``stream: true`` a "
-                         "``text/event-stream`` of ``chat.completion.chunk`` objects ending "
-                         "in ``data: [DONE]``; a run that ended without a word sends an "
-                         "``error`` chunk first.",
+                         "``text/event-stream`` of ``chat.completion.chunk`` objects, one "
+                         "per ``data:`` line, ending in ``data: [DONE]``; a run that ended "
+                         "without a word sends an ``error`` chunk first. Both are named "
+                         "``chatcmpl-`` and the id of the message the request sent.",
           "model": ChatCompletion,
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-    400: _error("Bad request: no user message, a bad session key, an unknown model"),
-    401: _error("No valid gateway token"),
-    403: _error("Sent from another web site, or to a host name the gateway does not serve"),
+          "headers": {"X-Clawgate-Run-Status": {
+              "description": "How the run that answered ended (not streamed replies only): "
+                             "anything but ``done`` is a reply stopped or cut short",
+              "schema": {"type": "string",
+                         "enum": ["done", "failed", "killed", "timeout", "interrupted"]}}},
+          "content": {"text/event-stream": {"schema": {"oneOf": [
+              {"$ref": "#/components/schemas/ChatCompletionChunk"},
+              {"$ref": "#/components/schemas/ErrorBody"}]}}}},
+    400: _error("Bad request: no user message, a request that does not end with the "
+                "user's message, a parameter clawgate cannot honour, a bad session key"),
+    **GUARDED,
+    404: _error("No model by that name (``model_not_found``)"),
     409: _error("The message was dropped, or the run was stopped before a word", True),
     413: _error("The body is over the limit"),
     422: _error("The Idempotency-Key was used before in this conversation for another "
@@ -148,6 +207,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 #: The answers of ``GET /v1/models/{model}`` besides the model.
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **GUARDED,
     404: _error("No model by that name: neither an alias nor a configured provider's"),
 }
 
@@ -158,12 +218,15 @@ class OpenAIError(Exception):
     obey instead of retrying a 409 or a 5xx on their own."""
 
     def __init__(self, status: int, message: str, kind: str, code: str | None = None, *,
-                 retry: bool = True) -> None:
+                 retry: bool = True, param: str | None = None) -> None:
         self.status, self.message, self.kind, self.code = status, message, kind, code
-        self.retry = retry
+        self.retry, self.param = retry, param
         super().__init__(message)
 
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param,
+                          "code": self.code}}
+
     def response(self) -> JSONResponse:
-        return JSONResponse(status_code=self.status, content={"error": {
-            "message": self.message, "type": self.kind, "param": None, "code": self.code}},
-            headers=None if self.retry else {"x-should-retry": "false"})
+        return JSONResponse(status_code=self.status, content=self.body(),
+                            headers=None if self.retry else {"x-should-retry": "false"})
