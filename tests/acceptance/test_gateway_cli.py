@@ -71,6 +71,22 @@ def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:
     assert gateway.poll() is None  # the gateway carries on
 
 
+def test_stop_json_has_one_shape_with_or_without_a_gateway(home: Home) -> None:
+    home.run("agent", "--session", "s1", "-m", "hi")
+    local = [json.loads(home.run("stop", "--session", key, "--json").stdout)
+             for key in ("s1", "s-one")]
+    home.start_gateway()
+    remote = [home.run("stop", "--session", key, "--json") for key in ("s1", "s-one")]
+
+    assert all(NOTE_GATEWAY in done.stderr for done in remote)
+    shown = [json.loads(done.stdout) for done in remote]
+    assert [set(row) for row in shown] == [set(row) for row in local]
+    assert [row["session"] for row in shown] == ["s1", "s-one"]
+    assert [row["sessionExists"] for row in shown] == [True, False]
+    assert (shown[0]["outcome"], shown[0]["droppedMessages"]) == ("no_run", [])
+    assert shown[0]["recoveredRuns"] is None  # the gateway frees such runs on its own
+
+
 def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
     done = home.run("agent", "-m", "hi")
     assert done.returncode == 0
