@@ -87,6 +87,26 @@ def test_stop_json_has_one_shape_with_or_without_a_gateway(home: Home) -> None:
     assert shown[0]["recoveredRuns"] is None  # the gateway frees such runs on its own
 
 
+def test_a_message_over_the_limit_is_refused_before_it_is_sent_as_in_process(
+    home: Home,
+) -> None:
+    """However far over (past the gateway's frame limits too): the same line, exit 2."""
+    sizes = (40_000, 600_000, 2_097_152, 20_000_000)  # the second: 1.2 MB as UTF-8
+    local = [home.run("agent", "-m", "-", stdin="é" * size) for size in sizes]
+    home.start_gateway()
+    remote = [home.run("agent", "-m", "-", stdin="é" * size) for size in sizes]
+    chatted = home.run("chat", stdin="x" * 2_097_152 + "\nafter\n")
+
+    for size, done in zip(sizes * 2, local + remote, strict=True):
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert done.stderr.endswith(
+            f"clawgate: the message has {size} characters; the limit is 32000\n")
+    assert chatted.returncode == 0
+    assert "! the message has 2097152 characters; the limit is 32000\n" in chatted.stdout
+    assert "echo: after" in chatted.stdout
+    assert [m["text"] for m in home.json("sessions", "show", "main")["inbound"]] == ["after"]
+
+
 def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
     done = home.run("agent", "-m", "hi")
     assert done.returncode == 0

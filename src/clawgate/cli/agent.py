@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clawgate.cli.common import OK, USAGE, open_app
-from clawgate.cli.remote import connect_gateway
+from clawgate.cli.remote import check_line, connect_gateway
 from clawgate.config import Settings
 from clawgate.domain import REPLY_SEPARATOR, DropReason, RunStatus, check_key
 from clawgate.errors import InvalidInput
@@ -58,6 +58,7 @@ class Result:
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     key = check_key(args.session)
     text = await _from_stdin() if args.message == "-" else args.message
+    check_line(text, CHANNEL, args.message_id)  # nothing is sent that would be refused
     client = await connect_gateway(settings)
     if client is not None:
         async with client:
