@@ -57,6 +57,9 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     assert "'s2' has no conversation yet" in chatted.stdout
     assert "echo: first line" in chatted.stdout
     assert "model     echo/echo" in chatted.stdout
+    status = home.json("agent", "--session", "s2", "-m", "/status")
+    assert (status["session"], status["command"]) == ("s2", "/status")
+    assert "model     echo/echo" in status["reply"]
 
 
 def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:

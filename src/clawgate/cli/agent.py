@@ -107,8 +107,7 @@ async def _turn(runtime: Runtime, key: str, text: str, args: argparse.Namespace)
         raise
     if isinstance(accepted, CommandReply):
         events.close()
-        print(accepted.text)
-        return OK
+        return _command_done(key, text, accepted.text, args)
     if accepted.duplicate and not args.json:
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)
@@ -155,8 +154,7 @@ async def _via_gateway(client: GatewayClient, key: str, text: str, args: argpars
     except GatewayClosed:  # (a chat command is not kept, but is safe to repeat as it is)
         return _gateway_gone(client, key, None, message_key, args)
     if ack["command"]:
-        print(ack["reply"])
-        return 0
+        return _command_done(key, text, ack["reply"], args)
     if ack["duplicate"] and not args.json:
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)
@@ -276,6 +274,13 @@ def _on_signals(stop: Callable[[], Awaitable[object]]) -> None:
 def _write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _command_done(key: str, line: str, reply: str, args: argparse.Namespace) -> int:
+    """A chat command was carried out: its answer (under --json, as an object)."""
+    print(json.dumps({"session": key, "command": line.strip(), "reply": reply})
+          if args.json else reply)
+    return OK
 
 
 def _report(result: Result, streamed: bool, args: argparse.Namespace) -> int:
