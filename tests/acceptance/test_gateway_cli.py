@@ -237,20 +237,24 @@ def test_an_agent_whose_gateway_stops_while_its_message_waits_says_how_to_get_th
     home: Home,
 ) -> None:
     gateway, _, first = _gateway_with_a_hanging_run(home, grace=1)
-    waiting = home.start("agent", "--session", "s1", "-m", "and then?")
+    waiting = home.start("agent", "--session", "s1", "-m", "and then?", "--json")
     wait_until(lambda: len(home.json("sessions", "show", "s1")["inbound"]) == 2, 15,
                "the second message to be accepted", waiting)
 
     gateway.send_signal(signal.SIGTERM)
     assert first.wait(20) == 5  # its run was interrupted: that is its outcome
-    _, said = waiting.communicate(timeout=20)
+    shown, said = waiting.communicate(timeout=20)
 
     assert waiting.returncode == 7, said  # neither failed nor interrupted: not known yet
     message_id = home.json("sessions", "show", "s1")["inbound"][1]["id"]
-    assert (f"clawgate: the gateway shut down before message {message_id} had its outcome; "
-            "it is kept, and has it when the gateway is back. To see its outcome without "
-            "sending it twice: run the same command again with --id cli-") in said
-    key = said.rsplit("--id ", 1)[1].strip()
+    assert (f"clawgate: the gateway shut down while message {message_id} was waiting its "
+            "turn; it is kept, and answered when the gateway is back. To see its outcome "
+            "without sending it twice: run the same command again with --id cli-") in said
+    lost = json.loads(shown)
+    key = lost["id"]
+    assert said.rstrip().endswith(f"--id {key}")
+    assert (lost["messageId"], lost["fate"], lost["runId"]) == (message_id, "pending", None)
+    assert f"clawgate: {lost['error']}" in said
     assert gateway.wait(20) == 0
     home.configure(grace=1)  # the model answers again
     home.start_gateway()
@@ -258,8 +262,41 @@ def test_an_agent_whose_gateway_stops_while_its_message_waits_says_how_to_get_th
     assert again.returncode == 0, again.stderr
     assert "was sent before; showing its outcome" in again.stderr
     assert again.stdout.endswith("and then?\n")
+    outcome = home.json("agent", "--session", "s1", "-m", "and then?", "--id", key)
+    assert set(outcome) == set(lost)  # the outcome's shape, known or not
     assert [m["text"] for m in home.json("sessions", "show", "s1")["inbound"]] == [
         "hang", "and then?"]  # not sent twice
+
+
+def test_an_agent_whose_gateway_dies_mid_reply_says_the_reply_was_cut_off(home: Home) -> None:
+    home.configure(fail="hang")
+    gateway, _ = home.start_gateway()
+    agent = home.start("agent", "--session", "s1", "-m", "hang", "--json", "--id", "h-1")
+    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "running", 15,
+               "the run to start", agent)
+
+    gateway.kill()
+    gateway.wait(10)
+    shown, said = agent.communicate(timeout=20)
+
+    assert agent.returncode == 7, said
+    run = home.latest_run("s1")
+    assert run is not None
+    message_id = home.json("sessions", "show", "s1")["inbound"][0]["id"]
+    assert said.endswith(
+        f"clawgate: the connection to the gateway was lost while message {message_id} was "
+        f"being answered (run {run['id']}); its reply is cut off, and the run ends "
+        "interrupted. `clawgate sessions show s1` shows what became of it; to have it "
+        "answered, send it again with another --id (h-1 is taken)\n")
+    lost = json.loads(shown)
+    assert (lost["id"], lost["runId"], lost["status"]) == ("h-1", run["id"], "running")
+    home.configure()  # the model answers again
+    home.start_gateway()
+    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "interrupted", 15,
+               "the run to be recovered")
+    again = home.run("agent", "--session", "s1", "-m", "hang on", "--id", "h-2")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.endswith("hang on\n")
 
 
 def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -> None:
