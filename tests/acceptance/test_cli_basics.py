@@ -65,6 +65,8 @@ def test_agent_carries_out_chat_commands_as_the_gateway_does(home: Home) -> None
         0, "nothing was running in session s1; no messages were waiting\n")
     shown = home.json("sessions", "show", "s1")
     assert [m["text"] for m in shown["inbound"]] == ["hi"]  # commands are not messages
+    as_json = home.json("agent", "--session", "s1", "-m", "stop")
+    assert as_json == {"session": "s1", "command": "stop", "reply": stop.stdout.rstrip("\n")}
 
 
 def test_stop_of_a_key_with_no_session_is_refused_as_a_likely_typo(home: Home) -> None:

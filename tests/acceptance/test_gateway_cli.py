@@ -57,6 +57,9 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     assert "'s2' has no conversation yet" in chatted.stdout
     assert "echo: first line" in chatted.stdout
     assert "model     echo/echo" in chatted.stdout
+    status = home.json("agent", "--session", "s2", "-m", "/status")
+    assert (status["session"], status["command"]) == ("s2", "/status")
+    assert "model     echo/echo" in status["reply"]
 
 
 def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:
@@ -69,6 +72,42 @@ def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:
     assert "there is no session 's-one'" in typo.stderr
     assert NOTE_GATEWAY in typo.stderr
     assert gateway.poll() is None  # the gateway carries on
+
+
+def test_stop_json_has_one_shape_with_or_without_a_gateway(home: Home) -> None:
+    home.run("agent", "--session", "s1", "-m", "hi")
+    local = [json.loads(home.run("stop", "--session", key, "--json").stdout)
+             for key in ("s1", "s-one")]
+    home.start_gateway()
+    remote = [home.run("stop", "--session", key, "--json") for key in ("s1", "s-one")]
+
+    assert all(NOTE_GATEWAY in done.stderr for done in remote)
+    shown = [json.loads(done.stdout) for done in remote]
+    assert [set(row) for row in shown] == [set(row) for row in local]
+    assert [row["session"] for row in shown] == ["s1", "s-one"]
+    assert [row["sessionExists"] for row in shown] == [True, False]
+    assert (shown[0]["outcome"], shown[0]["droppedMessages"]) == ("no_run", [])
+    assert shown[0]["recoveredRuns"] is None  # the gateway frees such runs on its own
+
+
+def test_a_message_over_the_limit_is_refused_before_it_is_sent_as_in_process(
+    home: Home,
+) -> None:
+    """However far over (past the gateway's frame limits too): the same line, exit 2."""
+    sizes = (40_000, 600_000, 2_097_152, 20_000_000)  # the second: 1.2 MB as UTF-8
+    local = [home.run("agent", "-m", "-", stdin="é" * size) for size in sizes]
+    home.start_gateway()
+    remote = [home.run("agent", "-m", "-", stdin="é" * size) for size in sizes]
+    chatted = home.run("chat", stdin="x" * 2_097_152 + "\nafter\n")
+
+    for size, done in zip(sizes * 2, local + remote, strict=True):
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert done.stderr.endswith(
+            f"clawgate: the message has {size} characters; the limit is 32000\n")
+    assert chatted.returncode == 0
+    assert "! the message has 2097152 characters; the limit is 32000\n" in chatted.stdout
+    assert "echo: after" in chatted.stdout
+    assert [m["text"] for m in home.json("sessions", "show", "main")["inbound"]] == ["after"]
 
 
 def test_without_a_gateway_the_cli_says_it_works_in_process(home: Home) -> None:
@@ -198,20 +237,24 @@ def test_an_agent_whose_gateway_stops_while_its_message_waits_says_how_to_get_th
     home: Home,
 ) -> None:
     gateway, _, first = _gateway_with_a_hanging_run(home, grace=1)
-    waiting = home.start("agent", "--session", "s1", "-m", "and then?")
+    waiting = home.start("agent", "--session", "s1", "-m", "and then?", "--json")
     wait_until(lambda: len(home.json("sessions", "show", "s1")["inbound"]) == 2, 15,
                "the second message to be accepted", waiting)
 
     gateway.send_signal(signal.SIGTERM)
     assert first.wait(20) == 5  # its run was interrupted: that is its outcome
-    _, said = waiting.communicate(timeout=20)
+    shown, said = waiting.communicate(timeout=20)
 
     assert waiting.returncode == 7, said  # neither failed nor interrupted: not known yet
     message_id = home.json("sessions", "show", "s1")["inbound"][1]["id"]
-    assert (f"clawgate: the gateway shut down before message {message_id} had its outcome; "
-            "it is kept, and has it when the gateway is back. To see its outcome without "
-            "sending it twice: run the same command again with --id cli-") in said
-    key = said.rsplit("--id ", 1)[1].strip()
+    assert (f"clawgate: the gateway shut down while message {message_id} was waiting its "
+            "turn; it is kept, and answered when the gateway is back. To see its outcome "
+            "without sending it twice: run the same command again with --id cli-") in said
+    lost = json.loads(shown)
+    key = lost["id"]
+    assert said.rstrip().endswith(f"--id {key}")
+    assert (lost["messageId"], lost["fate"], lost["runId"]) == (message_id, "pending", None)
+    assert f"clawgate: {lost['error']}" in said
     assert gateway.wait(20) == 0
     home.configure(grace=1)  # the model answers again
     home.start_gateway()
@@ -219,8 +262,41 @@ def test_an_agent_whose_gateway_stops_while_its_message_waits_says_how_to_get_th
     assert again.returncode == 0, again.stderr
     assert "was sent before; showing its outcome" in again.stderr
     assert again.stdout.endswith("and then?\n")
+    outcome = home.json("agent", "--session", "s1", "-m", "and then?", "--id", key)
+    assert set(outcome) == set(lost)  # the outcome's shape, known or not
     assert [m["text"] for m in home.json("sessions", "show", "s1")["inbound"]] == [
         "hang", "and then?"]  # not sent twice
+
+
+def test_an_agent_whose_gateway_dies_mid_reply_says_the_reply_was_cut_off(home: Home) -> None:
+    home.configure(fail="hang")
+    gateway, _ = home.start_gateway()
+    agent = home.start("agent", "--session", "s1", "-m", "hang", "--json", "--id", "h-1")
+    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "running", 15,
+               "the run to start", agent)
+
+    gateway.kill()
+    gateway.wait(10)
+    shown, said = agent.communicate(timeout=20)
+
+    assert agent.returncode == 7, said
+    run = home.latest_run("s1")
+    assert run is not None
+    message_id = home.json("sessions", "show", "s1")["inbound"][0]["id"]
+    assert said.endswith(
+        f"clawgate: the connection to the gateway was lost while message {message_id} was "
+        f"being answered (run {run['id']}); its reply is cut off, and the run ends "
+        "interrupted. `clawgate sessions show s1` shows what became of it; to have it "
+        "answered, send it again with another --id (h-1 is taken)\n")
+    lost = json.loads(shown)
+    assert (lost["id"], lost["runId"], lost["status"]) == ("h-1", run["id"], "running")
+    home.configure()  # the model answers again
+    home.start_gateway()
+    wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "interrupted", 15,
+               "the run to be recovered")
+    again = home.run("agent", "--session", "s1", "-m", "hang on", "--id", "h-2")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.endswith("hang on\n")
 
 
 def test_a_second_ctrl_c_ends_turns_at_once_and_still_records_them(home: Home) -> None:

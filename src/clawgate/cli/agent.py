@@ -4,8 +4,10 @@ It uses the running gateway when there is one, and works in-process otherwise; e
 chat command (``/status``, ``stop``, ...) is carried out and its answer printed.
 Exit codes: 0 answered; 1 the run failed (the error is printed); 2 bad arguments or config;
 3 stopped; 4 timed out; 5 interrupted; 6 the message was dropped unanswered; 7 the gateway
-went away before the outcome was known (the message is kept; the same command with the same
-``--id`` shows its outcome without sending it again).
+went away before the outcome was known (a message still waiting is kept, and the same command
+with the same ``--id`` shows its outcome without sending it again; one being answered had its
+reply cut off: its run ends interrupted). Under ``--json`` the outcome has the same keys in
+every case.
 """
 
 from __future__ import annotations
@@ -22,13 +24,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from clawgate.cli.common import OK, USAGE, open_app
-from clawgate.cli.remote import connect_gateway
+from clawgate.cli.remote import check_line, connect_gateway
 from clawgate.config import Settings
-from clawgate.domain import REPLY_SEPARATOR, DropReason, RunStatus, check_key
-from clawgate.errors import InvalidInput
+from clawgate.domain import (
+    REPLY_SEPARATOR,
+    DropReason,
+    InboundMessage,
+    Run,
+    RunStatus,
+    check_key,
+)
+from clawgate.errors import ClawgateError, InvalidInput
 from clawgate.gateway.client import GatewayClient, GatewayClosed
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, Subscription
-from clawgate.runtime.runtime import CommandReply, MessageOutcome, Runtime
+from clawgate.runtime.runtime import CommandReply, Runtime
 from clawgate.runtime.scope import ServeOwnMessages
 from clawgate.views import run_row
 
@@ -42,15 +51,16 @@ EXIT_BY_STATUS = {
 DROPPED = 6
 GATEWAY_GONE = 7
 CHANNEL = "cli"  # in-process or through a gateway: so that --id means the same either way
+ACTIVE = ("queued", "running")  # a run's statuses before it ends
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     """What became of the message, however it was sent."""
 
-    message_id: str
-    fate: str
-    reason: str | None  # why it was dropped, in words
+    message_id: str | None  # None: the gateway went away before it said
+    fate: str  # or "unknown" (why: ``reason``)
+    reason: str | None  # why it was dropped (or its fate is unknown), in words
     run: dict[str, Any] | None  # the run row (views.run_row), if a run took it
     reply: str
 
@@ -58,10 +68,11 @@ class Result:
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     key = check_key(args.session)
     text = await _from_stdin() if args.message == "-" else args.message
+    check_line(text, CHANNEL, args.message_id)  # nothing is sent that would be refused
     client = await connect_gateway(settings)
     if client is not None:
         async with client:
-            return await _via_gateway(client, key, text, args)
+            return await _via_gateway(client, settings, key, text, args)
     return await _in_process(settings, key, text, args)
 
 
@@ -106,8 +117,7 @@ async def _turn(runtime: Runtime, key: str, text: str, args: argparse.Namespace)
         raise
     if isinstance(accepted, CommandReply):
         events.close()
-        print(accepted.text)
-        return OK
+        return _command_done(key, text, accepted.text, args)
     if accepted.duplicate and not args.json:
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)
@@ -118,7 +128,8 @@ async def _turn(runtime: Runtime, key: str, text: str, args: argparse.Namespace)
     finally:
         events.close()
         streamed = await printer
-    return _report(_local_result(outcome), streamed, args)
+    return _report(_stored_result(outcome.message, outcome.run, outcome.reply), streamed, args,
+                   args.message_id)
 
 
 async def _stream(events: Subscription, message_id: str, quiet: bool) -> bool:
@@ -134,28 +145,27 @@ async def _stream(events: Subscription, message_id: str, quiet: bool) -> bool:
     return printed
 
 
-def _local_result(outcome: MessageOutcome) -> Result:
-    message = outcome.message
+def _stored_result(message: InboundMessage, run: Run | None, reply: str) -> Result:
     return Result(message.id, str(message.fate),
                   message.reason.describe if message.reason else None,
-                  run_row(outcome.run) if outcome.run else None, outcome.reply)
+                  run_row(run) if run else None, reply)
 
 
 # --- through the gateway ----------------------------------------------------------------
 
 
-async def _via_gateway(client: GatewayClient, key: str, text: str, args: argparse.Namespace
-                       ) -> int:
+async def _via_gateway(client: GatewayClient, settings: Settings, key: str, text: str,
+                       args: argparse.Namespace) -> int:
     await client.request("events.subscribe", sessions=[key])
     message_key = args.message_id or f"cli-{uuid.uuid4()}"
     try:
         ack = await client.request("chat.send", session=key, text=text, channel=CHANNEL,
                                    idempotencyKey=message_key)
     except GatewayClosed:  # (a chat command is not kept, but is safe to repeat as it is)
-        return _gateway_gone(client, key, None, message_key, args)
+        unknown = Result(None, "unknown", "the gateway did not acknowledge it", None, "")
+        return _gateway_gone(client, unknown, message_key, args)
     if ack["command"]:
-        print(ack["reply"])
-        return 0
+        return _command_done(key, text, ack["reply"], args)
     if ack["duplicate"] and not args.json:
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)
@@ -164,30 +174,64 @@ async def _via_gateway(client: GatewayClient, key: str, text: str, args: argpars
         streamed = await _follow(client, key, ack["messageId"], quiet=args.json)
         result = await _gateway_result(client, key, ack["messageId"])
     except GatewayClosed:
-        return _gateway_gone(client, key, ack["messageId"], message_key, args)
+        last = await _last_stored(settings, ack["messageId"])
+        return _gateway_gone(client, last, message_key, args)
     except asyncio.CancelledError:
         print("clawgate: leaving; the gateway carries on with the run (to see its outcome: "
               f"{_again(message_key, args)})", file=sys.stderr)
         return EXIT_BY_STATUS[RunStatus.INTERRUPTED]
-    return _report(result, streamed, args)
+    return _report(result, streamed, args, message_key)
 
 
-def _gateway_gone(client: GatewayClient, key: str, message_id: str | None, message_key: str,
+def _gateway_gone(client: GatewayClient, last: Result, message_key: str,
                   args: argparse.Namespace) -> int:
-    """The gateway went away before the outcome was known: what became of the message, and
-    how to learn its outcome without sending it twice."""
-    why = client.lost or "the connection to the gateway closed"
-    if message_id is not None:
-        said = (f"{why} before message {message_id} had its outcome; it is kept, and has it "
-                "when the gateway is back")
-    else:
-        said = f"{why} before it acknowledged the message; it may not have been received"
+    """The gateway went away before the outcome was known: what became of the message as far
+    as is known (under --json in the outcome's shape, ``error`` saying what happened), and
+    what to do next."""
+    said = _gone_words(client.lost or "the connection to the gateway closed", last,
+                       message_key, args)
     if args.json:
-        print(json.dumps({"session": key, "messageId": message_id, "id": message_key,
-                          "fate": "unknown", "error": said}))
-    print(f"clawgate: {said}. To see its outcome without sending it twice: "
-          f"{_again(message_key, args)}", file=sys.stderr)
+        print(json.dumps({**_outcome_json(last, args.session, message_key), "error": said}))
+    print(f"clawgate: {said}", file=sys.stderr)
     return GATEWAY_GONE
+
+
+def _gone_words(why: str, last: Result, message_key: str, args: argparse.Namespace) -> str:
+    """What became of the message when the gateway went away, and what to do next: one that
+    waited is kept; one whose reply was being written is cut off (its run is interrupted),
+    and asking again takes a new message."""
+    again = f"To see its outcome without sending it twice: {_again(message_key, args)}"
+    message, run = last.message_id, last.run
+    if message is None:
+        return f"{why} before it acknowledged the message; it may not have been received. {again}"
+    if last.fate == "pending":
+        return (f"{why} while message {message} was waiting its turn; it is kept, and answered "
+                f"when the gateway is back. {again}")
+    if run is not None and run["status"] in ACTIVE:
+        taken = f" with another --id ({args.message_id} is taken)" if args.message_id else ""
+        return (f"{why} while message {message} was being answered (run {run['id']}); its "
+                "reply is cut off, and the run ends interrupted. `clawgate sessions show "
+                f"{args.session}` shows what became of it; to have it answered, send it "
+                f"again{taken}")
+    if last.fate == "unknown":
+        return f"{why} before message {message} had its outcome ({last.reason}). {again}"
+    return f"{why} before the outcome of message {message} arrived. {again}"
+
+
+async def _last_stored(settings: Settings, message_id: str) -> Result:
+    """What became of the message, as the gateway's database says (read here: the gateway
+    is gone); fate ``unknown`` if it cannot be read now."""
+    try:
+        async with open_app(settings) as app:
+            message = await app.store.get_message(message_id)
+            run = (await app.store.get_run(message.run_id)
+                   if message is not None and message.run_id is not None else None)
+    except ClawgateError as exc:
+        return Result(message_id, "unknown", f"its database cannot be read now: {exc}", None,
+                      "")
+    if message is None:
+        return Result(message_id, "unknown", "it is not in the database", None, "")
+    return _stored_result(message, run, "")
 
 
 def _again(message_key: str, args: argparse.Namespace) -> str:
@@ -214,7 +258,7 @@ async def _follow(client: GatewayClient, key: str, message_id: str, quiet: bool)
                 _write(payload["text"])
                 printed = True
             elif kind.startswith("run.") and payload.get("status") not in (
-                    None, "queued", "running"):
+                    None, *ACTIVE):
                 return printed
 
 
@@ -229,7 +273,7 @@ async def _settled(client: GatewayClient, key: str, message_id: str) -> bool:
         return False
     if result.fate == "dropped":
         return True
-    return result.run is not None and result.run["status"] not in ("queued", "running")
+    return result.run is not None and result.run["status"] not in ACTIVE
 
 
 async def _gateway_result(client: GatewayClient, key: str, message_id: str) -> Result:
@@ -277,19 +321,33 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-def _report(result: Result, streamed: bool, args: argparse.Namespace) -> int:
+def _command_done(key: str, line: str, reply: str, args: argparse.Namespace) -> int:
+    """A chat command was carried out: its answer (under --json, as an object)."""
+    print(json.dumps({"session": key, "command": line.strip(), "reply": reply})
+          if args.json else reply)
+    return OK
+
+
+def _outcome_json(result: Result, key: str, message_key: str | None) -> dict[str, object]:
+    """The outcome under --json: the same keys whatever became of the message."""
+    run = result.run
+    return {
+        "session": key, "messageId": result.message_id, "id": message_key,
+        "fate": result.fate, "reason": result.reason, "runId": run["id"] if run else None,
+        "status": run["status"] if run else None, "reply": result.reply,
+        "error": run["error"] if run else None,
+        "model": f"{run['modelProvider']}/{run['model']}" if run and run["model"] else None,
+        "inputTokens": run["inputTokens"] if run else 0,
+        "outputTokens": run["outputTokens"] if run else 0,
+        "runtimeMs": run["runtimeMs"] if run else None,
+    }
+
+
+def _report(result: Result, streamed: bool, args: argparse.Namespace,
+            message_key: str | None) -> int:
     run = result.run
     if args.json:
-        print(json.dumps({
-            "session": args.session, "messageId": result.message_id, "fate": result.fate,
-            "reason": result.reason, "runId": run["id"] if run else None,
-            "status": run["status"] if run else None, "reply": result.reply,
-            "error": run["error"] if run else None,
-            "model": f"{run['modelProvider']}/{run['model']}" if run and run["model"] else None,
-            "inputTokens": run["inputTokens"] if run else 0,
-            "outputTokens": run["outputTokens"] if run else 0,
-            "runtimeMs": run["runtimeMs"] if run else None,
-        }))
+        print(json.dumps(_outcome_json(result, args.session, message_key)))
     else:
         if not streamed and result.reply:
             _write(result.reply)

@@ -22,7 +22,7 @@ from clawgate.channels.terminal import (
     dropped_because,
 )
 from clawgate.cli.common import open_app
-from clawgate.cli.remote import connect_gateway
+from clawgate.cli.remote import check_line, connect_gateway
 from clawgate.config import Settings
 from clawgate.domain import check_key
 from clawgate.errors import Disconnected, InvalidInput
@@ -75,10 +75,11 @@ class RemoteChat:
         return f"{row['modelProvider']}/{row['model']}"
 
     async def handle(self, text: str) -> str | Sent:
+        message_key = f"chat-{uuid.uuid4()}"
+        check_line(text, CHANNEL, message_key)  # refused as in-process, and not sent
         try:
             ack = await self._client.request("chat.send", session=self._key, text=text,
-                                             channel=CHANNEL,
-                                             idempotencyKey=f"chat-{uuid.uuid4()}")
+                                             channel=CHANNEL, idempotencyKey=message_key)
         except GatewayError as exc:
             if exc.code in ("invalid_params", "unknown_session"):
                 raise InvalidInput(str(exc)) from None

@@ -4,7 +4,8 @@ A gateway writes ``$CLAWGATE_HOME/gateway.json`` while it runs. The CLI uses it 
 file names a live process and the gateway accepts a connection; otherwise (no gateway, one
 that crashed and left the file, or one that does not answer) the command runs in-process.
 Either way it says which, and why, in one line on stderr, so stdout stays the command's own
-output.
+output. What is typed is checked before it is sent (``check_line``), so that either way it is
+refused in the same words.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import sys
 
 from clawgate.config import Settings
+from clawgate.domain import NewInbound, check_inbound
 from clawgate.gateway import state as gateway_state
 from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.gateway.settings import Auth
+from clawgate.runtime import commands
 
 CONNECT_WITHIN_S = 2.0
 
@@ -51,3 +54,14 @@ def _token(settings: Settings, url: str) -> str | None:
 
 def say(text: str) -> None:
     print(f"({text})", file=sys.stderr, flush=True)
+
+
+def check_line(text: str, channel: str, message_id: str | None) -> None:
+    """Refuse (InvalidInput) a line the gateway would refuse, before anything is sent: a
+    command it cannot parse, or a message the store would not accept, in the store's words.
+
+    A message far over the limit would otherwise meet the gateway's frame limits first, and
+    be refused as a frame (or end the connection) instead of as a message.
+    """
+    if commands.parse(text) is None:
+        check_inbound(NewInbound(channel, text, message_id))

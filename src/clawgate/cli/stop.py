@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from clawgate.cli.common import OK, PROBLEM, USAGE, open_app
 from clawgate.cli.remote import connect_gateway
@@ -15,6 +16,7 @@ from clawgate.gateway.client import GatewayClient
 from clawgate.runtime.owner import this_process
 from clawgate.runtime.recovery import recover
 from clawgate.runtime.stopping import StopReport, stop_and_wait
+from clawgate.views import Json
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,11 +29,30 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _via_gateway(client: GatewayClient, key: str, args: argparse.Namespace) -> int:
+    started = time.monotonic()
     result = await client.request("chat.abort", session=key)
+    shown = json.dumps(_gateway_json(key, result, time.monotonic() - started)
+                       ) if args.json else None
     if not result["sessionExists"]:
-        return _no_such_session(key, json.dumps(result) if args.json else None)
-    print(json.dumps(result) if args.json else result["text"])
+        return _no_such_session(key, shown)
+    print(shown if shown is not None else result["text"])
     return OK if result["confirmed"] else PROBLEM
+
+
+def _gateway_json(key: str, result: Json, waited_s: float) -> dict[str, object]:
+    """The gateway's answer in the in-process shape (``_as_json``). The gateway frees runs
+    whose process has exited on its own, not for this stop: ``recoveredRuns`` is null."""
+    return {
+        "session": key,
+        "outcome": result["outcome"],
+        "runId": result["runId"],
+        "status": result["status"],
+        "droppedMessages": result["dropped"],
+        "recoveredRuns": None,
+        "confirmed": result["confirmed"],
+        "waitedMs": round(waited_s * 1000),
+        "sessionExists": result["sessionExists"],
+    }
 
 
 async def _in_process(settings: Settings, key: str, args: argparse.Namespace) -> int:
