@@ -252,3 +252,18 @@ def test_compact_counts_in_words_and_echo_needs_no_key(home: Home) -> None:
     home.run("agent", "-m", "hi")
     assert home.run("agent", "-m", "/compact").stdout.startswith("compacted 1 earlier entry ")
     assert "default (no key needed)" in home.run("models", "list").stdout
+
+
+def test_global_options_are_taken_after_the_command_too(home: Home) -> None:
+    other = home.path.parent / "other-home"
+    done = home.run("agent", "--session", "s1", "-m", "hi", "--home", str(other))
+    assert (done.returncode, done.stdout) == (0, "echo: hi\n"), done.stderr
+    assert [r["key"] for r in home.json("sessions", "list", "--home", str(other))] == ["s1"]
+    assert home.json("sessions", "list") == []  # not in $CLAWGATE_HOME's
+
+    token = home.run("gateway", "token", "--home", str(other))
+    assert (token.returncode, token.stdout) == (
+        0, (other / "gateway.token").read_text().strip() + "\n")
+    shown = home.run("models", "list", "-v", "--home", str(other))
+    assert shown.returncode == 0, shown.stderr
+
