@@ -9,6 +9,8 @@ import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 import clawgate
 from tests.acceptance.cli import FOLLOWUP, Home, wait_until
 
@@ -267,3 +269,11 @@ def test_global_options_are_taken_after_the_command_too(home: Home) -> None:
     shown = home.run("models", "list", "-v", "--home", str(other))
     assert shown.returncode == 0, shown.stderr
 
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "eighty"])
+def test_a_port_out_of_range_is_a_usage_error(home: Home, port: str) -> None:
+    done = home.run("gateway", f"--port={port}", timeout=20)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert (f"argument --port: expected a port number from 0 to 65535 (0: any free port), "
+            f"got {port!r}") in done.stderr
+    assert not (home.path / "gateway.json").exists()

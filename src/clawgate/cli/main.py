@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
                          help="run (the default), or print the gateway token")
     gateway.add_argument("--host", help=f"listen here (default: {GATEWAY_HOST}, or [gateway] "
                          "host in config.toml)")
-    gateway.add_argument("--port", type=int, help="listen on this port, 0 for any free one "
+    gateway.add_argument("--port", type=port, help="listen on this port, 0 for any free one "
                          f"(default: {GATEWAY_PORT}, or [gateway] port in config.toml)")
 
     models = sub.add_parser("models", parents=[common],
@@ -120,6 +120,18 @@ def _join_global_options(args: argparse.Namespace) -> argparse.Namespace:
     args.home = late.pop("late_home", args.home)
     args.verbose += late.pop("late_verbose", 0)
     return args
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number from 0 to 65535 (0: any free port), got {text!r}")
+    return value
 
 
 def seconds(text: str) -> float:
