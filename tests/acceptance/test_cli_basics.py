@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -277,3 +278,23 @@ def test_a_port_out_of_range_is_a_usage_error(home: Home, port: str) -> None:
     assert (f"argument --port: expected a port number from 0 to 65535 (0: any free port), "
             f"got {port!r}") in done.stderr
     assert not (home.path / "gateway.json").exists()
+
+
+@pytest.mark.parametrize("args", [["sessions", "list", "--json"], ["models", "list"],
+                                  ["doctor", "--json"], ["agent", "-m", "hi"]])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(
+    home: Home, args: list[str]
+) -> None:
+    """As ``clawgate sessions list --json | head -3`` once head has its lines."""
+    home.run("agent", "--session", "s1", "-m", "hi")
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before anything is written: every write fails
+    try:
+        done = subprocess.run([sys.executable, "-m", "clawgate", *args], env=home.env(),
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=30,
+                              check=False)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141, done.stderr  # as a shell reports an end by SIGPIPE
+    assert "Traceback" not in done.stderr
+    assert "Broken" not in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,6 +28,9 @@ JSON_HELP = "print the result as JSON"
 HOME_HELP = "state folder (overrides $CLAWGATE_HOME)"
 VERBOSE_HELP = "log more (-vv: debug)"
 PROBE_TIMEOUT_S = 30.0  # models test: how long one profile may take to answer
+#: The exit code when stdout's reader left early (``clawgate sessions list | head -3``): what
+#: a shell reports for a command that SIGPIPE ended (128 + 13), as most Unix tools end.
+READER_GONE = 141
 
 
 def parser() -> argparse.ArgumentParser:
@@ -163,11 +167,29 @@ def count_up_to(high: int) -> Callable[[str], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # now, not at exit: a reader gone is then seen here
+    except BrokenPipeError:
+        return _reader_gone()
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _join_global_options(parser().parse_args(argv))
     module = importlib.import_module(COMMANDS[args.command])
     from clawgate.cli.common import run_command
 
     return run_command(module, args)
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed it early: end quietly (no traceback), with READER_GONE. What
+    is still buffered goes to /dev/null, so the flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return READER_GONE
 
 
 if __name__ == "__main__":
