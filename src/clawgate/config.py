@@ -187,9 +187,11 @@ def _runtime(root: Table, providers: tuple[ProviderConfig, ...]) -> RuntimeSetti
 
 
 def _models(models: Table, names: list[str], root: Table) -> tuple[ModelRef, RoutingPolicy]:
-    aliases_table = models.table("aliases")
-    aliases = {name: _ref(aliases_table, name, aliases_table.string(name, ""), names, {})
-               for name in list(aliases_table.data)}
+    aliases = _aliases(models.table("aliases"), names)
+    if not models.has("default") and "echo" not in names:
+        models.fail("default", "no default model is set (without one, new sessions would use "
+                               "echo/echo, and no echo provider is configured): set "
+                               f"[models] default = \"{names[0]}/<model>\"")
     default = _ref(models, "default", models.string("default", "echo/echo"), names, aliases)
     fallbacks = tuple(_ref(models, "fallbacks", text, names, aliases)
                       for text in models.strings("fallbacks"))
@@ -208,6 +210,24 @@ def _models(models: Table, names: list[str], root: Table) -> tuple[ModelRef, Rou
     )
     routing.done()
     return default, policy
+
+
+def _aliases(table: Table, names: list[str]) -> dict[str, ModelRef]:
+    """Short names for models; each points at a provider/model, never at another alias
+    (no chains, no loops), and none is itself a provider/model (which it would redirect)."""
+    written = list(table.data)
+    aliases = {}
+    for name in written:
+        text = table.string(name, "")
+        if "/" in name or not name.strip():
+            table.fail(name, f"an alias is a short name without \"/\" (such as \"fast\"), "
+                             f"got {name!r}: as a provider/model it would send every use "
+                             "of that model elsewhere")
+        if text in written:
+            table.fail(name, f"an alias points at a provider/model, not at another alias "
+                             f"({text!r}): write the provider/model that {text!r} points at")
+        aliases[name] = _ref(table, name, text, names, {})
+    return aliases
 
 
 def _ref(table: Table, key: str, text: str, names: list[str],
