@@ -346,3 +346,20 @@ def test_stream_usage_is_on_unless_turned_off() -> None:
     assert isinstance(on, HttpProviderSettings)
     assert isinstance(off, HttpProviderSettings)
     assert (on.stream_usage, off.stream_usage) == (True, False)
+
+
+def test_the_fingerprint_tells_another_file_or_other_keys_and_holds_no_key() -> None:
+    text = ('[models]\ndefault = "o/m"\n[providers.o]\nkind = "openai"\n'
+            'api_key_env = "K"\n')
+    first = parse(text, PATH, PATH.parent, {"K": "sk-first-key"}).fingerprint
+    same = parse(text, PATH, PATH.parent, {"K": "sk-first-key", "OTHER": "x"}).fingerprint
+    other_key = parse(text, PATH, PATH.parent, {"K": "sk-second-key"}).fingerprint
+    no_key = parse(text, PATH, PATH.parent, {}).fingerprint
+    edited = parse(text + "timeout_seconds = 60\n", PATH, PATH.parent,
+                   {"K": "sk-first-key"}).fingerprint
+
+    assert first.change(same) is None
+    assert first.change(other_key) == "keys"
+    assert first.change(no_key) == "keys"
+    assert first.change(edited) == "config.toml"
+    assert "sk-first-key" not in repr(first)
