@@ -8,8 +8,9 @@ read from the environment or key files here, and nowhere else.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from clawgate.config_toml import load as load_toml
 from clawgate.domain import DropPolicy, ModelRef, QueueMode, QueueSettings
 from clawgate.errors import ConfigError
 from clawgate.gateway.settings import Auth, GatewaySettings
-from clawgate.providers.settings import ProviderConfig, RoutingPolicy
+from clawgate.providers.settings import HttpProviderSettings, ProviderConfig, RoutingPolicy
 from clawgate.runtime.settings import RuntimeSettings
 
 DEFAULT_CONFIG = """\
@@ -75,6 +76,27 @@ RUNTIME_KEYS = ("lease_seconds", "run_timeout_seconds", "poll_interval_ms", "con
 
 
 @dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What a process's settings were made from, to tell whether two processes (a running
+    gateway and a command) see the same: a digest of the config file's text, and one of
+    where each key is read and what was found there (set or not, usable or not, and the
+    key's own fingerprint, which cannot give the key back); never a key."""
+
+    file: str = ""
+    keys: str = ""
+
+    def change(self, other: Fingerprint) -> str | None:
+        """What differs from ``other``: "config.toml", else "keys"; None when nothing does,
+        or when either is not known. (Another file may well read other keys: the file is
+        what to name then.)"""
+        if not (self.file and other.file):
+            return None
+        if self.file != other.file:
+            return "config.toml"
+        return "keys" if self.keys != other.keys else None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
     config_path: Path
@@ -82,6 +104,9 @@ class Settings:
     runtime: RuntimeSettings
     providers: tuple[ProviderConfig, ...]
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    #: what these were made from (not part of what they mean: an empty file and the
+    #: default one give equal settings)
+    fingerprint: Fingerprint = field(default_factory=Fingerprint, compare=False)
 
     @property
     def token_path(self) -> Path:
@@ -146,7 +171,26 @@ def parse(
     runtime = _runtime(root, providers)
     gateway = _gateway(root.table("gateway", ("host", "port", "auth", "max_frame_kib")))
     root.done()
-    return Settings(home, config_path, home / "clawgate.db", runtime, providers, gateway)
+    return Settings(home, config_path, home / "clawgate.db", runtime, providers, gateway,
+                    Fingerprint(_digest([text]), _digest(_key_states(providers))))
+
+
+def _key_states(providers: Iterable[ProviderConfig]) -> list[str]:
+    """Where each profile's key is read, and what was found there (never the key)."""
+    states = []
+    for config in providers:
+        if isinstance(config, HttpProviderSettings):
+            states += [f"{config.name}/{p.name} {p.source}: "
+                       f"{p.fingerprint or ('unusable' if p.unusable else 'none')}"
+                       for p in config.profiles]
+    return states
+
+
+def _digest(parts: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _gateway(table: Table) -> GatewaySettings:
@@ -187,9 +231,11 @@ def _runtime(root: Table, providers: tuple[ProviderConfig, ...]) -> RuntimeSetti
 
 
 def _models(models: Table, names: list[str], root: Table) -> tuple[ModelRef, RoutingPolicy]:
-    aliases_table = models.table("aliases")
-    aliases = {name: _ref(aliases_table, name, aliases_table.string(name, ""), names, {})
-               for name in list(aliases_table.data)}
+    aliases = _aliases(models.table("aliases"), names)
+    if not models.has("default") and "echo" not in names:
+        models.fail("default", "no default model is set (without one, new sessions would use "
+                               "echo/echo, and no echo provider is configured): set "
+                               f"[models] default = \"{names[0]}/<model>\"")
     default = _ref(models, "default", models.string("default", "echo/echo"), names, aliases)
     fallbacks = tuple(_ref(models, "fallbacks", text, names, aliases)
                       for text in models.strings("fallbacks"))
@@ -208,6 +254,24 @@ def _models(models: Table, names: list[str], root: Table) -> tuple[ModelRef, Rou
     )
     routing.done()
     return default, policy
+
+
+def _aliases(table: Table, names: list[str]) -> dict[str, ModelRef]:
+    """Short names for models; each points at a provider/model, never at another alias
+    (no chains, no loops), and none is itself a provider/model (which it would redirect)."""
+    written = list(table.data)
+    aliases = {}
+    for name in written:
+        text = table.string(name, "")
+        if "/" in name or not name.strip():
+            table.fail(name, f"an alias is a short name without \"/\" (such as \"fast\"), "
+                             f"got {name!r}: as a provider/model it would send every use "
+                             "of that model elsewhere")
+        if text in written:
+            table.fail(name, f"an alias points at a provider/model, not at another alias "
+                             f"({text!r}): write the provider/model that {text!r} points at")
+        aliases[name] = _ref(table, name, text, names, {})
+    return aliases
 
 
 def _ref(table: Table, key: str, text: str, names: list[str],

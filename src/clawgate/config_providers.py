@@ -33,6 +33,10 @@ PROVIDER_KEYS = ("kind", "delay_ms", "chunk_delay_ms", "fail", "base_url", "api_
                  "api_key_file", "profiles", "timeout_seconds", "context_window",
                  "max_output_tokens", "max_tokens_field", "models", "headers", "stream_usage")
 PROFILE_KEYS = ("name", "api_key_env", "api_key_file")
+#: Headers that carry a key: refused in ``headers``, as ``api_key`` is (lower case).
+KEY_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
+KEYS_ELSEWHERE = ("keys do not belong in the config file; put the key in an environment "
+                  "variable (api_key_env) or a file (api_key_file)")
 DEFAULT_OUTPUT = 4096  # max_output_tokens, unless context_window is smaller than twice it
 DEFAULT_WINDOWS = {ProviderKind.OPENAI: 128_000, ProviderKind.ANTHROPIC: 200_000}
 
@@ -63,14 +67,18 @@ def providers(
     if not table.data:
         return (EchoConfig("echo"),)
     keys = KeyPlaces(env, folder)
+    for name in table.data:
+        if not name or "/" in name or not name.isprintable() or " " in name:
+            table.fail(name, f"a provider's name is the first part of its models' references "
+                             f"(name/model), so it cannot be empty or hold \"/\" or spaces; "
+                             f"got {name!r}")
     return tuple(_provider(name, table.table(name, PROVIDER_KEYS), keys)
                  for name in list(table.data))
 
 
 def _provider(name: str, table: Table, keys: KeyPlaces) -> ProviderConfig:
     if table.has("api_key"):
-        table.fail("api_key", "keys do not belong in the config file; put the key in an "
-                              "environment variable (api_key_env) or a file (api_key_file)")
+        table.fail("api_key", KEYS_ELSEWHERE)
     if not table.has("kind"):
         table.fail("kind", "every provider needs a kind: \"echo\", \"openai\" or \"anthropic\"")
     kind = table.choice("kind", Kind, Kind.ECHO)
@@ -100,9 +108,20 @@ def _http(name: str, kind: ProviderKind, table: Table, keys: KeyPlaces
         max_output_tokens=_output_limit(table, window),
         limit_field=table.choice("max_tokens_field", TokenLimitField, _limit_field(base_url)),
         models=tuple(table.strings("models")),
-        headers=table.string_table("headers"),
+        headers=_headers(table),
         stream_usage=_stream_usage(kind, table),
     )
+
+
+def _headers(table: Table) -> dict[str, str]:
+    """Extra request headers; none that carries a key (the provider sends the profile's key
+    in the header it wants)."""
+    headers = table.string_table("headers")
+    for name in headers:
+        if name.strip().lower() in KEY_HEADERS:
+            table.fail(f"headers.{name}", f"the {name} header carries a key, and "
+                                          f"{KEYS_ELSEWHERE}; the provider sends it itself")
+    return headers
 
 
 def _stream_usage(kind: ProviderKind, table: Table) -> bool:

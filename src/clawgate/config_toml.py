@@ -227,7 +227,8 @@ class Table:
     def integer(self, key: str, default: int, low: int, high: int) -> int:
         value = self.data.pop(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"expected a whole number, got {_kind(value)}")
+            got = repr(value) if isinstance(value, float) else _kind(value)
+            self.fail(key, f"expected a whole number, got {got}")
         if not low <= value <= high:
             self.fail(key, f"must be between {low} and {high}, got {value}")
         return int(value)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.acceptance.cli import Home, wait_until
-from tests.acceptance.terminal import CTRL_D, LEFT, PASTE_END, PASTE_START, UP
+from tests.acceptance.terminal import CTRL_D, LEFT, PASTE_END, PASTE_START, UP, Terminal
 
 
 def _chat_when(home: Home, key: str, typed: str, status: str) -> subprocess.Popen[str]:
@@ -24,6 +24,16 @@ def _chat_when(home: Home, key: str, typed: str, status: str) -> subprocess.Pope
     return chat
 
 
+def _typing(home: Home, key: str, typed: str, shown: str) -> Terminal:
+    """A chat on ``key`` in a terminal, once ``typed`` has been typed and ``shown`` shown
+    (what is typed during a reply is sent at once; a piped line waits for the reply)."""
+    chat = home.terminal("chat", "--session", key)
+    chat.wait_until_editing()
+    chat.type(typed)
+    chat.wait_for(shown)
+    return chat
+
+
 def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
     done = home.run("chat", "--session", "s1", stdin="hello\nhow are you?\n")
     assert done.returncode == 0, done.stderr
@@ -31,6 +41,32 @@ def test_piped_lines_are_answered_before_the_chat_leaves(home: Home) -> None:
     assert "how are you?\n" in done.stdout
     rows = home.json("sessions", "list")
     assert [(r["key"], r["status"]) for r in rows] == [("s1", "done")]
+
+
+@pytest.mark.parametrize("where", ["in-process", "via the gateway"])
+def test_each_piped_line_gets_its_own_answer_in_order(home: Home, where: str) -> None:
+    home.configure(delay_ms=200, queue=None)  # collect mode: it joins what waits for a reply
+    if where == "via the gateway":
+        home.start_gateway()
+    done = home.run("chat", "--session", "p1", stdin="first\nsecond\nthird\n")
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stdout.splitlines() if line.startswith("echo:")] == [
+        "echo: first", "echo: second", "echo: third"]
+
+
+@pytest.mark.parametrize("where", ["in-process", "via the gateway"])
+def test_a_piped_command_applies_after_the_lines_before_it(home: Home, where: str) -> None:
+    home.configure(delay_ms=200, queue=None)
+    if where == "via the gateway":
+        home.start_gateway()
+    done = home.run("chat", "--session", "p2", stdin="first\nsecond\n/new\nthird\nstop\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "[killed" not in out
+    assert "[interrupted" not in out
+    assert (out.index("echo: first\n") < out.index("echo: second\n")
+            < out.index("new session ") < out.index("echo: third\n")
+            < out.index("nothing was running in session p2"))
 
 
 def test_commands_answer_in_the_chat(home: Home) -> None:
@@ -56,13 +92,18 @@ def test_commands_answer_in_the_chat(home: Home) -> None:
 def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
     home: Home, mode: str, notice: str, then: str,
 ) -> None:
-    home.configure(delay_ms=2000)
-    chat = _chat_when(home, "q1", f"/queue {mode}\nfirst\n", "running")
-    out, _ = chat.communicate("second\n", timeout=20)
+    home.configure(delay_ms=3000)
+    chat = _typing(home, "q1", f"/queue {mode}\r", f"queue: {mode} (")
+    chat.type("first\r")
+    wait_until(lambda: (home.latest_run("q1") or {}).get("status") == "running", 15,
+               "the reply to start")
+    chat.type("second\r")  # during the reply (a piped line would wait for it)
+    chat.wait_for(then)
+    chat.type(CTRL_D)
 
-    assert chat.returncode == 0
-    assert notice in out
-    assert then in out.split(notice, 1)[1]
+    assert chat.wait_exit() == 0
+    assert notice in chat.text
+    assert then in chat.text.split(notice, 1)[1]
 
 
 def test_a_fresh_chat_answers_commands_before_its_first_message(home: Home) -> None:
@@ -152,30 +193,22 @@ def test_a_chat_waiting_for_its_answer_when_the_gateway_dies_ends_cleanly(home: 
 def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home) -> None:
     home.configure(fail="hang", grace=3)
     gateway, _ = home.start_gateway()
-    chat = home.start("chat", "--session", "s1", stdin=True)
-    assert chat.stdin is not None
-    assert chat.stdout is not None
-    chat.stdin.write("tell me everything\n")
-    chat.stdin.flush()
+    chat = _typing(home, "s1", "tell me everything\r", "tell me everything")
     wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "running", 15,
-               "the reply to start", chat)
+               "the reply to start")
 
     gateway.send_signal(signal.SIGTERM)
-    said = []
-    for line in chat.stdout:  # bounded: the chat ends when the gateway has gone
-        said.append(line)
-        if line.startswith("[the gateway is shutting down"):
-            break
-    assert re.fullmatch(r"\[the gateway is shutting down: replies in progress may finish "
-                        r"for (3|2\.\d)s; nothing typed now can be sent\]\n", said[-1])
-    chat.stdin.write("too late\n")  # during the grace period
-    chat.stdin.flush()
+    said = chat.wait_for("nothing typed now can be sent]")
+    assert re.search(r"\n\[the gateway is shutting down: replies in progress may finish "
+                     r"for (3|2\.\d)s; nothing typed now can be sent\]\n", said)
+    chat.type("too late\r")  # during the grace period
+    chat.wait_for("! not sent: the gateway is shutting down")
     gateway.wait(20)
-    assert chat.wait(15) == 1  # when the gateway has gone, the chat still open (no Ctrl-D)
-    out, err = chat.communicate(timeout=5)
+    assert chat.wait_exit(15) == 1  # when the gateway has gone, the chat still open (no ^D)
 
+    out = chat.text
     assert out.index("! not sent: the gateway is shutting down") < out.index("[interrupted:")
-    assert err.endswith("clawgate: the gateway shut down; this chat ends: nothing typed now "
+    assert out.endswith("clawgate: the gateway shut down; this chat ends: nothing typed now "
                         "would be sent\n")
     shown = home.json("sessions", "show", "s1")
     assert [m["text"] for m in shown["inbound"]] == ["tell me everything"]
@@ -236,30 +269,41 @@ def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:
 
 @pytest.mark.parametrize("where", ["in-process", "via the gateway"])
 def test_a_message_the_full_queue_drops_is_not_said_to_be_queued(home: Home, where: str) -> None:
-    home.configure(delay_ms=2000, queue=None)
+    home.configure(delay_ms=3000, queue=None)
     if where == "via the gateway":
         home.start_gateway()
-    chat = _chat_when(home, "d1", "/queue collect cap:1 drop:new\nfirst\n", "running")
-    out, err = chat.communicate("second\nthird\n", timeout=30)
+    chat = _typing(home, "d1", "/queue collect cap:1 drop:new\r", "queue: collect (")
+    chat.type("first\r")
+    wait_until(lambda: (home.latest_run("d1") or {}).get("status") == "running", 15,
+               "the reply to start")
+    chat.type("second\r")
+    chat.wait_for("[queued: ")
+    chat.type("third\r")
+    chat.wait_for("echo: second\n")
+    chat.type(CTRL_D)
 
-    assert chat.returncode == 0, err
+    assert chat.wait_exit() == 0
+    out = chat.text
     assert out.count("[queued: answered together") == 1  # "second" waits
     assert out.count("[message dropped: queue full: the new message was dropped]") == 1
-    assert "echo: second\n" in out
 
 
 def test_a_chat_is_told_what_a_stop_from_another_terminal_dropped(home: Home) -> None:
     home.configure(fail="hang")
-    chat = _chat_when(home, "x1", "first\nsecond\n", "running")  # in-process
+    chat = _typing(home, "x1", "first\r", "first")  # in-process
+    wait_until(lambda: (home.latest_run("x1") or {}).get("status") == "running", 15,
+               "the reply to start")
+    chat.type("second\r")
     wait_until(lambda: home.json("sessions", "show", "x1")["waiting"] == 1, 15,
-               "the second message to wait", chat)
+               "the second message to wait")
 
     stop = home.run("stop", "--session", "x1")  # another terminal
     assert "dropped 1 waiting message" in stop.stdout
-    out, _ = chat.communicate("", timeout=20)
+    chat.wait_for("[killed: stopped by request]")
+    chat.type(CTRL_D)
 
-    assert chat.returncode == 0
-    assert "[message dropped: cleared by stop]\n[killed: stopped by request]" in out
+    assert chat.wait_exit() == 0
+    assert "[message dropped: cleared by stop]\n[killed: stopped by request]" in chat.text
 
 
 @pytest.mark.parametrize("leave", ["/quit\r", CTRL_D])
@@ -282,9 +326,13 @@ def test_a_typed_stop_is_reported_once(home: Home, where: str) -> None:
     home.configure(fail="hang")
     if where == "via the gateway":
         home.start_gateway()
-    chat = _chat_when(home, "k1", "tell me everything\n", "running")
-    out, _ = chat.communicate("stop\n", timeout=20)
+    chat = _typing(home, "k1", "tell me everything\r", "tell me everything")
+    wait_until(lambda: (home.latest_run("k1") or {}).get("status") == "running", 15,
+               "the reply to start")
+    chat.type("stop\r")
+    chat.wait_for("[killed: stopped by request]")
+    chat.type(CTRL_D)
 
-    assert chat.returncode == 0
-    assert out.count("[killed: stopped by request]") == 1
-    assert "stopped run" not in out  # the same news again
+    assert chat.wait_exit() == 0
+    assert chat.text.count("[killed: stopped by request]") == 1
+    assert "stopped run" not in chat.text  # the same news again

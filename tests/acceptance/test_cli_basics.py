@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+import pytest
 
 import clawgate
 from tests.acceptance.cli import FOLLOWUP, Home, wait_until
@@ -254,3 +257,46 @@ def test_compact_counts_in_words_and_echo_needs_no_key(home: Home) -> None:
     home.run("agent", "-m", "hi")
     assert home.run("agent", "-m", "/compact").stdout.startswith("compacted 1 earlier entry ")
     assert "default (no key needed)" in home.run("models", "list").stdout
+
+
+def test_global_options_are_taken_after_the_command_too(home: Home) -> None:
+    other = home.path.parent / "other-home"
+    done = home.run("agent", "--session", "s1", "-m", "hi", "--home", str(other))
+    assert (done.returncode, done.stdout) == (0, "echo: hi\n"), done.stderr
+    assert [r["key"] for r in home.json("sessions", "list", "--home", str(other))] == ["s1"]
+    assert home.json("sessions", "list") == []  # not in $CLAWGATE_HOME's
+
+    token = home.run("gateway", "token", "--home", str(other))
+    assert (token.returncode, token.stdout) == (
+        0, (other / "gateway.token").read_text().strip() + "\n")
+    shown = home.run("models", "list", "-v", "--home", str(other))
+    assert shown.returncode == 0, shown.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "eighty"])
+def test_a_port_out_of_range_is_a_usage_error(home: Home, port: str) -> None:
+    done = home.run("gateway", f"--port={port}", timeout=20)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert (f"argument --port: expected a port number from 0 to 65535 (0: any free port), "
+            f"got {port!r}") in done.stderr
+    assert not (home.path / "gateway.json").exists()
+
+
+@pytest.mark.parametrize("args", [["sessions", "list", "--json"], ["models", "list"],
+                                  ["doctor", "--json"], ["agent", "-m", "hi"]])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(
+    home: Home, args: list[str]
+) -> None:
+    """As ``clawgate sessions list --json | head -3`` once head has its lines."""
+    home.run("agent", "--session", "s1", "-m", "hi")
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before anything is written: every write fails
+    try:
+        done = subprocess.run([sys.executable, "-m", "clawgate", *args], env=home.env(),
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=30,
+                              check=False)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141, done.stderr  # as a shell reports an end by SIGPIPE
+    assert "Traceback" not in done.stderr
+    assert "Broken" not in done.stderr

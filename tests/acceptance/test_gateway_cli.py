@@ -386,3 +386,63 @@ def _ready(url: str) -> bool:
             return bool(json.load(answer)["ready"])
     except (OSError, ValueError):
         return False
+
+
+def _changed(url: str, pid: int, what: str) -> str:
+    return (f"clawgate: the gateway at {url} (pid {pid}) was started with {what}; restart it "
+            "to use the change\n")
+
+
+def test_commands_say_once_when_the_gateway_started_with_another_config(
+    home: Home, gateway: subprocess.Popen[str]
+) -> None:
+    url = json.loads((home.path / "gateway.json").read_text())["url"]
+    same = home.run("agent", "-m", "hi")
+    assert "was started with" not in same.stderr
+
+    home.configure(delay_ms=1)  # config.toml edited while the gateway runs
+    note = _changed(url, gateway.pid, "a different config.toml")
+    for args, stdin in ((["agent", "-m", "hi"], None), (["chat"], "hello\n"),
+                        (["sessions", "list"], None), (["stop"], None),
+                        (["models", "list"], None)):
+        done = home.run(*args, stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count(note) == 1, (args, done.stderr)
+
+
+LATE_KEY_CONFIG = """\
+[models]
+default = "openai/gpt-test"
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "TEST_LATE_KEY"
+
+[runtime]
+poll_interval_ms = 50
+"""
+
+
+def test_a_key_exported_after_the_gateway_started_is_said_to_be_missing_in_its_environment(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (home.path / "config.toml").write_text(LATE_KEY_CONFIG)
+    monkeypatch.delenv("TEST_LATE_KEY", raising=False)
+    gateway, url = home.start_gateway()
+    monkeypatch.setenv("TEST_LATE_KEY", "sk-late-0a1b2c3d4e5f")  # in "another terminal"
+
+    done = home.run("agent", "-m", "hi")
+
+    assert done.returncode == 1
+    assert done.stderr.count(_changed(url, gateway.pid, "a different environment (the API "
+                                      "keys it could read differ from this shell's)")) == 1
+    assert (f"openai: no API key for profile 'default' (env TEST_LATE_KEY is not set in the "
+            f"environment of the gateway (pid {gateway.pid}), which reads keys when it "
+            "starts: set the key, then restart it)") in done.stderr
+    gateway.send_signal(signal.SIGTERM)
+    assert gateway.wait(20) == 0
+    _, said = gateway.communicate(timeout=5)
+    assert ("warning: the default model openai/gpt-test has no usable key (env TEST_LATE_KEY "
+            "is not set): no fallback has one either, so every turn fails. This gateway "
+            "reads keys only now, at start: set the key, then restart it\n") in said

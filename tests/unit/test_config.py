@@ -111,6 +111,30 @@ def test_values_are_read() -> None:
          "routing.wait_retry_after_seconds", "expected a number"),
         ('[routing]\nwait_retry_after_seconds = -1\n', 2,
          "routing.wait_retry_after_seconds", "between 0 and 60"),
+        ('[runtime]\nrun_timeout_seconds = 1.5\n', 2, "runtime.run_timeout_seconds",
+         "expected a whole number, got 1.5"),
+        ('[models]\ndefault = "best"\n[models.aliases]\nbest = "good"\ngood = "echo/echo"\n',
+         4, "models.aliases.best", "an alias points at a provider/model, not at another "
+         "alias ('good')"),
+        ('[models.aliases]\na = "b"\nb = "a"\n', 2, "models.aliases.a",
+         "not at another alias ('b')"),
+        ('[models.aliases]\n"echo/echo" = "echo/other"\n', 2, "models.aliases.echo/echo",
+         'an alias is a short name without "/"'),
+        ('[providers."a/b"]\nkind = "echo"\n', 1, "providers.a/b",
+         "cannot be empty or hold \"/\" or spaces; got 'a/b'"),
+        ('\n[providers.""]\nkind = "echo"\n', 2, "providers.",
+         "cannot be empty or hold \"/\" or spaces; got ''"),
+        ('[providers.o]\nkind = "openai"\nheaders = { Authorization = "Bearer sk-1" }\n', 3,
+         "providers.o.headers.Authorization",
+         "the Authorization header carries a key, and keys do not belong in the config file; "
+         "put the key in an environment variable (api_key_env) or a file (api_key_file)"),
+        ('[providers.a]\nkind = "anthropic"\napi_key_env = "K"\n[providers.a.headers]\n'
+         '"X-API-Key" = "sk-1"\n', 5, "providers.a.headers.X-API-Key", "carries a key"),
+        ('[providers.o]\nkind = "openai"\n\n[models]\nfallbacks = []\n', 4, "models.default",
+         'no default model is set (without one, new sessions would use echo/echo, and no '
+         'echo provider is configured): set [models] default = "o/<model>"'),
+        ('[providers.o]\nkind = "openai"\n', None, "models.default",
+         'set [models] default = "o/<model>"'),
     ],
 )
 def test_mistakes_name_file_line_and_key(
@@ -322,3 +346,20 @@ def test_stream_usage_is_on_unless_turned_off() -> None:
     assert isinstance(on, HttpProviderSettings)
     assert isinstance(off, HttpProviderSettings)
     assert (on.stream_usage, off.stream_usage) == (True, False)
+
+
+def test_the_fingerprint_tells_another_file_or_other_keys_and_holds_no_key() -> None:
+    text = ('[models]\ndefault = "o/m"\n[providers.o]\nkind = "openai"\n'
+            'api_key_env = "K"\n')
+    first = parse(text, PATH, PATH.parent, {"K": "sk-first-key"}).fingerprint
+    same = parse(text, PATH, PATH.parent, {"K": "sk-first-key", "OTHER": "x"}).fingerprint
+    other_key = parse(text, PATH, PATH.parent, {"K": "sk-second-key"}).fingerprint
+    no_key = parse(text, PATH, PATH.parent, {}).fingerprint
+    edited = parse(text + "timeout_seconds = 60\n", PATH, PATH.parent,
+                   {"K": "sk-first-key"}).fingerprint
+
+    assert first.change(same) is None
+    assert first.change(other_key) == "keys"
+    assert first.change(no_key) == "keys"
+    assert first.change(edited) == "config.toml"
+    assert "sk-first-key" not in repr(first)

@@ -1,7 +1,9 @@
 """The terminal channel: ``clawgate chat``.
 
-Lines typed are messages (or /commands); replies stream as they arrive. Ctrl-C stops the
-current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
+Lines typed are messages (or /commands); replies stream as they arrive. Lines piped in are
+taken one at a time: each waits until the one before has its answer shown, so every line
+gets its own answer, in order, and a command applies after what came before it. Ctrl-C stops
+the current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
 answer. When the gateway begins to shut down the chat says so, shows the replies in progress
 as they end, and sends nothing typed from then on; once the gateway is gone (or if it goes
 away unannounced) the chat ends at once and says so, rather than take lines it could not
@@ -36,6 +38,10 @@ FEED_BATCH = 500
 QUIT = frozenset({"/quit", "/exit"})
 DOUBLE_PRESS_S = 2.0
 WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it says so
+#: Piped input: once a message has its outcome, how long its run's end may take to be shown
+#: before the next line is read anyway (the end is an event of its own, which may come a
+#: moment after the outcome is known).
+SHOWN_WITHIN_S = 5.0
 WAITING = "waiting for the reply to finish; Ctrl-C stops it"
 #: Commands of the terminal itself, added to the /help list.
 TERMINAL_HELP = (
@@ -100,8 +106,9 @@ class ChatBackend(Protocol):
         """Stop the reply in progress; what to say about it (None: its end says enough)."""
         ...
 
-    async def wait_for(self, message_id: str) -> None:
-        """Until the message has its answer (Disconnected if the backend goes away)."""
+    async def wait_for(self, message_id: str) -> str | None:
+        """Until the message has its answer (Disconnected if the backend goes away); the run
+        that answered it (None: it was dropped)."""
         ...
 
     def close(self) -> None: ...
@@ -180,8 +187,9 @@ class LocalChat:
         report = await self._runtime.stop(self._key)
         return report.describe() if report.final is None or report.first.dropped else None
 
-    async def wait_for(self, message_id: str) -> None:
-        await self._runtime.wait_for(message_id)
+    async def wait_for(self, message_id: str) -> str | None:
+        outcome = await self._runtime.wait_for(message_id)
+        return outcome.run.id if outcome.run is not None else None
 
     def close(self) -> None:
         self._events.close()
@@ -207,6 +215,8 @@ class TerminalChat:
         self._stopping: set[asyncio.Task[None]] = set()
         self._lost: Disconnected | None = None  # the backend went away: the chat ends
         self._closing = False  # the backend is shutting down: nothing more is sent
+        self._ended: set[str] = set()  # runs whose end has been shown
+        self._shown_end = asyncio.Event()  # set each time a run's end is shown
 
     async def run(self) -> int:
         model = await self._backend.model()
@@ -269,6 +279,36 @@ class TerminalChat:
         self._sent.append(result.message_id)
         if result.queued_mode:
             self._say(f"[{_queued(result.queued_mode)}]")
+        if not self._interactive:
+            await self._answer_shown(result.message_id)
+
+    async def _answer_shown(self, message_id: str) -> None:
+        """(Piped input) Until the message has its outcome and its run's end is shown (Ctrl-C
+        twice gives up; the backend going away raises Disconnected)."""
+        waiting = asyncio.ensure_future(self._backend.wait_for(message_id))
+        if not await self._unless_leaving(waiting):
+            return
+        run_id = waiting.result()
+        deadline = time.monotonic() + SHOWN_WITHIN_S
+        while run_id is not None and run_id not in self._ended and not self._leave.is_set():
+            left = deadline - time.monotonic()  # (each round waits for one end shown)
+            if left <= 0:
+                return
+            self._shown_end.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._shown_end.wait(), left)
+
+    async def _unless_leaving(self, waiting: asyncio.Future[Any]) -> bool:
+        """Wait for ``waiting``, or for Ctrl-C twice (False: the chat is leaving). What ended
+        ``waiting`` early (Disconnected) is raised."""
+        leaving = asyncio.ensure_future(self._leave.wait())
+        done, pending = await asyncio.wait({waiting, leaving},
+                                           return_when=asyncio.FIRST_COMPLETED)
+        await _cancelled(*pending)
+        if waiting in done:
+            waiting.result()
+            return True
+        return False
 
     async def _finish_answers(self) -> None:
         """Before leaving, wait for the answers to what was sent (Ctrl-C gives up; so does
@@ -311,6 +351,8 @@ class TerminalChat:
                 self._streaming = None
             if event.status != "done":
                 self._say(f"[{event.status}: {event.error}]")
+            self._ended.add(event.run_id)
+            self._shown_end.set()
         elif isinstance(event, Closing):
             self._closing = True
             self._say(f"[the gateway is shutting down: replies in progress may finish for "

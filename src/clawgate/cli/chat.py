@@ -106,18 +106,18 @@ class RemoteChat:
         result = await self._client.request("chat.abort", session=self._key)
         return str(result["text"]) if result["runId"] is None or result["dropped"] else None
 
-    async def wait_for(self, message_id: str) -> None:
+    async def wait_for(self, message_id: str) -> str | None:
         """Until the message has its fate and its run (if any) has ended (GatewayClosed, a
-        Disconnected, if the gateway goes first)."""
+        Disconnected, if the gateway goes first); the run that answered it."""
         while True:
             row = await self._client.request("sessions.get", session=self._key, limit=200)
             message = next((m for m in row["inbound"] if m["id"] == message_id), None)
             run = next((r for r in row["runs"] if message and r["id"] == message["runId"]),
                        None)
             if message is None or message["fate"] == "dropped":
-                return
+                return None
             if run is not None and run["status"] not in ACTIVE:  # (a run not listed yet:
-                return                                            # the reads are separate)
+                return str(run["id"])                             # the reads are separate)
             await asyncio.sleep(0.2)
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from clawgate.cli.common import OK, PROBLEM, open_app
+from clawgate.cli.remote import warn_if_changed
 from clawgate.cli.rows import table
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
@@ -28,6 +29,7 @@ PROBE = "Reply with the single word: OK"
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
+    warn_if_changed(settings)  # what is shown here is not what a running gateway uses
     async with open_app(settings) as app:
         router = Router(app.providers, app.store, SystemClock(), settings.runtime.routing)
         try:

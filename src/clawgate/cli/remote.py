@@ -5,7 +5,9 @@ file names a live process and the gateway accepts a connection; otherwise (no ga
 that crashed and left the file, or one that does not answer) the command runs in-process.
 Either way it says which, and why, in one line on stderr, so stdout stays the command's own
 output. What is typed is checked before it is sent (``check_line``), so that either way it is
-refused in the same words.
+refused in the same words. A gateway reads config.toml and the keys once, when it starts:
+when this command sees them otherwise (the file was edited, a key exported in this shell
+since), it says so once, on stderr, and that a restart of the gateway uses the change.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from clawgate.gateway.settings import Auth
 from clawgate.runtime import commands
 
 CONNECT_WITHIN_S = 2.0
+CHANGED = {"config.toml": "a different config.toml",
+           "keys": "a different environment (the API keys it could read differ from this "
+                   "shell's)"}
 
 
 async def connect_gateway(settings: Settings) -> GatewayClient | None:
@@ -38,7 +43,20 @@ async def connect_gateway(settings: Settings) -> GatewayClient | None:
         say(f"in-process: {exc}")
         return None
     say(f"via the gateway at {state.url}")
+    warn_if_changed(settings, state)
     return client
+
+
+def warn_if_changed(settings: Settings, state: gateway_state.GatewayState | None = None
+                    ) -> None:
+    """Say (on stderr) when the home's running gateway (``state``; by default, whichever
+    runs) started with another config.toml or other keys than this command sees."""
+    state = state or gateway_state.live(settings.gateway_state, settings.database)
+    change = None if state is None else state.fingerprint.change(settings.fingerprint)
+    if state is None or change is None:
+        return
+    print(f"clawgate: the gateway at {state.url} (pid {state.pid}) was started with "
+          f"{CHANGED[change]}; restart it to use the change", file=sys.stderr, flush=True)
 
 
 def _token(settings: Settings, url: str) -> str | None:

@@ -1,10 +1,10 @@
 """The gateway's ASGI app: WebSocket protocol, OpenAI-compatible API, web chat, health, metrics.
 
-Every route but ``/healthz``, ``/readyz``, the web page's static files and its icon needs
-the gateway token. Under ``/v1`` even an unknown path or a wrong method is answered in
-OpenAI's error shape. The app owns the runtime's lifecycle: it starts supervising when the
-server starts, and on shutdown stops taking messages, lets turns in flight finish for the
-grace period, then ends them ``interrupted`` (recorded).
+Every route but ``/healthz``, ``/readyz``, ``/openapi.json``, the web page (``/``), its
+static files and its icon needs the gateway token. Under ``/v1`` even an unknown path or a
+wrong method is answered in OpenAI's error shape. The app owns the runtime's lifecycle: it
+starts supervising when the server starts, and on shutdown stops taking messages, lets turns
+in flight finish for the grace period, then ends them ``interrupted`` (recorded).
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 It refuses to start while another gateway serves the same home, or when its address is
 taken. On start it writes ``$CLAWGATE_HOME/gateway.json`` (where it listens, its pid) so the
-CLI can find it; on a clean stop it removes it (if it still names this process). SIGINT and
+CLI can find it, and the fingerprint of the settings it started with, so that the CLI can say
+when config.toml or the keys have changed since (the gateway reads both once, at start); on
+a clean stop it removes it (if it still names this process). Its start banner warns when the
+default model has no usable key. SIGINT and
 SIGTERM shut down gracefully: no new messages (clients are told the gateway is shutting
 down), turns in flight get the grace period, then end ``interrupted``; connections stay open
 until their clients have been sent how their runs ended, then the server closes them.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -32,6 +36,7 @@ from clawgate.gateway.app import Gateway, create_app
 from clawgate.gateway.listen import GatewayFailed
 from clawgate.gateway.settings import Auth
 from clawgate.providers.registry import build
+from clawgate.providers.settings import keyless, read_at_start
 from clawgate.runtime.owner import running_here
 from clawgate.runtime.runtime import Runtime
 from clawgate.store.sqlite import SqliteStore
@@ -81,8 +86,8 @@ async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[Run
     clock = SystemClock()
     store = await SqliteStore.open(settings.database, clock, running_here(clock.now()),
                                      settings.runtime.poll_interval)
-    runtime = Runtime(store, build(settings.providers, clock), settings.runtime,
-                      name="the gateway")
+    providers = read_at_start(settings.providers, f"the gateway (pid {os.getpid()})")
+    runtime = Runtime(store, build(providers, clock), settings.runtime, name="the gateway")
     gateway = Gateway(runtime, settings, token)
     server = _Server(gateway, uvicorn.Config(
         create_app(gateway), host=config.host, port=config.port,
@@ -97,7 +102,8 @@ async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[Run
         if not await _started(server, serving):
             raise GatewayFailed(f"the gateway could not start on {config.url} (see above)")
         url = _url(config.host, sock.getsockname()[1])
-        gateway_state.write(settings.gateway_state, url, settings.database)
+        gateway_state.write(settings.gateway_state, url, settings.database,
+                            settings.fingerprint)
         yield RunningGateway(url, token, runtime, server, serving)
     finally:
         server.should_exit = True
@@ -109,9 +115,28 @@ async def _serving(settings: Settings, sock: socket.socket) -> AsyncIterator[Run
 async def serve(settings: Settings) -> int:
     async with running(settings) as gateway:
         _banner(gateway.url, gateway.token, settings.runtime.shutdown_grace)
+        warning = keys_warning(settings)
+        if warning is not None:
+            _say(f"warning: {warning}")
         await gateway.serving
     _say("clawgate gateway stopped")
     return 0
+
+
+def keys_warning(settings: Settings) -> str | None:
+    """What to say when the default model has no usable key (its turns go to a fallback,
+    or, when none of those has one either, fail); None when it has one."""
+    configs = {c.name: c for c in settings.providers}
+    default, *fallbacks = (settings.runtime.default_model,
+                           *settings.runtime.routing.fallbacks)
+    why = keyless(configs[default.provider])
+    if why is None:
+        return None
+    usable = [str(m) for m in fallbacks if keyless(configs[m.provider]) is None]
+    then = (f"its turns go to {usable[0]}" if usable else
+            "no fallback has one either, so every turn fails")
+    return (f"the default model {default} has no usable key ({why}): {then}. This gateway "
+            "reads keys only now, at start: set the key, then restart it")
 
 
 def unread_frame_limit(max_frame_bytes: int) -> int:

@@ -2,8 +2,10 @@
 it and a second gateway can refuse to start.
 
 A gateway writes the file once it listens and removes it when it stops, but only while the
-file still names its own pid. A file left by a process that is gone (a crash, ``kill -9``)
-names nothing: ``live`` says so, and it never stands in anyone's way.
+file still names its own pid. The file also holds the fingerprint of the settings the gateway
+started with (``config.Fingerprint``: digests, never a key), so that a command can tell when
+config.toml or the keys have changed since. A file left by a process that is gone (a crash,
+``kill -9``) names nothing: ``live`` says so, and it never stands in anyone's way.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import asyncio
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from clawgate.config import Fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,8 @@ class GatewayState:
     url: str
     pid: int
     database: str | None = None  # the database it serves (None: a file from before 0.x)
+    #: what its settings were made from (empty: a file from before this was recorded)
+    fingerprint: Fingerprint = field(default_factory=Fingerprint)
 
     def serves(self, database: Path) -> bool:
         """Whether it serves this database: a copied home holds the original's file, which
@@ -35,7 +41,10 @@ def read(path: Path, database: Path | None = None) -> GatewayState | None:
     when it names a gateway of another database)."""
     try:
         state = json.loads(path.read_text())
-        found = GatewayState(str(state["url"]), int(state["pid"]), state.get("database"))
+        made_from = state.get("settings") or {}
+        found = GatewayState(str(state["url"]), int(state["pid"]), state.get("database"),
+                             Fingerprint(str(made_from.get("file", "")),
+                                         str(made_from.get("keys", ""))))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if found.pid <= 0:  # (0 or less would name a process group)
@@ -64,10 +73,11 @@ async def answers(url: str, within: float = 1.0) -> bool:
     return True
 
 
-def write(path: Path, url: str, database: Path) -> None:
+def write(path: Path, url: str, database: Path, fingerprint: Fingerprint) -> None:
     """Record this process as the home's gateway (readable by its owner only)."""
     state = {"url": url, "pid": os.getpid(), "database": str(database.resolve()),
-             "startedAt": datetime.now(UTC).isoformat()}
+             "startedAt": datetime.now(UTC).isoformat(),
+             "settings": {"file": fingerprint.file, "keys": fingerprint.keys}}
     path.write_text(json.dumps(state))
     path.chmod(0o600)
 

@@ -75,9 +75,8 @@ class HttpAdapter(Generic[ClientT]):
             raise NotConfigured(f"unusable API key for profile {self.profile.name!r}: "
                                 f"{self.profile.unusable}", provider=self.name)
         if self.settings.needs_key and not self.profile.api_key:
-            missing = self.profile.missing or f"{self.profile.source} is not set"
-            raise NotConfigured(f"no API key for profile {self.profile.name!r} ({missing})",
-                                provider=self.name)
+            raise NotConfigured(f"no API key for profile {self.profile.name!r} "
+                                f"({self.profile.why_no_key})", provider=self.name)
 
     def _redacted(self, text: str) -> str:
         return redact(text, self.settings.secrets())

@@ -9,7 +9,7 @@ here; they never appear in a ``repr``, a log line or an error message.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,6 +43,12 @@ class Profile:
     #: Why no key is set, for messages ("env K is not set", "file k does not exist", "file k
     #: is empty"); None says "<source> is not set".
     missing: str | None = None
+
+    @property
+    def why_no_key(self) -> str:
+        """Why this profile has no key to send ("env K is not set", "the key in ... contains
+        a character that cannot be sent")."""
+        return self.unusable or self.missing or f"{self.source} is not set"
 
     @property
     def fingerprint(self) -> str | None:
@@ -90,6 +96,38 @@ class EchoConfig:
 
 #: The configuration of one provider, of any kind.
 ProviderConfig = EchoConfig | HttpProviderSettings
+
+
+def keyless(config: ProviderConfig) -> str | None:
+    """Why none of the provider's profiles can be used for want of a key; None when one can
+    (or none is needed)."""
+    if isinstance(config, EchoConfig) or not config.needs_key:
+        return None
+    if any(p.api_key for p in config.profiles):
+        return None
+    return "; ".join(p.why_no_key for p in config.profiles)
+
+
+def read_at_start(configs: Iterable[ProviderConfig], reader: str
+                  ) -> tuple[ProviderConfig, ...]:
+    """The configs as a long-running process (``reader``: "the gateway (pid 12)") holds
+    them: why a key is missing or unusable also says that it was looked for there, when
+    that process started (a key set in another shell since is not seen)."""
+    return tuple(_read_at_start(c, reader) if isinstance(c, HttpProviderSettings) else c
+                 for c in configs)
+
+
+def _read_at_start(config: HttpProviderSettings, reader: str) -> HttpProviderSettings:
+    profiles = []
+    for p in config.profiles:
+        where = (f"in the environment of {reader}" if p.source.startswith("env ")
+                 else f"for {reader}")
+        note = f"{where}, which reads keys when it starts: set the key, then restart it"
+        profiles.append(replace(
+            p, missing=(p.missing if p.api_key or p.unusable or p.source == "none"
+                        else f"{p.why_no_key} {note}"),
+            unusable=f"{p.unusable} ({note})" if p.unusable else None))
+    return replace(config, profiles=tuple(profiles))
 
 
 def secrets(configs: Iterable[ProviderConfig]) -> list[str]:
