@@ -57,6 +57,8 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     assert "'s2' has no conversation yet" in chatted.stdout
     assert "echo: first line" in chatted.stdout
     assert "model     echo/echo" in chatted.stdout
+    cut = home.run("sessions", "list", "--limit", "1")  # as in-process
+    assert cut.stdout.endswith("\n(showing 1 of 2 sessions; --limit N shows up to 5000)\n")
 
 
 def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:
