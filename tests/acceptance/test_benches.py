@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
                           "--turns", "3"],
      ["idle, clawgate chat", "idle, gateway", "following other sessions",
       "following every session"]),
+    ("feed_follow.py", ["--sessions", "1000"], ["following 1000 sessions", "the slowest"]),
 ])
 def test_a_benchmark_runs_and_prints_its_figures(
     script: str, args: list[str], figures: list[str]

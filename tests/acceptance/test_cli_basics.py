@@ -253,6 +253,17 @@ def test_sessions_show_says_when_it_leaves_older_rows_out(home: Home) -> None:
     assert "showing the latest" not in whole.stdout
 
 
+def test_sessions_list_says_when_there_are_more_sessions_than_it_shows(home: Home) -> None:
+    for key in ("s1", "s2", "s3"):
+        home.run("agent", "--session", key, "-m", "hi")
+    cut = home.run("sessions", "list", "--limit", "2")
+    assert cut.stdout.endswith("\n(showing 2 of 3 sessions; --limit N shows up to 5000)\n")
+    assert [row["key"] for row in home.json("sessions", "list", "--limit", "2")] == [
+        "s3", "s2"]  # the rows alone
+    whole = home.run("sessions", "list", "--limit", "3")
+    assert "showing" not in whole.stdout
+
+
 def test_compact_counts_in_words_and_echo_needs_no_key(home: Home) -> None:
     home.run("agent", "-m", "hi")
     assert home.run("agent", "-m", "/compact").stdout.startswith("compacted 1 earlier entry ")

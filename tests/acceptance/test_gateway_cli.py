@@ -60,6 +60,8 @@ def test_agent_sessions_and_chat_go_through_the_gateway(
     status = home.json("agent", "--session", "s2", "-m", "/status")
     assert (status["session"], status["command"]) == ("s2", "/status")
     assert "model     echo/echo" in status["reply"]
+    cut = home.run("sessions", "list", "--limit", "1")  # as in-process
+    assert cut.stdout.endswith("\n(showing 1 of 2 sessions; --limit N shows up to 5000)\n")
 
 
 def test_stop_through_the_gateway_ends_a_hanging_run(home: Home) -> None:

@@ -252,3 +252,41 @@ async def test_a_client_is_sent_only_the_sessions_it_follows(
     await _until(lambda: of_s1.frames.qsize() > 0)
     assert {f["payload"]["preview"] for f in _sent(of_s1)} == {"for s1 at last"}
     assert of_s2.frames.empty()
+
+
+async def _previews_until(listener: Listener, last: str) -> list[str]:
+    """The previews of the messages the client is sent, up to ``last``."""
+    previews = []
+    async with asyncio.timeout(5):
+        while last not in previews:
+            sent = await listener.frames.get()
+            assert sent is not None
+            if sent.frame["event"] == "message.pending":
+                previews.append(sent.frame["payload"]["preview"])
+    return previews
+
+
+async def test_a_client_that_sent_to_thousands_of_sessions_follows_each_of_them(
+    store: Store, bus_and_feed: tuple[EventBus, EventFeed],
+) -> None:
+    _, feed = bus_and_feed
+    busy, other = feed.listener(), feed.listener()
+    await feed.subscribe(busy, [], None)
+    await feed.subscribe(other, ["s2"], None)
+    followed = [f"k{n}" for n in range(10_000)]
+    for key in followed:  # one at a time, as chat.send to each does
+        busy.follow(key)
+    busy.follow("k7")  # again: nothing changes
+    assert busy.keys == frozenset(followed)
+
+    for key in ["k0", "s2", "k5000", "k9999"]:
+        await say(store, f"for {key}", key=key)
+    await say(store, "for s2, once more", key="s2")
+
+    assert await _previews_until(busy, "for k9999") == ["for k0", "for k5000", "for k9999"]
+    assert await _previews_until(other, "for s2, once more") == ["for s2", "for s2, once more"]
+
+    await feed.subscribe(busy, ["s2"], None)  # follows s2 alone now
+    await say(store, "for k5000, unheard", key="k5000")
+    await say(store, "for s2 at last", key="s2")
+    assert await _previews_until(busy, "for s2 at last") == ["for s2 at last"]

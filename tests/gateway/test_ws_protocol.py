@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from clawgate.gateway.api import OTHER_CHANNELS
 from clawgate.gateway.client import GatewayClient, GatewayError
 from clawgate.gateway.server import RunningGateway
 from tests.gateway.conftest import restarted as _restarted
@@ -376,6 +377,23 @@ async def test_metrics_count_runs_and_queue_depth(
     assert "clawgate_messages_waiting 0" in text
     assert 'clawgate_messages_accepted_total{channel="ws"} 3' in text
     assert "clawgate_run_duration_seconds_count 3" in text
+
+
+async def test_metrics_keep_a_bounded_number_of_channel_series(
+    gateway: RunningGateway, client: GatewayClient
+) -> None:
+    invented = [f"made-up-{n}" for n in range(40)]  # a client naming channels as it likes
+    for channel in ["webchat", *invented, "ws", "cli"]:
+        await client.request("chat.send", session="s1", text="hi", channel=channel)
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        text = (await http.get("/metrics", headers={
+            "Authorization": f"Bearer {gateway.token}"})).text
+
+    series = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                  if line.startswith("clawgate_messages_accepted_total{"))
+    counts = {key.split('"')[1]: int(n) for key, n in series.items()}
+    assert counts == {"webchat": 1, "ws": 1, "cli": 1, "other": 40 - OTHER_CHANNELS,
+                      **{channel: 1 for channel in invented[:OTHER_CHANNELS]}}
 
 
 async def _connections(gateway: RunningGateway) -> int:

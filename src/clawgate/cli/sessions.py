@@ -14,7 +14,7 @@ from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.domain import check_key
 from clawgate.gateway.client import GatewayClient, GatewayError
-from clawgate.limits import SESSION_ROWS
+from clawgate.limits import SESSION_ROWS, SESSIONS_LISTED
 from clawgate.runtime.owner import this_process
 from clawgate.runtime.recovery import recover
 from clawgate.views import Json, inbound_row, outbound_row, run_row, session_row
@@ -32,8 +32,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         default = settings.runtime
         if args.action == "list":
             rows = [session_row(s, default) for s in await app.store.list_sessions(args.limit)]
-            print(json.dumps(rows, indent=2) if args.json else _list_text(rows))
-            return OK
+            return _list(rows, (await app.store.counts()).sessions, args)
         summary = await app.store.summarize_session(check_key(args.key))
         if summary is None:
             return _no_session(args.key)
@@ -50,9 +49,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _via_gateway(client: GatewayClient, args: argparse.Namespace) -> int:
     if args.action == "list":
-        rows = (await client.request("sessions.list", limit=args.limit))["sessions"]
-        print(json.dumps(rows, indent=2) if args.json else _list_text(rows))
-        return OK
+        listed = await client.request("sessions.list", limit=args.limit)
+        return _list(listed["sessions"], listed["total"], args)
     try:
         row = await client.request("sessions.get", session=check_key(args.key),
                                    limit=_fetched(args.limit))
@@ -61,6 +59,21 @@ async def _via_gateway(client: GatewayClient, args: argparse.Namespace) -> int:
             raise
         return _no_session(args.key)
     return _show(row, args)
+
+
+def _list(rows: list[Json], total: int, args: argparse.Namespace) -> int:
+    """Print the most recent sessions, and say when there are more (as text: JSON has the
+    rows only)."""
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return OK
+    print(_list_text(rows))
+    if total > len(rows):
+        shown = f"showing {len(rows)} of {total} sessions"
+        print(f"\n({shown}; --limit N shows up to {SESSIONS_LISTED})"
+              if args.limit < SESSIONS_LISTED else
+              f"\n({shown}, the most that can be listed)")
+    return OK
 
 
 def _fetched(limit: int) -> int:

@@ -35,14 +35,33 @@ from clawgate.views import (
 Handler = Callable[[dict[str, Any], Listener], Awaitable[Json]]
 
 
+#: The channels clawgate's own clients name: the web chat, the OpenAI-compatible API, the
+#: CLI's ``agent`` and ``chat``, and ``chat.send``'s default.
+KNOWN_CHANNELS = frozenset({"webchat", "http", "cli", "terminal", "ws"})
+#: How many other channel names get a series of their own; messages from any further name
+#: are counted as ``other``, so a client inventing names cannot grow /metrics without bound.
+OTHER_CHANNELS = 16
+OTHER = "other"
+
+
 @dataclass
 class Counters:
     """What the gateway counts itself, for /metrics."""
 
     accepted: dict[str, int] = field(default_factory=dict)  # messages by channel
+    _invented: set[str] = field(default_factory=set)  # the other names with their own series
 
     def message(self, channel: str) -> None:
-        self.accepted[channel] = self.accepted.get(channel, 0) + 1
+        label = self._label(channel)
+        self.accepted[label] = self.accepted.get(label, 0) + 1
+
+    def _label(self, channel: str) -> str:
+        if channel in KNOWN_CHANNELS or channel in self._invented:
+            return channel
+        if len(self._invented) < OTHER_CHANNELS and channel != OTHER:
+            self._invented.add(channel)
+            return channel
+        return OTHER
 
 
 class GatewayApi:

@@ -65,7 +65,7 @@ class Listener:
     """
 
     def __init__(self, followers: Followers, bound: int = LISTENER_QUEUE) -> None:
-        self.keys: frozenset[str] | None = frozenset()  # None: every session
+        self._keys: set[str] | None = set()  # None: every session
         self.last_seq = 0  # of the last stored event queued for the client
         self.frames = FrameQueue(bound + 1)  # +1: the marker
         self.lagged = False
@@ -73,14 +73,21 @@ class Listener:
         self._bound = bound
         self._held: list[tuple[StoredEvent | None, Outgoing]] | None = None  # during replay
 
+    @property
+    def keys(self) -> frozenset[str] | None:
+        """The sessions followed now (None: every session)."""
+        return None if self._keys is None else frozenset(self._keys)
+
     def follow(self, key: str) -> None:
-        if self.keys is not None and key not in self.keys:
-            self.follow_only(self.keys | {key})
+        """Follow one more session (a client may follow thousands, one at a time)."""
+        if self._keys is not None and key not in self._keys:
+            self._keys.add(key)
+            self._followers.add(self, key)
 
     def follow_only(self, keys: frozenset[str] | None) -> None:
         """Follow these sessions (None: every session) and no others."""
-        self.keys = keys
-        self._followers.update(self)
+        self._keys = None if keys is None else set(keys)
+        self._followers.update(self, keys)
 
     def offer(self, event: StoredEvent | None, frame: Outgoing) -> None:
         """A live frame (``event``: the stored event it shows; None for text)."""
@@ -133,19 +140,29 @@ class Followers:
     def __init__(self) -> None:
         self._of_key: dict[str, set[Listener]] = {}
         self._of_all: set[Listener] = set()
-        self._indexed: dict[Listener, frozenset[str] | None] = {}  # by what, for each
+        self._indexed: dict[Listener, set[str] | None] = {}  # by what, for each
 
     def of(self, key: str) -> list[Listener]:
         return [*self._of_all, *self._of_key.get(key, ())]
 
-    def update(self, listener: Listener) -> None:
-        """Index ``listener`` by what it follows now."""
+    def update(self, listener: Listener, keys: frozenset[str] | None) -> None:
+        """Index ``listener`` by these sessions (None: every session) alone."""
         self.remove(listener)
-        self._indexed[listener] = listener.keys
-        if listener.keys is None:
+        if keys is None:
+            self._indexed[listener] = None
             self._of_all.add(listener)
-        for key in listener.keys or ():
-            self._of_key.setdefault(key, set()).add(listener)
+            return
+        self._indexed[listener] = set()
+        for key in keys:
+            self.add(listener, key)
+
+    def add(self, listener: Listener, key: str) -> None:
+        """Index ``listener`` by one more session, leaving the others as they are."""
+        keys = self._indexed.setdefault(listener, set())
+        if keys is None:  # it follows every session
+            return
+        keys.add(key)
+        self._of_key.setdefault(key, set()).add(listener)
 
     def remove(self, listener: Listener) -> None:
         if listener not in self._indexed:

@@ -56,6 +56,8 @@ from clawgate.store.version import VersionBoard
 
 #: How often the reader looks whether another connection committed (``poll_interval``).
 WATCH_EVERY_S = 0.1
+#: How long the writer waits, once writes pause, before it empties the WAL file.
+TIDY_AFTER_S = 1.0
 
 
 class SqliteStore:
@@ -72,20 +74,21 @@ class SqliteStore:
     @classmethod
     async def open(
         cls, path: Path, clock: Clock | None = None, running: ProcessProbe | None = None,
-        watch_every: float = WATCH_EVERY_S,
+        watch_every: float = WATCH_EVERY_S, tidy_after: float = TIDY_AFTER_S,
     ) -> SqliteStore:
         """Open (creating and migrating if needed) the database at ``path``, private to us.
 
         An older database is upgraded only when no older clawgate is using it: ``running``
         tells whether an owner's process runs, where this machine can tell; otherwise its
         heartbeat decides. The database as it was is kept as ``<name>.bak-v<schema>``.
-        A write by another process moves ``version`` within ``watch_every`` seconds.
+        A write by another process moves ``version`` within ``watch_every`` seconds. Once
+        writes pause for ``tidy_after`` seconds, the WAL file is emptied.
         """
         clock = clock or SystemClock()
         path.parent.mkdir(parents=True, exist_ok=True)
         create_private(path)
         version = VersionBoard()
-        writer = ConnectionWorker(path, "clawgate-sqlite-write")
+        writer = ConnectionWorker(path, "clawgate-sqlite-write", tidy_after=tidy_after)
         # The reader never writes: every commit, the writer's included, is another
         # connection's, and moves the data_version the reader watches.
         reader = ConnectionWorker(path, "clawgate-sqlite-read", watch_every, version.move)

@@ -13,6 +13,17 @@ A worker may also watch for commits made by other connections (``watch_every``):
 calls, and at least that often, it reads ``PRAGMA data_version`` and, when it moved, tells the
 event loop (``on_version``). An idle process so learns of other processes' work without its
 event loop waking to ask.
+
+The writer also keeps the WAL file small (``tidy_after``). SQLite can only start the WAL
+afresh once no reader is still using it, so while readers follow each other without a gap it
+grows; and then it stays as big as it got, until the last connection closes. So the writer
+caps the size SQLite leaves the file at (``journal_size_limit``), and once its writes have
+paused for ``tidy_after`` seconds, if the file is bigger than that, it copies the WAL into the
+database and empties it (``wal_checkpoint(TRUNCATE)``). That runs on its own thread between
+calls, and never waits for a lock: while a reader still needs the WAL it gives up at once and
+tries again later. (Emptying the WAL moves every other connection's ``data_version``, though
+nothing was written: so it is done only when the file grew past the limit, not after every
+pause.)
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ P = ParamSpec("P")
 
 BUSY_TIMEOUT_MS = 10_000
 WAL_RETRY_MS = 10
+#: The size SQLite cuts the WAL file back to when it starts it afresh.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
@@ -70,6 +83,7 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     except sqlite3.Error as exc:
         conn.close()
         raise translate(exc, path) from exc
@@ -111,7 +125,7 @@ class ConnectionWorker:
 
     def __init__(
         self, path: Path, name: str, watch_every: float | None = None,
-        on_version: Callable[[int], None] | None = None,
+        on_version: Callable[[int], None] | None = None, tidy_after: float | None = None,
     ) -> None:
         self._path = path
         self._name = name
@@ -120,6 +134,7 @@ class ConnectionWorker:
         self._closed = False
         self._watch = (None if watch_every is None or on_version is None
                        else _Watch(watch_every, on_version))
+        self._tidy = None if tidy_after is None else _Tidy(tidy_after, _wal_of(path))
 
     async def open(self) -> None:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -214,16 +229,29 @@ class ConnectionWorker:
             results[0][0].get_loop().call_soon_threadsafe(_deliver, results)
         if running and self._watch is not None and self._watch.due():
             self._look(conn, loop)  # a busy worker looks as often as an idle one
+        if self._tidy is not None:
+            self._tidy.served(conn)
         return running
 
     def _next_job(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> _Job | None:
-        """The next call; while none comes, a watching worker looks at the version."""
-        while (watch := self._watch) is not None:
+        """The next call; while none comes, a watching worker looks at the version, and a
+        tidy one empties the WAL once its writes have paused."""
+        while (wait := self._idle_wait()) is not None:
             try:
-                return self._jobs.get(timeout=watch.wait())
+                return self._jobs.get(timeout=wait)
             except queue.Empty:
-                self._look(conn, loop)
+                if self._watch is not None and self._watch.due():
+                    self._look(conn, loop)
+                if self._tidy is not None and self._tidy.due():
+                    self._tidy.tidy(conn)
         return self._jobs.get()
+
+    def _idle_wait(self) -> float | None:
+        """How long to wait for a call before there is something to do (None: no end)."""
+        waits = [self._watch.wait()] if self._watch is not None else []
+        if self._tidy is not None and self._tidy.pending:
+            waits.append(self._tidy.wait())
+        return min(waits, default=None)
 
     def _look(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
         """Tell the event loop the version, if it moved since it was last told."""
@@ -259,6 +287,67 @@ class _Watch:
 
     def looked(self) -> None:
         self.next_look = time.monotonic() + self.every
+
+
+def _wal_of(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+class _Tidy:
+    """A writer's upkeep of the WAL file (used on the worker's thread)."""
+
+    def __init__(self, after: float, wal: Path) -> None:
+        self.after = after
+        self.wal = wal
+        self.written = 0  # the connection's total_changes when the WAL was last emptied
+        self.due_at: float | None = None  # when to empty it; None: nothing written since
+
+    @property
+    def pending(self) -> bool:
+        return self.due_at is not None
+
+    def wait(self) -> float:
+        return 0.0 if self.due_at is None else max(0.0, self.due_at - time.monotonic())
+
+    def due(self) -> bool:
+        return self.due_at is not None and time.monotonic() >= self.due_at
+
+    def served(self, conn: sqlite3.Connection) -> None:
+        """After a batch of calls: if any wrote, empty the WAL once writes have paused."""
+        if conn.total_changes != self.written:
+            self.due_at = time.monotonic() + self.after
+
+    def tidy(self, conn: sqlite3.Connection) -> None:
+        """Empty the WAL if it is too big, or, while another connection needs it, try again
+        later."""
+        if not _too_big(self.wal) or _empty_wal(conn):
+            self.written, self.due_at = conn.total_changes, None
+        else:
+            self.due_at = time.monotonic() + self.after
+
+
+def _too_big(wal: Path) -> bool:
+    try:
+        return wal.stat().st_size > WAL_SIZE_LIMIT
+    except OSError:  # no WAL file (yet)
+        return False
+
+
+def _empty_wal(conn: sqlite3.Connection) -> bool:
+    """Copy the WAL into the database and truncate it, without waiting for any lock.
+
+    False when another connection still reads from the WAL or is writing (SQLite then copies
+    what it can and leaves the file as it is), or the attempt failed.
+    """
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except sqlite3.Error:  # e.g. the disk is full: the WAL stays, and the next try may work
+        return False
+    return not busy
 
 
 def _data_version(conn: sqlite3.Connection, path: Path) -> int:
