@@ -430,7 +430,11 @@ class Runtime:
                 f"{estimate_tokens(text)} tokens")
 
     async def set_queue(self, key: str, patch: QueuePatch) -> QueueSettings:
+        """Change the key's queue settings; messages already waiting out a quiet time are
+        held to the new ones at once (``debounce:0`` or interrupt mode: no more waiting)."""
         session = await self.store.set_queue(key, patch)
+        if self._state is _State.STARTED:
+            self._lanes.kick(session.id)
         return session.effective_queue(self.settings.queue)
 
     async def status(self, key: str) -> StatusReport:

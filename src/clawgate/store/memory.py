@@ -119,15 +119,29 @@ def _writes_if_any(
 ) -> Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _Found]]:
     """A command that writes only what it returns (recovered runs, say): when it finds
     nothing, nothing was written and the version stays (pollers call these often)."""
+    return _writes_when(lambda found: bool(found))(command)
 
-    @functools.wraps(command)
-    async def wrapper(self: MemoryStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _Found:
-        found = await command(self, *args, **kwargs)
-        if found:
-            self.db.version.step()
-        return found
 
-    return wrapper
+def _writes_when(
+    wrote: Callable[[_T], bool],
+) -> Callable[[Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]]],
+              Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]]]:
+    """A command that writes only when ``wrote`` says so of its result: otherwise the
+    version stays, as SQLite's does after a transaction that changed nothing."""
+
+    def decorate(
+        command: Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]],
+    ) -> Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]]:
+        @functools.wraps(command)
+        async def wrapper(self: MemoryStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+            result = await command(self, *args, **kwargs)
+            if wrote(result):
+                self.db.version.step()
+            return result
+
+        return wrapper
+
+    return decorate
 
 
 class MemoryStore:
@@ -379,7 +393,7 @@ class MemoryStore:
 
     # --- runs ------------------------------------------------------------------------
 
-    @_writes
+    @_writes_when(lambda claimed: isinstance(claimed, Claim))  # waiting is no write
     async def claim_next(
         self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings
     ) -> Claim | Deferred | None:
@@ -393,7 +407,7 @@ class MemoryStore:
         until = debounce_until(settings, [m.received_at for m in queued],
                                self._last_run_ended(db, session_id), now)
         if until is not None:
-            return Deferred(until)
+            return Deferred(until, settings)
         plan = plan_claim(settings.mode, [m.id for m in queued])
         run = Run(
             id=new_id("run"), session_id=session_id, status=RunStatus.QUEUED, created_at=now,

@@ -63,9 +63,12 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Messages wait, but they arrived within the debounce time: claim again at ``until``."""
+    """Messages wait, but they arrived within the debounce time: claim again at ``until``,
+    or sooner if the session's queue settings are no longer ``settings`` (the ones that set
+    ``until``)."""
 
     until: datetime
+    settings: QueueSettings
 
 
 class StopOutcome(StrEnum):

@@ -412,7 +412,7 @@ def claim_next(
     until = debounce_until(settings, [m.received_at for m in queued],
                            _last_run_ended(conn, session_id), now)
     if until is not None:
-        return Deferred(until)
+        return Deferred(until, settings)
     plan = plan_claim(settings.mode, [m.id for m in queued])
     run_id = new_id("run")
     conn.execute(
