@@ -6,10 +6,16 @@ import asyncio
 
 import pytest
 
-from clawgate.domain import MAX_DEBOUNCE_MS, QueueMode, QueuePatch, QueueSettings
+from clawgate.domain import (
+    MAX_DEBOUNCE_MS,
+    DropPolicy,
+    QueueMode,
+    QueuePatch,
+    QueueSettings,
+)
 from clawgate.runtime.bus import RunChanged, Subscription
 from clawgate.runtime.runtime import Runtime
-from tests.integration.harness import SETTINGS, Harness
+from tests.integration.harness import SETTINGS, Harness, answer
 
 #: Collect, with a quiet time far longer than any test waits.
 LONG_QUIET = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=MAX_DEBOUNCE_MS)
@@ -65,3 +71,23 @@ async def test_a_queue_change_made_by_another_process_reaches_the_quiet_time(
 
     outcome = await runtime.wait_for(waiting, within=5)
     assert outcome.reply == "r2"
+
+
+async def test_stop_clears_the_summary_of_messages_the_full_queue_dropped(
+    harness: Harness,
+) -> None:
+    runtime = await harness.runtime(queue=QueueSettings(
+        mode=QueueMode.COLLECT, debounce_ms=0, cap=1, drop=DropPolicy.SUMMARIZE))
+    await runtime.send("s1", "one")
+    await harness.model.next_call()
+    for text in ("a", "b", "c"):  # "a" and "b" are dropped, to be summarized
+        await runtime.send("s1", text)
+
+    report = await runtime.stop("s1")
+    harness.model.queue_reply("r2")
+    await answer(runtime, "s1", "next question")
+
+    assert ("dropped 1 waiting message (and the summary of 2 messages the full queue "
+            "dropped earlier)") in report.describe()
+    seen = [m.content for m in harness.model.calls[-1].request.messages]
+    assert seen == ["one", "next question"]  # told nothing of "a" and "b"

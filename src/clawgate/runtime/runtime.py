@@ -48,7 +48,7 @@ from clawgate.runtime.runner import ReplySoFar, Runner
 from clawgate.runtime.scope import Scope, ServeAll
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.runtime.status import StatusReport
-from clawgate.runtime.stopping import StopReport, stop_and_wait
+from clawgate.runtime.stopping import StopReport, stop_and_wait, summaries_part
 from clawgate.runtime.supervisor import Supervisor
 from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, StopResult, Store
 
@@ -507,6 +507,7 @@ def describe_reset(result: ResetResult) -> str:
         stopped = f"; stopped run {result.stop.run.id}"
     dropped = len(result.stop.dropped)
     if dropped:
-        stopped += f"; dropped {dropped} waiting message{'s' if dropped != 1 else ''}"
+        stopped += (f"; dropped {dropped} waiting message{'s' if dropped != 1 else ''}"
+                    f"{summaries_part(result.stop)}")
     return (f"new session {result.new.id} for {result.new.key!r} (the previous one, "
             f"{result.old.id}, is kept{stopped})")

@@ -82,6 +82,9 @@ class StopResult:
     outcome: StopOutcome
     run: Run | None = None  # the run as it is after the command
     dropped: tuple[InboundMessage, ...] = ()  # waiting messages cleared by this stop
+    #: Messages dropped earlier under ``summarize`` whose summary no run had been told yet:
+    #: the stop cleared it too (it would have reached the next, unrelated, reply)
+    cleared_summaries: tuple[InboundMessage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,14 +103,18 @@ def run_from(row: Row) -> Run:
     )
 
 
+#: Read ``FROM inbound`` (unaliased): with what became of a summarized message's summary.
 INBOUND_COLUMNS = (
     "id, session_id, channel, text, received_at, channel_message_id, sender, fate, reason,"
-    " run_id, decided_at"
+    " run_id, decided_at,"
+    " (SELECT q.run_id FROM queue_summaries q WHERE q.message_id = inbound.id),"
+    " (SELECT q.cleared FROM queue_summaries q WHERE q.message_id = inbound.id)"
 )
 
 
 def inbound_from(row: Row) -> InboundMessage:
-    (mid, sid, channel, text, received, cmid, sender, fate, reason, run_id, decided) = row
+    (mid, sid, channel, text, received, cmid, sender, fate, reason, run_id, decided,
+     summarized_in, cleared) = row
     return InboundMessage(
         id=mid,
         session_id=sid,
@@ -123,6 +127,8 @@ def inbound_from(row: Row) -> InboundMessage:
         reason=None if reason is None else DropReason(reason),
         run_id=run_id,
         decided_at=opt_dt(decided),
+        summarized_in=summarized_in,
+        summary_cleared=None if cleared is None else DropReason(cleared),
     )
 
 

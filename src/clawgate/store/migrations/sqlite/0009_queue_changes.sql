@@ -1,0 +1,34 @@
+-- clawgate schema 9: the summary of a message dropped under the "summarize" policy is settled
+-- either way: a run was told of it (run_id), or stop or a reset cleared it first (cleared), so
+-- that it never reaches a later, unrelated reply and the message says what became of it.
+-- Summaries left waiting in archived sessions (a reset before this schema) are settled as
+-- cleared by the reset: no run can carry them.
+
+CREATE TABLE queue_summaries_settled (
+    message_id TEXT PRIMARY KEY REFERENCES inbound (id),
+    run_id     TEXT REFERENCES runs (id),
+    cleared    TEXT CHECK (cleared IN ('stopped', 'reset')),
+    CHECK ((run_id IS NULL) <> (cleared IS NULL))
+);
+INSERT INTO queue_summaries_settled (message_id, run_id)
+    SELECT message_id, run_id FROM queue_summaries;
+DROP TABLE queue_summaries;
+ALTER TABLE queue_summaries_settled RENAME TO queue_summaries;
+
+CREATE TRIGGER queue_summaries_kept_update
+BEFORE UPDATE ON queue_summaries
+BEGIN
+    SELECT RAISE(ABORT, 'which run was told of a dropped message is kept as it was recorded');
+END;
+
+CREATE TRIGGER queue_summaries_kept_delete
+BEFORE DELETE ON queue_summaries
+BEGIN
+    SELECT RAISE(ABORT, 'which run was told of a dropped message is kept as it was recorded');
+END;
+
+INSERT INTO queue_summaries (message_id, cleared)
+    SELECT id, 'reset' FROM inbound
+    WHERE reason = 'queue_full_summarized'
+      AND NOT EXISTS (SELECT 1 FROM queue_summaries q WHERE q.message_id = inbound.id)
+      AND session_id IN (SELECT id FROM sessions WHERE archived_at IS NOT NULL);
