@@ -290,6 +290,9 @@ class Run:
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
     profile: str | None = None  # the auth profile that answered
+    #: The queue mode in force when the run took its messages: it decides what becomes of
+    #: messages sent during the run (None: a run recorded before runs kept it)
+    queue_mode: QueueMode | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,7 @@ async def test_a_steered_run_is_told_of_the_messages_dropped_before_it_took_the_
                           drop=DropPolicy.SUMMARIZE)
     run, (a, b) = await _dropped_while_busy(store, ("a", "b"), defaults=steer)
 
-    taken = await store.take_steering(run.id, OWNER, "so far", steer)
+    taken = await store.take_steering(run.id, OWNER, "so far")
 
     assert [m.id for m in taken or []] == [b.id]
     assert (await _message(store, a.id)).summarized_in == run.id

@@ -45,3 +45,23 @@ async def test_a_summarized_message_names_the_run_that_was_told_what_it_said(
     history = await client.request("chat.history", session="s1")
     assert ("note", "[1 earlier message was dropped from a full queue: a]") in [
         (e["role"], e["text"]) for e in history["entries"] if e["runId"] == answered["runId"]]
+
+
+async def test_the_ack_says_the_mode_of_the_reply_in_progress_not_a_later_one(
+    client: GatewayClient,
+) -> None:
+    await client.request("sessions.patch", session="s1", model="hang/echo",
+                         queue={"mode": "steer"})
+    first = await client.request("chat.send", session="s1", text="one")
+    while (frame := await client.next_event())["event"] != "run.running":
+        pass
+    await client.request("sessions.patch", session="s1", queue={"mode": "followup"})
+
+    ack = await client.request("chat.send", session="s1", text="two")
+
+    assert ack["queuedBehind"] == frame["payload"]["runId"]
+    assert ack["queueMode"] == "steer"  # handed to the reply in progress, as it will be
+    patched = await client.request("sessions.get", session="s1", limit=1)
+    assert patched["queue"]["mode"] == "followup"  # the mode of the next replies
+    assert first["queueMode"] == "steer"
+    await client.request("chat.abort", session="s1")

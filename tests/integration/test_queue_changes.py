@@ -12,6 +12,7 @@ from clawgate.domain import (
     QueueMode,
     QueuePatch,
     QueueSettings,
+    RunStatus,
 )
 from clawgate.runtime.bus import RunChanged, Subscription
 from clawgate.runtime.runtime import Runtime
@@ -91,3 +92,57 @@ async def test_stop_clears_the_summary_of_messages_the_full_queue_dropped(
             "dropped earlier)") in report.describe()
     seen = [m.content for m in harness.model.calls[-1].request.messages]
     assert seen == ["one", "next question"]  # told nothing of "a" and "b"
+
+
+async def test_a_message_handed_to_a_steered_reply_stays_with_it_after_a_mode_change(
+    harness: Harness,
+) -> None:
+    runtime = await harness.runtime()
+    await runtime.set_queue("s1", QueuePatch(mode=QueueMode.STEER))
+    first = await runtime.send("s1", "write a poem")
+    call = await harness.model.next_call()
+    steered = await runtime.send("s1", "make it about the sea")
+    await runtime.set_queue("s1", QueuePatch(mode=QueueMode.FOLLOWUP))  # for the next reply
+    call.finish("Roses are red")
+    (await harness.model.next_call()).finish("Waves are blue")
+
+    outcome = await runtime.wait_for(steered.message.id, within=5)
+    assert steered.queue_mode(SETTINGS.queue) is QueueMode.STEER  # "handed to the reply"
+    assert outcome.run == (await runtime.wait_for(first.message.id)).run
+    assert outcome.reply == "Roses are red\n\nWaves are blue"
+
+
+async def test_a_switch_to_steer_during_a_reply_holds_from_the_next_reply(
+    harness: Harness,
+) -> None:
+    runtime = await harness.runtime()
+    await runtime.set_queue("s1", QueuePatch(mode=QueueMode.COLLECT))
+    first = await runtime.send("s1", "write a poem")
+    call = await harness.model.next_call()
+    await runtime.set_queue("s1", QueuePatch(mode=QueueMode.STEER))
+    later = await runtime.send("s1", "and a song")
+    call.finish("Roses are red")
+    (await harness.model.next_call()).finish("La la la")
+
+    outcome = await runtime.wait_for(later.message.id, within=5)
+    assert later.queue_mode(SETTINGS.queue) is QueueMode.COLLECT  # "queued", as it is
+    assert outcome.run != (await runtime.wait_for(first.message.id)).run
+    assert outcome.reply == "La la la"
+
+
+async def test_a_reply_started_in_interrupt_mode_is_interrupted_after_a_mode_change(
+    harness: Harness,
+) -> None:
+    runtime = await harness.runtime()
+    await runtime.set_queue("s1", QueuePatch(mode=QueueMode.INTERRUPT))
+    first = await runtime.send("s1", "write a poem")
+    await harness.model.next_call()
+    await runtime.set_queue("s1", QueuePatch(mode=QueueMode.FOLLOWUP))
+    newer = await runtime.send("s1", "no, a song")
+    (await harness.model.next_call()).finish("La la la")
+
+    cut = await runtime.wait_for(first.message.id, within=5)
+    assert newer.queue_mode(SETTINGS.queue) is QueueMode.INTERRUPT
+    assert cut.run is not None
+    assert cut.run.status is RunStatus.INTERRUPTED
+    assert (await runtime.wait_for(newer.message.id, within=5)).reply == "La la la"

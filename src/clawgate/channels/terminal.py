@@ -140,7 +140,7 @@ class LocalChat:
             return result.text
         queued = None
         if result.message.fate is Fate.PENDING and result.active_run is not None:
-            queued = str(result.session.effective_queue(self._runtime.settings.queue).mode)
+            queued = str(result.queue_mode(self._runtime.settings.queue))
         return Sent(result.message.id, queued)
 
     async def events(self) -> AsyncIterator[ChatEvent]:

@@ -202,7 +202,7 @@ class Runtime:
         if acceptance.message.fate is Fate.PENDING:
             self._scope.accepted(acceptance.session.id, acceptance.message.id)
         if acceptance.active_run is not None:
-            await self._behind_active_run(acceptance.session, acceptance.active_run)
+            await self._behind_active_run(acceptance, acceptance.active_run)
         self._lanes.kick(acceptance.session.id)
         return acceptance
 
@@ -216,12 +216,13 @@ class Runtime:
             self._supervisor.recover_soon()
             self._lanes.kick(message.session_id)
 
-    async def _behind_active_run(self, session: Session, run: Run) -> None:
+    async def _behind_active_run(self, acceptance: Acceptance, run: Run) -> None:
+        """A message came during ``run``: in interrupt mode (the run's), it stops the run."""
         if run.lease_expires_at <= self.clock.now() or run.owner_id != self.owner.id:
             self._supervisor.recover_soon()  # its owner may be gone: look at once
-        if session.effective_queue(self.settings.queue).mode is QueueMode.INTERRUPT:
+        if acceptance.queue_mode(self.settings.queue) is QueueMode.INTERRUPT:
             result = await self.store.request_stop(
-                session.id, RunStatus.INTERRUPTED, clear_queue=False
+                run.session_id, RunStatus.INTERRUPTED, clear_queue=False
             )
             if result.outcome is StopOutcome.SIGNALLED and result.run is not None:
                 self._runner.stop(result.run.id, RunStatus.INTERRUPTED,

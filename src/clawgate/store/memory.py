@@ -410,7 +410,7 @@ class MemoryStore:
         plan = plan_claim(settings.mode, [m.id for m in queued])
         run = Run(
             id=new_id("run"), session_id=session_id, status=RunStatus.QUEUED, created_at=now,
-            owner_id=owner_id, lease_expires_at=now + lease,
+            owner_id=owner_id, lease_expires_at=now + lease, queue_mode=settings.mode,
         )
         db.runs[run.id] = run
         self._event(db, session_id, "run.queued", now, run_id=run.id,
@@ -441,15 +441,14 @@ class MemoryStore:
 
     @_writes
     async def take_steering(
-        self, run_id: str, owner_id: str, reply_so_far: str, defaults: QueueSettings
+        self, run_id: str, owner_id: str, reply_so_far: str
     ) -> list[InboundMessage] | None:
         db = await self._enter()
         run = db.runs.get(run_id)
         if run is None or run.owner_id != owner_id or run.status is not RunStatus.RUNNING:
             return None
-        session = db.sessions[run.session_id]
         queued = self._waiting(db, run.session_id)
-        if session.effective_queue(defaults).mode is not QueueMode.STEER or not queued:
+        if run.queue_mode is not QueueMode.STEER or not queued:  # its own mode, not today's
             return []
         if reply_so_far:
             self._append(db, run.session_id, Role.ASSISTANT, reply_so_far, run_id)

@@ -416,9 +416,9 @@ def claim_next(
     plan = plan_claim(settings.mode, [m.id for m in queued])
     run_id = new_id("run")
     conn.execute(
-        "INSERT INTO runs (id, session_id, status, created_at, owner_id, lease_expires_at)"
-        " VALUES (?, ?, 'queued', ?, ?, ?)",
-        (run_id, session_id, ts(now), owner_id, ts(now + lease)),
+        "INSERT INTO runs (id, session_id, status, created_at, owner_id, lease_expires_at,"
+        " queue_mode) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+        (run_id, session_id, ts(now), owner_id, ts(now + lease), settings.mode.value),
     )
     taken = _decide(conn, [plan.answered], Fate.ANSWERED, now, run_id=run_id)
     taken += _decide(conn, plan.merged, Fate.MERGED, now, run_id=run_id)
@@ -499,14 +499,11 @@ def start_run(
 
 def take_steering(
     conn: sqlite3.Connection, clock: Clock, run_id: str, owner_id: str, reply_so_far: str,
-    defaults: QueueSettings,
 ) -> list[InboundMessage] | None:
     run = run_by_id(conn, run_id)
     if run is None or run.owner_id != owner_id or run.status is not RunStatus.RUNNING:
         return None
-    session = session_by_id(conn, run.session_id)
-    assert session is not None
-    if session.effective_queue(defaults).mode is not QueueMode.STEER:
+    if run.queue_mode is not QueueMode.STEER:  # its own mode: a later change is for later runs
         return []
     queued = waiting(conn, run.session_id)
     if not queued:

@@ -77,13 +77,13 @@ def session_from(row: Row) -> Session:
 RUN_COLUMNS = (
     "id, session_id, status, created_at, owner_id, lease_expires_at, started_at, ended_at,"
     " runtime_ms, provider, model, deadline_at, stop_requested, input_tokens, output_tokens,"
-    " error, profile, cached_tokens"
+    " error, profile, cached_tokens, queue_mode"
 )
 
 
 def run_from(row: Row) -> Run:
     (rid, sid, status, created, owner, lease, started, ended, runtime, provider, model,
-     deadline, stop, tin, tout, error, profile, cached) = row
+     deadline, stop, tin, tout, error, profile, cached, queue_mode) = row
     return Run(
         id=rid,
         session_id=sid,
@@ -100,6 +100,7 @@ def run_from(row: Row) -> Run:
         usage=Usage(tin, tout, cached),
         error=error,
         profile=profile,
+        queue_mode=None if queue_mode is None else QueueMode(queue_mode),
     )
 
 

@@ -1,8 +1,17 @@
--- clawgate schema 9: the summary of a message dropped under the "summarize" policy is settled
--- either way: a run was told of it (run_id), or stop or a reset cleared it first (cleared), so
--- that it never reaches a later, unrelated reply and the message says what became of it.
--- Summaries left waiting in archived sessions (a reset before this schema) are settled as
--- cleared by the reset: no run can carry them.
+-- clawgate schema 9, the queue modes kept to their word.
+--
+-- A run records the queue mode in force when it took its messages: that mode decides what
+-- becomes of the messages sent during it (handed to it in steer mode, stopping it in
+-- interrupt mode), whatever the mode is changed to meanwhile. Runs from before: NULL.
+--
+-- The summary of a message dropped under the "summarize" policy is settled either way: a run
+-- was told of it (run_id), or stop or a reset cleared it first (cleared), so that it never
+-- reaches a later, unrelated reply and the message says what became of it. Summaries left
+-- waiting in archived sessions (a reset before this schema) are settled as cleared by the
+-- reset: no run can carry them.
+
+ALTER TABLE runs ADD COLUMN queue_mode TEXT
+    CHECK (queue_mode IN ('followup', 'collect', 'steer', 'interrupt'));
 
 CREATE TABLE queue_summaries_settled (
     message_id TEXT PRIMARY KEY REFERENCES inbound (id),
