@@ -189,18 +189,24 @@ def test_a_chat_waiting_for_its_answer_when_the_gateway_dies_ends_cleanly(home: 
     assert "never retrieved" not in err
 
 
-@pytest.mark.slow
-def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home) -> None:
-    home.configure(fail="hang", grace=3)
+def _told_of_a_shutdown(home: Home, grace: int) -> tuple[subprocess.Popen[str], Terminal, str]:
+    """A chat in a terminal through a gateway whose reply hangs, once SIGTERM began the
+    gateway's shutdown: the gateway, the chat, and what the chat has shown."""
+    home.configure(fail="hang", grace=grace)
     gateway, _ = home.start_gateway()
     chat = _typing(home, "s1", "tell me everything\r", "tell me everything")
     wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "running", 15,
                "the reply to start")
-
     gateway.send_signal(signal.SIGTERM)
-    said = chat.wait_for("nothing typed now can be sent]")
+    return gateway, chat, chat.wait_for("no message typed now can be sent]")
+
+
+@pytest.mark.slow
+def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home) -> None:
+    gateway, chat, said = _told_of_a_shutdown(home, grace=3)
     assert re.search(r"\n\[the gateway is shutting down: replies in progress may finish "
-                     r"for (3|2\.\d)s; nothing typed now can be sent\]\n", said)
+                     r"for (3|2\.\d)s; stop still works, but no message typed now can be "
+                     r"sent\]\n", said)
     chat.type("too late\r")  # during the grace period
     chat.wait_for("! not sent: the gateway is shutting down")
     gateway.wait(20)
@@ -212,6 +218,20 @@ def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home)
                         "would be sent\n")
     shown = home.json("sessions", "show", "s1")
     assert [m["text"] for m in shown["inbound"]] == ["tell me everything"]
+
+
+@pytest.mark.slow
+def test_stop_and_status_still_go_through_while_the_gateway_shuts_down(home: Home) -> None:
+    gateway, chat, _ = _told_of_a_shutdown(home, grace=30)
+    chat.type("/status\r")  # during the grace period
+    chat.wait_for("model     echo/echo")
+    chat.type("stop\r")
+    chat.wait_for("[killed: stopped by request]")
+    gateway.wait(20)  # the reply stopped: the gateway need not wait out its grace
+    assert chat.wait_exit(15) == 1
+
+    assert "! not sent" not in chat.text
+    assert home.json("sessions", "show", "s1")["status"] == "killed"
 
 
 def test_a_line_typed_in_a_terminal_is_whole_editable_and_recalled(home: Home) -> None:

@@ -5,9 +5,10 @@ taken one at a time: each waits until the one before has its answer shown, so ev
 gets its own answer, in order, and a command applies after what came before it. Ctrl-C stops
 the current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
 answer. When the gateway begins to shut down the chat says so, shows the replies in progress
-as they end, and sends nothing typed from then on; once the gateway is gone (or if it goes
-away unannounced) the chat ends at once and says so, rather than take lines it could not
-send. Input is read on a thread so a slow typist never blocks the event loop.
+as they end, and sends no message typed from then on (stop, /status and /help still go
+through); once the gateway is gone (or if it goes away unannounced) the chat ends at once and
+says so, rather than take lines it could not send. Input is read on a thread so a slow typist
+never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ class TerminalChat:
         self._leave = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
         self._lost: Disconnected | None = None  # the backend went away: the chat ends
-        self._closing = False  # the backend is shutting down: nothing more is sent
+        self._closing = False  # the backend is shutting down: no more messages are sent
         self._ended: set[str] = set()  # runs whose end has been shown
         self._shown_end = asyncio.Event()  # set each time a run's end is shown
 
@@ -246,7 +247,7 @@ class TerminalChat:
             line = await self._next_line()
             if line is None or line.strip().lower() in QUIT:
                 return
-            if line.strip() and self._closing:
+            if line.strip() and self._closing and not _while_closing(line):
                 self._say("! not sent: the gateway is shutting down")
             elif line.strip():
                 await self._handle(line)
@@ -356,7 +357,8 @@ class TerminalChat:
         elif isinstance(event, Closing):
             self._closing = True
             self._say(f"[the gateway is shutting down: replies in progress may finish for "
-                      f"{event.grace:g}s; nothing typed now can be sent]")
+                      f"{event.grace:g}s; stop still works, but no message typed now can "
+                      "be sent]")
         else:
             self._say(f"[message dropped: {event.reason}]")
 
@@ -440,8 +442,18 @@ def _with_terminal_help(help_text: str) -> str:
 
 
 def _is_stop(line: str) -> bool:
+    return _is_command(line, commands.Stop)
+
+
+def _while_closing(line: str) -> bool:
+    """Whether a line still goes through while the gateway shuts down: stop (the gateway
+    still ends runs), and /status and /help, which only read."""
+    return _is_command(line, commands.Stop, commands.Status, commands.Help)
+
+
+def _is_command(line: str, *kinds: type[commands.Command]) -> bool:
     try:
-        return isinstance(commands.parse(line), commands.Stop)
+        return isinstance(commands.parse(line), kinds)
     except InvalidInput:  # (an unknown command: the backend says so)
         return False
 
