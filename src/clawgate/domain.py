@@ -570,9 +570,16 @@ class OverflowPlan:
 
 
 def plan_overflow(pending: int, settings: QueueSettings) -> OverflowPlan:
-    """What to drop when one more message arrives and ``pending`` are already waiting."""
+    """What to drop when one more message arrives and ``pending`` are already waiting.
+
+    In interrupt mode the newest message is the one answered, so the oldest waiting ones
+    make room, superseded, whatever the drop policy.
+    """
     if pending < settings.cap:
         return OverflowPlan()
+    if settings.mode is QueueMode.INTERRUPT:
+        return OverflowPlan(drop_oldest=pending - settings.cap + 1,
+                            reason=DropReason.SUPERSEDED)
     if settings.drop is DropPolicy.NEW:
         return OverflowPlan(drop_new=True, reason=DropReason.QUEUE_FULL_NEWEST)
     reason = (
