@@ -71,6 +71,7 @@ def test_a_piped_command_applies_after_the_lines_before_it(home: Home, where: st
 
 def test_commands_answer_in_the_chat(home: Home) -> None:
     done = home.run("chat", stdin="/help\n/queue steer cap:3\n/queue cap:4\n/status\n"
+                                  "/queue debounce:100 COLLECT\n"
                                   "/queue bogus\n/frob\n/usr/bin/python is broken\n")
     assert done.returncode == 0
     out = done.stdout
@@ -78,6 +79,7 @@ def test_commands_answer_in_the_chat(home: Home) -> None:
     assert "/quit, /exit" in out  # the terminal's own
     assert "queue: steer (debounce 0 ms, cap 3, drop summarize)" in out
     assert "queue: steer (debounce 0 ms, cap 4, drop summarize)" in out  # only cap changed
+    assert "queue: collect (debounce 100 ms, cap 4, drop summarize)" in out  # any order
     assert "echo: /usr/bin/python is broken" in out  # a path, not a command
     assert "model     echo/echo" in out
     assert "! unknown queue mode 'bogus'" in out
@@ -288,24 +290,30 @@ def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:
 
 
 @pytest.mark.parametrize("where", ["in-process", "via the gateway"])
-def test_a_message_the_full_queue_drops_is_not_said_to_be_queued(home: Home, where: str) -> None:
+@pytest.mark.parametrize(("drop", "dropped", "kept", "why"), [
+    ("new", "third", "second", "queue full: the new message was dropped"),
+    ("old", "second", "third", "queue full: the oldest waiting message was dropped"),
+])
+def test_a_message_the_full_queue_drops_is_named_and_not_said_to_be_queued(
+    home: Home, where: str, drop: str, dropped: str, kept: str, why: str,
+) -> None:
     home.configure(delay_ms=3000, queue=None)
     if where == "via the gateway":
         home.start_gateway()
-    chat = _typing(home, "d1", "/queue collect cap:1 drop:new\r", "queue: collect (")
+    chat = _typing(home, "d1", f"/queue collect cap:1 drop:{drop}\r", "queue: collect (")
     chat.type("first\r")
     wait_until(lambda: (home.latest_run("d1") or {}).get("status") == "running", 15,
                "the reply to start")
     chat.type("second\r")
     chat.wait_for("[queued: ")
     chat.type("third\r")
-    chat.wait_for("echo: second\n")
+    chat.wait_for(f"echo: {kept}\n")
     chat.type(CTRL_D)
 
     assert chat.wait_exit() == 0
     out = chat.text
-    assert out.count("[queued: answered together") == 1  # "second" waits
-    assert out.count("[message dropped: queue full: the new message was dropped]") == 1
+    assert out.count("[queued: answered together") == (1 if drop == "new" else 2)
+    assert out.count(f'[message "{dropped}" dropped: {why}]') == 1  # which one, said once
 
 
 def test_a_chat_is_told_what_a_stop_from_another_terminal_dropped(home: Home) -> None:
@@ -323,7 +331,8 @@ def test_a_chat_is_told_what_a_stop_from_another_terminal_dropped(home: Home) ->
     chat.type(CTRL_D)
 
     assert chat.wait_exit() == 0
-    assert "[message dropped: cleared by stop]\n[killed: stopped by request]" in chat.text
+    assert '[message "second" dropped: cleared by stop]\n[killed: stopped by request]' in (
+        chat.text)
 
 
 @pytest.mark.parametrize("leave", ["/quit\r", CTRL_D])

@@ -65,3 +65,15 @@ async def test_the_ack_says_the_mode_of_the_reply_in_progress_not_a_later_one(
     assert patched["queue"]["mode"] == "followup"  # the mode of the next replies
     assert first["queueMode"] == "steer"
     await client.request("chat.abort", session="s1")
+
+
+async def test_queue_names_are_taken_in_any_case_as_the_chat_takes_them(
+    client: GatewayClient,
+) -> None:
+    patched = await client.request("sessions.patch", session="s1",
+                                   queue={"mode": "STEER", "drop": "Old"})
+    typed = await client.request("chat.send", session="s2", text="/queue STEER drop:Old")
+
+    assert (patched["queue"]["mode"], patched["queue"]["drop"]) == ("steer", "old")
+    assert typed["reply"].startswith("queue: steer (")
+    assert "drop old" in typed["reply"]

@@ -20,13 +20,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from clawgate.channels.line_editor import LineEditor, open_line_editor
-from clawgate.domain import DropReason, Fate
+from clawgate.domain import DropReason, Fate, preview
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput, StoreError
 from clawgate.runtime import commands
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
@@ -44,6 +44,7 @@ WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it
 #: moment after the outcome is known).
 SHOWN_WITHIN_S = 5.0
 WAITING = "waiting for the reply to finish; Ctrl-C stops it"
+DROPPED_PREVIEW = 40  # characters of a dropped message the chat shows, to say which
 #: Commands of the terminal itself, added to the /help list.
 TERMINAL_HELP = (
     "/quit, /exit           leave once what you sent is answered (or Ctrl-D; Ctrl-C twice:"
@@ -66,6 +67,13 @@ class RunEnded:
 @dataclass(frozen=True, slots=True)
 class Dropped:
     reason: str
+    text: str = ""  # (the start of) the message dropped; "" when not known
+
+    @classmethod
+    def stored(cls, detail: Mapping[str, object]) -> Dropped:
+        """A ``message.dropped`` event's detail (as stored, or as the gateway sends it)."""
+        reason, text = detail.get("reason"), detail.get("preview")
+        return cls(dropped_because(str(reason) if reason else None), str(text or ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +163,7 @@ class LocalChat:
                 yield RunEnded(event.run.id, str(event.run.status), event.run.error)
             elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED and (
                     self._tell(event.message.id)):
-                reason = event.message.reason
-                yield Dropped(reason.describe if reason else "dropped")
+                yield Dropped(event.message.why_dropped, event.message.text)
 
     async def _dropped_elsewhere(self) -> list[Dropped]:
         """Drops the store recorded for this session that this process's bus did not carry
@@ -169,8 +176,7 @@ class LocalChat:
                 for event in batch:
                     self._seq = event.seq
                     if event.kind == "message.dropped" and self._tell(event.message_id):
-                        reason = event.detail.get("reason")
-                        found.append(Dropped(dropped_because(str(reason) if reason else None)))
+                        found.append(Dropped.stored(event.detail))
                 if len(batch) < FEED_BATCH:
                     return found
         except StoreError as exc:  # the chat goes on; only this notice is missed
@@ -360,7 +366,8 @@ class TerminalChat:
                       f"{event.grace:g}s; stop still works, but no message typed now can "
                       "be sent]")
         else:
-            self._say(f"[message dropped: {event.reason}]")
+            which = f'"{preview(event.text, DROPPED_PREVIEW)}" ' if event.text else ""
+            self._say(f"[message {which}dropped: {event.reason}]")
 
     def _say(self, text: str) -> None:
         if self._streaming is not None:

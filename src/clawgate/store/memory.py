@@ -744,9 +744,11 @@ class MemoryStore:
             db.inbound[message_id] = dataclasses.replace(
                 message, fate=fate, run_id=run_id, reason=reason, decided_at=now
             )
+            detail: dict[str, object] = {"fate": fate.value, "reason": reason and reason.value}
+            if fate is Fate.DROPPED:  # which message: it is not answered, so not seen again
+                detail["preview"] = message.text[:120]
             self._event(db, message.session_id, f"message.{fate}", now, run_id=run_id,
-                        message_id=message_id,
-                        detail={"fate": fate.value, "reason": reason and reason.value})
+                        message_id=message_id, detail=detail)
             decided.append(db.inbound[message_id])
         return decided
 

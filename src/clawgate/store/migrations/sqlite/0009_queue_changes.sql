@@ -9,6 +9,9 @@
 -- reaches a later, unrelated reply and the message says what became of it. Summaries left
 -- waiting in archived sessions (a reset before this schema) are settled as cleared by the
 -- reset: no run can carry them.
+--
+-- A message.dropped event says which message (its first 120 characters, as message.pending
+-- does): a dropped message is not answered, so a client would not see it again.
 
 ALTER TABLE runs ADD COLUMN queue_mode TEXT
     CHECK (queue_mode IN ('followup', 'collect', 'steer', 'interrupt'));
@@ -41,3 +44,19 @@ INSERT INTO queue_summaries (message_id, cleared)
     WHERE reason = 'queue_full_summarized'
       AND NOT EXISTS (SELECT 1 FROM queue_summaries q WHERE q.message_id = inbound.id)
       AND session_id IN (SELECT id FROM sessions WHERE archived_at IS NOT NULL);
+
+DROP TRIGGER events_message_fate;
+
+CREATE TRIGGER events_message_fate
+AFTER UPDATE OF fate ON inbound
+WHEN NEW.fate <> OLD.fate
+BEGIN
+    INSERT INTO events (at, session_id, session_key, kind, run_id, message_id, detail)
+    VALUES (NEW.decided_at, NEW.session_id,
+            (SELECT key FROM sessions WHERE id = NEW.session_id), 'message.' || NEW.fate,
+            NEW.run_id, NEW.id,
+            CASE WHEN NEW.fate = 'dropped'
+                THEN json_object('fate', NEW.fate, 'reason', NEW.reason,
+                                 'preview', substr(NEW.text, 1, 120))
+                ELSE json_object('fate', NEW.fate, 'reason', NEW.reason) END);
+END;
