@@ -109,6 +109,11 @@ _DROP_DESCRIPTIONS: Mapping[DropReason, str] = {
     DropReason.RESET: "cleared when the session was reset or deleted",
     DropReason.SUPERSEDED: "superseded by a newer message (interrupt mode)",
 }
+#: What cleared the summary of a message dropped under ``summarize`` before a run was told.
+_CLEARED: Mapping[DropReason, str] = {
+    DropReason.STOPPED: "cleared by stop before any reply was told",
+    DropReason.RESET: "cleared when the session was reset or deleted",
+}
 
 
 # --- queue policy ---------------------------------------------------------------------
@@ -285,6 +290,9 @@ class Run:
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
     profile: str | None = None  # the auth profile that answered
+    #: The queue mode in force when the run took its messages: it decides what becomes of
+    #: messages sent during the run (None: a run recorded before runs kept it)
+    queue_mode: QueueMode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +308,23 @@ class InboundMessage:
     reason: DropReason | None = None
     run_id: str | None = None
     decided_at: datetime | None = None
+    #: Dropped under ``summarize``: the run told what it said (the next run to answer, or
+    #: the run the rest were steered into) ...
+    summarized_in: str | None = None
+    #: ... or why no run will be: stop (STOPPED) or a reset (RESET) cleared the summary first
+    summary_cleared: DropReason | None = None
+
+    @property
+    def why_dropped(self) -> str:
+        """Why the message was dropped, in words, and for a summarized one what became of
+        its summary; "dropped" when it was not."""
+        if self.reason is not DropReason.QUEUE_FULL_SUMMARIZED:
+            return self.reason.describe if self.reason else "dropped"
+        if self.summarized_in is not None:
+            return f"queue full: dropped; run {self.summarized_in} was told what it said"
+        if self.summary_cleared is not None:
+            return f"queue full: dropped; its summary was {_CLEARED[self.summary_cleared]}"
+        return self.reason.describe
 
 
 class Role(StrEnum):
@@ -545,9 +570,16 @@ class OverflowPlan:
 
 
 def plan_overflow(pending: int, settings: QueueSettings) -> OverflowPlan:
-    """What to drop when one more message arrives and ``pending`` are already waiting."""
+    """What to drop when one more message arrives and ``pending`` are already waiting.
+
+    In interrupt mode the newest message is the one answered, so the oldest waiting ones
+    make room, superseded, whatever the drop policy.
+    """
     if pending < settings.cap:
         return OverflowPlan()
+    if settings.mode is QueueMode.INTERRUPT:
+        return OverflowPlan(drop_oldest=pending - settings.cap + 1,
+                            reason=DropReason.SUPERSEDED)
     if settings.drop is DropPolicy.NEW:
         return OverflowPlan(drop_new=True, reason=DropReason.QUEUE_FULL_NEWEST)
     reason = (

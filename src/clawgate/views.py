@@ -81,6 +81,10 @@ def run_row(run: Run, attempts: list[Attempt] | None = None) -> Json:
 
 
 def inbound_row(message: InboundMessage) -> Json:
+    """A message and its fate. ``runId`` is the run that answered it, or for one dropped
+    under ``summarize`` the run told what it said; ``summaryCleared`` says why no run was
+    (``stopped``, ``reset``)."""
+    cleared = message.summary_cleared
     return {
         "id": message.id,
         "receivedAt": _time(message.received_at),
@@ -88,7 +92,8 @@ def inbound_row(message: InboundMessage) -> Json:
         "text": preview(message.text),
         "fate": str(message.fate),
         "reason": None if message.reason is None else str(message.reason),
-        "runId": message.run_id,
+        "runId": message.run_id or message.summarized_in,
+        "summaryCleared": None if cleared is None else str(cleared),
     }
 
 

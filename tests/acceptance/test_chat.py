@@ -71,6 +71,7 @@ def test_a_piped_command_applies_after_the_lines_before_it(home: Home, where: st
 
 def test_commands_answer_in_the_chat(home: Home) -> None:
     done = home.run("chat", stdin="/help\n/queue steer cap:3\n/queue cap:4\n/status\n"
+                                  "/queue debounce:100 COLLECT\n"
                                   "/queue bogus\n/frob\n/usr/bin/python is broken\n")
     assert done.returncode == 0
     out = done.stdout
@@ -78,6 +79,7 @@ def test_commands_answer_in_the_chat(home: Home) -> None:
     assert "/quit, /exit" in out  # the terminal's own
     assert "queue: steer (debounce 0 ms, cap 3, drop summarize)" in out
     assert "queue: steer (debounce 0 ms, cap 4, drop summarize)" in out  # only cap changed
+    assert "queue: collect (debounce 100 ms, cap 4, drop summarize)" in out  # any order
     assert "echo: /usr/bin/python is broken" in out  # a path, not a command
     assert "model     echo/echo" in out
     assert "! unknown queue mode 'bogus'" in out
@@ -189,18 +191,24 @@ def test_a_chat_waiting_for_its_answer_when_the_gateway_dies_ends_cleanly(home: 
     assert "never retrieved" not in err
 
 
-@pytest.mark.slow
-def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home) -> None:
-    home.configure(fail="hang", grace=3)
+def _told_of_a_shutdown(home: Home, grace: int) -> tuple[subprocess.Popen[str], Terminal, str]:
+    """A chat in a terminal through a gateway whose reply hangs, once SIGTERM began the
+    gateway's shutdown: the gateway, the chat, and what the chat has shown."""
+    home.configure(fail="hang", grace=grace)
     gateway, _ = home.start_gateway()
     chat = _typing(home, "s1", "tell me everything\r", "tell me everything")
     wait_until(lambda: (home.latest_run("s1") or {}).get("status") == "running", 15,
                "the reply to start")
-
     gateway.send_signal(signal.SIGTERM)
-    said = chat.wait_for("nothing typed now can be sent]")
+    return gateway, chat, chat.wait_for("no message typed now can be sent]")
+
+
+@pytest.mark.slow
+def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home) -> None:
+    gateway, chat, said = _told_of_a_shutdown(home, grace=3)
     assert re.search(r"\n\[the gateway is shutting down: replies in progress may finish "
-                     r"for (3|2\.\d)s; nothing typed now can be sent\]\n", said)
+                     r"for (3|2\.\d)s; stop still works, but no message typed now can be "
+                     r"sent\]\n", said)
     chat.type("too late\r")  # during the grace period
     chat.wait_for("! not sent: the gateway is shutting down")
     gateway.wait(20)
@@ -212,6 +220,20 @@ def test_a_chat_is_told_at_once_when_the_gateway_begins_to_shut_down(home: Home)
                         "would be sent\n")
     shown = home.json("sessions", "show", "s1")
     assert [m["text"] for m in shown["inbound"]] == ["tell me everything"]
+
+
+@pytest.mark.slow
+def test_stop_and_status_still_go_through_while_the_gateway_shuts_down(home: Home) -> None:
+    gateway, chat, _ = _told_of_a_shutdown(home, grace=30)
+    chat.type("/status\r")  # during the grace period
+    chat.wait_for("model     echo/echo")
+    chat.type("stop\r")
+    chat.wait_for("[killed: stopped by request]")
+    gateway.wait(20)  # the reply stopped: the gateway need not wait out its grace
+    assert chat.wait_exit(15) == 1
+
+    assert "! not sent" not in chat.text
+    assert home.json("sessions", "show", "s1")["status"] == "killed"
 
 
 def test_a_line_typed_in_a_terminal_is_whole_editable_and_recalled(home: Home) -> None:
@@ -268,24 +290,30 @@ def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:
 
 
 @pytest.mark.parametrize("where", ["in-process", "via the gateway"])
-def test_a_message_the_full_queue_drops_is_not_said_to_be_queued(home: Home, where: str) -> None:
+@pytest.mark.parametrize(("drop", "dropped", "kept", "why"), [
+    ("new", "third", "second", "queue full: the new message was dropped"),
+    ("old", "second", "third", "queue full: the oldest waiting message was dropped"),
+])
+def test_a_message_the_full_queue_drops_is_named_and_not_said_to_be_queued(
+    home: Home, where: str, drop: str, dropped: str, kept: str, why: str,
+) -> None:
     home.configure(delay_ms=3000, queue=None)
     if where == "via the gateway":
         home.start_gateway()
-    chat = _typing(home, "d1", "/queue collect cap:1 drop:new\r", "queue: collect (")
+    chat = _typing(home, "d1", f"/queue collect cap:1 drop:{drop}\r", "queue: collect (")
     chat.type("first\r")
     wait_until(lambda: (home.latest_run("d1") or {}).get("status") == "running", 15,
                "the reply to start")
     chat.type("second\r")
     chat.wait_for("[queued: ")
     chat.type("third\r")
-    chat.wait_for("echo: second\n")
+    chat.wait_for(f"echo: {kept}\n")
     chat.type(CTRL_D)
 
     assert chat.wait_exit() == 0
     out = chat.text
-    assert out.count("[queued: answered together") == 1  # "second" waits
-    assert out.count("[message dropped: queue full: the new message was dropped]") == 1
+    assert out.count("[queued: answered together") == (1 if drop == "new" else 2)
+    assert out.count(f'[message "{dropped}" dropped: {why}]') == 1  # which one, said once
 
 
 def test_a_chat_is_told_what_a_stop_from_another_terminal_dropped(home: Home) -> None:
@@ -303,7 +331,8 @@ def test_a_chat_is_told_what_a_stop_from_another_terminal_dropped(home: Home) ->
     chat.type(CTRL_D)
 
     assert chat.wait_exit() == 0
-    assert "[message dropped: cleared by stop]\n[killed: stopped by request]" in chat.text
+    assert '[message "second" dropped: cleared by stop]\n[killed: stopped by request]' in (
+        chat.text)
 
 
 @pytest.mark.parametrize("leave", ["/quit\r", CTRL_D])

@@ -40,10 +40,13 @@ async def claim(
     return claimed
 
 
-async def running(store: Store, text: str = "hi", key: str = "s1", owner: str = OWNER) -> Run:
-    """A session with one run in progress, owned by ``owner``."""
-    accepted = await say(store, text, key)
-    claimed = await claim(store, accepted.session.id, owner)
+async def running(
+    store: Store, text: str = "hi", key: str = "s1", owner: str = OWNER,
+    defaults: QueueSettings = FOLLOWUP,
+) -> Run:
+    """A session with one run in progress, owned by ``owner`` (claimed under ``defaults``)."""
+    accepted = await say(store, text, key, defaults=defaults)
+    claimed = await claim(store, accepted.session.id, owner, defaults)
     run = await store.start_run(
         claimed.run.id, owner, ECHO, store.clock.now() + timedelta(seconds=600)
     )

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from clawgate.domain import Fate
+from clawgate.domain import DropPolicy, Fate, QueueMode, QueueSettings
 from clawgate.store import findings as found
 from clawgate.store.protocol import Finding, Store
 from clawgate.testing import ManualClock
@@ -97,6 +97,21 @@ async def test_a_message_left_waiting_in_an_archived_session(
     accepted = await say(store, "anyone there?")
     tamper.archive_keeping_waiting(accepted.session.id, clock.now())
     assert await _audit(store) == [found.waiting_in_archived(accepted.message.id)]
+
+
+async def test_a_summary_left_waiting_for_a_reply_of_an_archived_session(
+    store: Store, tamper: Tamper, clock: ManualClock
+) -> None:
+    summarize = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=0, cap=1,
+                              drop=DropPolicy.SUMMARIZE)
+    run = await running(store)
+    dropped, waiting = await say(store, "a", defaults=summarize), await say(
+        store, "b", defaults=summarize)
+    await finish(store, run)  # (its end would be recovered anyway)
+    tamper.archive_keeping_waiting(run.session_id, clock.now())
+    assert await _audit(store) == _ordered([
+        found.summary_undeliverable(dropped.message.id),
+        found.waiting_in_archived(waiting.message.id)])
 
 
 async def test_records_naming_a_run_that_is_gone(store: Store, tamper: Tamper) -> None:

@@ -62,7 +62,7 @@ async def test_session_changes_are_in_the_feed(store: Store) -> None:
                      "session.archived", "session.created"]
     assert events[0].detail == {"model": "echo/other"}
     assert events[1].detail == {"mode": "steer", "debounceMs": None, "cap": 4, "drop": None}
-    assert events[2].detail == {"fate": "dropped", "reason": "reset"}
+    assert events[2].detail == {"fate": "dropped", "reason": "reset", "preview": "hi"}
     assert events[3].session_id != events[4].session_id
 
 

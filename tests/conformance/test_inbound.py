@@ -253,6 +253,24 @@ async def test_interrupt_answers_the_newest_and_drops_the_rest_as_superseded(
     assert dropped.reason is DropReason.SUPERSEDED
 
 
+async def test_interrupt_mode_keeps_the_newest_message_when_the_queue_is_full(
+    store: Store,
+) -> None:
+    drop_new = QueueSettings(mode=QueueMode.INTERRUPT, debounce_ms=0, cap=1,
+                             drop=DropPolicy.NEW)
+    run = await running(store, "first", defaults=drop_new)
+    older = await say(store, "second", defaults=drop_new)
+
+    newest = await say(store, "third", defaults=drop_new)
+
+    assert newest.message.fate is Fate.PENDING  # "answer the newest", whatever the policy
+    assert [(m.id, m.reason) for m in newest.dropped] == [
+        (older.message.id, DropReason.SUPERSEDED)]
+    await finish(store, run)
+    assert [m.text for m in (await claim(store, run.session_id, defaults=drop_new)).messages
+            ] == ["third"]
+
+
 async def test_claimed_messages_enter_the_transcript_in_order(store: Store) -> None:
     await set_mode(store, QueueMode.COLLECT)
     run = await running(store, "first")

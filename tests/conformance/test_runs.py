@@ -98,7 +98,7 @@ async def test_a_finished_run_never_changes_again(store: Store, second: RunStatu
         again = await store.finish_run(run.id, OWNER, RunOutcome(second, "late"))
         assert again is None
     assert await store.start_run(run.id, OWNER, ECHO, store.clock.now()) is None
-    assert await store.take_steering(run.id, OWNER, "late", FOLLOWUP) is None
+    assert await store.take_steering(run.id, OWNER, "late") is None
 
     after = await store.get_run(run.id)
     assert after is not None
@@ -126,7 +126,7 @@ async def test_only_the_owner_may_start_or_finish_its_run(store: Store) -> None:
     started = await store.start_run(claimed.run.id, OWNER, ECHO, store.clock.now())
     assert started is not None
     assert await store.finish_run(claimed.run.id, OTHER, RunOutcome(RunStatus.DONE)) is None
-    assert await store.take_steering(claimed.run.id, OTHER, "", FOLLOWUP) is None
+    assert await store.take_steering(claimed.run.id, OTHER, "") is None
 
 
 async def test_a_stopped_reply_is_kept_and_marked(store: Store) -> None:
@@ -144,7 +144,7 @@ async def test_steering_folds_waiting_messages_into_the_running_run(store: Store
     run = await running(store, "write a poem")
     await say(store, "make it short")
 
-    taken = await store.take_steering(run.id, OWNER, "Roses are", FOLLOWUP)
+    taken = await store.take_steering(run.id, OWNER, "Roses are")
 
     assert taken is not None
     assert [(m.text, m.fate, m.run_id) for m in taken] == [
@@ -159,8 +159,39 @@ async def test_steering_folds_waiting_messages_into_the_running_run(store: Store
 async def test_steering_takes_nothing_outside_steer_mode(store: Store) -> None:
     run = await running(store, "write a poem")
     await say(store, "make it short")
-    assert await store.take_steering(run.id, OWNER, "Roses are", FOLLOWUP) == []
+    assert await store.take_steering(run.id, OWNER, "Roses are") == []
     assert len(await store.transcript(run.session_id)) == 1
+
+
+async def test_a_run_steers_by_the_mode_in_force_when_it_took_its_messages(
+    store: Store,
+) -> None:
+    await set_mode(store, QueueMode.STEER)
+    run = await running(store, "write a poem")
+    await set_mode(store, QueueMode.FOLLOWUP)  # during the reply: for the next ones
+    accepted = await say(store, "make it short")
+
+    taken = await store.take_steering(run.id, OWNER, "Roses are")
+
+    assert run.queue_mode is QueueMode.STEER
+    assert accepted.active_run is not None
+    assert accepted.active_run.queue_mode is QueueMode.STEER  # what decides its way
+    assert [m.text for m in taken or []] == ["make it short"]
+
+
+async def test_a_run_started_in_another_mode_is_not_steered_after_a_switch_to_steer(
+    store: Store,
+) -> None:
+    run = await running(store, "write a poem")
+    await set_mode(store, QueueMode.STEER)
+    accepted = await say(store, "make it short")
+
+    assert await store.take_steering(run.id, OWNER, "Roses are") == []
+    assert accepted.active_run is not None
+    assert accepted.active_run.queue_mode is QueueMode.FOLLOWUP
+    await finish(store, run)
+    assert [m.text for m in (await claim(store, run.session_id)).messages] == [
+        "make it short"]  # answered after the reply, in the mode in force then
 
 
 async def test_leases_are_renewed_only_for_the_named_runs_of_their_owner(
@@ -194,7 +225,7 @@ async def test_an_owner_that_lost_its_lease_cannot_write_after_a_takeover(
     taken_over = await claim(store, run.session_id, owner=OTHER)
 
     assert await store.finish_run(run.id, OWNER, RunOutcome(RunStatus.DONE, "late")) is None
-    assert await store.take_steering(run.id, OWNER, "late", FOLLOWUP) is None
+    assert await store.take_steering(run.id, OWNER, "late") is None
     assert await store.renew_leases(OWNER, frozenset({run.id}), LEASE) == frozenset()
     texts = [e.text for e in await store.transcript(run.session_id)]
     assert "late" not in texts

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clawgate.domain import ModelRef, OwnerInfo
+from clawgate.domain import DropReason, ModelRef, OwnerInfo
 from clawgate.errors import SchemaUpgradeBlocked, StoreError
 from clawgate.runtime.owner import running_here, this_process
 from clawgate.runtime.runtime import Runtime
@@ -188,3 +188,36 @@ async def test_owners_silent_for_over_a_day_are_forgotten_when_another_starts(
     owners = {row[0] for row in raw.execute("SELECT id FROM owners")}
     raw.close()
     assert owners == {"own_renewing", "own_busy", "own_new"}
+
+
+async def test_summaries_a_reset_left_unsent_are_settled_by_the_upgrade_to_schema_9(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "clawgate.db"
+    raw = database_at(path, 8)
+    at = "2026-11-01T00:00:00.000000+00:00"
+    add_session(raw, "s1", "one")
+    raw.execute("INSERT INTO runs (id, session_id, status, created_at, owner_id,"
+                " lease_expires_at) VALUES ('run_1', 'ses_s1', 'queued', ?, 'own_x', ?)",
+                (at, at))
+    for message_id, run_told in (("msg_told", "run_1"), ("msg_left", None)):
+        raw.execute("INSERT INTO inbound (id, session_id, session_key, channel, text,"
+                    " received_at, fate, reason, decided_at) VALUES (?, 'ses_s1', 's1', 'test',"
+                    " 'dropped', ?, 'dropped', 'queue_full_summarized', ?)",
+                    (message_id, at, at))
+        if run_told:
+            raw.execute("INSERT INTO queue_summaries VALUES (?, ?)", (message_id, run_told))
+    raw.execute("UPDATE runs SET status = 'interrupted', ended_at = ?, runtime_ms = 0", (at,))
+    raw.execute("UPDATE sessions SET archived_at = ?", (at,))  # a /new of schema 8
+    raw.close()
+
+    store = await SqliteStore.open(path, clock)
+    told, left = await store.get_message("msg_told"), await store.get_message("msg_left")
+    findings = await store.audit()
+    await store.close()
+
+    assert told is not None
+    assert (told.summarized_in, told.summary_cleared) == ("run_1", None)
+    assert left is not None
+    assert (left.summarized_in, left.summary_cleared) == (None, DropReason.RESET)
+    assert [f.code for f in findings if f.code.startswith("summary")] == []

@@ -31,6 +31,13 @@ def test_queue_takes_a_mode_and_options() -> None:
     assert parse("/queue STEER") == SetQueue(QueuePatch(mode=QueueMode.STEER))
 
 
+def test_queue_takes_its_mode_and_options_in_any_order_and_case() -> None:
+    assert parse("/queue debounce:100 steer") == SetQueue(
+        QueuePatch(mode=QueueMode.STEER, debounce_ms=100))
+    assert parse("/queue CAP:5 Collect DROP:Old") == SetQueue(
+        QueuePatch(mode=QueueMode.COLLECT, cap=5, drop=DropPolicy.OLD))
+
+
 def test_queue_options_alone_change_only_those_fields() -> None:
     assert parse("/queue cap:5") == SetQueue(QueuePatch(cap=5))
     assert parse("/queue debounce:0 drop:new") == SetQueue(
@@ -45,10 +52,11 @@ def test_queue_options_alone_change_only_those_fields() -> None:
      ("/queue collect cap:\uff15", "cap takes a whole number"),  # a full-width 5
      ("/queue debounce:\u0663", "debounce takes a whole number"),  # an Arabic-Indic 3
      ("/queue collect drop:all", "unknown drop policy 'all'"),
-     ("/queue collect cap:2 cap:3", "unexpected /queue option 'cap:3'"),
+     ("/queue collect cap:2 cap:3", "unexpected /queue option 'cap:3': cap is given twice"),
      ("/queue collect speed:9", "unexpected /queue option"),
      ("/stop now", "/stop takes no arguments"),
-     ("/queue cap:5 collect", "unexpected /queue option 'collect'"),
+     ("/queue steer cap:5 collect", "/queue takes one mode, got steer and 'collect'"),
+     ("/queue cap:5 sideways", "unknown queue mode 'sideways'"),
      ("/dance", "unknown command /dance"),
      ("/model echo/\ud800", "the command is not valid Unicode: a lone surrogate"),
      ("/Dance with me", "unknown command /dance")],

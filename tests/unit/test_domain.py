@@ -101,6 +101,16 @@ def test_overflow_reasons_follow_the_policy() -> None:
         DropReason.QUEUE_FULL_SUMMARIZED)
 
 
+@pytest.mark.parametrize("policy", list(DropPolicy))
+def test_in_interrupt_mode_a_full_queue_keeps_the_newest_whatever_the_policy(
+    policy: DropPolicy,
+) -> None:
+    interrupt = QueueSettings(mode=QueueMode.INTERRUPT, cap=3, drop=policy)
+    plan = plan_overflow(3, interrupt)
+    assert (plan.drop_new, plan.drop_oldest, plan.reason) == (
+        False, 1, DropReason.SUPERSEDED)  # the newest is the one answered
+
+
 def _ms(n: int) -> timedelta:
     return timedelta(milliseconds=n)
 

@@ -5,9 +5,10 @@ taken one at a time: each waits until the one before has its answer shown, so ev
 gets its own answer, in order, and a command applies after what came before it. Ctrl-C stops
 the current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
 answer. When the gateway begins to shut down the chat says so, shows the replies in progress
-as they end, and sends nothing typed from then on; once the gateway is gone (or if it goes
-away unannounced) the chat ends at once and says so, rather than take lines it could not
-send. Input is read on a thread so a slow typist never blocks the event loop.
+as they end, and sends no message typed from then on (stop, /status and /help still go
+through); once the gateway is gone (or if it goes away unannounced) the chat ends at once and
+says so, rather than take lines it could not send. Input is read on a thread so a slow typist
+never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from clawgate.channels.line_editor import LineEditor, open_line_editor
-from clawgate.domain import DropReason, Fate
+from clawgate.domain import DropReason, Fate, preview
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput, StoreError
 from clawgate.runtime import commands
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
@@ -43,6 +44,7 @@ WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it
 #: moment after the outcome is known).
 SHOWN_WITHIN_S = 5.0
 WAITING = "waiting for the reply to finish; Ctrl-C stops it"
+DROPPED_PREVIEW = 40  # characters of a dropped message the chat shows, to say which
 #: Commands of the terminal itself, added to the /help list.
 TERMINAL_HELP = (
     "/quit, /exit           leave once what you sent is answered (or Ctrl-D; Ctrl-C twice:"
@@ -65,6 +67,13 @@ class RunEnded:
 @dataclass(frozen=True, slots=True)
 class Dropped:
     reason: str
+    text: str = ""  # (the start of) the message dropped; "" when not known
+
+    @classmethod
+    def stored(cls, detail: Mapping[str, object]) -> Dropped:
+        """A ``message.dropped`` event's detail (as stored, or as the gateway sends it)."""
+        reason, text = detail.get("reason"), detail.get("preview")
+        return cls(dropped_because(str(reason) if reason else None), str(text or ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +149,7 @@ class LocalChat:
             return result.text
         queued = None
         if result.message.fate is Fate.PENDING and result.active_run is not None:
-            queued = str(result.session.effective_queue(self._runtime.settings.queue).mode)
+            queued = str(result.queue_mode(self._runtime.settings.queue))
         return Sent(result.message.id, queued)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
@@ -154,8 +163,7 @@ class LocalChat:
                 yield RunEnded(event.run.id, str(event.run.status), event.run.error)
             elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED and (
                     self._tell(event.message.id)):
-                reason = event.message.reason
-                yield Dropped(reason.describe if reason else "dropped")
+                yield Dropped(event.message.why_dropped, event.message.text)
 
     async def _dropped_elsewhere(self) -> list[Dropped]:
         """Drops the store recorded for this session that this process's bus did not carry
@@ -168,8 +176,7 @@ class LocalChat:
                 for event in batch:
                     self._seq = event.seq
                     if event.kind == "message.dropped" and self._tell(event.message_id):
-                        reason = event.detail.get("reason")
-                        found.append(Dropped(dropped_because(str(reason) if reason else None)))
+                        found.append(Dropped.stored(event.detail))
                 if len(batch) < FEED_BATCH:
                     return found
         except StoreError as exc:  # the chat goes on; only this notice is missed
@@ -214,7 +221,7 @@ class TerminalChat:
         self._leave = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
         self._lost: Disconnected | None = None  # the backend went away: the chat ends
-        self._closing = False  # the backend is shutting down: nothing more is sent
+        self._closing = False  # the backend is shutting down: no more messages are sent
         self._ended: set[str] = set()  # runs whose end has been shown
         self._shown_end = asyncio.Event()  # set each time a run's end is shown
 
@@ -246,7 +253,7 @@ class TerminalChat:
             line = await self._next_line()
             if line is None or line.strip().lower() in QUIT:
                 return
-            if line.strip() and self._closing:
+            if line.strip() and self._closing and not _while_closing(line):
                 self._say("! not sent: the gateway is shutting down")
             elif line.strip():
                 await self._handle(line)
@@ -356,9 +363,11 @@ class TerminalChat:
         elif isinstance(event, Closing):
             self._closing = True
             self._say(f"[the gateway is shutting down: replies in progress may finish for "
-                      f"{event.grace:g}s; nothing typed now can be sent]")
+                      f"{event.grace:g}s; stop still works, but no message typed now can "
+                      "be sent]")
         else:
-            self._say(f"[message dropped: {event.reason}]")
+            which = f'"{preview(event.text, DROPPED_PREVIEW)}" ' if event.text else ""
+            self._say(f"[message {which}dropped: {event.reason}]")
 
     def _say(self, text: str) -> None:
         if self._streaming is not None:
@@ -440,8 +449,18 @@ def _with_terminal_help(help_text: str) -> str:
 
 
 def _is_stop(line: str) -> bool:
+    return _is_command(line, commands.Stop)
+
+
+def _while_closing(line: str) -> bool:
+    """Whether a line still goes through while the gateway shuts down: stop (the gateway
+    still ends runs), and /status and /help, which only read."""
+    return _is_command(line, commands.Stop, commands.Status, commands.Help)
+
+
+def _is_command(line: str, *kinds: type[commands.Command]) -> bool:
     try:
-        return isinstance(commands.parse(line), commands.Stop)
+        return isinstance(commands.parse(line), kinds)
     except InvalidInput:  # (an unknown command: the backend says so)
         return False
 

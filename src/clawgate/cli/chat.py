@@ -19,7 +19,6 @@ from clawgate.channels.terminal import (
     RunEnded,
     Sent,
     TerminalChat,
-    dropped_because,
 )
 from clawgate.cli.common import open_app
 from clawgate.cli.remote import check_line, connect_gateway
@@ -131,5 +130,5 @@ def _chat_event(kind: str, payload: dict[str, Any]) -> ChatEvent | None:
     if kind.startswith("run.") and payload.get("status") not in (None, *ACTIVE):
         return RunEnded(payload["runId"], payload["status"], payload.get("error"))
     if kind == "message.dropped":
-        return Dropped(dropped_because(payload.get("reason")))
+        return Dropped.stored(payload)
     return None

@@ -144,7 +144,7 @@ def _show_text(row: Json) -> str:
     )
     ended = {r["id"]: r["status"] for r in runs}
     message_table = table(
-        [[str(m["id"]), _short(m["receivedAt"]), _fate(m, ended), dash(m["reason"]),
+        [[str(m["id"]), _short(m["receivedAt"]), _fate(m, ended), _reason(m),
           dash(m["runId"]), str(m["text"])] for m in inbound],
         ["MESSAGE", "RECEIVED", "FATE", "REASON", "RUN", "TEXT"],
     )
@@ -161,11 +161,19 @@ def _show_text(row: Json) -> str:
 
 def _fate(message: Json, run_status: dict[str, str]) -> str:
     """The message's fate, and how its run ended when that was not with a reply: "answered"
-    says a run took the message up, not that the run succeeded."""
+    says a run took the message up, not that the run succeeded (the run of a dropped one
+    was told what it said)."""
     status = run_status.get(message["runId"] or "")
-    if status in (None, "done", "queued", "running"):
+    if status in (None, "done", "queued", "running") or message["fate"] == "dropped":
         return str(message["fate"])
     return f"{message['fate']} (run {status})"
+
+
+def _reason(message: Json) -> str:
+    """Why a message was dropped; for a summarized one, if its summary was cleared."""
+    cleared = message.get("summaryCleared")
+    reason = dash(message["reason"])
+    return f"{reason} (summary cleared: {cleared})" if cleared else reason
 
 
 def _tokens(row: Json) -> str:

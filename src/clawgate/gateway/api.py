@@ -116,7 +116,7 @@ class GatewayApi:
             "fate": str(message.fate),
             "reason": None if message.reason is None else str(message.reason),
             "queuedBehind": result.active_run.id if result.active_run else None,
-            "queueMode": str(result.session.effective_queue(self.settings.runtime.queue).mode),
+            "queueMode": str(result.queue_mode(self.settings.runtime.queue)),
             "dropped": [inbound_row(m) for m in result.dropped],
         }
 

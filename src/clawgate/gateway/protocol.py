@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from clawgate.domain import MAX_CHANNEL_MESSAGE_ID_CHARS, MAX_KEY_CHARS, DropPolicy, QueueMode
 from clawgate.limits import HISTORY_ENTRIES, SESSION_ROWS, SESSIONS_LISTED
@@ -119,12 +119,20 @@ class SessionsGet(SessionRef):
     limit: int = Field(default=50, ge=1, le=SESSION_ROWS)
 
 
+def _any_case(value: object) -> object:
+    """A name in any case (``STEER``), as the chat's /queue takes it; only text is changed."""
+    return value.lower() if isinstance(value, str) else value
+
+
 class QueueFields(Params):
-    # JSON carries enum values as strings: these two accept them (and nothing else).
-    mode: QueueMode | None = Field(default=None, strict=False)
+    # JSON carries enum values as strings: these two accept them, in any case (and nothing
+    # else: 3 is not a mode).
+    mode: Annotated[QueueMode | None, BeforeValidator(_any_case)] = Field(
+        default=None, strict=False)
     debounce_ms: int | None = Field(default=None, alias="debounceMs", ge=0, le=600_000)
     cap: int | None = Field(default=None, ge=1, le=1000)
-    drop: DropPolicy | None = Field(default=None, strict=False)
+    drop: Annotated[DropPolicy | None, BeforeValidator(_any_case)] = Field(
+        default=None, strict=False)
 
 
 class SessionsPatch(SessionRef):

@@ -77,7 +77,7 @@ HELP = """\
 /compact               summarise older turns now (also happens on its own when needed)
 /queue                 show how messages sent during a reply are handled
 /queue [<mode>] [debounce:<ms>] [cap:<n>] [drop:old|new|summarize]
-                       change only what is named; modes: followup (one reply each),
+                       change only what is named (any order); modes: followup (one reply each),
                        collect (one reply for all), steer (fold into the current reply),
                        interrupt (answer the newest)
 /help                  this list
@@ -121,20 +121,24 @@ def parse(text: str) -> Command | None:
 
 
 def _parse_queue(args: list[str]) -> Command:
-    """``/queue [mode] [option:value ...]``: only what is named changes."""
+    """``/queue [mode] [option:value ...]``, in any order: only what is named changes."""
     if not args:
         return ShowQueue()
-    mode = None if ":" in args[0] else _enum(QueueMode, args[0], "queue mode")
+    mode: QueueMode | None = None
     debounce: int | None = None
     cap: int | None = None
     drop: DropPolicy | None = None
     seen: set[str] = set()
-    for arg in args[0 if mode is None else 1:]:
+    for arg in args:
         name, sep, value = arg.partition(":")
-        if not sep or name in seen:
-            raise InvalidInput(f"unexpected /queue option {arg!r}; /help shows the form")
-        seen.add(name)
-        if name == "debounce":
+        name = name.lower()
+        if not sep and mode is None:
+            mode = _enum(QueueMode, arg, "queue mode")
+        elif not sep:
+            raise InvalidInput(f"/queue takes one mode, got {mode!s} and {arg!r}")
+        elif name in seen:
+            raise InvalidInput(f"unexpected /queue option {arg!r}: {name} is given twice")
+        elif name == "debounce":
             debounce = _number(name, value, 0, MAX_DEBOUNCE_MS)
         elif name == "cap":
             cap = _number(name, value, 1, MAX_QUEUE_CAP)
@@ -142,6 +146,7 @@ def _parse_queue(args: list[str]) -> Command:
             drop = _enum(DropPolicy, value, "drop policy")
         else:
             raise InvalidInput(f"unexpected /queue option {arg!r}; /help shows the form")
+        seen.add(name)
     return SetQueue(QueuePatch(mode=mode, debounce_ms=debounce, cap=cap, drop=drop))
 
 

@@ -3,6 +3,9 @@
 The store decides who may run a session (one active run, enforced by an index); a lane is
 only this process's worker for it. ``kick`` is safe to call any time: a lane that is about
 to finish notices the kick and looks again, so no message is left waiting for the next poll.
+A lane waiting out its session's quiet time (debounce) is woken by a kick too, and claims
+again: the store recomputes the deadline with the settings in force now, so a queue change
+(``debounce:0``, interrupt mode) reaches messages already waiting.
 
 Once this process is closing (``stop_claiming``), no lane claims again: a run already taken
 may finish within the grace period, but messages still waiting their turn stay waiting in
@@ -12,9 +15,9 @@ the store, for the next process to answer, rather than start a run only to be cu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from clawgate.clock import Clock
 from clawgate.runtime.runner import Runner
@@ -23,6 +26,14 @@ from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.protocol import Claim, Deferred, Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Quiet:
+    """A lane waiting out its session's quiet time, until ``woken``."""
+
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    kicked: bool = False  # by a kick: claim again; else a look: claim if the queue changed
 
 
 class Lanes:
@@ -39,6 +50,7 @@ class Lanes:
         self._after_run = after_run
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._kicked: set[str] = set()
+        self._quiet: dict[str, _Quiet] = {}  # lanes in their session's quiet time
         self._slots = asyncio.Semaphore(settings.max_concurrent_runs)
         self._hurry = asyncio.Event()
         self._closing = asyncio.Event()
@@ -47,10 +59,24 @@ class Lanes:
         if self._closing.is_set():
             return
         self._kicked.add(session_id)
+        quiet = self._quiet.get(session_id)
+        if quiet is not None:
+            quiet.kicked = True
+            quiet.woken.set()
         if session_id not in self._tasks:
             self._tasks[session_id] = asyncio.create_task(
                 self._lane(session_id), name=f"clawgate lane {session_id}"
             )
+
+    def look_again(self, session_id: str) -> None:
+        """The store changed, maybe in another process: a session with waiting work gets a
+        lane; a lane in its quiet time claims again if the session's queue settings changed
+        (a lane claiming or running looks again once it is done, as for a kick)."""
+        quiet = self._quiet.get(session_id)
+        if quiet is None:
+            self.kick(session_id)
+        else:
+            quiet.woken.set()
 
     def stop_claiming(self) -> None:
         """Take no more waiting work: runs in flight go on, nothing new starts (not even a
@@ -109,7 +135,7 @@ class Lanes:
                         self._after_run()
                         continue
                 if isinstance(claim, Deferred):
-                    await self._quiet_until(claim)
+                    await self._quiet_until(session_id, claim)
                 elif session_id not in self._kicked:
                     break
         except asyncio.CancelledError:
@@ -119,8 +145,36 @@ class Lanes:
         finally:
             self._tasks.pop(session_id, None)
 
-    async def _quiet_until(self, deferred: Deferred) -> None:
-        """Wait out the debounce time, or until closing begins (nothing more is claimed)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout((deferred.until - self._clock.now()).total_seconds()):
-                await self._closing.wait()
+    async def _quiet_until(self, session_id: str, deferred: Deferred) -> None:
+        """Wait out the quiet time, until a kick, a change of the session's queue settings
+        (then the next claim recomputes the deadline), or closing (nothing more is claimed).
+        A kick since this round's claim began ends it at once."""
+        if session_id in self._kicked:
+            return
+        quiet = self._quiet[session_id] = _Quiet()
+        try:
+            while await self._woken(quiet, deferred):
+                if quiet.kicked or await self._queue_changed(session_id, deferred):
+                    return
+                quiet.woken.clear()
+        finally:
+            del self._quiet[session_id]
+
+    async def _woken(self, quiet: _Quiet, deferred: Deferred) -> bool:
+        """True if ``quiet`` was woken before ``deferred.until`` (and closing has not begun)."""
+        woken = asyncio.ensure_future(quiet.woken.wait())
+        closing = asyncio.ensure_future(self._closing.wait())
+        left = (deferred.until - self._clock.now()).total_seconds()
+        try:
+            await asyncio.wait({woken, closing}, timeout=max(0.0, left),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (woken, closing):
+                waiting.cancel()
+            await asyncio.gather(woken, closing, return_exceptions=True)
+        return quiet.woken.is_set() and not self._closing.is_set()
+
+    async def _queue_changed(self, session_id: str, deferred: Deferred) -> bool:
+        session = await self._store.get_session_by_id(session_id)
+        return session is None or (
+            session.effective_queue(self._settings.queue) != deferred.settings)

@@ -161,7 +161,7 @@ class Runner:
         if started is None:  # stopped before it started, or no longer ours
             return await self._publish_actual(claim.run.id, key)
         self._bus.publish(RunChanged(key, started))
-        steering = claim.session.effective_queue(self._settings.queue).mode is QueueMode.STEER
+        steering = claim.run.queue_mode is QueueMode.STEER
         work = ActiveRun(started, key, deadline, steering=steering, trail=Trail(deadline=deadline))
         work.task = asyncio.create_task(
             self._converse(work, chain), name=f"clawgate run {started.id}"
@@ -245,14 +245,12 @@ class Runner:
     async def _steer(self, work: ActiveRun) -> bool:
         """Fold messages that arrived meanwhile into this run (steer mode); True if any.
 
-        The mode in force when the run started governs it; a later /queue change applies
-        from the next run.
+        The mode in force when the run took its messages governs it (the store keeps it
+        with the run); a later /queue change applies from the next run.
         """
         if not (work.steering and self._steering):
             return False
-        taken = await self._store.take_steering(
-            work.run.id, self._owner, "".join(work.segment), self._settings.queue
-        )
+        taken = await self._store.take_steering(work.run.id, self._owner, "".join(work.segment))
         if taken is None:
             raise RunLost(f"run {work.run.id} is no longer ours")
         if taken:

@@ -48,7 +48,7 @@ from clawgate.runtime.runner import ReplySoFar, Runner
 from clawgate.runtime.scope import Scope, ServeAll
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.runtime.status import StatusReport
-from clawgate.runtime.stopping import StopReport, stop_and_wait
+from clawgate.runtime.stopping import StopReport, stop_and_wait, summaries_part
 from clawgate.runtime.supervisor import Supervisor
 from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, StopResult, Store
 
@@ -202,7 +202,7 @@ class Runtime:
         if acceptance.message.fate is Fate.PENDING:
             self._scope.accepted(acceptance.session.id, acceptance.message.id)
         if acceptance.active_run is not None:
-            await self._behind_active_run(acceptance.session, acceptance.active_run)
+            await self._behind_active_run(acceptance, acceptance.active_run)
         self._lanes.kick(acceptance.session.id)
         return acceptance
 
@@ -216,12 +216,13 @@ class Runtime:
             self._supervisor.recover_soon()
             self._lanes.kick(message.session_id)
 
-    async def _behind_active_run(self, session: Session, run: Run) -> None:
+    async def _behind_active_run(self, acceptance: Acceptance, run: Run) -> None:
+        """A message came during ``run``: in interrupt mode (the run's), it stops the run."""
         if run.lease_expires_at <= self.clock.now() or run.owner_id != self.owner.id:
             self._supervisor.recover_soon()  # its owner may be gone: look at once
-        if session.effective_queue(self.settings.queue).mode is QueueMode.INTERRUPT:
+        if acceptance.queue_mode(self.settings.queue) is QueueMode.INTERRUPT:
             result = await self.store.request_stop(
-                session.id, RunStatus.INTERRUPTED, clear_queue=False
+                run.session_id, RunStatus.INTERRUPTED, clear_queue=False
             )
             if result.outcome is StopOutcome.SIGNALLED and result.run is not None:
                 self._runner.stop(result.run.id, RunStatus.INTERRUPTED,
@@ -430,7 +431,11 @@ class Runtime:
                 f"{estimate_tokens(text)} tokens")
 
     async def set_queue(self, key: str, patch: QueuePatch) -> QueueSettings:
+        """Change the key's queue settings; messages already waiting out a quiet time are
+        held to the new ones at once (``debounce:0`` or interrupt mode: no more waiting)."""
         session = await self.store.set_queue(key, patch)
+        if self._state is _State.STARTED:
+            self._lanes.kick(session.id)
         return session.effective_queue(self.settings.queue)
 
     async def status(self, key: str) -> StatusReport:
@@ -503,6 +508,7 @@ def describe_reset(result: ResetResult) -> str:
         stopped = f"; stopped run {result.stop.run.id}"
     dropped = len(result.stop.dropped)
     if dropped:
-        stopped += f"; dropped {dropped} waiting message{'s' if dropped != 1 else ''}"
+        stopped += (f"; dropped {dropped} waiting message{'s' if dropped != 1 else ''}"
+                    f"{summaries_part(result.stop)}")
     return (f"new session {result.new.id} for {result.new.key!r} (the previous one, "
             f"{result.old.id}, is kept{stopped})")

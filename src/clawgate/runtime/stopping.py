@@ -59,7 +59,17 @@ class StopReport:
         if count == 0:
             return "no messages were waiting"
         noun = "message" if count == 1 else "messages"
-        return f"dropped {count} waiting {noun}"
+        return f"dropped {count} waiting {noun}{summaries_part(self.first)}"
+
+
+def summaries_part(result: StopResult) -> str:
+    """What a stop or reset did to the summaries of messages the full queue dropped
+    earlier: no reply will be told of them now."""
+    count = len(result.cleared_summaries)
+    if not count:
+        return ""
+    noun = "message" if count == 1 else "messages"
+    return f" (and the summary of {count} {noun} the full queue dropped earlier)"
 
 
 async def stop_and_wait(

@@ -146,8 +146,10 @@ class Supervisor:
             await recover_expired(self._store)
 
     async def _pick_up_waiting(self) -> None:
+        """Serve the sessions with waiting work; one in its quiet time claims again if its
+        queue settings changed (another process may have changed them)."""
         for session_id in await self._store.claimable_sessions(await self._scope.narrow()):
-            self._lanes.kick(session_id)
+            self._lanes.look_again(session_id)
 
     def recover_soon(self) -> None:
         """Make the next tick look for orphaned runs (a waiting message just arrived)."""

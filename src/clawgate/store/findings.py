@@ -89,6 +89,13 @@ def waiting_in_archived(message_id: str) -> Finding:
                    subject=message_id)
 
 
+def summary_undeliverable(message_id: str) -> Finding:
+    return Finding("summary_undeliverable",
+                   f"message {message_id} was dropped from a full queue and its summary waits "
+                   "for the next reply of an archived session, which will never come",
+                   subject=message_id)
+
+
 def dangling_references(count: int, tables: Iterable[str]) -> Finding:
     return Finding("foreign_keys",
                    f"{count} rows point at missing rows in {', '.join(sorted(set(tables)))}")

@@ -90,7 +90,6 @@ class MemoryDatabase:
     dedup: dict[tuple[str, str, str], str] = field(default_factory=dict)
     transcript: list[TranscriptEntry] = field(default_factory=list)
     owners: dict[str, OwnerInfo] = field(default_factory=dict)
-    summarized: set[str] = field(default_factory=set)
     outbox: list[Outbound] = field(default_factory=list)
     attempts: dict[str, list[Attempt]] = field(default_factory=dict)
     cooldowns: dict[tuple[str, str | None], Cooldown] = field(default_factory=dict)
@@ -119,15 +118,29 @@ def _writes_if_any(
 ) -> Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _Found]]:
     """A command that writes only what it returns (recovered runs, say): when it finds
     nothing, nothing was written and the version stays (pollers call these often)."""
+    return _writes_when(lambda found: bool(found))(command)
 
-    @functools.wraps(command)
-    async def wrapper(self: MemoryStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _Found:
-        found = await command(self, *args, **kwargs)
-        if found:
-            self.db.version.step()
-        return found
 
-    return wrapper
+def _writes_when(
+    wrote: Callable[[_T], bool],
+) -> Callable[[Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]]],
+              Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]]]:
+    """A command that writes only when ``wrote`` says so of its result: otherwise the
+    version stays, as SQLite's does after a transaction that changed nothing."""
+
+    def decorate(
+        command: Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]],
+    ) -> Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]]:
+        @functools.wraps(command)
+        async def wrapper(self: MemoryStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+            result = await command(self, *args, **kwargs)
+            if wrote(result):
+                self.db.version.step()
+            return result
+
+        return wrapper
+
+    return decorate
 
 
 class MemoryStore:
@@ -379,7 +392,7 @@ class MemoryStore:
 
     # --- runs ------------------------------------------------------------------------
 
-    @_writes
+    @_writes_when(lambda claimed: isinstance(claimed, Claim))  # waiting is no write
     async def claim_next(
         self, session_id: str, owner_id: str, lease: timedelta, defaults: QueueSettings
     ) -> Claim | Deferred | None:
@@ -393,11 +406,11 @@ class MemoryStore:
         until = debounce_until(settings, [m.received_at for m in queued],
                                self._last_run_ended(db, session_id), now)
         if until is not None:
-            return Deferred(until)
+            return Deferred(until, settings)
         plan = plan_claim(settings.mode, [m.id for m in queued])
         run = Run(
             id=new_id("run"), session_id=session_id, status=RunStatus.QUEUED, created_at=now,
-            owner_id=owner_id, lease_expires_at=now + lease,
+            owner_id=owner_id, lease_expires_at=now + lease, queue_mode=settings.mode,
         )
         db.runs[run.id] = run
         self._event(db, session_id, "run.queued", now, run_id=run.id,
@@ -428,19 +441,19 @@ class MemoryStore:
 
     @_writes
     async def take_steering(
-        self, run_id: str, owner_id: str, reply_so_far: str, defaults: QueueSettings
+        self, run_id: str, owner_id: str, reply_so_far: str
     ) -> list[InboundMessage] | None:
         db = await self._enter()
         run = db.runs.get(run_id)
         if run is None or run.owner_id != owner_id or run.status is not RunStatus.RUNNING:
             return None
-        session = db.sessions[run.session_id]
         queued = self._waiting(db, run.session_id)
-        if session.effective_queue(defaults).mode is not QueueMode.STEER or not queued:
+        if run.queue_mode is not QueueMode.STEER or not queued:  # its own mode, not today's
             return []
         if reply_so_far:
             self._append(db, run.session_id, Role.ASSISTANT, reply_so_far, run_id)
         taken = self._decide(db, [m.id for m in queued], Fate.MERGED, run_id=run_id)
+        self._summarize_dropped(db, run.session_id, run_id)
         for message in taken:
             self._append(db, run.session_id, Role.USER, message.text, run_id, message.id)
         self._update_session(db, run.session_id)
@@ -657,6 +670,10 @@ class MemoryStore:
         archived = {s.id for s in db.sessions.values() if s.archived_at is not None}
         findings += [found.waiting_in_archived(m.id) for m in messages
                      if m.fate is Fate.PENDING and m.session_id in archived]
+        findings += [found.summary_undeliverable(m.id) for m in sorted(
+                         messages, key=lambda m: (m.received_at, m.id))
+                     if m.reason is DropReason.QUEUE_FULL_SUMMARIZED and m.session_id in archived
+                     and m.summarized_in is None and m.summary_cleared is None]
         return findings
 
     # --- the "transaction" bodies ----------------------------------------------------
@@ -727,9 +744,11 @@ class MemoryStore:
             db.inbound[message_id] = dataclasses.replace(
                 message, fate=fate, run_id=run_id, reason=reason, decided_at=now
             )
+            detail: dict[str, object] = {"fate": fate.value, "reason": reason and reason.value}
+            if fate is Fate.DROPPED:  # which message: it is not answered, so not seen again
+                detail["preview"] = message.text[:120]
             self._event(db, message.session_id, f"message.{fate}", now, run_id=run_id,
-                        message_id=message_id,
-                        detail={"fate": fate.value, "reason": reason and reason.value})
+                        message_id=message_id, detail=detail)
             decided.append(db.inbound[message_id])
         return decided
 
@@ -775,22 +794,25 @@ class MemoryStore:
         drop_reason: DropReason | None,
     ) -> StopResult:
         dropped: list[InboundMessage] = []
+        cleared: list[InboundMessage] = []
         if drop_reason is not None:
             ids = [m.id for m in self._waiting(db, session_id)]
             dropped = self._decide(db, ids, Fate.DROPPED, reason=drop_reason)
+            cleared = self._settle_summaries(db, session_id, summary_cleared=drop_reason)
             if dropped:
                 self._update_session(db, session_id)
         run = self._active(db, session_id)
+        result = StopResult(StopOutcome.NO_RUN, None, tuple(dropped), tuple(cleared))
         if run is None:
-            return StopResult(StopOutcome.NO_RUN, None, tuple(dropped))
+            return result
         plan = plan_stop(run, status, self.clock.now())
         if plan.end_reason is not None:
             ended = self._end(db, run, status, plan.end_reason)
-            return StopResult(StopOutcome.ENDED, ended, tuple(dropped))
+            return dataclasses.replace(result, outcome=StopOutcome.ENDED, run=ended)
         if plan.request is not None:
             run = dataclasses.replace(run, stop_requested=plan.request)
             db.runs[run.id] = run
-        return StopResult(StopOutcome.SIGNALLED, run, tuple(dropped))
+        return dataclasses.replace(result, outcome=StopOutcome.SIGNALLED, run=run)
 
     def _enqueue_delivery(self, db: MemoryDatabase, run: Run, outcome: RunOutcome) -> None:
         delivery = db.sessions[run.session_id].delivery
@@ -817,21 +839,28 @@ class MemoryStore:
         return False
 
     def _summarize_dropped(self, db: MemoryDatabase, session_id: str, run_id: str) -> None:
-        texts = []
-        for message in self._waiting_summaries(db, session_id):
-            db.summarized.add(message.id)
-            texts.append(message.text)
-        if texts:
-            self._append(db, session_id, Role.NOTE, summary_note(texts), run_id)
+        """Tell ``run_id`` (in a note before its new messages) what the unsent summaries say."""
+        unsent = self._settle_summaries(db, session_id, summarized_in=run_id)
+        if unsent:
+            self._append(db, session_id, Role.NOTE, summary_note([m.text for m in unsent]),
+                         run_id)
 
     @staticmethod
-    def _waiting_summaries(db: MemoryDatabase, session_id: str) -> list[InboundMessage]:
-        found = [
+    def _settle_summaries(
+        db: MemoryDatabase, session_id: str, summarized_in: str | None = None,
+        summary_cleared: DropReason | None = None,
+    ) -> list[InboundMessage]:
+        """Settle the session's unsent summaries: a run was told (``summarized_in``), or
+        they were cleared (``summary_cleared``); return the messages settled, oldest first."""
+        unsent = sorted((
             m for m in db.inbound.values()
             if m.session_id == session_id and m.reason is DropReason.QUEUE_FULL_SUMMARIZED
-            and m.id not in db.summarized
-        ]
-        return sorted(found, key=lambda m: (m.received_at, m.id))
+            and m.summarized_in is None and m.summary_cleared is None
+        ), key=lambda m: (m.received_at, m.id))
+        for message in unsent:
+            db.inbound[message.id] = dataclasses.replace(
+                message, summarized_in=summarized_in, summary_cleared=summary_cleared)
+        return [db.inbound[m.id] for m in unsent]
 
 
 def _references(db: MemoryDatabase) -> Iterator[tuple[str, str | None, Container[str]]]:
@@ -851,7 +880,8 @@ def _references(db: MemoryDatabase) -> Iterator[tuple[str, str | None, Container
         yield "outbox", item.run_id, db.runs
     for run_id, attempts in db.attempts.items():
         yield from (("run_attempts", run_id, db.runs) for _ in attempts)
-    yield from (("queue_summaries", message_id, db.inbound) for message_id in db.summarized)
+    yield from (("queue_summaries", m.summarized_in, db.runs) for m in db.inbound.values()
+                if m.summarized_in is not None)
 
 
 def _newest(items: list[_T], limit: int) -> list[_T]:

@@ -32,6 +32,7 @@ from clawgate.domain import (
     NewInbound,
     Outbound,
     OwnerInfo,
+    QueueMode,
     QueuePatch,
     QueueSettings,
     Run,
@@ -52,6 +53,14 @@ class Acceptance:
     dropped: tuple[InboundMessage, ...] = ()  # messages the queue cap dropped (may be this one)
     active_run: Run | None = None  # the run this message waits behind, if any
 
+    def queue_mode(self, defaults: QueueSettings) -> QueueMode:
+        """The mode that decides what becomes of this message: the one the run in progress
+        took its messages in (a change of mode during a reply holds from the next one), or
+        with no run in progress the session's."""
+        if self.active_run is not None and self.active_run.queue_mode is not None:
+            return self.active_run.queue_mode
+        return self.session.effective_queue(defaults).mode
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -63,9 +72,12 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Messages wait, but they arrived within the debounce time: claim again at ``until``."""
+    """Messages wait, but they arrived within the debounce time: claim again at ``until``,
+    or sooner if the session's queue settings are no longer ``settings`` (the ones that set
+    ``until``)."""
 
     until: datetime
+    settings: QueueSettings
 
 
 class StopOutcome(StrEnum):
@@ -79,6 +91,9 @@ class StopResult:
     outcome: StopOutcome
     run: Run | None = None  # the run as it is after the command
     dropped: tuple[InboundMessage, ...] = ()  # waiting messages cleared by this stop
+    #: Messages dropped earlier under ``summarize`` whose summary no run had been told yet:
+    #: the stop cleared it too (it would have reached the next, unrelated, reply)
+    cleared_summaries: tuple[InboundMessage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,9 +282,10 @@ class Store(Protocol):
         ...
 
     async def take_steering(
-        self, run_id: str, owner_id: str, reply_so_far: str, defaults: QueueSettings
+        self, run_id: str, owner_id: str, reply_so_far: str
     ) -> list[InboundMessage] | None:
-        """In steer mode, fold waiting messages into the running run.
+        """Fold waiting messages into the running run, if it took its own messages in steer
+        mode (``Run.queue_mode``: the session's mode now does not matter).
 
         Appends ``reply_so_far`` (if any messages are taken) and the messages to the
         transcript. Returns the messages taken, or None when the run is no longer ours.

@@ -222,10 +222,10 @@ class SqliteStore:
         )
 
     async def take_steering(
-        self, run_id: str, owner_id: str, reply_so_far: str, defaults: QueueSettings
+        self, run_id: str, owner_id: str, reply_so_far: str
     ) -> list[InboundMessage] | None:
         return await self._writer.write(
-            cmd.take_steering, self.clock, run_id, owner_id, reply_so_far, defaults
+            cmd.take_steering, self.clock, run_id, owner_id, reply_so_far
         )
 
     async def finish_run(self, run_id: str, owner_id: str, outcome: RunOutcome) -> Run | None:

@@ -412,13 +412,13 @@ def claim_next(
     until = debounce_until(settings, [m.received_at for m in queued],
                            _last_run_ended(conn, session_id), now)
     if until is not None:
-        return Deferred(until)
+        return Deferred(until, settings)
     plan = plan_claim(settings.mode, [m.id for m in queued])
     run_id = new_id("run")
     conn.execute(
-        "INSERT INTO runs (id, session_id, status, created_at, owner_id, lease_expires_at)"
-        " VALUES (?, ?, 'queued', ?, ?, ?)",
-        (run_id, session_id, ts(now), owner_id, ts(now + lease)),
+        "INSERT INTO runs (id, session_id, status, created_at, owner_id, lease_expires_at,"
+        " queue_mode) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+        (run_id, session_id, ts(now), owner_id, ts(now + lease), settings.mode.value),
     )
     taken = _decide(conn, [plan.answered], Fate.ANSWERED, now, run_id=run_id)
     taken += _decide(conn, plan.merged, Fate.MERGED, now, run_id=run_id)
@@ -442,16 +442,23 @@ def _last_run_ended(conn: sqlite3.Connection, session_id: str) -> datetime | Non
     return None if row is None else opt_dt(row[0])
 
 
-def _summarize_dropped(
-    conn: sqlite3.Connection, session_id: str, run_id: str, now: datetime
-) -> None:
-    rows = conn.execute(
+def _unsent_summaries(conn: sqlite3.Connection, session_id: str) -> list[tuple[str, str]]:
+    """(id, text) of the session's messages dropped under ``summarize`` whose summary is
+    not settled yet (no run was told, nothing cleared it), oldest first."""
+    return conn.execute(
         "SELECT id, text FROM inbound INDEXED BY inbound_summarized"
         " WHERE session_id = ? AND reason = 'queue_full_summarized'"
         " AND NOT EXISTS (SELECT 1 FROM queue_summaries q WHERE q.message_id = inbound.id)"
         " ORDER BY received_at, id",
         (session_id,),
     ).fetchall()
+
+
+def _summarize_dropped(
+    conn: sqlite3.Connection, session_id: str, run_id: str, now: datetime
+) -> None:
+    """Tell ``run_id`` (in a note before its new messages) what the unsent summaries say."""
+    rows = _unsent_summaries(conn, session_id)
     if not rows:
         return
     conn.executemany(
@@ -459,6 +466,17 @@ def _summarize_dropped(
         [(row[0], run_id) for row in rows],
     )
     _append(conn, session_id, Role.NOTE, summary_note([row[1] for row in rows]), now, run_id)
+
+
+def _clear_summaries(
+    conn: sqlite3.Connection, session_id: str, reason: DropReason
+) -> list[InboundMessage]:
+    """Settle the unsent summaries as cleared (by stop, or a reset): no run is told."""
+    ids = [row[0] for row in _unsent_summaries(conn, session_id)]
+    conn.executemany("INSERT INTO queue_summaries (message_id, cleared) VALUES (?, ?)",
+                     [(message_id, reason.value) for message_id in ids])
+    cleared = [message_by_id(conn, message_id) for message_id in ids]
+    return [message for message in cleared if message is not None]
 
 
 def start_run(
@@ -481,14 +499,11 @@ def start_run(
 
 def take_steering(
     conn: sqlite3.Connection, clock: Clock, run_id: str, owner_id: str, reply_so_far: str,
-    defaults: QueueSettings,
 ) -> list[InboundMessage] | None:
     run = run_by_id(conn, run_id)
     if run is None or run.owner_id != owner_id or run.status is not RunStatus.RUNNING:
         return None
-    session = session_by_id(conn, run.session_id)
-    assert session is not None
-    if session.effective_queue(defaults).mode is not QueueMode.STEER:
+    if run.queue_mode is not QueueMode.STEER:  # its own mode: a later change is for later runs
         return []
     queued = waiting(conn, run.session_id)
     if not queued:
@@ -497,6 +512,7 @@ def take_steering(
     if reply_so_far:
         _append(conn, run.session_id, Role.ASSISTANT, reply_so_far, now, run_id)
     taken = _decide(conn, [m.id for m in queued], Fate.MERGED, now, run_id=run_id)
+    _summarize_dropped(conn, run.session_id, run_id, now)
     for message in taken:
         _append(conn, run.session_id, Role.USER, message.text, now, run_id, message.id)
     _touch(conn, run.session_id, now)
@@ -682,22 +698,26 @@ def stop_session(
 ) -> StopResult:
     now = clock.now()
     dropped: list[InboundMessage] = []
+    cleared: list[InboundMessage] = []
     if drop_reason is not None:
         ids = [m.id for m in waiting(conn, session_id)]
         dropped = _decide(conn, ids, Fate.DROPPED, now, reason=drop_reason)
+        cleared = _clear_summaries(conn, session_id, drop_reason)
         if dropped:
             _touch(conn, session_id, now)
     run = active_run(conn, session_id)
+    result = StopResult(StopOutcome.NO_RUN, None, tuple(dropped), tuple(cleared))
     if run is None:
-        return StopResult(StopOutcome.NO_RUN, None, tuple(dropped))
+        return result
     plan = plan_stop(run, status, now)
     if plan.end_reason is not None:
         ended = _end(conn, run, status, now, plan.end_reason)
-        return StopResult(StopOutcome.ENDED, ended, tuple(dropped))
+        return dataclasses.replace(result, outcome=StopOutcome.ENDED, run=ended)
     if plan.request is not None:
         conn.execute("UPDATE runs SET stop_requested = ? WHERE id = ? AND status = 'running'",
                      (plan.request.value, run.id))
-    return StopResult(StopOutcome.SIGNALLED, run_by_id(conn, run.id), tuple(dropped))
+    return dataclasses.replace(result, outcome=StopOutcome.SIGNALLED,
+                               run=run_by_id(conn, run.id))
 
 
 def recover_expired(conn: sqlite3.Connection, clock: Clock) -> list[Run]:

@@ -374,11 +374,20 @@ def _orphans(conn: sqlite3.Connection, now: datetime) -> list[Finding]:
 
 
 def _waiting(conn: sqlite3.Connection) -> list[Finding]:
+    """Messages, and summaries of dropped messages, left waiting in archived sessions."""
     rows = conn.execute(
         "SELECT id FROM inbound WHERE fate = 'pending' AND session_id IN ("
         " SELECT id FROM sessions WHERE archived_at IS NOT NULL)"
     ).fetchall()
-    return [found.waiting_in_archived(row[0]) for row in rows]
+    summaries = conn.execute(
+        "SELECT id FROM inbound INDEXED BY inbound_summarized"
+        " WHERE reason = 'queue_full_summarized'"
+        " AND NOT EXISTS (SELECT 1 FROM queue_summaries q WHERE q.message_id = inbound.id)"
+        " AND session_id IN (SELECT id FROM sessions WHERE archived_at IS NOT NULL)"
+        " ORDER BY received_at, id"
+    ).fetchall()
+    return [*(found.waiting_in_archived(row[0]) for row in rows),
+            *(found.summary_undeliverable(row[0]) for row in summaries)]
 
 
 def _crossed_sessions(conn: sqlite3.Connection) -> list[Finding]:

@@ -77,13 +77,13 @@ def session_from(row: Row) -> Session:
 RUN_COLUMNS = (
     "id, session_id, status, created_at, owner_id, lease_expires_at, started_at, ended_at,"
     " runtime_ms, provider, model, deadline_at, stop_requested, input_tokens, output_tokens,"
-    " error, profile, cached_tokens"
+    " error, profile, cached_tokens, queue_mode"
 )
 
 
 def run_from(row: Row) -> Run:
     (rid, sid, status, created, owner, lease, started, ended, runtime, provider, model,
-     deadline, stop, tin, tout, error, profile, cached) = row
+     deadline, stop, tin, tout, error, profile, cached, queue_mode) = row
     return Run(
         id=rid,
         session_id=sid,
@@ -100,17 +100,22 @@ def run_from(row: Row) -> Run:
         usage=Usage(tin, tout, cached),
         error=error,
         profile=profile,
+        queue_mode=None if queue_mode is None else QueueMode(queue_mode),
     )
 
 
+#: Read ``FROM inbound`` (unaliased): with what became of a summarized message's summary.
 INBOUND_COLUMNS = (
     "id, session_id, channel, text, received_at, channel_message_id, sender, fate, reason,"
-    " run_id, decided_at"
+    " run_id, decided_at,"
+    " (SELECT q.run_id FROM queue_summaries q WHERE q.message_id = inbound.id),"
+    " (SELECT q.cleared FROM queue_summaries q WHERE q.message_id = inbound.id)"
 )
 
 
 def inbound_from(row: Row) -> InboundMessage:
-    (mid, sid, channel, text, received, cmid, sender, fate, reason, run_id, decided) = row
+    (mid, sid, channel, text, received, cmid, sender, fate, reason, run_id, decided,
+     summarized_in, cleared) = row
     return InboundMessage(
         id=mid,
         session_id=sid,
@@ -123,6 +128,8 @@ def inbound_from(row: Row) -> InboundMessage:
         reason=None if reason is None else DropReason(reason),
         run_id=run_id,
         decided_at=opt_dt(decided),
+        summarized_in=summarized_in,
+        summary_cleared=None if cleared is None else DropReason(cleared),
     )
 
 

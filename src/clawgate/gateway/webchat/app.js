@@ -22,6 +22,11 @@ const DROPPED = {
   reset: "cleared when the session was reset or deleted",
   superseded: "superseded by a newer message (interrupt mode)",
 };
+// What became of the summary of a message the full queue dropped (its ``summaryCleared``).
+const SUMMARY_CLEARED = {
+  stopped: "the queue was full (dropped; its summary was cleared by Stop)",
+  reset: "the queue was full (dropped; its summary was cleared by the reset)",
+};
 const SESSIONS_SHOWN = 200;  // the session list's first page; "show more" adds as many again
 const SESSIONS_MOST = 5000;  // the most sessions.list gives; open the others by name
 const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
@@ -457,7 +462,7 @@ async function refreshQueue() {
 // A message's fate in words, as `clawgate sessions show` says it: "answered" says a run took
 // the message up, and how that run ended when it did not end with a reply.
 function fateText(message, runStatus) {
-  if (message.fate === "dropped") return `dropped: ${whyDropped(message.reason)}`;
+  if (message.fate === "dropped") return `dropped: ${droppedText(message)}`;
   if (!runStatus || runStatus === "done" || ACTIVE.has(runStatus)) return message.fate;
   return `${message.fate} (run ${runStatus})`;
 }
@@ -577,6 +582,14 @@ function fateOf(ack) {
   if (ack.queuedBehind) said.push(QUEUED[ack.queueMode] || "queued behind the current reply");
   for (const m of ack.dropped || []) said.push(`"${m.text}" was dropped: ${whyDropped(m.reason)}`);
   return said.join("; ");
+}
+
+// Why a stored message was dropped; for a summarized one, what became of its summary.
+function droppedText(message) {
+  if (message.reason !== "queue_full_summarized") return whyDropped(message.reason);
+  if (message.summaryCleared) return SUMMARY_CLEARED[message.summaryCleared];
+  if (message.runId) return "the queue was full (dropped; a later reply was told what it said)";
+  return whyDropped(message.reason);
 }
 
 function whyDropped(reason) { return DROPPED[reason] || reason || "no reason recorded"; }
