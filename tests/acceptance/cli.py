@@ -20,6 +20,7 @@ default = "echo/echo"
 [providers.echo]
 kind = "echo"
 delay_ms = {delay_ms}
+chunk_delay_ms = {chunk_delay_ms}
 fail = "{fail}"
 
 [runtime]
@@ -55,10 +56,12 @@ class Home:
             terminal.close()
 
     def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15,
-                  grace: int = 5, queue: str | None = FOLLOWUP, run_timeout: int = 600) -> None:
+                  grace: int = 5, queue: str | None = FOLLOWUP, run_timeout: int = 600,
+                  chunk_delay_ms: int = 0) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        text = CONFIG.format(delay_ms=delay_ms, fail=fail, lease=lease, grace=grace,
-                             queue=queue or "", run_timeout=run_timeout)
+        text = CONFIG.format(delay_ms=delay_ms, chunk_delay_ms=chunk_delay_ms, fail=fail,
+                             lease=lease, grace=grace, queue=queue or "",
+                             run_timeout=run_timeout)
         (self.path / "config.toml").write_text(text)
 
     def env(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.acceptance.cli import Home, wait_until
-from tests.acceptance.terminal import CTRL_D, LEFT, PASTE_END, PASTE_START, UP
+from tests.acceptance.terminal import CTRL_C, CTRL_D, LEFT, PASTE_END, PASTE_START, UP
 
 
 def _chat_when(home: Home, key: str, typed: str, status: str) -> subprocess.Popen[str]:
@@ -204,14 +204,35 @@ def test_a_line_typed_in_a_terminal_is_whole_editable_and_recalled(home: Home) -
     again.wait_for("echo: hello\n")
 
 
-def test_leaving_with_ctrl_c_gives_the_terminal_back(home: Home) -> None:
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "signalled"])
+def test_leaving_with_ctrl_c_gives_the_terminal_back(home: Home, typed: bool) -> None:
     chat = home.terminal("chat", "--session", "t3")
     chat.wait_until_editing()  # readline has the terminal
-    chat.interrupt()
-    chat.wait_for("press Ctrl-C again to leave")
-    chat.interrupt()
+    for _ in range(2):
+        chat.type(CTRL_C) if typed else chat.interrupt()
+        chat.wait_for("press Ctrl-C again to leave")
     assert chat.wait_exit() == 0
     assert chat.canonical()
+    assert "[leaving]\n" in chat.text
+
+
+def test_ctrl_c_throws_away_the_line_being_typed(home: Home) -> None:
+    chat = home.terminal("chat", "--session", "c1")
+    chat.wait_until_editing()
+    chat.type("first\\\r")  # a message of two lines, begun
+    chat.wait_for("... ")
+    chat.type("abc")
+    chat.wait_for("abc")
+    chat.type(CTRL_C)  # as shells do: what was typed is not sent
+    chat.wait_for("press Ctrl-C again to leave")
+    chat.type("def\r")
+    chat.wait_for("echo: ")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+
+    sent = [m["text"] for m in home.json("sessions", "show", "c1")["inbound"]]
+    assert sent == ["def"]
+    assert "abc^C\n" in chat.text  # the screen shows it was thrown away
 
 
 def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:

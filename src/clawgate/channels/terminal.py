@@ -331,7 +331,7 @@ class TerminalChat:
 
         def read() -> None:
             try:
-                next_line = self._line_source()  # (readline is set up here, not on the loop)
+                next_line = self._line_source(loop)  # (readline: set up here, off the loop)
                 while (line := next_line()) is not None:
                     loop.call_soon_threadsafe(self._lines.put_nowait, line)
                     if line.strip().lower() in QUIT:
@@ -343,9 +343,10 @@ class TerminalChat:
 
         threading.Thread(target=read, name="clawgate terminal input", daemon=True).start()
 
-    def _line_source(self) -> Callable[[], str | None]:
+    def _line_source(self, loop: asyncio.AbstractEventLoop) -> Callable[[], str | None]:
         if self._interactive:
-            self._editor = open_line_editor(self._in, self._out, self._history)
+            self._editor = open_line_editor(
+                self._in, self._out, self._history, lambda: _call_soon(loop, self._typed_ctrl_c))
             if self._editor is not None:
                 return self._editor.read_message
             return lambda: input("")  # (a terminal without readline)
@@ -359,6 +360,12 @@ class TerminalChat:
     def _on_ctrl_c(self) -> None:
         with contextlib.suppress(NotImplementedError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._interrupt)
+
+    def _typed_ctrl_c(self) -> None:
+        """Ctrl-C typed at the line editor: as the signal, once the editor has thrown the
+        message being typed away and ended its line on screen."""
+        self._streaming = None  # (a reply being shown goes on on a line of its own)
+        self._interrupt()
 
     def _interrupt(self) -> None:
         now = time.monotonic()
@@ -381,6 +388,12 @@ class TerminalChat:
             return
         if said:  # otherwise the run's own end is shown anyway
             self._say(f"[{said}]")
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Have the loop run ``callback`` (from another thread; not if it is already closed)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 async def _cancelled(*tasks: asyncio.Future[Any]) -> None:
