@@ -64,6 +64,19 @@ class Home:
                              run_timeout=run_timeout)
         (self.path / "config.toml").write_text(text)
 
+    def use_model_server(self, base_url: str, key_env: str, more: str = "") -> None:
+        """The default model is ``openai/gpt-test`` at ``base_url`` (the fake model server),
+        its key in the environment variable ``key_env``; ``more`` is added to the config."""
+        (self.path / "config.toml").write_text(f"""
+[models]
+default = "openai/gpt-test"
+
+[providers.openai]
+kind = "openai"
+base_url = "{base_url}"
+api_key_env = "{key_env}"
+{more}""")
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "CLAWGATE_HOME": str(self.path), "PYTHONUNBUFFERED": "1"}
 

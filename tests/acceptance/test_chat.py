@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from clawgate.runtime.runtime import STOPPED_COMPACTING
+from clawgate.testing.model_server import FakeModelServer, Hang
 from tests.acceptance.cli import Home, wait_until
 from tests.acceptance.terminal import CTRL_C, CTRL_D, LEFT, PASTE_END, PASTE_START, UP
 
@@ -309,3 +311,48 @@ def test_a_typed_stop_is_reported_once(home: Home, where: str) -> None:
     assert chat.returncode == 0
     assert out.count("[killed: stopped by request]") == 1
     assert "stopped run" not in out  # the same news again
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["in-process", "via the gateway"])
+def test_ctrl_c_stops_a_compaction_that_hangs(
+    home: Home, server: FakeModelServer, monkeypatch: pytest.MonkeyPatch, where: str,
+) -> None:
+    monkeypatch.setenv("TEST_CHAT_KEY", "sk-chat-test")
+    home.use_model_server(server.openai_base_url, "TEST_CHAT_KEY")
+    assert home.run("chat", "--session", "m1", stdin="hello\n").returncode == 0
+    server.default = Hang()  # the summary never comes
+    if where == "via the gateway":
+        home.start_gateway()
+    chat = home.terminal("chat", "--session", "m1")
+    chat.wait_until_editing()
+    chat.type("/compact\r")
+    chat.wait_for("[compacting; Ctrl-C stops it]")
+    wait_until(lambda: len(server.exchanges) == 2, 15, "the summary to be asked for")
+    chat.type(CTRL_C)
+    chat.wait_for(STOPPED_COMPACTING)
+    chat.type("/status\r")  # the chat goes on
+    chat.wait_for("model     openai/gpt-test")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+
+    assert "nothing was running" not in chat.text
+    assert "stopped compacting" not in chat.text  # /compact's answer says it: once
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_leaves_at_once_when_the_gateway_is_stuck(home: Home) -> None:
+    gateway, _ = home.start_gateway()
+    chat = home.terminal("chat", "--session", "g1")
+    chat.wait_until_editing()
+    gateway.send_signal(signal.SIGSTOP)  # alive, but answers nothing
+    try:
+        chat.type("hello\r")
+        chat.type(CTRL_C)  # its stop is not answered either
+        chat.wait_for("press Ctrl-C again to leave")
+        chat.type(CTRL_C)
+        chat.wait_for("[leaving]")
+        assert chat.wait_exit(within=5) == 0  # a bound: it leaves at once
+        assert chat.canonical()
+    finally:
+        gateway.send_signal(signal.SIGCONT)

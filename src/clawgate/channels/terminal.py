@@ -17,10 +17,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 from clawgate.channels.line_editor import LineEditor, open_line_editor
 from clawgate.domain import DropReason, Fate
@@ -30,6 +30,7 @@ from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.runtime import CommandReply, Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "terminal"
 FEED_BATCH = 500
@@ -37,6 +38,7 @@ QUIT = frozenset({"/quit", "/exit"})
 DOUBLE_PRESS_S = 2.0
 WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it says so
 WAITING = "waiting for the reply to finish; Ctrl-C stops it"
+COMPACTING = "compacting; Ctrl-C stops it"
 #: Commands of the terminal itself, added to the /help list.
 TERMINAL_HELP = (
     "/quit, /exit           leave once what you sent is answered (or Ctrl-D; Ctrl-C twice:"
@@ -178,7 +180,9 @@ class LocalChat:
 
     async def stop(self) -> str | None:
         report = await self._runtime.stop(self._key)
-        return report.describe() if report.final is None or report.first.dropped else None
+        # A run's end, and a stopped /compact's answer, say what was stopped.
+        said = report.final is not None or report.compaction_stopped
+        return None if said and not report.first.dropped else report.describe()
 
     async def wait_for(self, message_id: str) -> None:
         await self._runtime.wait_for(message_id)
@@ -239,20 +243,26 @@ class TerminalChat:
             if line.strip() and self._closing:
                 self._say("! not sent: the gateway is shutting down")
             elif line.strip():
-                await self._handle(line)
+                await self._unless_leaving(self._handle(line))  # (a stuck one is left)
 
     async def _next_line(self) -> str | None:
-        getter = asyncio.ensure_future(self._lines.get())
+        return await self._unless_leaving(self._lines.get())
+
+    async def _unless_leaving(self, work: Awaitable[T]) -> T | None:
+        """What ``work`` gives, or None if the chat leaves first (``work`` is cancelled)."""
+        task = asyncio.ensure_future(work)
         leaving = asyncio.ensure_future(self._leave.wait())
-        done, pending = await asyncio.wait({getter, leaving},
-                                           return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait({task, leaving}, return_when=asyncio.FIRST_COMPLETED)
         await _cancelled(*pending)
-        return getter.result() if getter in done else None
+        return task.result() if task in done else None
 
     async def _handle(self, line: str) -> None:
-        if _is_stop(line):  # as Ctrl-C: the run's end is shown, and what else stop did
-            await self._stop_quietly()
+        command = _command(line)
+        if isinstance(command, commands.Stop):  # as Ctrl-C: the run's end is shown, and
+            await self._stop_quietly()          # what else stop did
             return
+        if isinstance(command, commands.Compact):  # a model call: it may take a while
+            self._say(f"[{COMPACTING}]")
         try:
             result = await self._backend.handle(line)
         except InvalidInput as exc:
@@ -410,11 +420,11 @@ def _with_terminal_help(help_text: str) -> str:
     return "\n".join([*lines[:at], TERMINAL_HELP, *lines[at:]])
 
 
-def _is_stop(line: str) -> bool:
+def _command(line: str) -> commands.Command | None:
     try:
-        return isinstance(commands.parse(line), commands.Stop)
+        return commands.parse(line)
     except InvalidInput:  # (an unknown command: the backend says so)
-        return False
+        return None
 
 
 def _doing(line: str) -> str:

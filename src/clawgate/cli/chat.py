@@ -103,7 +103,9 @@ class RemoteChat:
 
     async def stop(self) -> str | None:
         result = await self._client.request("chat.abort", session=self._key)
-        return str(result["text"]) if result["runId"] is None or result["dropped"] else None
+        # A run's end, and a stopped /compact's answer, say what was stopped.
+        said = result["runId"] is not None or result.get("compactionStopped", False)
+        return None if said and not result["dropped"] else str(result["text"])
 
     async def wait_for(self, message_id: str) -> None:
         """Until the message has its fate and its run (if any) has ended (GatewayClosed, a
