@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import stat
 import subprocess
 
@@ -356,3 +357,56 @@ def test_ctrl_c_twice_leaves_at_once_when_the_gateway_is_stuck(home: Home) -> No
         assert chat.canonical()
     finally:
         gateway.send_signal(signal.SIGCONT)
+
+
+def _replies(home: Home, key: str) -> list[str]:
+    """The assistant's entries in the session's transcript, as stored."""
+    with sqlite3.connect(f"file:{home.path / 'clawgate.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT t.text FROM transcript t JOIN sessions s ON s.id = "
+                          "t.session_id WHERE s.key = ? AND t.role = 'assistant' ORDER BY "
+                          "t.seq", (key,)).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+@pytest.mark.parametrize("end", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "hang-up"])
+def test_a_chat_ended_mid_reply_keeps_what_was_written(home: Home, end: signal.Signals
+                                                        ) -> None:
+    home.configure(chunk_delay_ms=60_000)  # its first word, then a long pause
+    chat = home.terminal("chat", "--session", "h1")
+    chat.wait_until_editing()
+    chat.type("tell me everything\r")
+    chat.wait_for("echo:")
+    if end is signal.SIGTERM:
+        chat.process.send_signal(signal.SIGTERM)
+    else:
+        chat.hang_up()  # the terminal window is closed
+    assert chat.wait_exit() == 128 + end
+
+    run = home.latest_run("h1")
+    assert run is not None
+    assert run["status"] == "interrupted"
+    assert re.fullmatch(r"clawgate chat \(pid \d+\) shut down before the reply was complete",
+                        run["error"])
+    assert _replies(home, "h1") == ["echo:"]
+    if end is signal.SIGTERM:  # the terminal is still there: given back as it was, told why
+        assert chat.canonical()
+        assert chat.text.endswith("clawgate: this chat ends (SIGTERM)\n")
+
+
+def test_a_chat_whose_output_is_closed_stops_and_ends_cleanly(home: Home) -> None:
+    home.configure(fail="hang")
+    chat = _chat_when(home, "b1", "tell me everything\n", "running")
+    assert chat.stdout is not None
+    assert chat.stderr is not None
+    chat.stdout.close()  # as in `clawgate chat | tee log`, when Ctrl-C ends tee too
+    chat.send_signal(signal.SIGINT)
+
+    assert chat.wait(15) == 1
+    err = chat.stderr.read()
+    assert err.endswith("\nclawgate: the chat's output was closed (Broken pipe); this chat "
+                        "ends\n")
+    assert "Traceback" not in err
+    assert "Exception" not in err
+    run = home.latest_run("b1")
+    assert run is not None
+    assert run["status"] in ("killed", "interrupted")  # stopped, either way

@@ -5,7 +5,8 @@ current reply, not the program; Ctrl-D or /quit leaves once every message sent h
 answer. When the gateway begins to shut down the chat says so, shows the replies in progress
 as they end, and sends nothing typed from then on; once the gateway is gone (or if it goes
 away unannounced) the chat ends at once and says so, rather than take lines it could not
-send. Input is read on a thread so a slow typist never blocks the event loop.
+send. SIGTERM, the terminal closing (SIGHUP) or the output going away (a closed pipe) end
+the chat at once. Input is read on a thread so a slow typist never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
+from clawgate.channels.chat_output import ChatOutput, silence
 from clawgate.channels.line_editor import LineEditor, open_line_editor
 from clawgate.domain import DropReason, Fate
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput, StoreError
@@ -199,7 +201,6 @@ class TerminalChat:
         self._backend = backend
         self._key = key
         self._in = stdin
-        self._out = stdout
         self._interactive = stdin.isatty()
         self._history = history
         self._editor: LineEditor | None = None
@@ -208,6 +209,8 @@ class TerminalChat:
         self._streaming: str | None = None  # the run whose reply is being printed
         self._last_interrupt = 0.0
         self._leave = asyncio.Event()
+        self._out = ChatOutput(stdout, on_lost=self._leave.set)  # (gone: the chat ends)
+        self._ended_by: signal.Signals | None = None  # SIGTERM or SIGHUP: left at once
         self._stopping: set[asyncio.Task[None]] = set()
         self._lost: Disconnected | None = None  # the backend went away: the chat ends
         self._closing = False  # the backend is shutting down: nothing more is sent
@@ -230,6 +233,16 @@ class TerminalChat:
             await _cancelled(*self._stopping)
             if self._editor is not None:
                 self._editor.close()
+        return self._outcome()
+
+    def _outcome(self) -> int:
+        """The exit status, once the chat has ended; why on stderr, if it did not end as
+        asked (Disconnected: the backend or the output went away)."""
+        if self._ended_by is not None:
+            return _ended_by(self._ended_by)
+        if self._out.lost is not None:
+            raise Disconnected(f"the chat's output was closed ({self._out.lost}); this chat "
+                               "ends") from None
         if self._lost is not None:
             raise Disconnected(f"{self._lost}; this chat ends: nothing typed now would be "
                                "sent") from None
@@ -314,7 +327,6 @@ class TerminalChat:
         if isinstance(event, Delta):
             self._streaming = event.run_id
             self._out.write(event.text)
-            self._out.flush()
         elif isinstance(event, RunEnded):
             if self._streaming == event.run_id:
                 self._out.write("\n")
@@ -333,7 +345,6 @@ class TerminalChat:
             self._out.write("\n")
             self._streaming = None
         self._out.write(text + "\n")
-        self._out.flush()
 
     def _read_in_background(self, loop: asyncio.AbstractEventLoop) -> None:
         """Lines typed (a message each; the line editor may join several), on a thread,
@@ -356,7 +367,8 @@ class TerminalChat:
     def _line_source(self, loop: asyncio.AbstractEventLoop) -> Callable[[], str | None]:
         if self._interactive:
             self._editor = open_line_editor(
-                self._in, self._out, self._history, lambda: _call_soon(loop, self._typed_ctrl_c))
+                self._in, self._out.stream, self._history,
+                lambda: _call_soon(loop, self._typed_ctrl_c))
             if self._editor is not None:
                 return self._editor.read_message
             return lambda: input("")  # (a terminal without readline)
@@ -368,8 +380,20 @@ class TerminalChat:
         return piped
 
     def _on_ctrl_c(self) -> None:
+        """Ctrl-C stops the reply (twice: leaves); SIGTERM and SIGHUP (the terminal was
+        closed) leave at once."""
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._interrupt)
+            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+            for ending in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(ending, self._end_now, ending)
+
+    def _end_now(self, by: signal.Signals) -> None:
+        self._ended_by = by
+        if by is signal.SIGHUP:  # (the terminal is gone: nothing more can be shown)
+            self._out.lose("the terminal was closed")
+            silence(sys.stderr)
+        self._leave.set()
 
     def _typed_ctrl_c(self) -> None:
         """Ctrl-C typed at the line editor: as the signal, once the editor has thrown the
@@ -385,10 +409,10 @@ class TerminalChat:
             self._say("[leaving]")
             self._leave.set()
             return
-        self._say("[stopping; press Ctrl-C again to leave]")
-        task = asyncio.ensure_future(self._stop_quietly())
+        task = asyncio.ensure_future(self._stop_quietly())  # (first: saying so may fail)
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+        self._say("[stopping; press Ctrl-C again to leave]")
 
     async def _stop_quietly(self) -> None:
         try:
@@ -404,6 +428,15 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) ->
     """Have the loop run ``callback`` (from another thread; not if it is already closed)."""
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(callback)
+
+
+def _ended_by(signum: signal.Signals) -> int:
+    """The exit status of a chat a signal ended (as a shell reports one it killed), said on
+    stderr (but for SIGHUP: the terminal is gone)."""
+    if signum is not signal.SIGHUP:
+        with contextlib.suppress(OSError):
+            print(f"clawgate: this chat ends ({signum.name})", file=sys.stderr, flush=True)
+    return 128 + signum
 
 
 async def _cancelled(*tasks: asyncio.Future[Any]) -> None:

@@ -49,8 +49,9 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         try:
             return await TerminalChat(LocalChat(runtime, key), key,
                                     history=_history(settings)).run()
-        finally:
-            await runtime.close()
+        finally:  # (the chat waited for the answers it wanted: a reply still being written
+            # as it leaves, at Ctrl-C twice or SIGTERM, ends interrupted now, kept as it is)
+            await runtime.close(grace=0)
 
 
 def _history(settings: Settings) -> Path:
