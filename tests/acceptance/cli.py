@@ -20,6 +20,7 @@ default = "echo/echo"
 [providers.echo]
 kind = "echo"
 delay_ms = {delay_ms}
+chunk_delay_ms = {chunk_delay_ms}
 fail = "{fail}"
 
 [runtime]
@@ -55,11 +56,26 @@ class Home:
             terminal.close()
 
     def configure(self, delay_ms: int = 0, fail: str = "", lease: int = 15,
-                  grace: int = 5, queue: str | None = FOLLOWUP, run_timeout: int = 600) -> None:
+                  grace: int = 5, queue: str | None = FOLLOWUP, run_timeout: int = 600,
+                  chunk_delay_ms: int = 0) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        text = CONFIG.format(delay_ms=delay_ms, fail=fail, lease=lease, grace=grace,
-                             queue=queue or "", run_timeout=run_timeout)
+        text = CONFIG.format(delay_ms=delay_ms, chunk_delay_ms=chunk_delay_ms, fail=fail,
+                             lease=lease, grace=grace, queue=queue or "",
+                             run_timeout=run_timeout)
         (self.path / "config.toml").write_text(text)
+
+    def use_model_server(self, base_url: str, key_env: str, more: str = "") -> None:
+        """The default model is ``openai/gpt-test`` at ``base_url`` (the fake model server),
+        its key in the environment variable ``key_env``; ``more`` is added to the config."""
+        (self.path / "config.toml").write_text(f"""
+[models]
+default = "openai/gpt-test"
+
+[providers.openai]
+kind = "openai"
+base_url = "{base_url}"
+api_key_env = "{key_env}"
+{more}""")
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "CLAWGATE_HOME": str(self.path), "PYTHONUNBUFFERED": "1"}

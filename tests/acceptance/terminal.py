@@ -1,7 +1,10 @@
-"""A command in a real pseudo-terminal, typed at as a person would (keys, pastes, Ctrl-D).
+"""A command in a real pseudo-terminal, typed at as a person would (keys, pastes, Ctrl-C,
+Ctrl-D).
 
-The test keeps the terminal's other end open, so it can see the terminal's mode (whether
-readline has it, and that it is given back) after the command has gone.
+The terminal is the command's controlling terminal, as a terminal window's is, so Ctrl-C
+typed sends SIGINT and closing the window (``hang_up``) sends SIGHUP. The test keeps the
+terminal's other end open, so it can see the terminal's mode (whether readline has it, and
+that it is given back) after the command has gone.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 
 UP, LEFT = "\x1b[A", "\x1b[D"
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
-CTRL_D = "\x04"
+CTRL_C, CTRL_D = "\x03", "\x04"
 PASTE_MODE_ON = b"\x1b[?2004h"
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\x08")
 
@@ -29,8 +32,10 @@ class Terminal:
         self._master, self._slave = os.openpty()
         fcntl.ioctl(self._slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
         self.process = subprocess.Popen(args, stdin=self._slave, stdout=self._slave,
-                                        stderr=self._slave, env=env, start_new_session=True)
+                                        stderr=self._slave, env=env, start_new_session=True,
+                                        preexec_fn=_control_the_terminal)
         self._raw = b""
+        self._hung_up = False
 
     @property
     def text(self) -> str:
@@ -48,6 +53,11 @@ class Terminal:
 
     def interrupt(self) -> None:
         self.process.send_signal(signal.SIGINT)
+
+    def hang_up(self) -> None:
+        """Close the terminal, as closing its window does (the command gets SIGHUP)."""
+        self._hung_up = True
+        os.close(self._master)
 
     def wait_for(self, text: str, times: int = 1, within: float = 15) -> str:
         """Read until ``text`` has been shown (``times`` times; bounded); what was shown."""
@@ -86,11 +96,20 @@ class Terminal:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
-        os.close(self._master)
+        if not self._hung_up:
+            os.close(self._master)
         os.close(self._slave)
 
     def _read(self, within: float) -> None:
+        if self._hung_up:
+            time.sleep(within)
+            return
         ready, _, _ = select.select([self._master], [], [], within)
         if ready:
             with contextlib.suppress(OSError):  # (nothing more to read)
                 self._raw += os.read(self._master, 65536)
+
+
+def _control_the_terminal() -> None:
+    """In the child, a session leader: make its terminal (stdin) its controlling one."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)

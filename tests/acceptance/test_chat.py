@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import stat
 import subprocess
 
 import pytest
 
+from clawgate.runtime.runtime import STOPPED_COMPACTING
+from clawgate.testing.model_server import FakeModelServer, Hang
 from tests.acceptance.cli import Home, wait_until
-from tests.acceptance.terminal import CTRL_D, LEFT, PASTE_END, PASTE_START, UP, Terminal
+from tests.acceptance.terminal import CTRL_C, CTRL_D, LEFT, PASTE_END, PASTE_START, UP, Terminal
 
 
 def _chat_when(home: Home, key: str, typed: str, status: str) -> subprocess.Popen[str]:
@@ -259,14 +262,35 @@ def test_a_line_typed_in_a_terminal_is_whole_editable_and_recalled(home: Home) -
     again.wait_for("echo: hello\n")
 
 
-def test_leaving_with_ctrl_c_gives_the_terminal_back(home: Home) -> None:
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "signalled"])
+def test_leaving_with_ctrl_c_gives_the_terminal_back(home: Home, typed: bool) -> None:
     chat = home.terminal("chat", "--session", "t3")
     chat.wait_until_editing()  # readline has the terminal
-    chat.interrupt()
-    chat.wait_for("press Ctrl-C again to leave")
-    chat.interrupt()
+    for _ in range(2):
+        chat.type(CTRL_C) if typed else chat.interrupt()
+        chat.wait_for("press Ctrl-C again to leave")
     assert chat.wait_exit() == 0
     assert chat.canonical()
+    assert "[leaving]\n" in chat.text
+
+
+def test_ctrl_c_throws_away_the_line_being_typed(home: Home) -> None:
+    chat = home.terminal("chat", "--session", "c1")
+    chat.wait_until_editing()
+    chat.type("first\\\r")  # a message of two lines, begun
+    chat.wait_for("... ")
+    chat.type("abc")
+    chat.wait_for("abc")
+    chat.type(CTRL_C)  # as shells do: what was typed is not sent
+    chat.wait_for("press Ctrl-C again to leave")
+    chat.type("def\r")
+    chat.wait_for("echo: ")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+
+    sent = [m["text"] for m in home.json("sessions", "show", "c1")["inbound"]]
+    assert sent == ["def"]
+    assert "abc^C\n" in chat.text  # the screen shows it was thrown away
 
 
 def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:
@@ -365,3 +389,101 @@ def test_a_typed_stop_is_reported_once(home: Home, where: str) -> None:
     assert chat.wait_exit() == 0
     assert chat.text.count("[killed: stopped by request]") == 1
     assert "stopped run" not in chat.text  # the same news again
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["in-process", "via the gateway"])
+def test_ctrl_c_stops_a_compaction_that_hangs(
+    home: Home, server: FakeModelServer, monkeypatch: pytest.MonkeyPatch, where: str,
+) -> None:
+    monkeypatch.setenv("TEST_CHAT_KEY", "sk-chat-test")
+    home.use_model_server(server.openai_base_url, "TEST_CHAT_KEY")
+    assert home.run("chat", "--session", "m1", stdin="hello\n").returncode == 0
+    server.default = Hang()  # the summary never comes
+    if where == "via the gateway":
+        home.start_gateway()
+    chat = home.terminal("chat", "--session", "m1")
+    chat.wait_until_editing()
+    chat.type("/compact\r")
+    chat.wait_for("[compacting; Ctrl-C stops it]")
+    wait_until(lambda: len(server.exchanges) == 2, 15, "the summary to be asked for")
+    chat.type(CTRL_C)
+    chat.wait_for(STOPPED_COMPACTING)
+    chat.type("/status\r")  # the chat goes on
+    chat.wait_for("model     openai/gpt-test")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+
+    assert "nothing was running" not in chat.text
+    assert "stopped compacting" not in chat.text  # /compact's answer says it: once
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_leaves_at_once_when_the_gateway_is_stuck(home: Home) -> None:
+    gateway, _ = home.start_gateway()
+    chat = home.terminal("chat", "--session", "g1")
+    chat.wait_until_editing()
+    gateway.send_signal(signal.SIGSTOP)  # alive, but answers nothing
+    try:
+        chat.type("hello\r")
+        chat.type(CTRL_C)  # its stop is not answered either
+        chat.wait_for("press Ctrl-C again to leave")
+        chat.type(CTRL_C)
+        chat.wait_for("[leaving]")
+        assert chat.wait_exit(within=5) == 0  # a bound: it leaves at once
+        assert chat.canonical()
+    finally:
+        gateway.send_signal(signal.SIGCONT)
+
+
+def _replies(home: Home, key: str) -> list[str]:
+    """The assistant's entries in the session's transcript, as stored."""
+    with sqlite3.connect(f"file:{home.path / 'clawgate.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT t.text FROM transcript t JOIN sessions s ON s.id = "
+                          "t.session_id WHERE s.key = ? AND t.role = 'assistant' ORDER BY "
+                          "t.seq", (key,)).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+@pytest.mark.parametrize("end", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "hang-up"])
+def test_a_chat_ended_mid_reply_keeps_what_was_written(home: Home, end: signal.Signals
+                                                        ) -> None:
+    home.configure(chunk_delay_ms=60_000)  # its first word, then a long pause
+    chat = home.terminal("chat", "--session", "h1")
+    chat.wait_until_editing()
+    chat.type("tell me everything\r")
+    chat.wait_for("echo:")
+    if end is signal.SIGTERM:
+        chat.process.send_signal(signal.SIGTERM)
+    else:
+        chat.hang_up()  # the terminal window is closed
+    assert chat.wait_exit() == 128 + end
+
+    run = home.latest_run("h1")
+    assert run is not None
+    assert run["status"] == "interrupted"
+    assert re.fullmatch(r"clawgate chat \(pid \d+\) shut down before the reply was complete",
+                        run["error"])
+    assert _replies(home, "h1") == ["echo:"]
+    if end is signal.SIGTERM:  # the terminal is still there: given back as it was, told why
+        assert chat.canonical()
+        assert chat.text.endswith("clawgate: this chat ends (SIGTERM)\n")
+
+
+def test_a_chat_whose_output_is_closed_stops_and_ends_cleanly(home: Home) -> None:
+    home.configure(fail="hang")
+    chat = _chat_when(home, "b1", "tell me everything\n", "running")
+    assert chat.stdout is not None
+    assert chat.stderr is not None
+    chat.stdout.close()  # as in `clawgate chat | tee log`, when Ctrl-C ends tee too
+    chat.send_signal(signal.SIGINT)
+
+    assert chat.wait(15) == 1
+    err = chat.stderr.read()
+    assert err.endswith("\nclawgate: the chat's output was closed (Broken pipe); this chat "
+                        "ends\n")
+    assert "Traceback" not in err
+    assert "Exception" not in err
+    run = home.latest_run("b1")
+    assert run is not None
+    assert run["status"] in ("killed", "interrupted")  # stopped, either way

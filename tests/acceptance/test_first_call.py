@@ -29,15 +29,7 @@ ANSWER_WITHIN_S = 15.0
 
 
 def _configure(home: Home, server: FakeModelServer) -> None:
-    (home.path / "config.toml").write_text(f"""
-[models]
-default = "openai/gpt-test"
-
-[providers.openai]
-kind = "openai"
-base_url = "{server.openai_base_url}"
-api_key_env = "TEST_FIRST_CALL_KEY"
-
+    home.use_model_server(server.openai_base_url, "TEST_FIRST_CALL_KEY", """
 [runtime]
 lease_seconds = 60
 

@@ -19,7 +19,7 @@ from clawgate.domain import (
     RunStatus,
 )
 from clawgate.runtime.bus import RunChanged, Subscription
-from clawgate.runtime.runtime import CommandReply, Runtime
+from clawgate.runtime.runtime import STOPPED_COMPACTING, CommandReply, Runtime
 from clawgate.store.protocol import Store
 from tests.integration.harness import SETTINGS, Harness, answer, eventually, mode
 
@@ -82,6 +82,26 @@ async def test_stop_with_nothing_running_says_so(harness: Harness) -> None:
     report = await runtime.stop("s1")
     assert report.final is None
     assert report.describe() == "nothing was running in session s1; no messages were waiting"
+
+
+async def test_stop_ends_a_compaction_and_the_compaction_says_so(harness: Harness) -> None:
+    runtime = await harness.runtime()
+    harness.model.queue_reply("hi")
+    await answer(runtime, "s1", "hello")
+    compacting = asyncio.create_task(runtime.handle("s1", "/compact"))
+    call = await harness.model.next_call()  # the summary is asked for, and never comes
+
+    report = await runtime.stop("s1")
+
+    assert report.describe() == "stopped compacting session s1; no messages were waiting"
+    reply = await compacting
+    assert isinstance(reply, CommandReply)
+    assert reply.text == STOPPED_COMPACTING
+    assert call.closed
+    session = await runtime.store.get_session("s1")
+    assert session is not None
+    transcript = await runtime.store.transcript(session.id)
+    assert [e.role for e in transcript] == [Role.USER, Role.ASSISTANT]  # no summary
 
 
 async def test_a_run_past_its_deadline_ends_timeout(harness: Harness) -> None:

@@ -7,8 +7,9 @@ the current reply, not the program; Ctrl-D or /quit leaves once every message se
 answer. When the gateway begins to shut down the chat says so, shows the replies in progress
 as they end, and sends no message typed from then on (stop, /status and /help still go
 through); once the gateway is gone (or if it goes away unannounced) the chat ends at once and
-says so, rather than take lines it could not send. Input is read on a thread so a slow typist
-never blocks the event loop.
+says so, rather than take lines it could not send. SIGTERM, the terminal closing (SIGHUP) or
+the output going away (a closed pipe) end the chat at once. Input is read on a thread so a
+slow typist never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
+from clawgate.channels.chat_output import ChatOutput, silence
 from clawgate.channels.line_editor import LineEditor, open_line_editor
 from clawgate.domain import DropReason, Fate, preview
 from clawgate.errors import ClawgateError, Disconnected, InvalidInput, StoreError
@@ -33,6 +35,7 @@ from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
 from clawgate.runtime.runtime import CommandReply, Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "terminal"
 FEED_BATCH = 500
@@ -45,6 +48,7 @@ WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it
 SHOWN_WITHIN_S = 5.0
 WAITING = "waiting for the reply to finish; Ctrl-C stops it"
 DROPPED_PREVIEW = 40  # characters of a dropped message the chat shows, to say which
+COMPACTING = "compacting; Ctrl-C stops it"
 #: Commands of the terminal itself, added to the /help list.
 TERMINAL_HELP = (
     "/quit, /exit           leave once what you sent is answered (or Ctrl-D; Ctrl-C twice:"
@@ -192,7 +196,9 @@ class LocalChat:
 
     async def stop(self) -> str | None:
         report = await self._runtime.stop(self._key)
-        return report.describe() if report.final is None or report.first.dropped else None
+        # A run's end, and a stopped /compact's answer, say what was stopped.
+        said = report.final is not None or report.compaction_stopped
+        return None if said and not report.first.dropped else report.describe()
 
     async def wait_for(self, message_id: str) -> str | None:
         outcome = await self._runtime.wait_for(message_id)
@@ -210,7 +216,6 @@ class TerminalChat:
         self._backend = backend
         self._key = key
         self._in = stdin
-        self._out = stdout
         self._interactive = stdin.isatty()
         self._history = history
         self._editor: LineEditor | None = None
@@ -219,6 +224,8 @@ class TerminalChat:
         self._streaming: str | None = None  # the run whose reply is being printed
         self._last_interrupt = 0.0
         self._leave = asyncio.Event()
+        self._out = ChatOutput(stdout, on_lost=self._leave.set)  # (gone: the chat ends)
+        self._ended_by: signal.Signals | None = None  # SIGTERM or SIGHUP: left at once
         self._stopping: set[asyncio.Task[None]] = set()
         self._lost: Disconnected | None = None  # the backend went away: the chat ends
         self._closing = False  # the backend is shutting down: no more messages are sent
@@ -243,6 +250,16 @@ class TerminalChat:
             await _cancelled(*self._stopping)
             if self._editor is not None:
                 self._editor.close()
+        return self._outcome()
+
+    def _outcome(self) -> int:
+        """The exit status, once the chat has ended; why on stderr, if it did not end as
+        asked (Disconnected: the backend or the output went away)."""
+        if self._ended_by is not None:
+            return _ended_by(self._ended_by)
+        if self._out.lost is not None:
+            raise Disconnected(f"the chat's output was closed ({self._out.lost}); this chat "
+                               "ends") from None
         if self._lost is not None:
             raise Disconnected(f"{self._lost}; this chat ends: nothing typed now would be "
                                "sent") from None
@@ -256,20 +273,28 @@ class TerminalChat:
             if line.strip() and self._closing and not _while_closing(line):
                 self._say("! not sent: the gateway is shutting down")
             elif line.strip():
-                await self._handle(line)
+                await self._unless_leaving(self._handle(line))  # (a stuck one is left)
 
     async def _next_line(self) -> str | None:
-        getter = asyncio.ensure_future(self._lines.get())
+        return await self._unless_leaving(self._lines.get())
+
+    async def _unless_leaving(self, work: Awaitable[T]) -> T | None:
+        """What ``work`` gives, or None if the chat leaves first (``work`` is cancelled)."""
+        task = asyncio.ensure_future(work)
         leaving = asyncio.ensure_future(self._leave.wait())
-        done, pending = await asyncio.wait({getter, leaving},
-                                           return_when=asyncio.FIRST_COMPLETED)
-        await _cancelled(*pending)
-        return getter.result() if getter in done else None
+        try:
+            await asyncio.wait({task, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # (also when this wait is itself cancelled: nothing is left running unread)
+            await _cancelled(task, leaving)
+        return None if task.cancelled() else task.result()
 
     async def _handle(self, line: str) -> None:
-        if _is_stop(line):  # as Ctrl-C: the run's end is shown, and what else stop did
-            await self._stop_quietly()
+        command = _command(line)
+        if isinstance(command, commands.Stop):  # as Ctrl-C: the run's end is shown, and
+            await self._stop_quietly()          # what else stop did
             return
+        if isinstance(command, commands.Compact):  # a model call: it may take a while
+            self._say(f"[{COMPACTING}]")
         try:
             result = await self._backend.handle(line)
         except InvalidInput as exc:
@@ -293,8 +318,9 @@ class TerminalChat:
         """(Piped input) Until the message has its outcome and its run's end is shown (Ctrl-C
         twice gives up; the backend going away raises Disconnected)."""
         waiting = asyncio.ensure_future(self._backend.wait_for(message_id))
-        if not await self._unless_leaving(waiting):
-            return
+        await self._unless_leaving(waiting)  # (what ended it early, Disconnected, is raised)
+        if waiting.cancelled():
+            return  # the chat is leaving
         run_id = waiting.result()
         deadline = time.monotonic() + SHOWN_WITHIN_S
         while run_id is not None and run_id not in self._ended and not self._leave.is_set():
@@ -304,18 +330,6 @@ class TerminalChat:
             self._shown_end.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._shown_end.wait(), left)
-
-    async def _unless_leaving(self, waiting: asyncio.Future[Any]) -> bool:
-        """Wait for ``waiting``, or for Ctrl-C twice (False: the chat is leaving). What ended
-        ``waiting`` early (Disconnected) is raised."""
-        leaving = asyncio.ensure_future(self._leave.wait())
-        done, pending = await asyncio.wait({waiting, leaving},
-                                           return_when=asyncio.FIRST_COMPLETED)
-        await _cancelled(*pending)
-        if waiting in done:
-            waiting.result()
-            return True
-        return False
 
     async def _finish_answers(self) -> None:
         """Before leaving, wait for the answers to what was sent (Ctrl-C gives up; so does
@@ -351,7 +365,6 @@ class TerminalChat:
         if isinstance(event, Delta):
             self._streaming = event.run_id
             self._out.write(event.text)
-            self._out.flush()
         elif isinstance(event, RunEnded):
             if self._streaming == event.run_id:
                 self._out.write("\n")
@@ -374,7 +387,6 @@ class TerminalChat:
             self._out.write("\n")
             self._streaming = None
         self._out.write(text + "\n")
-        self._out.flush()
 
     def _read_in_background(self, loop: asyncio.AbstractEventLoop) -> None:
         """Lines typed (a message each; the line editor may join several), on a thread,
@@ -382,7 +394,7 @@ class TerminalChat:
 
         def read() -> None:
             try:
-                next_line = self._line_source()  # (readline is set up here, not on the loop)
+                next_line = self._line_source(loop)  # (readline: set up here, off the loop)
                 while (line := next_line()) is not None:
                     loop.call_soon_threadsafe(self._lines.put_nowait, line)
                     if line.strip().lower() in QUIT:
@@ -394,9 +406,11 @@ class TerminalChat:
 
         threading.Thread(target=read, name="clawgate terminal input", daemon=True).start()
 
-    def _line_source(self) -> Callable[[], str | None]:
+    def _line_source(self, loop: asyncio.AbstractEventLoop) -> Callable[[], str | None]:
         if self._interactive:
-            self._editor = open_line_editor(self._in, self._out, self._history)
+            self._editor = open_line_editor(
+                self._in, self._out.stream, self._history,
+                lambda: _call_soon(loop, self._typed_ctrl_c))
             if self._editor is not None:
                 return self._editor.read_message
             return lambda: input("")  # (a terminal without readline)
@@ -408,8 +422,26 @@ class TerminalChat:
         return piped
 
     def _on_ctrl_c(self) -> None:
+        """Ctrl-C stops the reply (twice: leaves); SIGTERM and SIGHUP (the terminal was
+        closed) leave at once."""
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._interrupt)
+            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+            for ending in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(ending, self._end_now, ending)
+
+    def _end_now(self, by: signal.Signals) -> None:
+        self._ended_by = by
+        if by is signal.SIGHUP:  # (the terminal is gone: nothing more can be shown)
+            self._out.lose("the terminal was closed")
+            silence(sys.stderr)
+        self._leave.set()
+
+    def _typed_ctrl_c(self) -> None:
+        """Ctrl-C typed at the line editor: as the signal, once the editor has thrown the
+        message being typed away and ended its line on screen."""
+        self._streaming = None  # (a reply being shown goes on on a line of its own)
+        self._interrupt()
 
     def _interrupt(self) -> None:
         now = time.monotonic()
@@ -419,10 +451,10 @@ class TerminalChat:
             self._say("[leaving]")
             self._leave.set()
             return
-        self._say("[stopping; press Ctrl-C again to leave]")
-        task = asyncio.ensure_future(self._stop_quietly())
+        task = asyncio.ensure_future(self._stop_quietly())  # (first: saying so may fail)
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+        self._say("[stopping; press Ctrl-C again to leave]")
 
     async def _stop_quietly(self) -> None:
         try:
@@ -432,6 +464,21 @@ class TerminalChat:
             return
         if said:  # otherwise the run's own end is shown anyway
             self._say(f"[{said}]")
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Have the loop run ``callback`` (from another thread; not if it is already closed)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
+
+
+def _ended_by(signum: signal.Signals) -> int:
+    """The exit status of a chat a signal ended (as a shell reports one it killed), said on
+    stderr (but for SIGHUP: the terminal is gone)."""
+    if signum is not signal.SIGHUP:
+        with contextlib.suppress(OSError):
+            print(f"clawgate: this chat ends ({signum.name})", file=sys.stderr, flush=True)
+    return 128 + signum
 
 
 async def _cancelled(*tasks: asyncio.Future[Any]) -> None:
@@ -448,21 +495,17 @@ def _with_terminal_help(help_text: str) -> str:
     return "\n".join([*lines[:at], TERMINAL_HELP, *lines[at:]])
 
 
-def _is_stop(line: str) -> bool:
-    return _is_command(line, commands.Stop)
-
-
 def _while_closing(line: str) -> bool:
     """Whether a line still goes through while the gateway shuts down: stop (the gateway
     still ends runs), and /status and /help, which only read."""
-    return _is_command(line, commands.Stop, commands.Status, commands.Help)
+    return isinstance(_command(line), commands.Stop | commands.Status | commands.Help)
 
 
-def _is_command(line: str, *kinds: type[commands.Command]) -> bool:
+def _command(line: str) -> commands.Command | None:
     try:
-        return isinstance(commands.parse(line), kinds)
+        return commands.parse(line)
     except InvalidInput:  # (an unknown command: the backend says so)
-        return False
+        return None
 
 
 def _doing(line: str) -> str:

@@ -48,8 +48,9 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         try:
             return await TerminalChat(LocalChat(runtime, key), key,
                                     history=_history(settings)).run()
-        finally:
-            await runtime.close()
+        finally:  # (the chat waited for the answers it wanted: a reply still being written
+            # as it leaves, at Ctrl-C twice or SIGTERM, ends interrupted now, kept as it is)
+            await runtime.close(grace=0)
 
 
 def _history(settings: Settings) -> Path:
@@ -103,7 +104,9 @@ class RemoteChat:
 
     async def stop(self) -> str | None:
         result = await self._client.request("chat.abort", session=self._key)
-        return str(result["text"]) if result["runId"] is None or result["dropped"] else None
+        # A run's end, and a stopped /compact's answer, say what was stopped.
+        said = result["runId"] is not None or result.get("compactionStopped", False)
+        return None if said and not result["dropped"] else str(result["text"])
 
     async def wait_for(self, message_id: str) -> str | None:
         """Until the message has its fate and its run (if any) has ended (GatewayClosed, a

@@ -130,6 +130,7 @@ class GatewayApi:
             "confirmed": report.confirmed,
             "sessionExists": report.session_exists,
             "dropped": [m.id for m in report.first.dropped],
+            "compactionStopped": report.compaction_stopped,
             "text": report.describe(),
         }
 

@@ -48,6 +48,9 @@ class GatewayRefusedInput(GatewayError, InvalidInput):
 
 
 REFUSED_INPUT = frozenset({"invalid_params", "unknown_session"})
+#: Closing waits this long for the gateway's side of the closing handshake: a gateway that
+#: answers does so at once, and one that is stuck must not hold up a command that leaves.
+CLOSE_WITHIN_S = 1.0
 
 
 class GatewayClient:
@@ -71,7 +74,7 @@ class GatewayClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             connection = await connect(ws_url, additional_headers=headers, open_timeout=open_within,
-                                       max_size=None, proxy=None)
+                                       close_timeout=CLOSE_WITHIN_S, max_size=None, proxy=None)
         except InvalidStatus as exc:
             status = exc.response.status_code
             code = "unauthorized" if status == 401 else "refused"

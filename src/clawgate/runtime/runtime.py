@@ -48,11 +48,15 @@ from clawgate.runtime.runner import ReplySoFar, Runner
 from clawgate.runtime.scope import Scope, ServeAll
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.runtime.status import StatusReport
+from clawgate.runtime.stoppable import StoppableWork
 from clawgate.runtime.stopping import StopReport, stop_and_wait, summaries_part
 from clawgate.runtime.supervisor import Supervisor
 from clawgate.store.protocol import Acceptance, ResetResult, StopOutcome, StopResult, Store
 
 log = logging.getLogger(__name__)
+
+#: What /compact answers when a stop of the session ended it.
+STOPPED_COMPACTING = "compaction stopped; any summary it had written is kept"
 
 
 class ShuttingDown(ClawgateError):
@@ -107,6 +111,7 @@ class Runtime:
             store, self._runner, self._lanes, self._scope, settings, self.owner, self.clock,
             self._deliverer,
         )
+        self._stoppable = StoppableWork()  # a /compact in progress, which stop ends
         self._loop: asyncio.Task[None] | None = None
         self._chores: set[asyncio.Task[None]] = set()  # withdrawals under way
         self._preparing: asyncio.Task[None] | None = None
@@ -330,11 +335,13 @@ class Runtime:
         def cancel_here(run: Run) -> None:
             self._runner.stop(run.id, RunStatus.KILLED, "stopped by request")
 
-        return await stop_and_wait(
+        patience = self.settings.lease.total_seconds() + 5
+        compacting = await self._stoppable.stop(key, patience)
+        report = await stop_and_wait(
             self.store, key, session.id, self.clock, self.settings.poll_interval,
-            patience=self.settings.lease.total_seconds() + 5, on_signalled=cancel_here,
-            pause=lambda: self._pause(key),
+            patience=patience, on_signalled=cancel_here, pause=lambda: self._pause(key),
         )
+        return replace(report, compaction_stopped=compacting)
 
     def stop_run(self, run_id: str, reason: str) -> bool:
         """End a run this process is executing (``killed``, with ``reason``); False if it
@@ -404,7 +411,14 @@ class Runtime:
         return "\n".join(lines)
 
     async def compact(self, key: str) -> str:
-        """Summarise the session's older turns now (refused while a reply is running)."""
+        """Summarise the session's older turns now (refused while a reply is running); a
+        stop of the session ends it."""
+        if self._stoppable.busy(key):
+            raise InvalidInput("the session is being compacted already")
+        said = await self._stoppable.run(key, self._compact(key))
+        return STOPPED_COMPACTING if said is None else said
+
+    async def _compact(self, key: str) -> str:
         summary = await self.store.summarize_session(key)
         if summary is None:
             raise UnknownSession(key)

@@ -24,6 +24,7 @@ class StopReport:
     final: Run | None  # the run as it is now (None: nothing was active)
     waited_s: float = 0.0
     session_exists: bool = True
+    compaction_stopped: bool = False  # a /compact in progress was ended too
 
     @classmethod
     def nothing(cls, session_key: str) -> StopReport:
@@ -38,13 +39,16 @@ class StopReport:
     def describe(self) -> str:
         if not self.session_exists:
             return f"session {self.session_key} has no conversation yet: nothing was running"
-        parts = [self._run_part(), self._queue_part()]
+        compaction = f"stopped compacting session {self.session_key}" if (
+            self.compaction_stopped) else ""
+        parts = [compaction, self._run_part(), self._queue_part()]
         return "; ".join(part for part in parts if part)
 
     def _run_part(self) -> str:
         run = self.final
         if run is None:
-            return f"nothing was running in session {self.session_key}"
+            return "" if self.compaction_stopped else (
+                f"nothing was running in session {self.session_key}")
         if not run.status.terminal:
             return (f"asked the owner of run {run.id} to stop it; it has not confirmed yet "
                     "(its lease will expire if it is stuck)")
