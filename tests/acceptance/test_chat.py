@@ -69,6 +69,16 @@ def test_a_piped_command_applies_after_the_lines_before_it(home: Home, where: st
             < out.index("nothing was running in session p2"))
 
 
+def test_a_reply_of_thousands_of_pieces_is_shown_whole_and_so_is_the_next(home: Home) -> None:
+    words = " ".join(f"w{n:05d}" for n in range(3000))  # the echo streams word by word
+
+    done = home.run("chat", "--session", "long", stdin=f"{words}\nand then\n")
+
+    assert done.returncode == 0, done.stderr
+    assert f"echo: {words}\n" in done.stdout
+    assert "echo: and then\n" in done.stdout
+
+
 def test_commands_answer_in_the_chat(home: Home) -> None:
     done = home.run("chat", stdin="/help\n/queue steer cap:3\n/queue cap:4\n/status\n"
                                   "/queue bogus\n/frob\n/usr/bin/python is broken\n")
