@@ -116,6 +116,26 @@ def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
     assert then in chat.text.split(notice, 1)[1]
 
 
+def test_two_chats_on_one_session_each_show_the_reply_to_what_it_sent(home: Home) -> None:
+    home.configure(delay_ms=3000)
+    second = home.terminal("chat", "--session", "two")
+    second.wait_until_editing()
+    first = _chat_when(home, "two", "A's question\n", "running")
+
+    # The first chat's process answers the second's message too, once its own reply ends
+    # (it serves every waiting message of its session): the reply still shows here, at once.
+    second.type("B during A's reply\r")
+    second.wait_for("[queued: answered on its own after the current reply]\n")
+    second.wait_for("echo: B during A's reply\n")
+    second.type(CTRL_D)
+    out, _ = first.communicate("", timeout=20)
+
+    assert second.wait_exit() == 0
+    assert first.returncode == 0
+    assert "echo: A's question\n" in out  # and the other chat's reply, as over a gateway:
+    assert "echo: B during A's reply\n" in out  # every reply of the session shows
+
+
 def test_a_fresh_chat_answers_commands_before_its_first_message(home: Home) -> None:
     done = home.run("chat", "--session", "fresh-key-1", stdin="/status\nstop\n/new\n")
     assert done.returncode == 0, done.stderr
