@@ -181,11 +181,15 @@ def test_ctrl_c_stops_the_reply_but_not_the_chat(home: Home) -> None:
     assert "killed after" in out  # /status after the stop
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("stop", "why"), [
+#: How a gateway goes away, and what a chat through it then says.
+GATEWAY_ENDS = pytest.mark.parametrize(("stop", "why"), [
     (signal.SIGKILL, "the connection to the gateway was lost"),
     (signal.SIGTERM, "the gateway shut down"),
 ], ids=["kill -9", "SIGTERM"])
+
+
+@pytest.mark.slow
+@GATEWAY_ENDS
 def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
     home: Home, stop: signal.Signals, why: str,
 ) -> None:
@@ -200,6 +204,53 @@ def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
     assert "echo: hello" in out
     assert err.endswith(f"clawgate: {why}; this chat ends: nothing typed now would be sent\n")
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+@GATEWAY_ENDS
+def test_a_message_kept_over_a_gateway_restart_is_named_and_its_reply_shown_later(
+    home: Home, stop: signal.Signals, why: str,
+) -> None:
+    home.configure(delay_ms=60_000, grace=1)
+    gateway, _ = home.start_gateway()
+    chat = home.terminal("chat", "--session", "k1")
+    chat.wait_until_editing()
+    chat.type("first\r")
+    chat.wait_until_editing()
+    chat.type("second\r")  # it waits behind the first
+    chat.wait_for("[queued: answered on its own after the current reply]")
+
+    gateway.send_signal(stop)
+    gateway.wait(20)
+    assert chat.wait_exit(15) == 1
+    assert (f"clawgate: {why}; this chat ends: nothing typed now would be sent; 1 message is "
+            "kept and will be answered when the gateway is back; run clawgate chat again to "
+            "see the reply\n") in chat.text
+
+    home.configure(grace=1)  # (no more delay)
+    home.start_gateway()
+    wait_until(lambda: (home.latest_run("k1") or {}).get("status") == "done", 20,
+               "the kept message to be answered")
+    again = home.run("chat", "--session", "k1", stdin="")
+    assert again.returncode == 0, again.stderr
+    # (the echo answers every message since its last reply: the first had none)
+    assert re.search(r"^earlier, \d\d:\d\d: echo: first\nsecond$", again.stdout, re.MULTILINE)
+    assert "second" not in home.run("chat", "--session", "k1", stdin="").stdout  # once
+
+
+def test_a_chat_shows_first_the_replies_that_ended_since_a_chat_left(home: Home) -> None:
+    assert home.run("chat", "--session", "e1", stdin="hello\n").returncode == 0
+    home.run("agent", "--session", "e1", "-m", "while no chat was open")
+    home.run("agent", "--session", "new-key", "-m", "no chat was ever open here")
+
+    back = home.run("chat", "--session", "e1", stdin="")
+    fresh = home.run("chat", "--session", "new-key", stdin="")
+
+    earlier = [line for line in back.stdout.splitlines() if line.startswith("earlier")]
+    assert len(earlier) == 1
+    assert re.fullmatch(r"earlier, \d\d:\d\d: echo: while no chat was open", earlier[0])
+    assert "echo: hello" not in back.stdout  # shown by the chat that was open then
+    assert "earlier" not in fresh.stdout
 
 
 @pytest.mark.slow
