@@ -72,6 +72,16 @@ def test_a_piped_command_applies_after_the_lines_before_it(home: Home, where: st
             < out.index("nothing was running in session p2"))
 
 
+def test_a_reply_of_thousands_of_pieces_is_shown_whole_and_so_is_the_next(home: Home) -> None:
+    words = " ".join(f"w{n:05d}" for n in range(3000))  # the echo streams word by word
+
+    done = home.run("chat", "--session", "long", stdin=f"{words}\nand then\n")
+
+    assert done.returncode == 0, done.stderr
+    assert f"echo: {words}\n" in done.stdout
+    assert "echo: and then\n" in done.stdout
+
+
 def test_commands_answer_in_the_chat(home: Home) -> None:
     done = home.run("chat", stdin="/help\n/queue steer cap:3\n/queue cap:4\n/status\n"
                                   "/queue debounce:100 COLLECT\n"
@@ -109,6 +119,26 @@ def test_a_message_sent_during_a_reply_says_what_becomes_of_it(
     assert chat.wait_exit() == 0
     assert notice in chat.text
     assert then in chat.text.split(notice, 1)[1]
+
+
+def test_two_chats_on_one_session_each_show_the_reply_to_what_it_sent(home: Home) -> None:
+    home.configure(delay_ms=3000)
+    second = home.terminal("chat", "--session", "two")
+    second.wait_until_editing()
+    first = _chat_when(home, "two", "A's question\n", "running")
+
+    # The first chat's process answers the second's message too, once its own reply ends
+    # (it serves every waiting message of its session): the reply still shows here, at once.
+    second.type("B during A's reply\r")
+    second.wait_for("[queued: answered on its own after the current reply]\n")
+    second.wait_for("echo: B during A's reply\n")
+    second.type(CTRL_D)
+    out, _ = first.communicate("", timeout=20)
+
+    assert second.wait_exit() == 0
+    assert first.returncode == 0
+    assert "echo: A's question\n" in out  # and the other chat's reply, as over a gateway:
+    assert "echo: B during A's reply\n" in out  # every reply of the session shows
 
 
 def test_a_fresh_chat_answers_commands_before_its_first_message(home: Home) -> None:
@@ -156,11 +186,15 @@ def test_ctrl_c_stops_the_reply_but_not_the_chat(home: Home) -> None:
     assert "killed after" in out  # /status after the stop
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("stop", "why"), [
+#: How a gateway goes away, and what a chat through it then says.
+GATEWAY_ENDS = pytest.mark.parametrize(("stop", "why"), [
     (signal.SIGKILL, "the connection to the gateway was lost"),
     (signal.SIGTERM, "the gateway shut down"),
 ], ids=["kill -9", "SIGTERM"])
+
+
+@pytest.mark.slow
+@GATEWAY_ENDS
 def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
     home: Home, stop: signal.Signals, why: str,
 ) -> None:
@@ -175,6 +209,53 @@ def test_a_chat_through_a_gateway_that_dies_ends_and_says_why(
     assert "echo: hello" in out
     assert err.endswith(f"clawgate: {why}; this chat ends: nothing typed now would be sent\n")
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+@GATEWAY_ENDS
+def test_a_message_kept_over_a_gateway_restart_is_named_and_its_reply_shown_later(
+    home: Home, stop: signal.Signals, why: str,
+) -> None:
+    home.configure(delay_ms=60_000, grace=1)
+    gateway, _ = home.start_gateway()
+    chat = home.terminal("chat", "--session", "k1")
+    chat.wait_until_editing()
+    chat.type("first\r")
+    chat.wait_until_editing()
+    chat.type("second\r")  # it waits behind the first
+    chat.wait_for("[queued: answered on its own after the current reply]")
+
+    gateway.send_signal(stop)
+    gateway.wait(20)
+    assert chat.wait_exit(15) == 1
+    assert (f"clawgate: {why}; this chat ends: nothing typed now would be sent; 1 message is "
+            "kept and will be answered when the gateway is back; run clawgate chat again to "
+            "see the reply\n") in chat.text
+
+    home.configure(grace=1)  # (no more delay)
+    home.start_gateway()
+    wait_until(lambda: (home.latest_run("k1") or {}).get("status") == "done", 20,
+               "the kept message to be answered")
+    again = home.run("chat", "--session", "k1", stdin="")
+    assert again.returncode == 0, again.stderr
+    # (the echo answers every message since its last reply: the first had none)
+    assert re.search(r"^earlier, \d\d:\d\d: echo: first\nsecond$", again.stdout, re.MULTILINE)
+    assert "second" not in home.run("chat", "--session", "k1", stdin="").stdout  # once
+
+
+def test_a_chat_shows_first_the_replies_that_ended_since_a_chat_left(home: Home) -> None:
+    assert home.run("chat", "--session", "e1", stdin="hello\n").returncode == 0
+    home.run("agent", "--session", "e1", "-m", "while no chat was open")
+    home.run("agent", "--session", "new-key", "-m", "no chat was ever open here")
+
+    back = home.run("chat", "--session", "e1", stdin="")
+    fresh = home.run("chat", "--session", "new-key", stdin="")
+
+    earlier = [line for line in back.stdout.splitlines() if line.startswith("earlier")]
+    assert len(earlier) == 1
+    assert re.fullmatch(r"earlier, \d\d:\d\d: echo: while no chat was open", earlier[0])
+    assert "echo: hello" not in back.stdout  # shown by the chat that was open then
+    assert "earlier" not in fresh.stdout
 
 
 @pytest.mark.slow

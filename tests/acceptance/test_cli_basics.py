@@ -34,6 +34,14 @@ def test_agent_prints_the_reply_and_exits_zero(home: Home) -> None:
     assert (done.returncode, done.stdout) == (0, "echo: hi\n")
 
 
+def test_agent_prints_a_reply_of_thousands_of_pieces_whole(home: Home) -> None:
+    words = " ".join(f"w{n:05d}" for n in range(3000))  # the echo streams word by word
+
+    done = home.run("agent", "--session", "long", "-m", words)
+
+    assert (done.returncode, done.stdout) == (0, f"echo: {words}\n")
+
+
 def test_agent_json_reports_the_run(home: Home) -> None:
     result = home.json("agent", "--session", "s1", "--message", "hi")
     assert result["status"] == "done"

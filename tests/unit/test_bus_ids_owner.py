@@ -45,6 +45,24 @@ async def test_a_subscriber_that_falls_behind_is_dropped_not_waited_for() -> Non
     assert [event async for event in slow] == []
 
 
+async def test_a_reader_behind_a_long_reply_gets_all_its_text_and_is_not_dropped() -> None:
+    bus = EventBus()
+    slow = bus.subscribe("a", maxsize=3)
+    bus.publish(_decided("a", "ses_a"))
+    pieces = [f"w{n} " for n in range(5000)]  # far more than the queue holds
+    offset = 0
+    for piece in pieces:
+        bus.publish(ReplyDelta("a", "ses_a", "run_1", piece, offset))
+        offset += len(piece)
+
+    assert not slow.lagged
+    assert [await slow.get() for _ in range(3)] == [
+        _decided("a", "ses_a"), ReplyDelta("a", "ses_a", "run_1", "w0 ", 0),
+        ReplyDelta("a", "ses_a", "run_1", "".join(pieces[1:]), 3)]
+    bus.publish(ReplyDelta("a", "ses_a", "run_1", "end", offset))  # read again: apart
+    assert await slow.get() == ReplyDelta("a", "ses_a", "run_1", "end", offset)
+
+
 def test_ids_sort_in_creation_order_even_within_a_millisecond() -> None:
     ids = [new_id("msg") for _ in range(2000)]
     assert ids == sorted(ids)

@@ -29,16 +29,16 @@ from typing import Any, Protocol, TextIO, TypeVar
 from clawgate.channels.chat_output import ChatOutput, silence
 from clawgate.channels.line_editor import LineEditor, open_line_editor
 from clawgate.domain import DropReason, Fate, preview
-from clawgate.errors import ClawgateError, Disconnected, InvalidInput, StoreError
+from clawgate.errors import ClawgateError, Disconnected, InvalidInput
 from clawgate.runtime import commands
 from clawgate.runtime.bus import MessageDecided, ReplyDelta, RunChanged
+from clawgate.runtime.follow import SessionFollower
 from clawgate.runtime.runtime import CommandReply, Runtime
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHANNEL = "terminal"
-FEED_BATCH = 500
 QUIT = frozenset({"/quit", "/exit"})
 DOUBLE_PRESS_S = 2.0
 WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it says so
@@ -130,18 +130,16 @@ class ChatBackend(Protocol):
 class LocalChat:
     """A chat on this process's runtime.
 
-    Its bus tells what this process does; what another process records for the session
-    (a ``clawgate stop`` in another terminal dropping the waiting messages) is read from the
-    store's event feed when a run ends, which is when such a stop shows here: no more
-    polling than the runtime already does.
+    It tells every run of its session, whichever process answers it (another chat on the
+    same session may take the message typed here), and every message dropped, however
+    (a ``clawgate stop`` in another terminal): see ``SessionFollower``.
     """
 
     def __init__(self, runtime: Runtime, key: str) -> None:
         self._runtime = runtime
         self._key = key
-        self._events = runtime.subscribe(key)
-        self._seq: int | None = None  # the last stored event looked at
-        self._told: set[str] = set()  # messages whose drop was shown
+        self._events = SessionFollower(runtime.store, runtime.bus, runtime.owner.id, key,
+                                       runtime.settings.poll_interval)
 
     async def model(self) -> str:
         session = await self._runtime.store.get_session(self._key)
@@ -157,42 +155,13 @@ class LocalChat:
         return Sent(result.message.id, queued)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
-        self._seq = await self._runtime.store.last_event_seq()
         async for event in self._events:
             if isinstance(event, ReplyDelta):
                 yield Delta(event.run_id, event.text)
             elif isinstance(event, RunChanged) and event.run.status.terminal:
-                for dropped in await self._dropped_elsewhere():  # (stored before the end)
-                    yield dropped
                 yield RunEnded(event.run.id, str(event.run.status), event.run.error)
-            elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED and (
-                    self._tell(event.message.id)):
+            elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED:
                 yield Dropped(event.message.why_dropped, event.message.text)
-
-    async def _dropped_elsewhere(self) -> list[Dropped]:
-        """Drops the store recorded for this session that this process's bus did not carry
-        (another process's stop, reset or queue), since the last look."""
-        found: list[Dropped] = []
-        keys = frozenset({self._key})
-        try:
-            while True:
-                batch = await self._runtime.store.events_after(self._seq or 0, keys, FEED_BATCH)
-                for event in batch:
-                    self._seq = event.seq
-                    if event.kind == "message.dropped" and self._tell(event.message_id):
-                        found.append(Dropped.stored(event.detail))
-                if len(batch) < FEED_BATCH:
-                    return found
-        except StoreError as exc:  # the chat goes on; only this notice is missed
-            log.warning("could not read the session's events: %s", exc)
-            return found
-
-    def _tell(self, message_id: str | None) -> bool:
-        """Whether a message's drop is still to be shown (each is shown once)."""
-        if message_id is None or message_id in self._told:
-            return False
-        self._told.add(message_id)
-        return True
 
     async def stop(self) -> str | None:
         report = await self._runtime.stop(self._key)

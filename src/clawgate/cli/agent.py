@@ -121,28 +121,50 @@ async def _turn(runtime: Runtime, key: str, text: str, args: argparse.Namespace)
     if accepted.duplicate and not args.json:
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)
-    printer = asyncio.create_task(_stream(events, accepted.message.id, quiet=args.json))
+    printed = Printed()
+    printer = asyncio.create_task(_stream(events, accepted.message.id, printed, args.json))
     _on_signals(lambda: runtime.stop(key))
     try:
         outcome = await runtime.wait_for(accepted.message.id)
     finally:
         events.close()
-        streamed = await printer
-    return _report(_stored_result(outcome.message, outcome.run, outcome.reply), streamed, args,
-                   args.message_id)
+        await printer
+    return _report(_stored_result(outcome.message, outcome.run, outcome.reply), printed.upto,
+                   args, args.message_id)
 
 
-async def _stream(events: Subscription, message_id: str, quiet: bool) -> bool:
-    """Print the reply as it streams; True if anything was printed."""
+@dataclass
+class Printed:
+    """How much of the reply has been printed as it streamed: its first ``upto`` characters.
+
+    Once a piece is missed (this process's events fell behind, or the gateway's feed said it
+    skipped some), nothing more is streamed: the rest is printed from the stored reply once
+    the run has ended.
+    """
+
+    upto: int = 0
+    missed: bool = False
+
+    def take(self, offset: int, text: str) -> str:
+        """What to print of a piece of the reply that starts at ``offset``."""
+        if self.missed or offset > self.upto:
+            self.missed = True
+            return ""
+        piece = text[self.upto - offset:]  # (a piece printed before is not printed again)
+        self.upto += len(piece)
+        return piece
+
+
+async def _stream(events: Subscription, message_id: str, printed: Printed, quiet: bool
+                  ) -> None:
+    """Print the reply as it streams, into ``printed``; a subscription that falls behind
+    ends early (``_report`` prints the rest)."""
     run_id: str | None = None
-    printed = False
     async for event in events:
         if isinstance(event, MessageDecided) and event.message.id == message_id:
             run_id = event.message.run_id
         elif isinstance(event, ReplyDelta) and event.run_id == run_id and not quiet:
-            _write(event.text)
-            printed = True
-    return printed
+            _write(printed.take(event.offset, event.text))
 
 
 def _stored_result(message: InboundMessage, run: Run | None, reply: str) -> Result:
@@ -170,8 +192,9 @@ async def _via_gateway(client: GatewayClient, settings: Settings, key: str, text
         print(f"(message id {args.message_id} was sent before; showing its outcome)",
               file=sys.stderr)
     _on_signals(lambda: client.request("chat.abort", session=key))
+    printed = Printed()
     try:
-        streamed = await _follow(client, key, ack["messageId"], quiet=args.json)
+        await _follow(client, key, ack["messageId"], printed, quiet=args.json)
         result = await _gateway_result(client, key, ack["messageId"])
     except GatewayClosed:
         last = await _last_stored(settings, ack["messageId"])
@@ -180,7 +203,7 @@ async def _via_gateway(client: GatewayClient, settings: Settings, key: str, text
         print("clawgate: leaving; the gateway carries on with the run (to see its outcome: "
               f"{_again(message_key, args)})", file=sys.stderr)
         return EXIT_BY_STATUS[RunStatus.INTERRUPTED]
-    return _report(result, streamed, args, message_key)
+    return _report(result, printed.upto, args, message_key)
 
 
 def _gateway_gone(client: GatewayClient, last: Result, message_key: str,
@@ -241,25 +264,29 @@ def _again(message_key: str, args: argparse.Namespace) -> str:
     return f"run the same command again with --id {message_key}"
 
 
-async def _follow(client: GatewayClient, key: str, message_id: str, quiet: bool) -> bool:
-    """Print the reply as it streams, until the message's run ends; True if any printed."""
+async def _follow(client: GatewayClient, key: str, message_id: str, printed: Printed,
+                  quiet: bool) -> None:
+    """Print the reply as it streams, into ``printed``, until the message's run ends."""
     if await _settled(client, key, message_id):
-        return False
-    run_id, printed = None, False
+        return
+    run_id = None
     while True:
         event = await client.next_event(within=3600)
         payload, kind = event["payload"], event["event"]
-        if payload.get("messageId") == message_id and kind.startswith("message."):
+        if kind == "feed.lagged":  # text was skipped (the rest comes from the stored reply),
+            printed.missed = True  # and events are, until it asks again from where it was
+            await client.request("events.subscribe", sessions=[key],
+                                 after=payload["lastSeq"])
+        elif payload.get("messageId") == message_id and kind.startswith("message."):
             if kind == "message.dropped":
-                return printed
+                return
             run_id = payload.get("runId")
         elif payload.get("runId") == run_id and run_id is not None:
             if kind == "run.delta" and not quiet:
-                _write(payload["text"])
-                printed = True
+                _write(printed.take(payload.get("offset", printed.upto), payload["text"]))
             elif kind.startswith("run.") and payload.get("status") not in (
                     None, *ACTIVE):
-                return printed
+                return
 
 
 async def _settled(client: GatewayClient, key: str, message_id: str) -> bool:
@@ -343,15 +370,16 @@ def _outcome_json(result: Result, key: str, message_key: str | None) -> dict[str
     }
 
 
-def _report(result: Result, streamed: bool, args: argparse.Namespace,
+def _report(result: Result, printed: int, args: argparse.Namespace,
             message_key: str | None) -> int:
+    """Print what is left of the reply (its first ``printed`` characters streamed already)
+    and how the run ended; the exit code."""
     run = result.run
     if args.json:
         print(json.dumps(_outcome_json(result, args.session, message_key)))
     else:
-        if not streamed and result.reply:
-            _write(result.reply)
-        if streamed or result.reply:
+        _write(result.reply[printed:])
+        if printed or result.reply:
             _write("\n")
     if run is None:
         print(f"clawgate: the message was not answered: {result.reason or result.fate}",

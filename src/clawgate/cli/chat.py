@@ -1,11 +1,18 @@
-"""``clawgate chat``: the terminal channel, through the running gateway or in-process."""
+"""``clawgate chat``: the terminal channel, through the running gateway or in-process.
+
+A chat opening a session shows first the replies that ended since a chat last left it
+(``chat_seen``); a chat whose gateway goes away says which of its messages are kept.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +27,120 @@ from clawgate.channels.terminal import (
     Sent,
     TerminalChat,
 )
+from clawgate.cli import chat_seen
 from clawgate.cli.common import open_app
 from clawgate.cli.remote import check_line, connect_gateway
 from clawgate.config import Settings
-from clawgate.domain import check_key
-from clawgate.errors import Disconnected, InvalidInput
+from clawgate.domain import REPLY_SEPARATOR, Fate, check_key
+from clawgate.errors import ClawgateError, Disconnected, InvalidInput
 from clawgate.gateway.client import GatewayClient, GatewayError
+from clawgate.limits import SESSION_ROWS
 from clawgate.runtime.runtime import Runtime
 from clawgate.runtime.scope import ServeKeys
+from clawgate.store.protocol import Store
 
 ACTIVE = ("queued", "running")
 HISTORY_FILE = "chat_history"
+RUNS_LOOKED_AT = 50  # a chat opening looks this far back for replies that ended unseen
+EARLIER_SHOWN = 5  # ... and shows the latest of them
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
     key = check_key(args.session)
+    since = chat_seen.left_at(settings.home, key)
     client = await connect_gateway(settings)
     if client is not None:
         async with client:
-            await client.request("events.subscribe", sessions=[key])
-            return await TerminalChat(RemoteChat(client, key), key,
-                                        history=_history(settings)).run()
+            return await _through(client, key, since, settings)
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
                           scope=ServeKeys(app.store, frozenset({key})), name="clawgate chat")
         await runtime.start()
         try:
-            return await TerminalChat(LocalChat(runtime, key), key,
-                                    history=_history(settings)).run()
+            chat = LocalChat(runtime, key)  # (listening before anything can run)
+            if since is not None:  # (this process's runs are the chat's to show)
+                _say_earlier(await _ended_since(app.store, key, since, runtime.owner.id))
+            return await _chatting(TerminalChat(chat, key, history=_history(settings)),
+                                   settings, key)
         finally:  # (the chat waited for the answers it wanted: a reply still being written
             # as it leaves, at Ctrl-C twice or SIGTERM, ends interrupted now, kept as it is)
             await runtime.close(grace=0)
+
+
+async def _through(client: GatewayClient, key: str, since: datetime | None,
+                   settings: Settings) -> int:
+    """The chat through the gateway; if the gateway goes away, its ending line says which
+    of the chat's messages are kept."""
+    await client.request("events.subscribe", sessions=[key])
+    remote = RemoteChat(client, key)
+    if since is not None:  # (what ends from now on comes as events)
+        _say_earlier(await remote.ended_between(since, datetime.now(UTC)))
+    try:
+        return await _chatting(TerminalChat(remote, key, history=_history(settings)),
+                               settings, key)
+    except Disconnected as exc:
+        raise Disconnected(f"{exc}{await _kept(settings, key, remote.sent)}") from None
+
+
+async def _chatting(chat: TerminalChat, settings: Settings, key: str) -> int:
+    try:
+        return await chat.run()
+    finally:  # however it ends: what ends from now on is shown by the next chat
+        chat_seen.record_leaving(settings.home, key, datetime.now(UTC))
+
+
+async def _kept(settings: Settings, key: str, sent: set[str]) -> str:
+    """What the ending line of a chat whose gateway went away adds: how many of its
+    messages still wait their turn, kept in the store (read directly: the gateway is gone)."""
+    if not sent:
+        return ""
+    try:
+        async with open_app(settings) as app:
+            session = await app.store.get_session(key)
+            inbound = await app.store.list_inbound(session.id, SESSION_ROWS) if session else []
+    except ClawgateError:  # (the ending line just does not say)
+        return ""
+    kept = sum(1 for m in inbound if m.id in sent and m.fate is Fate.PENDING)
+    if not kept:
+        return ""
+    which = "1 message is" if kept == 1 else f"{kept} messages are"
+    return (f"; {which} kept and will be answered when the gateway is back; run clawgate "
+            f"chat again to see the {'reply' if kept == 1 else 'replies'}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A run that ended, as a chat opening its session shows it."""
+
+    ended_at: datetime
+    status: str
+    error: str | None
+    reply: str
+
+
+async def _ended_since(store: Store, key: str, since: datetime, owner_id: str) -> list[Ended]:
+    """The session's runs that ended after ``since``, but this process's, oldest first."""
+    session = await store.get_session(key)
+    runs = await store.list_runs(session.id, RUNS_LOOKED_AT) if session else []
+    return [Ended(run.ended_at, str(run.status), run.error, await store.run_reply(run.id))
+            for run in runs
+            if run.ended_at is not None and run.ended_at > since and run.owner_id != owner_id]
+
+
+def _say_earlier(ended: list[Ended]) -> None:
+    """Show the replies that ended while no chat was on the session (the latest few)."""
+    shown = ended[-EARLIER_SHOWN:]
+    if len(ended) > len(shown):
+        left = len(ended) - len(shown)
+        print(f"({left} earlier {'reply' if left == 1 else 'replies'} not shown)")
+    for run in shown:
+        when = run.ended_at.astimezone()
+        today = when.date() == datetime.now(UTC).astimezone().date()
+        text = run.reply
+        if run.status != "done":
+            text += f"{' ' if text else ''}[{run.status}: {run.error}]"
+        print(f"earlier, {when.strftime('%H:%M' if today else '%Y-%m-%d %H:%M')}: {text}")
+    sys.stdout.flush()
 
 
 def _history(settings: Settings) -> Path:
@@ -64,6 +154,7 @@ class RemoteChat:
     def __init__(self, client: GatewayClient, key: str) -> None:
         self._client = client
         self._key = key
+        self.sent: set[str] = set()  # the ids of the messages sent
 
     async def model(self) -> str:
         try:
@@ -88,7 +179,28 @@ class RemoteChat:
             return str(ack["reply"])
         mode = ack.get("queueMode", "unknown")  # (a gateway older than this CLI sends none)
         waits = ack["fate"] == "pending" and ack["queuedBehind"] is not None  # (not dropped)
+        self.sent.add(ack["messageId"])
         return Sent(ack["messageId"], mode if waits else None)
+
+    async def ended_between(self, since: datetime, until: datetime) -> list[Ended]:
+        """The session's runs that ended after ``since`` and by ``until``, oldest first."""
+        try:
+            row = await self._client.request("sessions.get", session=self._key,
+                                             limit=RUNS_LOOKED_AT)
+        except GatewayError as exc:
+            if exc.code != "unknown_session":
+                raise
+            return []
+        runs = [r for r in row["runs"]
+                if r["endedAt"] and since < datetime.fromisoformat(r["endedAt"]) <= until]
+        if not runs:
+            return []
+        history = await self._client.request("chat.history", session=self._key,
+                                              limit=SESSION_ROWS)
+        return [Ended(datetime.fromisoformat(r["endedAt"]), r["status"], r["error"],
+                      REPLY_SEPARATOR.join(e["text"] for e in history["entries"]
+                                           if e["runId"] == r["id"] and e["role"] == "assistant"))
+                for r in runs]
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """The session's events, until the chat closes; Disconnected if the gateway goes."""

@@ -9,11 +9,10 @@ frames (and falls behind less).
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections import deque
 from typing import Any
 
+from clawgate.bounded import BoundedQueue
 from clawgate.domain import StoredEvent
 from clawgate.runtime.bus import ReplyDelta
 from clawgate.views import event_row
@@ -93,51 +92,20 @@ class TextFrame(Outgoing):
                             "offset": delta.offset}}  # where the first piece starts
 
 
-class FrameQueue:
+class FrameQueue(BoundedQueue[Outgoing | None]):
     """One client's frames waiting to be sent, at most ``maxsize``; None ends the stream.
 
-    ``put_nowait`` of a ``TextFrame`` joins it to the frame waiting last when that one is
-    the same run's text (frames taken by ``get`` are never changed).
+    ``join`` of a ``TextFrame`` joins it to the frame waiting last when that one is the same
+    run's text (frames taken by ``get`` are never changed).
     """
-
-    def __init__(self, maxsize: int) -> None:
-        self._items: deque[Outgoing | None] = deque()
-        self._maxsize = maxsize
-        self._ready = asyncio.Event()
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def full(self) -> bool:
-        return len(self._items) >= self._maxsize
 
     def join(self, item: TextFrame) -> bool:
         """Join ``item`` to the frame waiting last, if it is the same run's text."""
-        last = self._items[-1] if self._items else None
-        if not isinstance(last, TextFrame):
+        last = self.waiting_last()
+        if last is None or not isinstance(last[0], TextFrame):
             return False
-        joined = last.joined(item)
+        joined = last[0].joined(item)
         if joined is None:
             return False
-        self._items[-1] = joined
+        self.replace_last(joined)
         return True
-
-    def put_nowait(self, item: Outgoing | None) -> None:
-        if self.full():
-            raise asyncio.QueueFull
-        self._items.append(item)
-        self._ready.set()
-
-    def get_nowait(self) -> Outgoing | None:
-        if not self._items:
-            raise asyncio.QueueEmpty
-        return self._items.popleft()
-
-    async def get(self) -> Outgoing | None:
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        return self._items.popleft()

@@ -3,8 +3,12 @@
 The store is the record; the bus only tells local listeners (a terminal, a WebSocket, a
 caller waiting for its reply) what just happened. Subscriptions are indexed by session key
 or session id, so a publish reaches only those who asked, however many listen. Each
-subscriber has a bounded queue; one that falls behind is marked ``lagged`` and dropped
-rather than slowing the runtime down.
+subscriber has a bounded queue. Reply text that comes when the queue is full joins the same
+run's piece waiting last, so a reader that falls behind a long reply (a model that streams
+faster than a terminal prints) holds a bounded number of pieces for it and misses nothing.
+A subscriber that still falls behind (its queue full of other events) is marked ``lagged``
+and dropped rather than slowing the runtime down: it must say so or catch up from the store,
+never just end.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from clawgate.bounded import BoundedQueue
 from clawgate.domain import Attempt, InboundMessage, Run
 
 
@@ -52,11 +57,72 @@ RuntimeEvent = RunChanged | ReplyDelta | MessageDecided
 _EVERYTHING = ("all", "")
 
 
+@dataclass(slots=True)
+class _JoinedText:
+    """Pieces of one run's text, one after the other, waiting as one (joined when read)."""
+
+    first: ReplyDelta
+    pieces: list[str] = field(default_factory=list)
+    end: int = 0  # where the next piece of the run must start to follow on
+
+    @classmethod
+    def of(cls, delta: ReplyDelta) -> _JoinedText:
+        return cls(delta, [delta.text], delta.offset + len(delta.text))
+
+    def add(self, delta: ReplyDelta) -> bool:
+        """Join ``delta`` if it is the same run's text and follows on; whether it did."""
+        if delta.run_id != self.first.run_id or delta.offset != self.end:
+            return False
+        self.pieces.append(delta.text)
+        self.end += len(delta.text)
+        return True
+
+    def event(self) -> ReplyDelta:
+        if len(self.pieces) == 1:
+            return self.first
+        return replace(self.first, text="".join(self.pieces))
+
+
+class EventQueue:
+    """A subscriber's events not yet read, at most ``maxsize``; None ends them.
+
+    Reply text put when the queue is full joins the same run's piece waiting last, if that
+    is where it follows on (an event already taken by ``get`` is never changed).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._waiting: BoundedQueue[RuntimeEvent | _JoinedText | None] = BoundedQueue(maxsize)
+
+    def qsize(self) -> int:
+        return self._waiting.qsize()
+
+    def empty(self) -> bool:
+        return self._waiting.empty()
+
+    def put_nowait(self, item: RuntimeEvent | None) -> None:
+        """Queue ``item`` (QueueFull when there is no room and it joins nothing)."""
+        if self._waiting.full() and isinstance(item, ReplyDelta):
+            last = self._waiting.waiting_last()
+            if last is not None and isinstance(last[0], _JoinedText) and last[0].add(item):
+                return
+        self._waiting.put_nowait(_JoinedText.of(item) if isinstance(item, ReplyDelta) else item)
+
+    def get_nowait(self) -> RuntimeEvent | None:
+        return _event(self._waiting.get_nowait())
+
+    async def get(self) -> RuntimeEvent | None:
+        return _event(await self._waiting.get())
+
+
+def _event(item: RuntimeEvent | _JoinedText | None) -> RuntimeEvent | None:
+    return item.event() if isinstance(item, _JoinedText) else item
+
+
 class Subscription:
     def __init__(self, bus: EventBus, topic: tuple[str, str], maxsize: int) -> None:
         self._bus = bus
         self.topic = topic
-        self.queue: asyncio.Queue[RuntimeEvent | None] = asyncio.Queue(maxsize)
+        self.queue = EventQueue(maxsize)
         self.lagged = False
         self.closed = False
 
