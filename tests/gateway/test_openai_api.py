@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion as Completion
 
-from clawgate.domain import DropReason, Fate, InboundMessage, Run, Session
+from clawgate.domain import DropReason, Fate
 from clawgate.gateway.openai_models import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -25,22 +24,7 @@ from clawgate.gateway.openai_models import (
 )
 from clawgate.gateway.server import RunningGateway
 from tests.gateway.conftest import restarted
-
-
-@pytest.fixture
-async def sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1",
-                                max_retries=0)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def retrying_sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    """The SDK as people use it: it retries a 409 or a 5xx twice unless told not to."""
-    client = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1")
-    yield client
-    await client.close()
+from tests.gateway.openai_helpers import decided, inbound_count, latest_run, session_of
 
 
 async def test_a_plain_completion_answers_and_lands_in_the_session(
@@ -227,7 +211,7 @@ async def test_a_failing_model_is_an_error_not_a_reply_and_not_a_resent_message(
             model="broken/echo", user="dave", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 502
     assert "the API key was refused" in str(caught.value)
-    session = await _session_of(gateway, "openai:dave")
+    session = await session_of(gateway, "openai:dave")
     store = gateway.runtime.store
     assert [m.text for m in await store.list_inbound(session.id)] == ["hi"]  # sent once
     assert [r.status for r in await store.list_runs(session.id)] == ["failed"]
@@ -323,11 +307,11 @@ async def test_a_streaming_client_that_goes_away_stops_its_run(
     assert first.choices[0].delta.role == "assistant"
     session = await store.get_session("openai:erin")
     assert session is not None
-    run = await _latest_run(gateway, session.id, "running")
+    run = await latest_run(gateway, session.id, "running")
 
     await chunks.close()  # what a UI's Stop button does: it drops the connection
 
-    stopped = await _latest_run(gateway, session.id, "killed")
+    stopped = await latest_run(gateway, session.id, "killed")
     assert stopped.id == run.id
     assert "disconnected" in (stopped.error or "")
     answered = await sdk.chat.completions.create(
@@ -335,22 +319,13 @@ async def test_a_streaming_client_that_goes_away_stops_its_run(
     assert (answered.choices[0].message.content or "").endswith("still there?")
 
 
-async def _latest_run(gateway: RunningGateway, session_id: str, status: str) -> Run:
-    for _ in range(100):  # bounded: 5 s
-        runs = await gateway.runtime.store.list_runs(session_id, 1)
-        if runs and runs[0].status == status:
-            return runs[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the session's latest run did not become {status}: {runs}")
-
-
 async def test_a_reply_stopped_before_a_word_is_an_error_not_an_empty_answer(
     retrying_sdk: openai.AsyncOpenAI, gateway: RunningGateway
 ) -> None:
     asking = asyncio.create_task(retrying_sdk.chat.completions.create(
         model="hang/echo", user="fay", messages=[{"role": "user", "content": "think"}]))
-    session = await _session_of(gateway, "openai:fay")
-    await _latest_run(gateway, session.id, "running")
+    session = await session_of(gateway, "openai:fay")
+    await latest_run(gateway, session.id, "running")
 
     await gateway.runtime.stop("openai:fay")
 
@@ -428,15 +403,6 @@ async def test_a_wrong_token_is_refused_as_openai_refuses_a_wrong_key(
     assert (metrics.status_code, metrics.json()["error"]["type"]) == (401, "unauthorized")
 
 
-async def _session_of(gateway: RunningGateway, key: str) -> Session:
-    for _ in range(100):  # bounded: 5 s
-        session = await gateway.runtime.store.get_session(key)
-        if session is not None:
-            return session
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no session {key} appeared")
-
-
 # --- text that cannot be stored ------------------------------------------------------------
 
 
@@ -471,10 +437,10 @@ async def test_a_shutdown_answers_a_waiting_request_and_keeps_its_message_for_th
                 "messages": [{"role": "user", "content": text}]}))
 
         first = ask("think forever")
-        session = await _session_of(gateway, "lee")
-        await _latest_run(gateway, session.id, "running")
+        session = await session_of(gateway, "lee")
+        await latest_run(gateway, session.id, "running")
         second = ask("then this", stream)
-        await _inbound_count(gateway, session.id, 2)  # accepted, waiting behind the first
+        await inbound_count(gateway, session.id, 2)  # accepted, waiting behind the first
         await gateway.runtime.set_model("lee", "echo/echo")  # the restart answers with echo
 
         gateway.stop()  # grace 1 s: the hanging run ends interrupted
@@ -517,13 +483,13 @@ async def test_a_dropped_message_is_a_conflict_that_says_why(
 ) -> None:
     await gateway.runtime.set_model("joe", "hang/echo")
     accepted = await gateway.runtime.send("joe", "think forever", channel="test")
-    await _latest_run(gateway, accepted.session.id, "running")
+    await latest_run(gateway, accepted.session.id, "running")
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         asking = asyncio.create_task(http.post("/v1/chat/completions", json={
             "model": "clawgate", "stream": stream,
             "messages": [{"role": "user", "content": "then this"}]}, headers={
             "Authorization": f"Bearer {gateway.token}", "X-Clawgate-Session": "joe"}))
-        await _inbound_count(gateway, accepted.session.id, 2)  # waiting behind the first
+        await inbound_count(gateway, accepted.session.id, 2)  # waiting behind the first
 
         await gateway.runtime.stop("joe")  # stops the run, clears the waiting message
         dropped = await asking
@@ -531,14 +497,6 @@ async def test_a_dropped_message_is_a_conflict_that_says_why(
     error = _waiting_error(dropped, stream, status=409)
     assert (error.type, error.code) == ("message_dropped", "stopped")
     assert "cleared by stop" in error.message
-
-
-async def _inbound_count(gateway: RunningGateway, session_id: str, count: int) -> None:
-    for _ in range(100):  # bounded: 5 s
-        if len(await gateway.runtime.store.list_inbound(session_id)) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the session did not get {count} messages")
 
 
 # --- routes under /v1 --------------------------------------------------------------------
@@ -595,7 +553,7 @@ async def test_replaying_an_idempotency_key_changes_nothing_and_other_text_is_re
     assert again.choices[0].message.content == first.choices[0].message.content
     assert reused.value.code == "idempotency_key_reused"
     ErrorBody.model_validate(reused.value.response.json(), strict=True)
-    session = await _session_of(gateway, "openai:hal")
+    session = await session_of(gateway, "openai:hal")
     assert str(session.model) == "echo/echo"  # the replays switched nothing
     store = gateway.runtime.store
     assert [m.text for m in await store.list_inbound(session.id)] == ["just once"]
@@ -613,7 +571,7 @@ async def test_the_sdks_own_retries_after_a_timeout_are_one_message_and_one_run(
                 model="hang/echo", user="ivy", messages=[{"role": "user", "content": "ponder"}])
     finally:
         await impatient.close()
-    session = await _session_of(gateway, "openai:ivy")
+    session = await session_of(gateway, "openai:ivy")
     store = gateway.runtime.store
     assert [m.text for m in await store.list_inbound(session.id)] == ["ponder"]
     assert len(await store.list_runs(session.id)) == 1
@@ -632,8 +590,8 @@ async def test_a_retry_gets_the_answer_of_the_message_it_repeats_and_only_a_retr
 
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         first = asyncio.create_task(ask(http, "yes", 0))
-        session = await _session_of(gateway, "jo")
-        await _inbound_count(gateway, session.id, 1)
+        session = await session_of(gateway, "jo")
+        await inbound_count(gateway, session.id, 1)
         first.cancel()  # the client gave up waiting: the SDK sends the request again
         retried = await ask(http, "yes", 1)
         said_again = await ask(http, "yes", 0)  # a first attempt: the user said it twice
@@ -658,32 +616,23 @@ async def test_a_streaming_client_that_goes_away_while_its_message_waits_withdra
     first = asyncio.create_task(sdk.chat.completions.create(
         model="clawgate", extra_headers=to_kay,
         messages=[{"role": "user", "content": "think forever"}]))
-    session = await _session_of(gateway, "kay")
-    run = await _latest_run(gateway, session.id, "running")
+    session = await session_of(gateway, "kay")
+    run = await latest_run(gateway, session.id, "running")
     chunks = await sdk.chat.completions.create(
         model="clawgate", stream=True, extra_headers=to_kay,
         messages=[{"role": "user", "content": "then this"}])
     await anext(aiter(chunks))
-    await _inbound_count(gateway, session.id, 2)  # waiting behind the first
+    await inbound_count(gateway, session.id, 2)  # waiting behind the first
 
     await chunks.close()  # the UI's Stop button, while the message still waits
 
     waiting = (await store.list_inbound(session.id))[-1]
-    withdrawn = await _decided(gateway, waiting.id)
+    withdrawn = await decided(gateway, waiting.id)
     assert (withdrawn.fate, withdrawn.reason) == (Fate.DROPPED, DropReason.STOPPED)
     gateway.runtime.stop_run(run.id, "stopped by the test")
     with pytest.raises(openai.ConflictError):  # the first was stopped before a word
         await first
     assert [r.status for r in await store.list_runs(session.id)] == ["killed"]  # no reply to it
-
-
-async def _decided(gateway: RunningGateway, message_id: str) -> InboundMessage:
-    for _ in range(100):  # bounded: 5 s
-        message = await gateway.runtime.store.get_message(message_id)
-        if message is not None and message.fate is not Fate.PENDING:
-            return message
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"message {message_id} still waits")
 
 
 # --- chat commands -------------------------------------------------------------------------
@@ -705,12 +654,12 @@ async def test_a_chat_command_is_carried_out_and_its_reply_is_the_answer(
         return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
 
     assert await say("hello") == "echo: hello"
-    old = await _session_of(gateway, "openai:lou")
+    old = await session_of(gateway, "openai:lou")
 
     fresh = await say("/new")  # what a user types in any OpenAI client's chat box
     status = await say_streamed("/status")
 
-    new = await _session_of(gateway, "openai:lou")
+    new = await session_of(gateway, "openai:lou")
     assert new.id != old.id
     assert fresh.startswith(f"new session {new.id}")
     assert status.startswith(f"session   openai:lou ({new.id})")
@@ -760,7 +709,7 @@ async def test_an_answer_is_named_after_its_message_streamed_or_not(
         model="clawgate", user="una", messages=[{"role": "user", "content": "one"}])
     chunks = await _streamed(gateway, {
         "model": "clawgate", "user": "una", "messages": [{"role": "user", "content": "two"}]})
-    session = await _session_of(gateway, "openai:una")
+    session = await session_of(gateway, "openai:una")
     first, second = await gateway.runtime.store.list_inbound(session.id)
     assert answer.id == f"chatcmpl-{first.id}"
     assert {c["id"] for c in chunks} == {f"chatcmpl-{second.id}"}

@@ -5,9 +5,9 @@
 conversation itself, so only the newest user message of a request is new: it becomes a
 message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<user>``, or
 ``openai``. ``Idempotency-Key`` makes a retried request to the same session safe. A streaming
-client that disconnects stops its run (how chat UIs stop a reply), or drops its message
-while it waits its turn; a non-streaming one does not: the reply is still recorded in the
-session. A reply that did not end ``done`` says how
+client that disconnects stops its run (how chat UIs stop a reply) if the run answers its
+message alone, or drops its message while it waits its turn; a non-streaming one does not:
+the reply is still recorded in the session. A reply that did not end ``done`` says how
 it ended in a ``clawgate`` field (run id, status, error) beside OpenAI's. An error after
 the message was accepted says ``x-should-retry: false``: OpenAI's SDKs would otherwise send
 the message again on their own (they retry every 409 and 5xx, without an Idempotency-Key).
@@ -357,8 +357,9 @@ async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
     """Chunks as the reply streams; the stored reply fills in anything the bus did not carry.
 
     A client that goes away before the end stops the run (that is how chat UIs stop a
-    reply), or drops its message if it still waits its turn; when the gateway itself is
-    stopping, the shutdown decides how the run ends.
+    reply) unless the run answers other messages too (collected or steered into it: it goes
+    on for them), or drops its message if it still waits its turn; when the gateway itself
+    is stopping, the shutdown decides how the run ends.
     """
     sent, message_id = "", reply.message_id
     outcome_task = asyncio.create_task(_settled(runtime, message_id, closed))
@@ -391,10 +392,7 @@ async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
     finally:
         listening.close()
         if not outcome_task.done() and serving():
-            if run_id is None:  # still waiting (or its run's start was missed)
-                runtime.withdraw(reply.key, message_id, CLIENT_LEFT)
-            else:
-                runtime.stop_run(run_id, CLIENT_LEFT)
+            runtime.withdraw(reply.key, message_id, CLIENT_LEFT)
         outcome_task.cancel()
 
 

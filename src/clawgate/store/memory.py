@@ -381,6 +381,11 @@ class MemoryStore:
         found.sort(key=lambda m: (m.received_at, m.id))
         return _newest(found, limit)
 
+    async def run_messages(self, run_id: str) -> list[InboundMessage]:
+        db = await self._enter()
+        found = [m for m in db.inbound.values() if m.run_id == run_id]
+        return sorted(found, key=lambda m: (m.received_at, m.id))
+
     async def claimable_sessions(
         self, session_ids: frozenset[str] | None = None, limit: int = 100
     ) -> list[str]:

@@ -255,6 +255,11 @@ class Store(Protocol):
         """The latest ``limit`` messages of a session, oldest first."""
         ...
 
+    async def run_messages(self, run_id: str) -> list[InboundMessage]:
+        """The messages a run took (the one it answers, and those collected or steered into
+        it), oldest first."""
+        ...
+
     async def claimable_sessions(
         self, session_ids: frozenset[str] | None = None, limit: int = 100
     ) -> list[str]:

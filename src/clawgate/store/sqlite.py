@@ -200,6 +200,9 @@ class SqliteStore:
     async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
         return await self._reader.read(q.list_inbound, session_id, limit)
 
+    async def run_messages(self, run_id: str) -> list[InboundMessage]:
+        return await self._reader.read(q.run_messages, run_id)
+
     async def claimable_sessions(
         self, session_ids: frozenset[str] | None = None, limit: int = 100
     ) -> list[str]:

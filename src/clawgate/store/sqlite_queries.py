@@ -98,6 +98,14 @@ def list_inbound(conn: sqlite3.Connection, session_id: str, limit: int) -> list[
     return [inbound_from(row) for row in reversed(rows)]
 
 
+def run_messages(conn: sqlite3.Connection, run_id: str) -> list[InboundMessage]:
+    rows = conn.execute(
+        f"SELECT {INBOUND_COLUMNS} FROM inbound WHERE run_id = ? ORDER BY received_at, id",
+        (run_id,),
+    ).fetchall()
+    return [inbound_from(row) for row in rows]
+
+
 def active_runs(conn: sqlite3.Connection) -> list[Run]:
     rows = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {ACTIVE}").fetchall()
     return [run_from(row) for row in rows]
