@@ -156,7 +156,9 @@ async def test_steering_folds_waiting_messages_into_the_running_run(store: Store
     ]
 
 
-async def test_a_run_names_the_messages_it_took(store: Store) -> None:
+async def test_a_run_names_its_messages_and_a_steered_one_has_its_own_part_of_the_reply(
+    store: Store,
+) -> None:
     await set_mode(store, QueueMode.STEER)
     run = await running(store, "write a poem")
     first = (await store.list_inbound(run.session_id))[0]
@@ -169,6 +171,9 @@ async def test_a_run_names_the_messages_it_took(store: Store) -> None:
     assert [m.id for m in await store.run_messages(run.id)] == [
         first.id, steered.id, later.id]
     assert await store.run_messages("run_unknown") == []
+    assert await store.run_reply(run.id) == "Roses are\n\nRoses wilt"
+    assert await store.run_reply(run.id, after_message=first.id) == "Roses are\n\nRoses wilt"
+    assert await store.run_reply(run.id, after_message=later.id) == "Roses wilt"
 
 
 async def test_steering_takes_nothing_outside_steer_mode(store: Store) -> None:

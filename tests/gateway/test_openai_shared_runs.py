@@ -79,3 +79,27 @@ async def test_a_streaming_client_that_leaves_while_its_message_waits_stops_noth
     answered = await decided(gateway, page.message.id)
     assert answered.run_id is not None
     assert (await _ended(gateway, answered.run_id)).status == "done"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_steered_message_is_answered_with_what_was_written_after_it(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway, stream: bool
+) -> None:
+    session_id = await _busy(gateway, "oda", QueueMode.STEER)
+    asked = {"model": "clawgate", "extra_headers": {"X-Clawgate-Session": "oda"},
+             "messages": [{"role": "user", "content": "steered words"}]}
+
+    if stream:
+        chunks = await sdk.chat.completions.create(stream=True, **asked)  # type: ignore[call-overload]
+        text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+    else:
+        answer = await sdk.chat.completions.create(**asked)  # type: ignore[call-overload]
+        text = answer.choices[0].message.content
+
+    assert text == "echo: steered words"  # not the page's answer, nor the blank line between
+    mine = (await gateway.runtime.store.list_inbound(session_id))[-1]
+    assert mine.fate is Fate.MERGED  # steered into the page's run
+    run = await gateway.runtime.store.get_run(mine.run_id or "")
+    assert run is not None
+    assert await gateway.runtime.store.run_reply(run.id) == (
+        f"echo: {LONG}\n\necho: steered words")

@@ -7,7 +7,8 @@ message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<
 ``openai``. ``Idempotency-Key`` makes a retried request to the same session safe. A streaming
 client that disconnects stops its run (how chat UIs stop a reply) if the run answers its
 message alone, or drops its message while it waits its turn; a non-streaming one does not:
-the reply is still recorded in the session. A reply that did not end ``done`` says how
+the reply is still recorded in the session. A message handed to a reply in flight (steer
+mode) is answered with what the run wrote after it. A reply that did not end ``done`` says how
 it ended in a ``clawgate`` field (run id, status, error) beside OpenAI's. An error after
 the message was accepted says ``x-should-retry: false``: OpenAI's SDKs would otherwise send
 the message again on their own (they retry every 409 and 5xx, without an Idempotency-Key).
@@ -19,7 +20,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import APIRouter, Header
@@ -27,6 +28,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from clawgate.domain import (
+    REPLY_SEPARATOR,
+    Fate,
     InboundMessage,
     ModelRef,
     NewInbound,
@@ -170,12 +173,23 @@ async def _settled(runtime: Runtime, message_id: str,
     finally:
         closing.cancel()
         waiting.cancel()  # if it has not ended
-    if waiting in done:
-        return waiting.result()
-    try:  # the runtime has closed: every run it had has ended, and says how
-        return await runtime.wait_for(message_id, within=0)
+    try:
+        if waiting in done:
+            return await _own_part(runtime, waiting.result())
+        # the runtime has closed: every run it had has ended, and says how
+        return await _own_part(runtime, await runtime.wait_for(message_id, within=0))
     except TimeoutError:
         return None
+
+
+async def _own_part(runtime: Runtime, outcome: MessageOutcome) -> MessageOutcome:
+    """The outcome with the message's own answer: for one handed to a run in flight (steer
+    mode), what the run wrote after it was handed over, not the answer to the messages
+    before it (the usage stays the whole run's)."""
+    if outcome.run is None or outcome.message.fate is not Fate.MERGED:
+        return outcome
+    reply = await runtime.store.run_reply(outcome.run.id, after_message=outcome.message.id)
+    return replace(outcome, reply=reply)
 
 
 async def _accept(runtime: Runtime, key: str, text: str, idempotency_key: str | None,
@@ -379,8 +393,9 @@ async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
             if isinstance(event, MessageDecided) and event.message.id == message_id:
                 run_id = event.message.run_id
             elif isinstance(event, ReplyDelta) and event.run_id == run_id:
-                sent += event.text
-                yield reply.chunk({"content": event.text})
+                piece = _own_piece(event, first=not sent)
+                sent += piece
+                yield reply.chunk({"content": piece})
             elif isinstance(event, RunChanged) and event.run.id == run_id:
                 reply.model = str(event.run.model or reply.model)
                 if event.run.status.terminal:
@@ -394,6 +409,15 @@ async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
         if not outcome_task.done() and serving():
             runtime.withdraw(reply.key, message_id, CLIENT_LEFT)
         outcome_task.cancel()
+
+
+def _own_piece(delta: ReplyDelta, first: bool) -> str:
+    """The text of a piece of the reply as this message's answer: a steered message's
+    answer starts with the run's next model call, without the separator the run's text
+    has there (its stored answer has none either)."""
+    if first and delta.offset:
+        return delta.text.removeprefix(REPLY_SEPARATOR)
+    return delta.text
 
 
 def _ending(reply: _Reply, outcome: MessageOutcome | None, sent: str) -> Iterator[str]:

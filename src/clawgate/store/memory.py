@@ -563,10 +563,13 @@ class MemoryStore:
             db.runs[run.id] = dataclasses.replace(run, usage=run.usage + usage)
         return True
 
-    async def run_reply(self, run_id: str) -> str:
+    async def run_reply(self, run_id: str, after_message: str | None = None) -> str:
         db = await self._enter()
-        parts = [e.text for e in db.transcript if e.run_id == run_id and e.role is Role.ASSISTANT]
-        return REPLY_SEPARATOR.join(parts)
+        entries = [e for e in db.transcript if e.run_id == run_id]
+        since = next((e.seq for e in entries
+                      if after_message is not None and e.message_id == after_message), -1)
+        return REPLY_SEPARATOR.join(
+            e.text for e in entries if e.role is Role.ASSISTANT and e.seq > since)
 
     # --- outbox --------------------------------------------------------------------
 

@@ -362,8 +362,10 @@ class Store(Protocol):
         """
         ...
 
-    async def run_reply(self, run_id: str) -> str:
-        """The assistant text a run produced (all its segments)."""
+    async def run_reply(self, run_id: str, after_message: str | None = None) -> str:
+        """The assistant text a run produced (all its segments, joined by
+        ``REPLY_SEPARATOR``); with ``after_message``, only the segments written after that
+        message was handed to the run (a steered message's own answer)."""
         ...
 
     # --- outbox ---------------------------------------------------------------------

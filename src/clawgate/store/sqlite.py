@@ -279,8 +279,8 @@ class SqliteStore:
             owner_id,
         )
 
-    async def run_reply(self, run_id: str) -> str:
-        return await self._reader.read(q.run_reply, run_id)
+    async def run_reply(self, run_id: str, after_message: str | None = None) -> str:
+        return await self._reader.read(q.run_reply, run_id, after_message)
 
     # --- outbox ----------------------------------------------------------------------
 

@@ -260,10 +260,11 @@ def cooldowns(conn: sqlite3.Connection) -> list[Cooldown]:
             for key, until, failures, reason, model, fingerprint in rows]
 
 
-def run_reply(conn: sqlite3.Connection, run_id: str) -> str:
+def run_reply(conn: sqlite3.Connection, run_id: str, after_message: str | None) -> str:
     rows = conn.execute(
-        "SELECT text FROM transcript WHERE run_id = ? AND role = 'assistant' ORDER BY seq",
-        (run_id,),
+        "SELECT text FROM transcript WHERE run_id = ? AND role = 'assistant' AND seq > coalesce("
+        " (SELECT seq FROM transcript WHERE run_id = ? AND message_id = ?), -1) ORDER BY seq",
+        (run_id, run_id, after_message),
     ).fetchall()
     return REPLY_SEPARATOR.join(row[0] for row in rows)
 
