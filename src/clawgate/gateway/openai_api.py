@@ -8,8 +8,10 @@ message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<
 client that disconnects stops its run (how chat UIs stop a reply) if the run answers its
 message alone, or drops its message while it waits its turn; a non-streaming one does not:
 the reply is still recorded in the session. A message handed to a reply in flight (steer
-mode) is answered with what the run wrote after it. A reply that did not end ``done`` says how
-it ended in a ``clawgate`` field (run id, status, error) beside OpenAI's. An error after
+mode) is answered with what the run wrote after it. A reply that did not end ``done`` is
+never passed off as whole: not streamed, it is an error (as one cut short before a word
+is); streamed, an ``error`` line follows the text already sent. Either way the error's
+``clawgate`` field says which run, how it ended and the text it wrote. An error after
 the message was accepted says ``x-should-retry: false``: OpenAI's SDKs would otherwise send
 the message again on their own (they retry every 409 and 5xx, without an Idempotency-Key).
 """
@@ -50,6 +52,7 @@ from clawgate.gateway.openai_models import (
     ModelEntry,
     ModelList,
     OpenAIError,
+    RunEnd,
 )
 from clawgate.gateway.openai_repeat import check_same, sent_before
 from clawgate.ids import new_id
@@ -159,7 +162,8 @@ async def _answer(runtime: Runtime, key: str, message_id: str,
         return OpenAIError(500, str(exc), "server_error", retry=False).response()
     if outcome is None:
         return _kept(key).response()
-    return _completion(outcome)
+    problem = _problem(key, outcome)
+    return problem.response() if problem is not None else _completion(outcome)
 
 
 async def _settled(runtime: Runtime, message_id: str,
@@ -237,14 +241,12 @@ def _kept(key: str) -> OpenAIError:
 
 
 def _completion(outcome: MessageOutcome) -> JSONResponse:
+    """The whole reply of a run that ended ``done``."""
     run = outcome.run
-    if run is None:
-        return _dropped(outcome).response()
-    if run.status is not RunStatus.DONE and not outcome.reply:
-        return _unanswered(run).response()
-    model = str(run.model) if run.model else DEFAULT_MODEL
+    model = str(run.model) if run and run.model else DEFAULT_MODEL
+    status = str(run.status) if run else str(RunStatus.DONE)
     return _answered(f"chatcmpl-{outcome.message.id}", model, outcome.reply, outcome,
-                     {"X-Clawgate-Run-Status": str(run.status)})
+                     {"X-Clawgate-Run-Status": status})
 
 
 def _answered(chat_id: str, model: str, text: str, outcome: MessageOutcome | None,
@@ -282,7 +284,7 @@ async def _said(reply: _Reply, text: str) -> AsyncIterator[str]:
         yield chunk
 
 
-#: How a run that ended without a word is answered: HTTP status and error type.
+#: How a run that did not end ``done`` is answered: HTTP status and error type.
 UNANSWERED = {
     RunStatus.FAILED: (502, "provider_error"),
     RunStatus.TIMEOUT: (504, "provider_error"),
@@ -299,10 +301,16 @@ def _dropped(outcome: MessageOutcome) -> OpenAIError:
                        "message_dropped", str(reason) if reason else "dropped", retry=False)
 
 
-def _unanswered(run: Run) -> OpenAIError:
+def _cut_short(run: Run, text: str) -> OpenAIError:
+    """A run that did not end ``done``: an error, its status by how the run ended, that keeps
+    what the run wrote (``clawgate.reply``; it is in the session too)."""
     status, kind = UNANSWERED.get(run.status, (502, "provider_error"))
-    return OpenAIError(status, run.error or f"the run ended {run.status}", kind, str(run.status),
-                       retry=False)
+    said = run.error or f"the run ended {run.status}"
+    if text:
+        said += (f" (the reply was cut short after {len(text)} characters: they are in "
+                 "error.clawgate.reply)")
+    return OpenAIError(status, said, kind, str(run.status), retry=False,
+                       run=RunEnd.model_validate({**_run_info(run), "reply": text}))
 
 
 def _run_info(run: Run | None) -> dict[str, Any]:
@@ -421,23 +429,36 @@ def _own_piece(delta: ReplyDelta, first: bool) -> str:
 
 
 def _ending(reply: _Reply, outcome: MessageOutcome | None, sent: str) -> Iterator[str]:
-    """The rest of the reply, an ``error`` chunk if there was no answer, then the end."""
+    """The rest of the reply; an ``error`` line unless it is whole (it was not answered, or
+    its run did not end ``done``); then the end, finishing ``length`` after an error."""
     run = outcome.run if outcome else None
     reply.model = str(run.model) if run and run.model else reply.model
     text = outcome.reply if outcome else ""
     rest = text[len(sent):] if text.startswith(sent) else ""
     if rest:
         yield reply.chunk({"content": rest})
+    problem = _problem(reply.key, outcome)
+    if problem is not None:
+        yield _sse_error(problem)
+    yield from _closing(reply, outcome, "stop" if problem is None else "length")
+
+
+def _problem(key: str, outcome: MessageOutcome | None) -> OpenAIError | None:
+    """Why the message has no whole answer, if it has none: it is kept for after a restart
+    (no outcome), it was dropped, or its run did not end ``done``."""
     if outcome is None:
-        yield _sse_error(_kept(reply.key))
-    elif run is None or (run.status is not RunStatus.DONE and not text):
-        yield _sse_error(_unanswered(run) if run else _dropped(outcome))
-    yield from _closing(reply, outcome)
+        return _kept(key)
+    if outcome.run is None:
+        return _dropped(outcome)
+    if outcome.run.status is not RunStatus.DONE:
+        return _cut_short(outcome.run, outcome.reply)
+    return None
 
 
-def _closing(reply: _Reply, outcome: MessageOutcome | None) -> Iterator[str]:
+def _closing(reply: _Reply, outcome: MessageOutcome | None,
+             finish: str = "stop") -> Iterator[str]:
     """The finish (saying how the run ended, if there was one), the usage if asked, the end."""
-    yield reply.chunk({}, finish="stop",
+    yield reply.chunk({}, finish=finish,
                       extra={"clawgate": _run_info(outcome.run if outcome else None)})
     if reply.include_usage:
         yield reply.usage(outcome)
