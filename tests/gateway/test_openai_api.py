@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 from openai.types.chat import ChatCompletion as Completion
@@ -670,6 +671,35 @@ async def test_a_chat_command_is_carried_out_and_its_reply_is_the_answer(
     with pytest.raises(openai.BadRequestError) as unknown:
         await say("/frobnicate")
     assert "unknown command /frobnicate" in str(unknown.value)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_command_whose_model_fails_is_a_provider_error_the_sdk_does_not_repeat(
+    gateway: RunningGateway, stream: bool
+) -> None:
+    sent: list[httpx2.Request] = []
+
+    async def record(request: httpx2.Request) -> None:
+        sent.append(request)
+
+    sdk = openai.AsyncOpenAI(  # retries a 5xx twice unless told not to
+        api_key=gateway.token, base_url=f"{gateway.url}/v1",
+        http_client=httpx2.AsyncClient(event_hooks={"request": [record]}))
+    async with sdk:
+        for text in ("hello", "/model broken/echo"):
+            await sdk.chat.completions.create(
+                model="clawgate", user="max", messages=[{"role": "user", "content": text}])
+        sent.clear()
+        with pytest.raises(openai.APIStatusError) as caught:
+            await sdk.chat.completions.create(
+                model="clawgate", user="max", stream=stream,
+                messages=[{"role": "user", "content": "/compact"}])
+
+    assert caught.value.status_code == 502
+    assert (caught.value.type, caught.value.code) == ("provider_error", "auth")
+    assert "the API key was refused" in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert len(sent) == 1  # the model was asked to summarise once, not three times
 
 
 # --- streamed and not: the same answer ---------------------------------------------------

@@ -40,7 +40,7 @@ from clawgate.domain import (
     check_inbound,
     check_key,
 )
-from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.errors import ClawgateError, InvalidInput, ProviderError
 from clawgate.gateway import params
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
@@ -265,9 +265,13 @@ def _answered(chat_id: str, model: str, text: str, outcome: MessageOutcome | Non
 async def _carry_out(runtime: Runtime, key: str, command: commands.Command,
                      body: ChatCompletionRequest) -> Response:
     """A chat command (``/new``, ``/status``, ...), carried out as the other chats do: its
-    reply is the answer. Nothing goes to the model, nor is the session switched to the
-    model the request names (``/model`` does that)."""
-    said = await runtime.execute(key, command)
+    reply is the answer. Nothing goes to the model (but ``/compact``'s summary), nor is the
+    session switched to the model the request names (``/model`` does that). A model that
+    fails is a 502 the SDKs do not repeat: each attempt would call it again."""
+    try:
+        said = await runtime.execute(key, command)
+    except ProviderError as exc:
+        raise OpenAIError(502, str(exc), "provider_error", exc.kind, retry=False) from None
     model = await _choose_model(runtime, key, DEFAULT_MODEL, switch=False)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     reply = _Reply(new_id("cmd"), model, include_usage, key)
