@@ -14,7 +14,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion as Completion
 
-from clawgate.domain import DropReason, Fate
+from clawgate.domain import DropPolicy, DropReason, Fate, QueuePatch
 from clawgate.gateway.openai_models import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -242,6 +242,8 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     schema_name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][schema_name.rsplit("/", 1)[-1]]
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
+    n = next(s for s in schema["properties"]["n"]["anyOf"] if s.get("type") == "integer")
+    assert (n["minimum"], n["maximum"]) == (1, 1)  # more answers than one are refused
     responses = operation["responses"]
     assert set(responses) == {
         "200", "400", "401", "403", "404", "409", "413", "422", "500", "502", "503", "504"}
@@ -273,6 +275,9 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     for refusal in refused_models:
         assert refusal.status_code == 401
         ErrorBody.model_validate(refusal.json(), strict=True)
+    health = {path: set(document["paths"][path]["get"]["responses"])
+              for path in ("/readyz", "/metrics")}
+    assert health == {"/readyz": {"200", "503"}, "/metrics": {"200", "401", "403"}}
     stream_schema = responses["200"]["content"]["text/event-stream"]["schema"]
     assert {ref["$ref"].rsplit("/", 1)[-1] for ref in stream_schema["oneOf"]} == {
         "ChatCompletionChunk", "ErrorBody"}
@@ -417,7 +422,7 @@ async def test_a_lone_surrogate_is_a_bad_request_and_changes_nothing(
             "Authorization": f"Bearer {gateway.token}", "Content-Type": "application/json"})
     assert answer.status_code == 400
     error = ErrorBody.model_validate(answer.json(), strict=True).error
-    assert error.type == "invalid_request_error"
+    assert (error.type, error.param) == ("invalid_request_error", "messages")
     assert "surrogate" in error.message
     assert (await gateway.runtime.store.counts()).sessions == 0  # not even the model switch
 
@@ -498,6 +503,28 @@ async def test_a_dropped_message_is_a_conflict_that_says_why(
     error = _waiting_error(dropped, stream, status=409)
     assert (error.type, error.code) == ("message_dropped", "stopped")
     assert "cleared by stop" in error.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_message_a_full_queue_drops_on_arrival_is_a_conflict_streamed_or_not(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway, stream: bool
+) -> None:
+    """Its fate is known before a stream would start: no 200 with an error inside."""
+    await gateway.runtime.set_model("uma", "hang/echo")
+    await gateway.runtime.set_queue("uma", QueuePatch(cap=1, drop=DropPolicy.NEW))
+    first = await gateway.runtime.send("uma", "think forever", channel="test")
+    await latest_run(gateway, first.session.id, "running")
+    await gateway.runtime.send("uma", "waiting", channel="test")  # the queue is full
+
+    with pytest.raises(openai.ConflictError) as caught:
+        await sdk.chat.completions.create(
+            model="clawgate", stream=stream, extra_headers={"X-Clawgate-Session": "uma"},
+            messages=[{"role": "user", "content": "one too many"}])
+
+    assert (caught.value.type, caught.value.code) == ("message_dropped", "queue_full_newest")
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert gateway.runtime.bus.subscriber_count("uma") == 0
+    await gateway.runtime.stop("uma")
 
 
 # --- routes under /v1 --------------------------------------------------------------------

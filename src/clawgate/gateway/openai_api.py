@@ -78,7 +78,7 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
     ) -> Any:
         try:
             key, text = _session_key(body, x_clawgate_session), params.new_text(body)
-            check_inbound(NewInbound("http", text, idempotency_key))  # before any change
+            _check(text, idempotency_key)  # before any change
             command = commands.parse(text)
             if command is not None:
                 return await _carry_out(runtime, key, command, body)
@@ -143,6 +143,16 @@ def _resolved(runtime: Runtime, model: str) -> ModelRef:
                           "model_not_found", param="model") from None
 
 
+def _check(text: str, idempotency_key: str | None) -> None:
+    """Refuse a message no model should see (400), naming where it came from."""
+    for inbound, param in ((NewInbound("http", text), "messages"),
+                           (NewInbound("http", text, idempotency_key), "idempotency-key")):
+        try:
+            check_inbound(inbound)
+        except InvalidInput as exc:
+            raise OpenAIError(400, str(exc), "invalid_request_error", param=param) from None
+
+
 def _session_key(body: ChatCompletionRequest, header: str | None) -> str:
     key = header or (f"openai:{body.user}" if body.user else "openai")
     try:
@@ -201,21 +211,31 @@ async def _accept(runtime: Runtime, key: str, text: str, idempotency_key: str | 
                   listen: bool) -> tuple[InboundMessage, bool, Subscription | None]:
     """Send the message (a request sent again: see to the one it sent before), and say
     whether it is new; with ``listen``, also the session's events from before it was sent
-    (a streamed reply misses none), closed again if sending fails."""
+    (a streamed reply misses none), closed again if sending fails. A message dropped on
+    arrival (a full queue) has nothing to stream: it is answered as if not streamed (409
+    before any stream starts)."""
     listening = runtime.subscribe(key) if listen else None
     try:
-        if earlier is not None:
-            runtime.sent_again(earlier)
-            return earlier, False, listening
-        accepted = await runtime.send(key, text, channel="http",
-                                      channel_message_id=idempotency_key)
-        if accepted.duplicate:  # the same key twice at once
-            check_same(accepted.message, text)
+        message, new = await _send(runtime, key, text, idempotency_key, earlier)
     except BaseException:
         if listening is not None:
             listening.close()
         raise
-    return accepted.message, not accepted.duplicate, listening
+    if listening is not None and message.fate is Fate.DROPPED:
+        listening.close()
+        listening = None
+    return message, new, listening
+
+
+async def _send(runtime: Runtime, key: str, text: str, idempotency_key: str | None,
+                earlier: InboundMessage | None) -> tuple[InboundMessage, bool]:
+    if earlier is not None:
+        runtime.sent_again(earlier)
+        return earlier, False
+    accepted = await runtime.send(key, text, channel="http", channel_message_id=idempotency_key)
+    if accepted.duplicate:  # the same key twice at once
+        check_same(accepted.message, text)
+    return accepted.message, not accepted.duplicate
 
 
 class _Streamed(StreamingResponse):
@@ -297,9 +317,9 @@ UNANSWERED = {
 }
 
 
-def _dropped(outcome: MessageOutcome) -> OpenAIError:
+def _dropped(message: InboundMessage) -> OpenAIError:
     """A message no run took: 409, its code the reason (``stopped``, ``queue_full_newest``)."""
-    reason = outcome.message.reason
+    reason = message.reason
     return OpenAIError(409, f"the message was not answered: "
                             f"{reason.describe if reason else 'dropped'}",
                        "message_dropped", str(reason) if reason else "dropped", retry=False)
@@ -453,7 +473,7 @@ def _problem(key: str, outcome: MessageOutcome | None) -> OpenAIError | None:
     if outcome is None:
         return _kept(key)
     if outcome.run is None:
-        return _dropped(outcome)
+        return _dropped(outcome.message)
     if outcome.run.status is not RunStatus.DONE:
         return _cut_short(outcome.run, outcome.reply)
     return None

@@ -6,10 +6,10 @@ The request models check input; the response models describe what the routes sen
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 DEFAULT_MODEL = "clawgate"  # "answer with the session's model"
 
@@ -43,7 +43,9 @@ class ChatCompletionRequest(BaseModel):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=100)
-    n: int | None = Field(default=None, ge=1, description="Only 1: one answer")
+    n: Annotated[int, Field(ge=1), WithJsonSchema(
+        {"type": "integer", "minimum": 1, "maximum": 1})] | None = Field(
+        default=None, description="Only 1: one answer (more is refused, naming ``n``)")
     tools: list[dict[str, Any]] | None = Field(
         default=None, description="Accepted and not used: the agent calls no client tools")
     tool_choice: str | dict[str, Any] | None = Field(
