@@ -156,6 +156,26 @@ async def test_steering_folds_waiting_messages_into_the_running_run(store: Store
     ]
 
 
+async def test_a_run_names_its_messages_and_a_steered_one_has_its_own_part_of_the_reply(
+    store: Store,
+) -> None:
+    await set_mode(store, QueueMode.STEER)
+    run = await running(store, "write a poem")
+    first = (await store.list_inbound(run.session_id))[0]
+    steered = (await say(store, "make it short")).message
+    later = (await say(store, "and sad")).message
+    await store.take_steering(run.id, OWNER, "Roses are")
+    await finish(store, run, reply="Roses wilt")
+    await say(store, "another question")  # not the run's
+
+    assert [m.id for m in await store.run_messages(run.id)] == [
+        first.id, steered.id, later.id]
+    assert await store.run_messages("run_unknown") == []
+    assert await store.run_reply(run.id) == "Roses are\n\nRoses wilt"
+    assert await store.run_reply(run.id, after_message=first.id) == "Roses are\n\nRoses wilt"
+    assert await store.run_reply(run.id, after_message=later.id) == "Roses wilt"
+
+
 async def test_steering_takes_nothing_outside_steer_mode(store: Store) -> None:
     run = await running(store, "write a poem")
     await say(store, "make it short")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import openai
 import pytest
 from playwright.async_api import Browser
 
@@ -78,3 +79,19 @@ async def browser() -> AsyncIterator[Browser]:
     """Debian's Chromium, headless (the web chat tests are skipped loudly without it)."""
     async with chromium() as browser:
         yield browser
+
+
+@pytest.fixture
+async def sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    client = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1",
+                                max_retries=0)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def retrying_sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The SDK as people use it: it retries a 409 or a 5xx twice unless told not to."""
+    client = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1")
+    yield client
+    await client.close()

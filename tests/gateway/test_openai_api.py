@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 from openai.types.chat import ChatCompletion as Completion
 
-from clawgate.domain import DropReason, Fate, InboundMessage, Run, Session
+from clawgate.domain import DropPolicy, DropReason, Fate, QueuePatch
 from clawgate.gateway.openai_models import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -25,22 +25,7 @@ from clawgate.gateway.openai_models import (
 )
 from clawgate.gateway.server import RunningGateway
 from tests.gateway.conftest import restarted
-
-
-@pytest.fixture
-async def sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1",
-                                max_retries=0)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def retrying_sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    """The SDK as people use it: it retries a 409 or a 5xx twice unless told not to."""
-    client = openai.AsyncOpenAI(api_key=gateway.token, base_url=f"{gateway.url}/v1")
-    yield client
-    await client.close()
+from tests.gateway.openai_helpers import decided, inbound_count, latest_run, session_of
 
 
 async def test_a_plain_completion_answers_and_lands_in_the_session(
@@ -227,7 +212,7 @@ async def test_a_failing_model_is_an_error_not_a_reply_and_not_a_resent_message(
             model="broken/echo", user="dave", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 502
     assert "the API key was refused" in str(caught.value)
-    session = await _session_of(gateway, "openai:dave")
+    session = await session_of(gateway, "openai:dave")
     store = gateway.runtime.store
     assert [m.text for m in await store.list_inbound(session.id)] == ["hi"]  # sent once
     assert [r.status for r in await store.list_runs(session.id)] == ["failed"]
@@ -257,6 +242,8 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     schema_name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][schema_name.rsplit("/", 1)[-1]]
     assert {"model", "messages", "stream", "user"} <= set(schema["properties"])
+    n = next(s for s in schema["properties"]["n"]["anyOf"] if s.get("type") == "integer")
+    assert (n["minimum"], n["maximum"]) == (1, 1)  # more answers than one are refused
     responses = operation["responses"]
     assert set(responses) == {
         "200", "400", "401", "403", "404", "409", "413", "422", "500", "502", "503", "504"}
@@ -288,6 +275,9 @@ async def test_the_openapi_document_matches_the_routes(gateway: RunningGateway) 
     for refusal in refused_models:
         assert refusal.status_code == 401
         ErrorBody.model_validate(refusal.json(), strict=True)
+    health = {path: set(document["paths"][path]["get"]["responses"])
+              for path in ("/readyz", "/metrics")}
+    assert health == {"/readyz": {"200", "503"}, "/metrics": {"200", "401", "403"}}
     stream_schema = responses["200"]["content"]["text/event-stream"]["schema"]
     assert {ref["$ref"].rsplit("/", 1)[-1] for ref in stream_schema["oneOf"]} == {
         "ChatCompletionChunk", "ErrorBody"}
@@ -323,11 +313,11 @@ async def test_a_streaming_client_that_goes_away_stops_its_run(
     assert first.choices[0].delta.role == "assistant"
     session = await store.get_session("openai:erin")
     assert session is not None
-    run = await _latest_run(gateway, session.id, "running")
+    run = await latest_run(gateway, session.id, "running")
 
     await chunks.close()  # what a UI's Stop button does: it drops the connection
 
-    stopped = await _latest_run(gateway, session.id, "killed")
+    stopped = await latest_run(gateway, session.id, "killed")
     assert stopped.id == run.id
     assert "disconnected" in (stopped.error or "")
     answered = await sdk.chat.completions.create(
@@ -335,22 +325,13 @@ async def test_a_streaming_client_that_goes_away_stops_its_run(
     assert (answered.choices[0].message.content or "").endswith("still there?")
 
 
-async def _latest_run(gateway: RunningGateway, session_id: str, status: str) -> Run:
-    for _ in range(100):  # bounded: 5 s
-        runs = await gateway.runtime.store.list_runs(session_id, 1)
-        if runs and runs[0].status == status:
-            return runs[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the session's latest run did not become {status}: {runs}")
-
-
 async def test_a_reply_stopped_before_a_word_is_an_error_not_an_empty_answer(
     retrying_sdk: openai.AsyncOpenAI, gateway: RunningGateway
 ) -> None:
     asking = asyncio.create_task(retrying_sdk.chat.completions.create(
         model="hang/echo", user="fay", messages=[{"role": "user", "content": "think"}]))
-    session = await _session_of(gateway, "openai:fay")
-    await _latest_run(gateway, session.id, "running")
+    session = await session_of(gateway, "openai:fay")
+    await latest_run(gateway, session.id, "running")
 
     await gateway.runtime.stop("openai:fay")
 
@@ -428,15 +409,6 @@ async def test_a_wrong_token_is_refused_as_openai_refuses_a_wrong_key(
     assert (metrics.status_code, metrics.json()["error"]["type"]) == (401, "unauthorized")
 
 
-async def _session_of(gateway: RunningGateway, key: str) -> Session:
-    for _ in range(100):  # bounded: 5 s
-        session = await gateway.runtime.store.get_session(key)
-        if session is not None:
-            return session
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no session {key} appeared")
-
-
 # --- text that cannot be stored ------------------------------------------------------------
 
 
@@ -450,7 +422,7 @@ async def test_a_lone_surrogate_is_a_bad_request_and_changes_nothing(
             "Authorization": f"Bearer {gateway.token}", "Content-Type": "application/json"})
     assert answer.status_code == 400
     error = ErrorBody.model_validate(answer.json(), strict=True).error
-    assert error.type == "invalid_request_error"
+    assert (error.type, error.param) == ("invalid_request_error", "messages")
     assert "surrogate" in error.message
     assert (await gateway.runtime.store.counts()).sessions == 0  # not even the model switch
 
@@ -471,10 +443,10 @@ async def test_a_shutdown_answers_a_waiting_request_and_keeps_its_message_for_th
                 "messages": [{"role": "user", "content": text}]}))
 
         first = ask("think forever")
-        session = await _session_of(gateway, "lee")
-        await _latest_run(gateway, session.id, "running")
+        session = await session_of(gateway, "lee")
+        await latest_run(gateway, session.id, "running")
         second = ask("then this", stream)
-        await _inbound_count(gateway, session.id, 2)  # accepted, waiting behind the first
+        await inbound_count(gateway, session.id, 2)  # accepted, waiting behind the first
         await gateway.runtime.set_model("lee", "echo/echo")  # the restart answers with echo
 
         gateway.stop()  # grace 1 s: the hanging run ends interrupted
@@ -517,13 +489,13 @@ async def test_a_dropped_message_is_a_conflict_that_says_why(
 ) -> None:
     await gateway.runtime.set_model("joe", "hang/echo")
     accepted = await gateway.runtime.send("joe", "think forever", channel="test")
-    await _latest_run(gateway, accepted.session.id, "running")
+    await latest_run(gateway, accepted.session.id, "running")
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         asking = asyncio.create_task(http.post("/v1/chat/completions", json={
             "model": "clawgate", "stream": stream,
             "messages": [{"role": "user", "content": "then this"}]}, headers={
             "Authorization": f"Bearer {gateway.token}", "X-Clawgate-Session": "joe"}))
-        await _inbound_count(gateway, accepted.session.id, 2)  # waiting behind the first
+        await inbound_count(gateway, accepted.session.id, 2)  # waiting behind the first
 
         await gateway.runtime.stop("joe")  # stops the run, clears the waiting message
         dropped = await asking
@@ -533,12 +505,26 @@ async def test_a_dropped_message_is_a_conflict_that_says_why(
     assert "cleared by stop" in error.message
 
 
-async def _inbound_count(gateway: RunningGateway, session_id: str, count: int) -> None:
-    for _ in range(100):  # bounded: 5 s
-        if len(await gateway.runtime.store.list_inbound(session_id)) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the session did not get {count} messages")
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_message_a_full_queue_drops_on_arrival_is_a_conflict_streamed_or_not(
+    sdk: openai.AsyncOpenAI, gateway: RunningGateway, stream: bool
+) -> None:
+    """Its fate is known before a stream would start: no 200 with an error inside."""
+    await gateway.runtime.set_model("uma", "hang/echo")
+    await gateway.runtime.set_queue("uma", QueuePatch(cap=1, drop=DropPolicy.NEW))
+    first = await gateway.runtime.send("uma", "think forever", channel="test")
+    await latest_run(gateway, first.session.id, "running")
+    await gateway.runtime.send("uma", "waiting", channel="test")  # the queue is full
+
+    with pytest.raises(openai.ConflictError) as caught:
+        await sdk.chat.completions.create(
+            model="clawgate", stream=stream, extra_headers={"X-Clawgate-Session": "uma"},
+            messages=[{"role": "user", "content": "one too many"}])
+
+    assert (caught.value.type, caught.value.code) == ("message_dropped", "queue_full_newest")
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert gateway.runtime.bus.subscriber_count("uma") == 0
+    await gateway.runtime.stop("uma")
 
 
 # --- routes under /v1 --------------------------------------------------------------------
@@ -595,7 +581,7 @@ async def test_replaying_an_idempotency_key_changes_nothing_and_other_text_is_re
     assert again.choices[0].message.content == first.choices[0].message.content
     assert reused.value.code == "idempotency_key_reused"
     ErrorBody.model_validate(reused.value.response.json(), strict=True)
-    session = await _session_of(gateway, "openai:hal")
+    session = await session_of(gateway, "openai:hal")
     assert str(session.model) == "echo/echo"  # the replays switched nothing
     store = gateway.runtime.store
     assert [m.text for m in await store.list_inbound(session.id)] == ["just once"]
@@ -613,7 +599,7 @@ async def test_the_sdks_own_retries_after_a_timeout_are_one_message_and_one_run(
                 model="hang/echo", user="ivy", messages=[{"role": "user", "content": "ponder"}])
     finally:
         await impatient.close()
-    session = await _session_of(gateway, "openai:ivy")
+    session = await session_of(gateway, "openai:ivy")
     store = gateway.runtime.store
     assert [m.text for m in await store.list_inbound(session.id)] == ["ponder"]
     assert len(await store.list_runs(session.id)) == 1
@@ -632,8 +618,8 @@ async def test_a_retry_gets_the_answer_of_the_message_it_repeats_and_only_a_retr
 
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         first = asyncio.create_task(ask(http, "yes", 0))
-        session = await _session_of(gateway, "jo")
-        await _inbound_count(gateway, session.id, 1)
+        session = await session_of(gateway, "jo")
+        await inbound_count(gateway, session.id, 1)
         first.cancel()  # the client gave up waiting: the SDK sends the request again
         retried = await ask(http, "yes", 1)
         said_again = await ask(http, "yes", 0)  # a first attempt: the user said it twice
@@ -658,32 +644,23 @@ async def test_a_streaming_client_that_goes_away_while_its_message_waits_withdra
     first = asyncio.create_task(sdk.chat.completions.create(
         model="clawgate", extra_headers=to_kay,
         messages=[{"role": "user", "content": "think forever"}]))
-    session = await _session_of(gateway, "kay")
-    run = await _latest_run(gateway, session.id, "running")
+    session = await session_of(gateway, "kay")
+    run = await latest_run(gateway, session.id, "running")
     chunks = await sdk.chat.completions.create(
         model="clawgate", stream=True, extra_headers=to_kay,
         messages=[{"role": "user", "content": "then this"}])
     await anext(aiter(chunks))
-    await _inbound_count(gateway, session.id, 2)  # waiting behind the first
+    await inbound_count(gateway, session.id, 2)  # waiting behind the first
 
     await chunks.close()  # the UI's Stop button, while the message still waits
 
     waiting = (await store.list_inbound(session.id))[-1]
-    withdrawn = await _decided(gateway, waiting.id)
+    withdrawn = await decided(gateway, waiting.id)
     assert (withdrawn.fate, withdrawn.reason) == (Fate.DROPPED, DropReason.STOPPED)
     gateway.runtime.stop_run(run.id, "stopped by the test")
     with pytest.raises(openai.ConflictError):  # the first was stopped before a word
         await first
     assert [r.status for r in await store.list_runs(session.id)] == ["killed"]  # no reply to it
-
-
-async def _decided(gateway: RunningGateway, message_id: str) -> InboundMessage:
-    for _ in range(100):  # bounded: 5 s
-        message = await gateway.runtime.store.get_message(message_id)
-        if message is not None and message.fate is not Fate.PENDING:
-            return message
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"message {message_id} still waits")
 
 
 # --- chat commands -------------------------------------------------------------------------
@@ -705,12 +682,12 @@ async def test_a_chat_command_is_carried_out_and_its_reply_is_the_answer(
         return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
 
     assert await say("hello") == "echo: hello"
-    old = await _session_of(gateway, "openai:lou")
+    old = await session_of(gateway, "openai:lou")
 
     fresh = await say("/new")  # what a user types in any OpenAI client's chat box
     status = await say_streamed("/status")
 
-    new = await _session_of(gateway, "openai:lou")
+    new = await session_of(gateway, "openai:lou")
     assert new.id != old.id
     assert fresh.startswith(f"new session {new.id}")
     assert status.startswith(f"session   openai:lou ({new.id})")
@@ -721,6 +698,35 @@ async def test_a_chat_command_is_carried_out_and_its_reply_is_the_answer(
     with pytest.raises(openai.BadRequestError) as unknown:
         await say("/frobnicate")
     assert "unknown command /frobnicate" in str(unknown.value)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_command_whose_model_fails_is_a_provider_error_the_sdk_does_not_repeat(
+    gateway: RunningGateway, stream: bool
+) -> None:
+    sent: list[httpx2.Request] = []
+
+    async def record(request: httpx2.Request) -> None:
+        sent.append(request)
+
+    sdk = openai.AsyncOpenAI(  # retries a 5xx twice unless told not to
+        api_key=gateway.token, base_url=f"{gateway.url}/v1",
+        http_client=httpx2.AsyncClient(event_hooks={"request": [record]}))
+    async with sdk:
+        for text in ("hello", "/model broken/echo"):
+            await sdk.chat.completions.create(
+                model="clawgate", user="max", messages=[{"role": "user", "content": text}])
+        sent.clear()
+        with pytest.raises(openai.APIStatusError) as caught:
+            await sdk.chat.completions.create(
+                model="clawgate", user="max", stream=stream,
+                messages=[{"role": "user", "content": "/compact"}])
+
+    assert caught.value.status_code == 502
+    assert (caught.value.type, caught.value.code) == ("provider_error", "auth")
+    assert "the API key was refused" in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert len(sent) == 1  # the model was asked to summarise once, not three times
 
 
 # --- streamed and not: the same answer ---------------------------------------------------
@@ -760,7 +766,7 @@ async def test_an_answer_is_named_after_its_message_streamed_or_not(
         model="clawgate", user="una", messages=[{"role": "user", "content": "one"}])
     chunks = await _streamed(gateway, {
         "model": "clawgate", "user": "una", "messages": [{"role": "user", "content": "two"}]})
-    session = await _session_of(gateway, "openai:una")
+    session = await session_of(gateway, "openai:una")
     first, second = await gateway.runtime.store.list_inbound(session.id)
     assert answer.id == f"chatcmpl-{first.id}"
     assert {c["id"] for c in chunks} == {f"chatcmpl-{second.id}"}

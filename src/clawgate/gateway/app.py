@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
@@ -36,7 +37,7 @@ from clawgate.gateway.feed import EventFeed
 from clawgate.gateway.guard import Guard
 from clawgate.gateway.metrics import Metrics
 from clawgate.gateway.openai_api import router
-from clawgate.gateway.openai_models import STREAMED_MODELS, OpenAIError
+from clawgate.gateway.openai_models import GUARDED, STREAMED_MODELS, ErrorBody, OpenAIError
 from clawgate.gateway.ws import Connection
 from clawgate.runtime.runtime import Runtime
 
@@ -211,12 +212,18 @@ def _route_problem(method: str, path: str, exc: HTTPException) -> OpenAIError:
     return OpenAIError(exc.status_code, str(exc.detail), "invalid_request_error")
 
 
+class Readiness(BaseModel):
+    ready: bool
+
+
 def _health(app: FastAPI, gateway: Gateway, token: list[Any]) -> None:
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, object]:
         return {"ok": True, "version": __version__}
 
-    @app.get("/readyz", tags=["health"], summary="Ready to take messages")
+    @app.get("/readyz", tags=["health"], summary="Ready to take messages",
+             response_model=Readiness, responses={503: {
+                 "model": Readiness, "description": "Not ready: starting or shutting down"}})
     async def readyz() -> JSONResponse:
         if not gateway.ready:
             return JSONResponse({"ready": False}, 503)
@@ -224,7 +231,10 @@ def _health(app: FastAPI, gateway: Gateway, token: list[Any]) -> None:
         return JSONResponse({"ready": True})
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
-             dependencies=token, summary="Prometheus metrics")
+             dependencies=token, summary="Prometheus metrics", responses={
+                 401: {"model": ErrorBody, "description": "No valid gateway token "
+                                                         "(``unauthorized``)"},
+                 403: {"model": ErrorBody, "description": GUARDED[403]["description"]}})
     async def metrics() -> PlainTextResponse:
         text = await gateway.metrics.render(gateway.api.counters.accepted)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

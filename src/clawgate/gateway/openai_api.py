@@ -5,10 +5,13 @@
 conversation itself, so only the newest user message of a request is new: it becomes a
 message of the session named by the ``X-Clawgate-Session`` header, or ``openai:<user>``, or
 ``openai``. ``Idempotency-Key`` makes a retried request to the same session safe. A streaming
-client that disconnects stops its run (how chat UIs stop a reply), or drops its message
-while it waits its turn; a non-streaming one does not: the reply is still recorded in the
-session. A reply that did not end ``done`` says how
-it ended in a ``clawgate`` field (run id, status, error) beside OpenAI's. An error after
+client that disconnects stops its run (how chat UIs stop a reply) if the run answers its
+message alone, or drops its message while it waits its turn; a non-streaming one does not:
+the reply is still recorded in the session. A message handed to a reply in flight (steer
+mode) is answered with what the run wrote after it. A reply that did not end ``done`` is
+never passed off as whole: not streamed, it is an error (as one cut short before a word
+is); streamed, an ``error`` line follows the text already sent. Either way the error's
+``clawgate`` field says which run, how it ended and the text it wrote. An error after
 the message was accepted says ``x-should-retry: false``: OpenAI's SDKs would otherwise send
 the message again on their own (they retry every 409 and 5xx, without an Idempotency-Key).
 """
@@ -19,7 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import APIRouter, Header
@@ -27,6 +30,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from clawgate.domain import (
+    REPLY_SEPARATOR,
+    Fate,
     InboundMessage,
     ModelRef,
     NewInbound,
@@ -35,7 +40,7 @@ from clawgate.domain import (
     check_inbound,
     check_key,
 )
-from clawgate.errors import ClawgateError, InvalidInput
+from clawgate.errors import ClawgateError, InvalidInput, ProviderError
 from clawgate.gateway import params
 from clawgate.gateway.openai_models import (
     DEFAULT_MODEL,
@@ -47,6 +52,7 @@ from clawgate.gateway.openai_models import (
     ModelEntry,
     ModelList,
     OpenAIError,
+    RunEnd,
 )
 from clawgate.gateway.openai_repeat import check_same, sent_before
 from clawgate.ids import new_id
@@ -72,7 +78,7 @@ def router(runtime: Runtime, count: Callable[[str], None], serving: Callable[[],
     ) -> Any:
         try:
             key, text = _session_key(body, x_clawgate_session), params.new_text(body)
-            check_inbound(NewInbound("http", text, idempotency_key))  # before any change
+            _check(text, idempotency_key)  # before any change
             command = commands.parse(text)
             if command is not None:
                 return await _carry_out(runtime, key, command, body)
@@ -137,6 +143,16 @@ def _resolved(runtime: Runtime, model: str) -> ModelRef:
                           "model_not_found", param="model") from None
 
 
+def _check(text: str, idempotency_key: str | None) -> None:
+    """Refuse a message no model should see (400), naming where it came from."""
+    for inbound, param in ((NewInbound("http", text), "messages"),
+                           (NewInbound("http", text, idempotency_key), "idempotency-key")):
+        try:
+            check_inbound(inbound)
+        except InvalidInput as exc:
+            raise OpenAIError(400, str(exc), "invalid_request_error", param=param) from None
+
+
 def _session_key(body: ChatCompletionRequest, header: str | None) -> str:
     key = header or (f"openai:{body.user}" if body.user else "openai")
     try:
@@ -156,7 +172,8 @@ async def _answer(runtime: Runtime, key: str, message_id: str,
         return OpenAIError(500, str(exc), "server_error", retry=False).response()
     if outcome is None:
         return _kept(key).response()
-    return _completion(outcome)
+    problem = _problem(key, outcome)
+    return problem.response() if problem is not None else _completion(outcome)
 
 
 async def _settled(runtime: Runtime, message_id: str,
@@ -170,12 +187,23 @@ async def _settled(runtime: Runtime, message_id: str,
     finally:
         closing.cancel()
         waiting.cancel()  # if it has not ended
-    if waiting in done:
-        return waiting.result()
-    try:  # the runtime has closed: every run it had has ended, and says how
-        return await runtime.wait_for(message_id, within=0)
+    try:
+        if waiting in done:
+            return await _own_part(runtime, waiting.result())
+        # the runtime has closed: every run it had has ended, and says how
+        return await _own_part(runtime, await runtime.wait_for(message_id, within=0))
     except TimeoutError:
         return None
+
+
+async def _own_part(runtime: Runtime, outcome: MessageOutcome) -> MessageOutcome:
+    """The outcome with the message's own answer: for one handed to a run in flight (steer
+    mode), what the run wrote after it was handed over, not the answer to the messages
+    before it (the usage stays the whole run's)."""
+    if outcome.run is None or outcome.message.fate is not Fate.MERGED:
+        return outcome
+    reply = await runtime.store.run_reply(outcome.run.id, after_message=outcome.message.id)
+    return replace(outcome, reply=reply)
 
 
 async def _accept(runtime: Runtime, key: str, text: str, idempotency_key: str | None,
@@ -183,21 +211,31 @@ async def _accept(runtime: Runtime, key: str, text: str, idempotency_key: str | 
                   listen: bool) -> tuple[InboundMessage, bool, Subscription | None]:
     """Send the message (a request sent again: see to the one it sent before), and say
     whether it is new; with ``listen``, also the session's events from before it was sent
-    (a streamed reply misses none), closed again if sending fails."""
+    (a streamed reply misses none), closed again if sending fails. A message dropped on
+    arrival (a full queue) has nothing to stream: it is answered as if not streamed (409
+    before any stream starts)."""
     listening = runtime.subscribe(key) if listen else None
     try:
-        if earlier is not None:
-            runtime.sent_again(earlier)
-            return earlier, False, listening
-        accepted = await runtime.send(key, text, channel="http",
-                                      channel_message_id=idempotency_key)
-        if accepted.duplicate:  # the same key twice at once
-            check_same(accepted.message, text)
+        message, new = await _send(runtime, key, text, idempotency_key, earlier)
     except BaseException:
         if listening is not None:
             listening.close()
         raise
-    return accepted.message, not accepted.duplicate, listening
+    if listening is not None and message.fate is Fate.DROPPED:
+        listening.close()
+        listening = None
+    return message, new, listening
+
+
+async def _send(runtime: Runtime, key: str, text: str, idempotency_key: str | None,
+                earlier: InboundMessage | None) -> tuple[InboundMessage, bool]:
+    if earlier is not None:
+        runtime.sent_again(earlier)
+        return earlier, False
+    accepted = await runtime.send(key, text, channel="http", channel_message_id=idempotency_key)
+    if accepted.duplicate:  # the same key twice at once
+        check_same(accepted.message, text)
+    return accepted.message, not accepted.duplicate
 
 
 class _Streamed(StreamingResponse):
@@ -223,14 +261,12 @@ def _kept(key: str) -> OpenAIError:
 
 
 def _completion(outcome: MessageOutcome) -> JSONResponse:
+    """The whole reply of a run that ended ``done``."""
     run = outcome.run
-    if run is None:
-        return _dropped(outcome).response()
-    if run.status is not RunStatus.DONE and not outcome.reply:
-        return _unanswered(run).response()
-    model = str(run.model) if run.model else DEFAULT_MODEL
+    model = str(run.model) if run and run.model else DEFAULT_MODEL
+    status = str(run.status) if run else str(RunStatus.DONE)
     return _answered(f"chatcmpl-{outcome.message.id}", model, outcome.reply, outcome,
-                     {"X-Clawgate-Run-Status": str(run.status)})
+                     {"X-Clawgate-Run-Status": status})
 
 
 def _answered(chat_id: str, model: str, text: str, outcome: MessageOutcome | None,
@@ -249,9 +285,13 @@ def _answered(chat_id: str, model: str, text: str, outcome: MessageOutcome | Non
 async def _carry_out(runtime: Runtime, key: str, command: commands.Command,
                      body: ChatCompletionRequest) -> Response:
     """A chat command (``/new``, ``/status``, ...), carried out as the other chats do: its
-    reply is the answer. Nothing goes to the model, nor is the session switched to the
-    model the request names (``/model`` does that)."""
-    said = await runtime.execute(key, command)
+    reply is the answer. Nothing goes to the model (but ``/compact``'s summary), nor is the
+    session switched to the model the request names (``/model`` does that). A model that
+    fails is a 502 the SDKs do not repeat: each attempt would call it again."""
+    try:
+        said = await runtime.execute(key, command)
+    except ProviderError as exc:
+        raise OpenAIError(502, str(exc), "provider_error", exc.kind, retry=False) from None
     model = await _choose_model(runtime, key, DEFAULT_MODEL, switch=False)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     reply = _Reply(new_id("cmd"), model, include_usage, key)
@@ -268,7 +308,7 @@ async def _said(reply: _Reply, text: str) -> AsyncIterator[str]:
         yield chunk
 
 
-#: How a run that ended without a word is answered: HTTP status and error type.
+#: How a run that did not end ``done`` is answered: HTTP status and error type.
 UNANSWERED = {
     RunStatus.FAILED: (502, "provider_error"),
     RunStatus.TIMEOUT: (504, "provider_error"),
@@ -277,18 +317,24 @@ UNANSWERED = {
 }
 
 
-def _dropped(outcome: MessageOutcome) -> OpenAIError:
+def _dropped(message: InboundMessage) -> OpenAIError:
     """A message no run took: 409, its code the reason (``stopped``, ``queue_full_newest``)."""
-    reason = outcome.message.reason
+    reason = message.reason
     return OpenAIError(409, f"the message was not answered: "
                             f"{reason.describe if reason else 'dropped'}",
                        "message_dropped", str(reason) if reason else "dropped", retry=False)
 
 
-def _unanswered(run: Run) -> OpenAIError:
+def _cut_short(run: Run, text: str) -> OpenAIError:
+    """A run that did not end ``done``: an error, its status by how the run ended, that keeps
+    what the run wrote (``clawgate.reply``; it is in the session too)."""
     status, kind = UNANSWERED.get(run.status, (502, "provider_error"))
-    return OpenAIError(status, run.error or f"the run ended {run.status}", kind, str(run.status),
-                       retry=False)
+    said = run.error or f"the run ended {run.status}"
+    if text:
+        said += (f" (the reply was cut short after {len(text)} characters: they are in "
+                 "error.clawgate.reply)")
+    return OpenAIError(status, said, kind, str(run.status), retry=False,
+                       run=RunEnd.model_validate({**_run_info(run), "reply": text}))
 
 
 def _run_info(run: Run | None) -> dict[str, Any]:
@@ -357,8 +403,9 @@ async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
     """Chunks as the reply streams; the stored reply fills in anything the bus did not carry.
 
     A client that goes away before the end stops the run (that is how chat UIs stop a
-    reply), or drops its message if it still waits its turn; when the gateway itself is
-    stopping, the shutdown decides how the run ends.
+    reply) unless the run answers other messages too (collected or steered into it: it goes
+    on for them), or drops its message if it still waits its turn; when the gateway itself
+    is stopping, the shutdown decides how the run ends.
     """
     sent, message_id = "", reply.message_id
     outcome_task = asyncio.create_task(_settled(runtime, message_id, closed))
@@ -378,8 +425,9 @@ async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
             if isinstance(event, MessageDecided) and event.message.id == message_id:
                 run_id = event.message.run_id
             elif isinstance(event, ReplyDelta) and event.run_id == run_id:
-                sent += event.text
-                yield reply.chunk({"content": event.text})
+                piece = _own_piece(event, first=not sent)
+                sent += piece
+                yield reply.chunk({"content": piece})
             elif isinstance(event, RunChanged) and event.run.id == run_id:
                 reply.model = str(event.run.model or reply.model)
                 if event.run.status.terminal:
@@ -391,31 +439,50 @@ async def _stream(runtime: Runtime, listening: Subscription, reply: _Reply,
     finally:
         listening.close()
         if not outcome_task.done() and serving():
-            if run_id is None:  # still waiting (or its run's start was missed)
-                runtime.withdraw(reply.key, message_id, CLIENT_LEFT)
-            else:
-                runtime.stop_run(run_id, CLIENT_LEFT)
+            runtime.withdraw(reply.key, message_id, CLIENT_LEFT)
         outcome_task.cancel()
 
 
+def _own_piece(delta: ReplyDelta, first: bool) -> str:
+    """The text of a piece of the reply as this message's answer: a steered message's
+    answer starts with the run's next model call, without the separator the run's text
+    has there (its stored answer has none either)."""
+    if first and delta.offset:
+        return delta.text.removeprefix(REPLY_SEPARATOR)
+    return delta.text
+
+
 def _ending(reply: _Reply, outcome: MessageOutcome | None, sent: str) -> Iterator[str]:
-    """The rest of the reply, an ``error`` chunk if there was no answer, then the end."""
+    """The rest of the reply; an ``error`` line unless it is whole (it was not answered, or
+    its run did not end ``done``); then the end, finishing ``length`` after an error."""
     run = outcome.run if outcome else None
     reply.model = str(run.model) if run and run.model else reply.model
     text = outcome.reply if outcome else ""
     rest = text[len(sent):] if text.startswith(sent) else ""
     if rest:
         yield reply.chunk({"content": rest})
+    problem = _problem(reply.key, outcome)
+    if problem is not None:
+        yield _sse_error(problem)
+    yield from _closing(reply, outcome, "stop" if problem is None else "length")
+
+
+def _problem(key: str, outcome: MessageOutcome | None) -> OpenAIError | None:
+    """Why the message has no whole answer, if it has none: it is kept for after a restart
+    (no outcome), it was dropped, or its run did not end ``done``."""
     if outcome is None:
-        yield _sse_error(_kept(reply.key))
-    elif run is None or (run.status is not RunStatus.DONE and not text):
-        yield _sse_error(_unanswered(run) if run else _dropped(outcome))
-    yield from _closing(reply, outcome)
+        return _kept(key)
+    if outcome.run is None:
+        return _dropped(outcome.message)
+    if outcome.run.status is not RunStatus.DONE:
+        return _cut_short(outcome.run, outcome.reply)
+    return None
 
 
-def _closing(reply: _Reply, outcome: MessageOutcome | None) -> Iterator[str]:
+def _closing(reply: _Reply, outcome: MessageOutcome | None,
+             finish: str = "stop") -> Iterator[str]:
     """The finish (saying how the run ended, if there was one), the usage if asked, the end."""
-    yield reply.chunk({}, finish="stop",
+    yield reply.chunk({}, finish=finish,
                       extra={"clawgate": _run_info(outcome.run if outcome else None)})
     if reply.include_usage:
         yield reply.usage(outcome)

@@ -6,10 +6,10 @@ The request models check input; the response models describe what the routes sen
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 DEFAULT_MODEL = "clawgate"  # "answer with the session's model"
 
@@ -43,7 +43,9 @@ class ChatCompletionRequest(BaseModel):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=100)
-    n: int | None = Field(default=None, ge=1, description="Only 1: one answer")
+    n: Annotated[int, Field(ge=1), WithJsonSchema(
+        {"type": "integer", "minimum": 1, "maximum": 1})] | None = Field(
+        default=None, description="Only 1: one answer (more is refused, naming ``n``)")
     tools: list[dict[str, Any]] | None = Field(
         default=None, description="Accepted and not used: the agent calls no client tools")
     tool_choice: str | dict[str, Any] | None = Field(
@@ -59,11 +61,30 @@ class ChatCompletionRequest(BaseModel):
 # --- what comes back ---------------------------------------------------------------------
 
 
+class RunInfo(BaseModel):
+    """clawgate's own field: the run that answered and how it ended. On a stream's last
+    chunk after an ``error`` line, a status other than ``done``."""
+
+    runId: str | None
+    status: Literal["done", "failed", "killed", "timeout", "interrupted"] | None
+    error: str | None
+
+
+class RunEnd(RunInfo):
+    """An error about a run that did not end ``done`` says which run, how it ended, and the
+    text it wrote before (empty if none; it is in the session as well)."""
+
+    reply: str
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
     param: str | None
     code: str | None
+    clawgate: RunEnd | None = Field(
+        default=None, description="Only on an error about a run that ended without a whole "
+                                  "reply (stopped, failed, timed out, interrupted)")
 
 
 class ErrorBody(BaseModel):
@@ -95,15 +116,6 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokens
 
 
-class RunInfo(BaseModel):
-    """clawgate's own field: the run that answered and how it ended. A reply that was
-    stopped, cut short or failed part-way has a status other than ``done``."""
-
-    runId: str | None
-    status: Literal["done", "failed", "killed", "timeout", "interrupted"] | None
-    error: str | None
-
-
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"]
@@ -122,7 +134,9 @@ class ChunkDelta(BaseModel):
 class ChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
-    finish_reason: Literal["stop"] | None
+    finish_reason: Literal["stop", "length"] | None = Field(
+        description='``stop``: the answer is whole; ``length``: it is not (an ``error`` line '
+                    'came before, saying why)')
     logprobs: None
 
 
@@ -175,17 +189,17 @@ GUARDED: dict[int | str, dict[str, Any]] = {
 
 #: The answers of ``POST /v1/chat/completions``, for the OpenAPI document.
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The reply (``stream: false``), or with ``stream: true`` a "
+    200: {"description": "The whole reply (``stream: false``), or with ``stream: true`` a "
                          "``text/event-stream`` of ``chat.completion.chunk`` objects, one "
-                         "per ``data:`` line, ending in ``data: [DONE]``; a run that ended "
-                         "without a word sends an ``error`` chunk first. Both are named "
-                         "``chatcmpl-`` and the id of the message the request sent.",
+                         "per ``data:`` line, ending in ``data: [DONE]``; a run that did not "
+                         "end ``done`` sends an ``error`` line after what it wrote, and "
+                         "finishes ``length``. Both are named ``chatcmpl-`` and the id of "
+                         "the message the request sent.",
           "model": ChatCompletion,
           "headers": {"X-Clawgate-Run-Status": {
               "description": "How the run that answered ended (not streamed replies only): "
-                             "anything but ``done`` is a reply stopped or cut short",
-              "schema": {"type": "string",
-                         "enum": ["done", "failed", "killed", "timeout", "interrupted"]}}},
+                             "always ``done`` (a reply cut short is an error)",
+              "schema": {"type": "string", "enum": ["done"]}}},
           "content": {"text/event-stream": {"schema": {"oneOf": [
               {"$ref": "#/components/schemas/ChatCompletionChunk"},
               {"$ref": "#/components/schemas/ErrorBody"}]}}}},
@@ -193,16 +207,20 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
                 "user's message, a parameter clawgate cannot honour, a bad session key"),
     **GUARDED,
     404: _error("No model by that name (``model_not_found``)"),
-    409: _error("The message was dropped, or the run was stopped before a word", True),
+    409: _error("The message was dropped, or the run was stopped (what it wrote before is "
+                "in ``error.clawgate.reply``)", True),
     413: _error("The body is over the limit"),
     422: _error("The Idempotency-Key was used before in this conversation for another "
                 "message (``idempotency_key_reused``); nothing was changed"),
     500: _error("The store failed after the message was accepted", True),
-    502: _error("The model failed before a word", True),
+    502: _error("The model failed (what the run wrote before is in "
+                "``error.clawgate.reply``)", True),
     503: _error("The gateway is shutting down (a message it had accepted is kept and "
                 "answered in its session once the gateway runs again), or the run was "
-                "interrupted by a shutdown", True),
-    504: _error("The model timed out before a word", True),
+                "interrupted by a shutdown (what it wrote before is in "
+                "``error.clawgate.reply``)", True),
+    504: _error("The run timed out (what it wrote before is in ``error.clawgate.reply``)",
+                True),
 }
 
 #: The answers of ``GET /v1/models/{model}`` besides the model.
@@ -218,14 +236,17 @@ class OpenAIError(Exception):
     obey instead of retrying a 409 or a 5xx on their own."""
 
     def __init__(self, status: int, message: str, kind: str, code: str | None = None, *,
-                 retry: bool = True, param: str | None = None) -> None:
+                 retry: bool = True, param: str | None = None,
+                 run: RunEnd | None = None) -> None:
         self.status, self.message, self.kind, self.code = status, message, kind, code
-        self.retry, self.param = retry, param
+        self.retry, self.param, self.run = retry, param, run
         super().__init__(message)
 
     def body(self) -> dict[str, Any]:
+        """``{"error": {...}}``; an error about a run carries ``clawgate`` (``RunEnd``)."""
+        run = {} if self.run is None else {"clawgate": self.run.model_dump(mode="json")}
         return {"error": {"message": self.message, "type": self.kind, "param": self.param,
-                          "code": self.code}}
+                          "code": self.code, **run}}
 
     def response(self) -> JSONResponse:
         return JSONResponse(status_code=self.status, content=self.body(),

@@ -350,9 +350,11 @@ class Runtime:
 
     def withdraw(self, key: str, message_id: str, reason: str) -> None:
         """Its sender no longer wants the message answered (a streaming client left): one
-        still waiting is dropped (``stopped``); one a run of this process took meanwhile
-        has that run stopped with ``reason``, as ``stop_run`` does. It happens in the
-        background (the caller may be being cancelled); ``close`` waits for it."""
+        still waiting is dropped (``stopped``); one a run of this process took has that run
+        stopped with ``reason``, as ``stop_run`` does, if the message is all the run took.
+        A run that answers other messages too (collected or steered into it) goes on for
+        them. It happens in the background (the caller may be being cancelled); ``close``
+        waits for it."""
         task = asyncio.create_task(self._withdraw(key, message_id, reason),
                                    name=f"clawgate withdraw {message_id}")
         self._chores.add(task)
@@ -365,7 +367,10 @@ class Runtime:
                 self.bus.publish(MessageDecided(key, dropped))
                 return
             message = await self.store.get_message(message_id)
-            if message is not None and message.run_id is not None:
+            if message is None or message.run_id is None:
+                return
+            taken = await self.store.run_messages(message.run_id)
+            if all(m.id == message_id for m in taken):  # nobody else waits for its reply
                 self.stop_run(message.run_id, reason)
         except ClawgateError as exc:
             log.warning("could not withdraw message %s: %s", message_id, exc)

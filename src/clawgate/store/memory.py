@@ -381,6 +381,11 @@ class MemoryStore:
         found.sort(key=lambda m: (m.received_at, m.id))
         return _newest(found, limit)
 
+    async def run_messages(self, run_id: str) -> list[InboundMessage]:
+        db = await self._enter()
+        found = [m for m in db.inbound.values() if m.run_id == run_id]
+        return sorted(found, key=lambda m: (m.received_at, m.id))
+
     async def claimable_sessions(
         self, session_ids: frozenset[str] | None = None, limit: int = 100
     ) -> list[str]:
@@ -558,10 +563,13 @@ class MemoryStore:
             db.runs[run.id] = dataclasses.replace(run, usage=run.usage + usage)
         return True
 
-    async def run_reply(self, run_id: str) -> str:
+    async def run_reply(self, run_id: str, after_message: str | None = None) -> str:
         db = await self._enter()
-        parts = [e.text for e in db.transcript if e.run_id == run_id and e.role is Role.ASSISTANT]
-        return REPLY_SEPARATOR.join(parts)
+        entries = [e for e in db.transcript if e.run_id == run_id]
+        since = next((e.seq for e in entries
+                      if after_message is not None and e.message_id == after_message), -1)
+        return REPLY_SEPARATOR.join(
+            e.text for e in entries if e.role is Role.ASSISTANT and e.seq > since)
 
     # --- outbox --------------------------------------------------------------------
 

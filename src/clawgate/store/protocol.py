@@ -255,6 +255,11 @@ class Store(Protocol):
         """The latest ``limit`` messages of a session, oldest first."""
         ...
 
+    async def run_messages(self, run_id: str) -> list[InboundMessage]:
+        """The messages a run took (the one it answers, and those collected or steered into
+        it), oldest first."""
+        ...
+
     async def claimable_sessions(
         self, session_ids: frozenset[str] | None = None, limit: int = 100
     ) -> list[str]:
@@ -357,8 +362,10 @@ class Store(Protocol):
         """
         ...
 
-    async def run_reply(self, run_id: str) -> str:
-        """The assistant text a run produced (all its segments)."""
+    async def run_reply(self, run_id: str, after_message: str | None = None) -> str:
+        """The assistant text a run produced (all its segments, joined by
+        ``REPLY_SEPARATOR``); with ``after_message``, only the segments written after that
+        message was handed to the run (a steered message's own answer)."""
         ...
 
     # --- outbox ---------------------------------------------------------------------

@@ -200,6 +200,9 @@ class SqliteStore:
     async def list_inbound(self, session_id: str, limit: int = 100) -> list[InboundMessage]:
         return await self._reader.read(q.list_inbound, session_id, limit)
 
+    async def run_messages(self, run_id: str) -> list[InboundMessage]:
+        return await self._reader.read(q.run_messages, run_id)
+
     async def claimable_sessions(
         self, session_ids: frozenset[str] | None = None, limit: int = 100
     ) -> list[str]:
@@ -276,8 +279,8 @@ class SqliteStore:
             owner_id,
         )
 
-    async def run_reply(self, run_id: str) -> str:
-        return await self._reader.read(q.run_reply, run_id)
+    async def run_reply(self, run_id: str, after_message: str | None = None) -> str:
+        return await self._reader.read(q.run_reply, run_id, after_message)
 
     # --- outbox ----------------------------------------------------------------------
 

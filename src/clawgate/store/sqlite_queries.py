@@ -98,6 +98,14 @@ def list_inbound(conn: sqlite3.Connection, session_id: str, limit: int) -> list[
     return [inbound_from(row) for row in reversed(rows)]
 
 
+def run_messages(conn: sqlite3.Connection, run_id: str) -> list[InboundMessage]:
+    rows = conn.execute(
+        f"SELECT {INBOUND_COLUMNS} FROM inbound WHERE run_id = ? ORDER BY received_at, id",
+        (run_id,),
+    ).fetchall()
+    return [inbound_from(row) for row in rows]
+
+
 def active_runs(conn: sqlite3.Connection) -> list[Run]:
     rows = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {ACTIVE}").fetchall()
     return [run_from(row) for row in rows]
@@ -252,10 +260,11 @@ def cooldowns(conn: sqlite3.Connection) -> list[Cooldown]:
             for key, until, failures, reason, model, fingerprint in rows]
 
 
-def run_reply(conn: sqlite3.Connection, run_id: str) -> str:
+def run_reply(conn: sqlite3.Connection, run_id: str, after_message: str | None) -> str:
     rows = conn.execute(
-        "SELECT text FROM transcript WHERE run_id = ? AND role = 'assistant' ORDER BY seq",
-        (run_id,),
+        "SELECT text FROM transcript WHERE run_id = ? AND role = 'assistant' AND seq > coalesce("
+        " (SELECT seq FROM transcript WHERE run_id = ? AND message_id = ?), -1) ORDER BY seq",
+        (run_id, run_id, after_message),
     ).fetchall()
     return REPLY_SEPARATOR.join(row[0] for row in rows)
 
