@@ -320,8 +320,7 @@ UNANSWERED = {
 def _dropped(message: InboundMessage) -> OpenAIError:
     """A message no run took: 409, its code the reason (``stopped``, ``queue_full_newest``)."""
     reason = message.reason
-    return OpenAIError(409, f"the message was not answered: "
-                            f"{reason.describe if reason else 'dropped'}",
+    return OpenAIError(409, f"the message was not answered: {message.why_dropped}",
                        "message_dropped", str(reason) if reason else "dropped", retry=False)
 
 
