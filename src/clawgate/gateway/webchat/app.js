@@ -32,6 +32,9 @@ const SESSIONS_MOST = 5000;  // the most sessions.list gives; open the others by
 const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
 // Errors after which a message is sent again once the gateway is back.
 const RESEND = new Set(["not_connected", "shutting_down"]);
+// What typed is a stop (as the gateway reads it): sent as Stop sends it, so it is answered at
+// once, even while a /compact is under way.
+const STOP_TYPED = new Set(["stop", "stop!", "stop.", "/stop"]);
 const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
   sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
@@ -40,6 +43,8 @@ const state = {
   shown: null,  // the shown session's row (it may be beyond the list's end)
   badges: new Map(),  // session key -> its status badge in the list
   outgoing: null,  // the message not yet acknowledged: {session, text, idempotencyKey, resend}
+  status: "idle",  // the shown session's
+  compacting: new Map(),  // session key -> its /compact requests not yet answered
 };
 const $ = (id) => document.getElementById(id);
 
@@ -302,7 +307,7 @@ async function openSession(key) {
   state.session = key;
   localStorage.setItem("clawgate.session", key);
   $("session-key").textContent = key;
-  showHistory(history, switched);
+  showHistory(history, switched);  // (and Stop, for this session)
   renderSessions();
   await refreshQueue();
 }
@@ -428,9 +433,26 @@ function setStatus(status, error) {
   const badge = $("session-status");
   badge.textContent = status;
   badge.className = `badge ${status}`;
-  $("stop").disabled = !ACTIVE.has(status);
+  state.status = status;
+  showStoppable();
   $("run-error").textContent = ACTIVE.has(status) || status === "done" ? "" : error || "";
 }
+
+// Stop is there while the shown session has a reply under way, or a /compact sent from here.
+function showStoppable() {
+  const compacting = state.compacting.has(state.session);
+  $("compacting").hidden = !compacting;
+  $("stop").disabled = !ACTIVE.has(state.status) && !compacting;
+}
+
+// A /compact may take as long as a model call: while it is under way the page says so.
+function compacting(key, by) {
+  const count = (state.compacting.get(key) || 0) + by;
+  if (count > 0) state.compacting.set(key, count); else state.compacting.delete(key);
+  showStoppable();
+}
+
+function isCompact(text) { return text.trim().toLowerCase() === "/compact"; }
 
 function scheduleQueueRefresh() {
   clearTimeout(state.queueTimer);
@@ -515,6 +537,11 @@ async function send() {
   const text = typed();
   if (!text.trim()) return;
   if (!state.session) { notice("not connected: the message is kept; send it once connected"); return; }
+  if (STOP_TYPED.has(text.trim().toLowerCase())) {
+    await stop();
+    if (typed() === text) $("message").value = "";
+    return;
+  }
   const last = state.outgoing;
   const same = last && last.session === state.session && last.text === text;
   state.outgoing = same ? last : {session: state.session, text, idempotencyKey: newKey()};
@@ -544,6 +571,8 @@ async function deliver(outgoing) {
   const params = {session: outgoing.session, text: outgoing.text,
                   idempotencyKey: outgoing.idempotencyKey, channel: "webchat"};
   let ack;
+  const compaction = isCompact(outgoing.text);
+  if (compaction) compacting(outgoing.session, 1);
   try {
     ack = await request("chat.send", params);
   } catch (error) {
@@ -551,14 +580,20 @@ async function deliver(outgoing) {
     outgoing.resend = true;
     notice("not connected: the message is kept and will be sent when the gateway is back");
     return;
+  } finally {
+    if (compaction) compacting(outgoing.session, -1);
   }
   if (state.outgoing === outgoing) state.outgoing = null;
   // A message the full queue refused at once stays in the box, to be sent again later.
   if (typed() === outgoing.text && ack.fate !== "dropped") $("message").value = "";
-  await acknowledged(ack);
+  await acknowledged(ack, outgoing.session);
 }
 
-async function acknowledged(ack) {
+async function acknowledged(ack, key) {
+  if (ack.command && key !== state.session) {  // a /compact that ended after a switch
+    notice(`session "${key}": ${ack.reply}`);
+    return;
+  }
   notice("");
   state.stick = true;  // what you just sent, and its reply, come into view
   if (ack.command) {
