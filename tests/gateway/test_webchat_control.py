@@ -9,7 +9,10 @@ from playwright.async_api import Browser, Page, expect
 
 from clawgate.gateway.client import GatewayClient
 from clawgate.gateway.server import RunningGateway
-from tests.gateway.webpage import answered, open_session, send, show
+from tests.gateway.webpage import answered, hanging, open_session, send, show
+
+FULL_OLDEST = "dropped: the queue was full (the oldest waiting message is dropped)"
+RESET = "dropped: cleared when the session was reset or deleted"
 
 
 async def _something_to_compact(page: Page, client: GatewayClient, session: str) -> None:
@@ -54,3 +57,37 @@ async def test_a_compact_shows_while_under_way_and_a_stop_typed_pressed_or_from_
     await client.request("chat.abort", session="squeeze")
     await expect(compacting).to_be_hidden()
     await expect(notice).to_have_text("compaction stopped; any summary it had written is kept")
+
+
+async def test_a_message_dropped_by_another_client_is_named_and_no_longer_said_to_wait(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "crowded")
+    notice = page.locator("#notice")
+    await hanging(page, client, "crowded", mode="followup", cap=1, drop="old")
+    await send(page, "mine waits")
+    await expect(notice).to_have_text("queued: answered on its own after the current reply")
+
+    await client.request("chat.send", session="crowded", text="theirs pushes mine out")
+    await expect(notice).to_have_text(f'"mine waits" {FULL_OLDEST}')
+    await send(page, "mine pushes theirs out")  # said once, by the acknowledgement
+    await expect(notice).to_have_text("queued: answered on its own after the current reply\n"
+                                      f'"theirs pushes mine out" {FULL_OLDEST}')
+
+    await client.request("sessions.reset", session="crowded")
+    await expect(notice).to_contain_text(f'"mine pushes theirs out" {RESET}')
+    await expect(notice).not_to_contain_text("queued")
+    await expect(page.locator(".entry")).to_have_count(0)
+
+
+async def test_new_typed_in_the_page_names_the_waiting_messages_it_dropped(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "renewed")
+    await hanging(page, client, "renewed", mode="followup")
+    await send(page, "a long question that waits its turn " + "and goes on " * 10)
+    await send(page, "/new")
+    notice = page.locator("#notice")
+    await expect(notice).to_contain_text("dropped 1 waiting message")
+    await expect(notice).to_contain_text(
+        f'"a long question that waits its turn and goes on and goes on…" {RESET}')

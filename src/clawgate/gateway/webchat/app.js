@@ -35,6 +35,8 @@ const RESEND = new Set(["not_connected", "shutting_down"]);
 // What typed is a stop (as the gateway reads it): sent as Stop sends it, so it is answered at
 // once, even while a /compact is under way.
 const STOP_TYPED = new Set(["stop", "stop!", "stop.", "/stop"]);
+const DROPS_SHOWN = 20;  // lines naming dropped messages under the notice, at most
+const PREVIEW = 60;  // characters of a dropped message the notice shows, to say which
 const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
   sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
@@ -44,6 +46,11 @@ const state = {
   badges: new Map(),  // session key -> its status badge in the list
   outgoing: null,  // the message not yet acknowledged: {session, text, idempotencyKey, resend}
   status: "idle",  // the shown session's
+  // The notice: what the page did last (`text`), then a line for each message of the shown
+  // session dropped since ({n, id, line}); `waiting`: the message the text says is queued;
+  // `named`: messages the text names already.
+  said: {text: "", waiting: null, named: new Set(), drops: [], cut: 0},
+  dropsSeen: 0,  // drop lines made so far (each one's `n`)
   compacting: new Map(),  // session key -> its /compact requests not yet answered
 };
 const $ = (id) => document.getElementById(id);
@@ -201,6 +208,7 @@ function onEvent(frame) {
   if (p.session !== state.session) return;
   if (kind.startsWith("run.")) onRunEvent(p);
   if (kind.startsWith("message.")) scheduleQueueRefresh();
+  if (kind === "message.dropped") droppedHere(p);
   if (kind === "session.created") openSession(state.session).catch(report);
   if (kind === "session.archived") shownSessionArchived().catch(report);
 }
@@ -212,7 +220,7 @@ async function shownSessionArchived() {
   await openSession(key);
   if (key === state.session && state.shown === null) {
     notice(`session "${key}" was deleted elsewhere (its transcript is archived); ` +
-      "a message sent here starts it afresh");
+      "a message sent here starts it afresh", {since: 0});  // (with what it dropped)
   }
 }
 
@@ -570,6 +578,7 @@ async function deliver(outgoing) {
   outgoing.resend = false;
   const params = {session: outgoing.session, text: outgoing.text,
                   idempotencyKey: outgoing.idempotencyKey, channel: "webchat"};
+  const since = state.dropsSeen;
   let ack;
   const compaction = isCompact(outgoing.text);
   if (compaction) compacting(outgoing.session, 1);
@@ -586,37 +595,64 @@ async function deliver(outgoing) {
   if (state.outgoing === outgoing) state.outgoing = null;
   // A message the full queue refused at once stays in the box, to be sent again later.
   if (typed() === outgoing.text && ack.fate !== "dropped") $("message").value = "";
-  await acknowledged(ack, outgoing.session);
+  await acknowledged(ack, outgoing.session, since);
 }
 
-async function acknowledged(ack, key) {
+// What the gateway said of what was sent, with the messages it dropped meanwhile (`since`).
+async function acknowledged(ack, key, since) {
   if (ack.command && key !== state.session) {  // a /compact that ended after a switch
     notice(`session "${key}": ${ack.reply}`);
     return;
   }
-  notice("");
   state.stick = true;  // what you just sent, and its reply, come into view
   if (ack.command) {
-    notice(ack.reply);
+    notice(ack.reply, {since});
     await openSession(state.session);
     return;
   }
+  sayFate(ack, since);
   if (!rowOf(state.session)) await refreshSessions();  // the message made the session
-  notice(fateOf(ack));
   scheduleQueueRefresh();
 }
 
 // What became of a message just sent, as its acknowledgement says: dropped at once, or
-// waiting behind the current reply, and which waiting message the queue pushed out for it.
-function fateOf(ack) {
+// waiting behind the current reply, and which waiting messages the queue pushed out for it.
+function sayFate(ack, since) {
+  const pushedOut = (ack.dropped || []).map(
+    (m) => ({id: m.id, line: dropLine(m.text, whyDropped(m.reason))}));
+  const named = pushedOut.map((d) => d.id);
   if (ack.fate === "dropped") {
-    return `dropped: ${whyDropped(ack.reason)}; this message will not be answered ` +
-      "(it is back in the box to send again later)";
+    notice(`dropped: ${whyDropped(ack.reason)}; this message will not be answered ` +
+      "(it is back in the box to send again later)",
+    {since, named: [...named, ack.messageId], drops: pushedOut});
+    return;
   }
-  const said = [];
-  if (ack.queuedBehind) said.push(QUEUED[ack.queueMode] || "queued behind the current reply");
-  for (const m of ack.dropped || []) said.push(`"${m.text}" was dropped: ${whyDropped(m.reason)}`);
-  return said.join("; ");
+  const queued = ack.queuedBehind ? QUEUED[ack.queueMode] || "queued behind the current reply" : "";
+  notice(queued, {since, named, drops: pushedOut, waiting: queued ? ack.messageId : null});
+}
+
+// A message of the shown session was dropped (by anyone): the notice names it, unless it
+// does already; one it says is queued is no longer, so that is no longer said.
+function droppedHere(p) {
+  const said = state.said;
+  if (said.named.has(p.messageId) || said.drops.some((d) => d.id === p.messageId)) return;
+  if (said.waiting === p.messageId) Object.assign(said, {text: "", waiting: null});
+  addDrops(said, [{id: p.messageId, line: dropLine(p.preview, whyDropped(p.reason))}]);
+  showNotice();
+}
+
+// `"<its start>" dropped: <why>`, as the terminal says it.
+function dropLine(text, why) {
+  const flat = (text || "").split(/\s+/).filter(Boolean).join(" ");
+  const letters = [...flat];
+  const start = letters.length > PREVIEW ? letters.slice(0, PREVIEW - 1).join("") + "…" : flat;
+  return `${start ? `"${start}"` : "a message"} dropped: ${why}`;
+}
+
+function addDrops(said, drops) {
+  for (const drop of drops) said.drops.push({...drop, n: state.dropsSeen++});
+  const over = said.drops.length - DROPS_SHOWN;
+  if (over > 0) { said.drops.splice(0, over); said.cut += over; }
 }
 
 // Why a stored message was dropped; for a summarized one, what became of its summary.
@@ -630,12 +666,26 @@ function droppedText(message) {
 function whyDropped(reason) { return DROPPED[reason] || reason || "no reason recorded"; }
 
 async function stop() {
+  const since = state.dropsSeen;
   const result = await request("chat.abort", {session: state.session});
-  notice(result.text);
+  notice(result.text, {since});  // with the waiting messages it dropped, named
 }
 
-function notice(text) {
-  $("notice").textContent = text;
+// Say `text`, and name `drops`; of the messages named since, those dropped from drop line
+// `since` on are still named (they were dropped while what `text` answers was under way).
+function notice(text, {since = Infinity, named = [], drops = [], waiting = null} = {}) {
+  const taken = new Set(named);
+  const kept = state.said.drops.filter((d) => d.n >= since && !taken.has(d.id));
+  state.said = {text, waiting, named: taken, drops: kept, cut: 0};
+  addDrops(state.said, drops);
+  showNotice();
+}
+
+function showNotice() {
+  const {text, drops, cut} = state.said;
+  const more = cut ? [`(and ${cut} more dropped: see Messages)`] : [];
+  const lines = [text, ...more, ...drops.map((d) => d.line)].filter(Boolean);
+  $("notice").textContent = lines.join("\n");
   $("notice").classList.toggle("lines", text.includes("\n"));  // /help, /status: a table
 }
 function report(error) { notice(`error: ${error.message}`); }
