@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 from playwright.async_api import Browser, Page, expect
 
 from clawgate.gateway.client import GatewayClient
@@ -91,3 +92,24 @@ async def test_new_typed_in_the_page_names_the_waiting_messages_it_dropped(
     await expect(notice).to_contain_text("dropped 1 waiting message")
     await expect(notice).to_contain_text(
         f'"a long question that waits its turn and goes on and goes on…" {RESET}')
+
+
+async def test_a_message_its_http_sender_withdrew_is_not_said_to_be_cleared_by_stop_alone(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "withdrawn")
+    await hanging(page, client, "withdrawn", mode="followup")
+    from_http = page.locator("[data-testid=queue] li", has_text="from http")
+    async with httpx.AsyncClient(base_url=gateway.url) as http, http.stream(
+            "POST", "/v1/chat/completions", json={
+                "model": "clawgate", "stream": True,
+                "messages": [{"role": "user", "content": "from http"}]},
+            headers={"Authorization": f"Bearer {gateway.token}",
+                     "X-Clawgate-Session": "withdrawn"}) as streaming:
+        assert streaming.status_code == 200
+        await expect(from_http).to_contain_text("pending")
+    # the client left while its message waited its turn: nobody pressed Stop
+    why = "dropped: cleared by stop, or withdrawn when its sender left"
+    await expect(from_http).to_contain_text(why)
+    await expect(page.locator("#notice")).to_contain_text(f'"from http" {why}')
+    await page.click("[data-testid=stop]")

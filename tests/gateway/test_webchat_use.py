@@ -176,7 +176,7 @@ async def test_stop_says_what_it_did_and_the_queue_says_it_in_words(
     await expect(queue.locator("li", has_text="take your time")).to_contain_text(
         "answered (run killed)")
     await expect(queue.locator("li", has_text="second waits")).to_contain_text(
-        "dropped: cleared by Stop")
+        "dropped: cleared by stop")
 
     await client.request("sessions.patch", session="stopping", queue={"cap": 1, "drop": "new"})
     await hanging(page, client, "stopping")

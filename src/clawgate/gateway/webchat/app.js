@@ -18,13 +18,13 @@ const DROPPED = {
   queue_full_oldest: "the queue was full (the oldest waiting message is dropped)",
   queue_full_newest: "the queue was full (the newest message is dropped)",
   queue_full_summarized: "the queue was full (dropped; the next reply is told what it said)",
-  stopped: "cleared by Stop",
+  stopped: "cleared by stop, or withdrawn when its sender left",  // (Stop, /stop, any client)
   reset: "cleared when the session was reset or deleted",
   superseded: "superseded by a newer message (interrupt mode)",
 };
 // What became of the summary of a message the full queue dropped (its ``summaryCleared``).
 const SUMMARY_CLEARED = {
-  stopped: "the queue was full (dropped; its summary was cleared by Stop)",
+  stopped: "the queue was full (dropped; its summary was cleared by a stop)",
   reset: "the queue was full (dropped; its summary was cleared by the reset)",
 };
 const SESSIONS_SHOWN = 200;  // the session list's first page; "show more" adds as many again
