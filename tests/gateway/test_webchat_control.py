@@ -113,3 +113,25 @@ async def test_a_message_its_http_sender_withdrew_is_not_said_to_be_cleared_by_s
     await expect(from_http).to_contain_text(why)
     await expect(page.locator("#notice")).to_contain_text(f'"from http" {why}')
     await page.click("[data-testid=stop]")
+
+
+async def test_a_model_or_queue_mode_changed_elsewhere_shows_in_the_header(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "tuned")
+    await send(page, "hello")
+    await answered(page, "hello")
+    model = page.locator("[data-testid=session-model]")
+    mode = page.locator("[data-testid=session-queue]")
+    await expect(model).to_have_text("echo/echo")
+    await expect(mode).to_have_text("queue: followup")
+
+    await client.request("sessions.patch", session="tuned", model="slow/echo")
+    await expect(model).to_have_text("slow/echo")
+    await client.request("sessions.patch", session="tuned", queue={"mode": "STEER"})
+    await expect(mode).to_have_text("queue: steer")
+    await send(page, "/queue collect")
+    await expect(mode).to_have_text("queue: collect")
+    await page.reload()
+    await expect(model).to_have_text("slow/echo")
+    await expect(mode).to_have_text("queue: collect")

@@ -209,6 +209,7 @@ function onEvent(frame) {
   if (kind.startsWith("run.")) onRunEvent(p);
   if (kind.startsWith("message.")) scheduleQueueRefresh();
   if (kind === "message.dropped") droppedHere(p);
+  if (kind === "session.model" || kind === "session.queue") scheduleQueueRefresh();  // the header
   if (kind === "session.created") openSession(state.session).catch(report);
   if (kind === "session.archived") shownSessionArchived().catch(report);
 }
@@ -374,7 +375,7 @@ function showHistory(history, switched = false) {
   if (partial) state.replies.set(runId, withPartial(state.replies.get(runId), partial));
   if (partial && state.replies.get(runId).text) showReply(runId);
   else if (s.status === "running") transcript.append(replyPending());
-  $("session-model").textContent = s.modelProvider ? `${s.modelProvider}/${s.model}` : "";
+  showSettings(s);
   setStatus(s.status, s.error);
   if (switched) state.stick = true;
   if (state.stick) transcript.scrollTop = transcript.scrollHeight;
@@ -462,6 +463,17 @@ function compacting(key, by) {
 
 function isCompact(text) { return text.trim().toLowerCase() === "/compact"; }
 
+// The session's model and queue mode (the ones in force), in the header; none before the
+// session has a row.
+function showSettings(row) {
+  $("session-model").textContent = row.modelProvider ? `${row.modelProvider}/${row.model}` : "";
+  const queue = row.queue;
+  $("session-queue").textContent = queue ? `queue: ${queue.mode}` : "";
+  $("session-queue").title = queue ? `what becomes of a message sent during a reply: ` +
+    `${queue.mode}; debounce ${queue.debounceMs} ms, cap ${queue.cap}, drop ${queue.drop}` : "";
+}
+
+// The messages and their fates, and the header's settings, read again (soon).
 function scheduleQueueRefresh() {
   clearTimeout(state.queueTimer);
   state.queueTimer = setTimeout(() => refreshQueue().catch(report), 100);
@@ -476,6 +488,7 @@ async function refreshQueue() {
     if (error.code !== "unknown_session") throw error;
   }
   if (key !== state.session) return;
+  if (got.key) showSettings(got);  // changed by a command, or elsewhere
   const ended = new Map(got.runs.map((run) => [run.id, run.status]));
   $("queue-list").replaceChildren(...got.inbound.slice().reverse().map((m) => {
     const item = document.createElement("li");
