@@ -135,3 +135,24 @@ async def test_a_model_or_queue_mode_changed_elsewhere_shows_in_the_header(
     await page.reload()
     await expect(model).to_have_text("slow/echo")
     await expect(mode).to_have_text("queue: collect")
+
+
+async def test_a_steered_message_shows_once_folded_in_and_its_reply_after_it(
+    browser: Browser, gateway: RunningGateway, client: GatewayClient
+) -> None:
+    page = await open_session(browser, gateway, "steered")
+    await client.request("sessions.patch", session="steered", model="trickle/echo",
+                         queue={"mode": "steer"})
+    first = " ".join(f"w{n}" for n in range(20))  # a word every 120 ms
+    await send(page, first)
+    await expect(page.locator("[data-testid=streaming]")).to_contain_text("echo: w0")
+    steer = "steer " + " ".join(f"s{n}" for n in range(40))
+    await send(page, steer)
+
+    entries = page.locator("[data-testid=transcript] .entry")
+    await expect(entries.nth(3)).to_contain_text("echo: steer s0")  # while it is written
+    await expect(entries.nth(3)).to_have_attribute("data-testid", "streaming")
+    await expect(entries).to_have_text([first, f"echo: {first}", steer, re.compile("^echo: steer")])
+    await expect(page.locator("[data-testid=session-status]")).to_have_text("done",
+                                                                             timeout=15_000)
+    await expect(entries).to_have_text([first, f"echo: {first}", steer, f"echo: {steer}"])

@@ -208,6 +208,7 @@ function onEvent(frame) {
   if (p.session !== state.session) return;
   if (kind.startsWith("run.")) onRunEvent(p);
   if (kind.startsWith("message.")) scheduleQueueRefresh();
+  if (kind === "message.merged") readTranscriptAgain();  // steered in: it, and the reply so far
   if (kind === "message.dropped") droppedHere(p);
   if (kind === "session.model" || kind === "session.queue") scheduleQueueRefresh();  // the header
   if (kind === "session.created") openSession(state.session).catch(report);
@@ -227,7 +228,8 @@ async function shownSessionArchived() {
 
 // A run that starts has put the messages it answers in the transcript, and one that ends
 // its reply: the transcript is read again either way (the question shows while its reply
-// is written, in every tab).
+// is written, in every tab). So does a message steered into a running reply (above): the
+// reply so far and the message are stored then, and the rest of the reply shows after them.
 function onRunEvent(p) {
   setStatus(p.status, p.error);
   readTranscriptAgain();
