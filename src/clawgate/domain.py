@@ -105,7 +105,8 @@ _DROP_DESCRIPTIONS: Mapping[DropReason, str] = {
     DropReason.QUEUE_FULL_OLDEST: "queue full: the oldest waiting message was dropped",
     DropReason.QUEUE_FULL_NEWEST: "queue full: the new message was dropped",
     DropReason.QUEUE_FULL_SUMMARIZED: "queue full: dropped, a summary goes to the next turn",
-    DropReason.STOPPED: "cleared by stop",
+    # A stop clears waiting messages; a streaming HTTP client that leaves withdraws its own.
+    DropReason.STOPPED: "cleared by stop, or withdrawn when its sender left",
     DropReason.RESET: "cleared when the session was reset or deleted",
     DropReason.SUPERSEDED: "superseded by a newer message (interrupt mode)",
 }

@@ -11,7 +11,7 @@ from playwright.async_api import Browser, Page, expect
 from clawgate.gateway.client import GatewayClient
 from clawgate.gateway.server import RunningGateway
 from tests.gateway.conftest import restarted
-from tests.gateway.webpage import answered, open_session, send, show, user_messages
+from tests.gateway.webpage import answered, hanging, open_session, send, show, user_messages
 
 
 async def _overflows_sideways(page: Page) -> list[str]:
@@ -99,19 +99,11 @@ async def test_a_reader_who_scrolled_back_stays_where_they_are_when_a_reply_ends
     await expect(transcript.locator(".entry").first).to_be_in_viewport()
 
 
-async def _hanging(page: Page, client: GatewayClient, session: str, **queue: object) -> None:
-    """``session`` busy with a reply that never comes (until stopped), queue set as given."""
-    await client.request("sessions.patch", session=session, model="hang/echo", queue=queue)
-    await send(page, "take your time")
-    await expect(page.locator("[data-testid=session-status]")).to_have_text(
-        "running", timeout=5000)
-
-
 async def test_a_message_the_full_queue_dropped_is_said_to_be_dropped(
     browser: Browser, gateway: RunningGateway, client: GatewayClient
 ) -> None:
     page = await open_session(browser, gateway, "capped")
-    await _hanging(page, client, "capped", mode="collect", cap=1, drop="new")
+    await hanging(page, client, "capped", mode="collect", cap=1, drop="new")
     notice = page.locator("#notice")
     await send(page, "second waits")
     await expect(notice).to_contain_text("queued: answered together")
@@ -122,7 +114,7 @@ async def test_a_message_the_full_queue_dropped_is_said_to_be_dropped(
 
     await client.request("sessions.patch", session="capped", queue={"drop": "old"})
     await send(page, "fourth pushes out the second")
-    await expect(notice).to_contain_text('"second waits" was dropped')
+    await expect(notice).to_contain_text('"second waits" dropped: the queue was full')
     await expect(notice).to_contain_text("queued: answered together")
     await page.click("[data-testid=stop]")
 
@@ -154,7 +146,7 @@ async def test_the_question_shows_as_soon_as_its_reply_starts_in_every_tab(
 ) -> None:
     page = await open_session(browser, gateway, "asking")
     other = await open_session(browser, gateway, "asking")
-    await _hanging(page, client, "asking", mode="followup")  # sends "take your time"
+    await hanging(page, client, "asking", mode="followup")  # sends "take your time"
     for tab in (page, other):
         transcript = tab.locator("[data-testid=transcript]")
         await expect(transcript.locator(".entry.user")).to_have_text(["take your time"])
@@ -171,7 +163,7 @@ async def test_stop_says_what_it_did_and_the_queue_says_it_in_words(
     browser: Browser, gateway: RunningGateway, client: GatewayClient
 ) -> None:
     page = await open_session(browser, gateway, "stopping")
-    await _hanging(page, client, "stopping", mode="followup")
+    await hanging(page, client, "stopping", mode="followup")
     await send(page, "second waits")
     queue = page.locator("[data-testid=queue]")
     await expect(queue).to_contain_text("second waits")
@@ -184,10 +176,10 @@ async def test_stop_says_what_it_did_and_the_queue_says_it_in_words(
     await expect(queue.locator("li", has_text="take your time")).to_contain_text(
         "answered (run killed)")
     await expect(queue.locator("li", has_text="second waits")).to_contain_text(
-        "dropped: cleared by Stop")
+        "dropped: cleared by stop")
 
     await client.request("sessions.patch", session="stopping", queue={"cap": 1, "drop": "new"})
-    await _hanging(page, client, "stopping")
+    await hanging(page, client, "stopping")
     await send(page, "waits its turn")
     await send(page, "one too many")
     await expect(queue.locator("li", has_text="one too many")).to_contain_text(
@@ -288,7 +280,7 @@ async def test_on_a_phone_the_chat_fits_and_the_sessions_are_a_tap_away(
     await page.click("#sessions-toggle")
     await show(page, "pocket")
     await expect(page.locator("#session-list")).to_be_hidden()  # the chat is back
-    await _hanging(page, client, "pocket", mode="followup")
+    await hanging(page, client, "pocket", mode="followup")
     await page.click("[data-testid=stop]")
     await expect(page.locator("[data-testid=session-status]")).to_have_text("killed")
 

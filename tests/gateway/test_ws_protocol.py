@@ -302,6 +302,32 @@ async def test_abort_stops_a_hanging_run_within_a_second(client: GatewayClient) 
     assert ended[-1]["payload"]["status"] == "killed"
 
 
+async def test_a_compact_that_takes_long_holds_up_no_request_sent_after_it(
+    client: GatewayClient,
+) -> None:
+    for text in ("one", "two", "three"):
+        await client.request("chat.send", session="s1", text=text)
+        await _events_until(client, "run.done")
+    await client.request("sessions.patch", session="s1", model="hang/echo")  # never summarises
+    compacting = asyncio.ensure_future(client.request("chat.send", session="s1", text="/compact"))
+    later = asyncio.gather(  # the same connection: a page switching session, and typing on
+        client.request("chat.history", session="s1"),
+        client.request("chat.send", session="s2", text="/status"),
+        client.request("chat.send", session="s2", text="a message meanwhile"))
+    either: set[asyncio.Future[Any]] = {compacting, later}
+    done, _ = await asyncio.wait(either, timeout=10,  # (a bound, not a timing)
+                                 return_when=asyncio.FIRST_COMPLETED)
+
+    assert done == {later}
+    history, status, sent = later.result()
+    assert [e["text"] for e in history["entries"] if e["role"] == "user"] == [
+        "one", "two", "three"]
+    assert (status["command"], sent["fate"]) == (True, "pending")
+    stopped = await client.request("chat.abort", session="s1")
+    assert stopped["compactionStopped"]
+    assert (await compacting)["reply"].startswith("compaction stopped")
+
+
 async def test_sessions_can_be_listed_patched_reset_and_deleted(client: GatewayClient) -> None:
     await client.request("chat.send", session="s1", text="hi")
     await _events_until(client, "run.done")

@@ -56,6 +56,14 @@ async def send(page: Page, text: str) -> None:
     await page.click("[data-testid=send]")
 
 
+async def hanging(page: Page, client: GatewayClient, session: str, **queue: object) -> None:
+    """``session`` busy with a reply that never comes (until stopped), queue set as given."""
+    await client.request("sessions.patch", session=session, model="hang/echo", queue=queue)
+    await send(page, "take your time")
+    await expect(page.locator("[data-testid=session-status]")).to_have_text(
+        "running", timeout=5000)
+
+
 async def answered(page: Page, text: str, within_ms: float = 5000) -> None:
     await expect(page.locator("[data-testid=transcript]")).to_contain_text(
         f"echo: {text}", timeout=within_ms)

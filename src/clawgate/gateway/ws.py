@@ -1,7 +1,9 @@
 """One WebSocket connection: requests in, responses and events out.
 
 Requests are answered in the order they came (so two ``chat.send`` keep their order), except
-``chat.abort``, which is answered alongside, so a stop never waits behind other work. Every
+``chat.abort``, which is answered alongside, so a stop never waits behind other work, and a
+``/compact``, which is started in its turn but answered when it ends, so the requests after
+it (switching session, reading, another message) do not wait for a model to summarise. Every
 bad frame gets an error response and the connection stays open. When the gateway begins to
 shut down, the client is told at once (``gateway.shutdown``).
 """
@@ -20,12 +22,16 @@ from clawgate.errors import ClawgateError, InvalidInput, UnknownSession
 from clawgate.gateway.api import GatewayApi
 from clawgate.gateway.feed import Listener
 from clawgate.gateway.protocol import ErrorCode, ProtocolError, parse_request, request_id_of
+from clawgate.runtime import commands
 from clawgate.runtime.runtime import ShuttingDown
 
 log = logging.getLogger(__name__)
 
 ALONGSIDE = frozenset({"chat.abort"})
 PENDING_REQUESTS = 256
+#: Requests answered alongside at once, at most; a ``/compact`` beyond it holds up the
+#: requests after it, as any request does.
+ALONGSIDE_MOST = 64
 
 
 class Connection:
@@ -59,9 +65,7 @@ class Connection:
             if text is None:
                 text = (message.get("bytes") or b"").decode("utf-8", "replace")
             if _method_of(text) in ALONGSIDE:
-                task = asyncio.create_task(self._answer(text))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._answer_alongside(text)
             elif self._inbox.full():
                 await self._send(ProtocolError(ErrorCode.UNAVAILABLE, "too many requests in "
                                                "flight on this connection").frame(
@@ -71,7 +75,16 @@ class Connection:
 
     async def _answer_in_order(self) -> None:
         while True:
-            await self._answer(await self._inbox.get())
+            text = await self._inbox.get()
+            if _is_compact(text) and len(self._tasks) < ALONGSIDE_MOST:
+                self._answer_alongside(text)  # begun after what came before it
+            else:
+                await self._answer(text)
+
+    def _answer_alongside(self, text: str) -> None:
+        task = asyncio.create_task(self._answer(text), name="ws request alongside")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, text: str) -> None:
         request_id: object = None
@@ -121,8 +134,28 @@ def _method_of(text: str) -> object:
     """The method a frame names, cheaply and without failing (for routing only)."""
     if '"chat.abort"' not in text:
         return None
+    frame = _frame_of(text)
+    return frame.get("method") if frame else None
+
+
+def _is_compact(text: str) -> bool:
+    """Whether a frame is a ``chat.send`` of ``/compact`` (for routing only: never fails)."""
+    if "/compact" not in text.lower():
+        return False
+    frame = _frame_of(text)
+    params = frame.get("params") if frame and frame.get("method") == "chat.send" else None
+    said = params.get("text") if isinstance(params, dict) else None
+    if not isinstance(said, str):
+        return False
+    try:
+        return isinstance(commands.parse(said), commands.Compact)
+    except InvalidInput:
+        return False
+
+
+def _frame_of(text: str) -> dict[str, Any] | None:
     try:
         frame = json.loads(text)
     except ValueError:
         return None
-    return frame.get("method") if isinstance(frame, dict) else None
+    return frame if isinstance(frame, dict) else None

@@ -18,13 +18,13 @@ const DROPPED = {
   queue_full_oldest: "the queue was full (the oldest waiting message is dropped)",
   queue_full_newest: "the queue was full (the newest message is dropped)",
   queue_full_summarized: "the queue was full (dropped; the next reply is told what it said)",
-  stopped: "cleared by Stop",
+  stopped: "cleared by stop, or withdrawn when its sender left",  // (Stop, /stop, any client)
   reset: "cleared when the session was reset or deleted",
   superseded: "superseded by a newer message (interrupt mode)",
 };
 // What became of the summary of a message the full queue dropped (its ``summaryCleared``).
 const SUMMARY_CLEARED = {
-  stopped: "the queue was full (dropped; its summary was cleared by Stop)",
+  stopped: "the queue was full (dropped; its summary was cleared by a stop)",
   reset: "the queue was full (dropped; its summary was cleared by the reset)",
 };
 const SESSIONS_SHOWN = 200;  // the session list's first page; "show more" adds as many again
@@ -32,6 +32,11 @@ const SESSIONS_MOST = 5000;  // the most sessions.list gives; open the others by
 const KEY_RULE = "use 1 to 128 letters, digits and . _ : @ + - /";
 // Errors after which a message is sent again once the gateway is back.
 const RESEND = new Set(["not_connected", "shutting_down"]);
+// What typed is a stop (as the gateway reads it): sent as Stop sends it, so it is answered at
+// once, even while a /compact is under way.
+const STOP_TYPED = new Set(["stop", "stop!", "stop.", "/stop"]);
+const DROPS_SHOWN = 20;  // lines naming dropped messages under the notice, at most
+const PREVIEW = 60;  // characters of a dropped message the notice shows, to say which
 const state = {
   token: null, ws: null, nextId: 1, waiting: new Map(), lastSeq: 0, session: null,
   sessions: new Map(), streaming: new Map(), delay: 500, queueTimer: null, stick: true,
@@ -40,6 +45,13 @@ const state = {
   shown: null,  // the shown session's row (it may be beyond the list's end)
   badges: new Map(),  // session key -> its status badge in the list
   outgoing: null,  // the message not yet acknowledged: {session, text, idempotencyKey, resend}
+  status: "idle",  // the shown session's
+  // The notice: what the page did last (`text`), then a line for each message of the shown
+  // session dropped since ({n, id, line}); `waiting`: the message the text says is queued;
+  // `named`: messages the text names already.
+  said: {text: "", waiting: null, named: new Set(), drops: [], cut: 0},
+  dropsSeen: 0,  // drop lines made so far (each one's `n`)
+  compacting: new Map(),  // session key -> its /compact requests not yet answered
 };
 const $ = (id) => document.getElementById(id);
 
@@ -196,6 +208,9 @@ function onEvent(frame) {
   if (p.session !== state.session) return;
   if (kind.startsWith("run.")) onRunEvent(p);
   if (kind.startsWith("message.")) scheduleQueueRefresh();
+  if (kind === "message.merged") readTranscriptAgain();  // steered in: it, and the reply so far
+  if (kind === "message.dropped") droppedHere(p);
+  if (kind === "session.model" || kind === "session.queue") scheduleQueueRefresh();  // the header
   if (kind === "session.created") openSession(state.session).catch(report);
   if (kind === "session.archived") shownSessionArchived().catch(report);
 }
@@ -207,13 +222,14 @@ async function shownSessionArchived() {
   await openSession(key);
   if (key === state.session && state.shown === null) {
     notice(`session "${key}" was deleted elsewhere (its transcript is archived); ` +
-      "a message sent here starts it afresh");
+      "a message sent here starts it afresh", {since: 0});  // (with what it dropped)
   }
 }
 
 // A run that starts has put the messages it answers in the transcript, and one that ends
 // its reply: the transcript is read again either way (the question shows while its reply
-// is written, in every tab).
+// is written, in every tab). So does a message steered into a running reply (above): the
+// reply so far and the message are stored then, and the rest of the reply shows after them.
 function onRunEvent(p) {
   setStatus(p.status, p.error);
   readTranscriptAgain();
@@ -302,7 +318,7 @@ async function openSession(key) {
   state.session = key;
   localStorage.setItem("clawgate.session", key);
   $("session-key").textContent = key;
-  showHistory(history, switched);
+  showHistory(history, switched);  // (and Stop, for this session)
   renderSessions();
   await refreshQueue();
 }
@@ -361,7 +377,7 @@ function showHistory(history, switched = false) {
   if (partial) state.replies.set(runId, withPartial(state.replies.get(runId), partial));
   if (partial && state.replies.get(runId).text) showReply(runId);
   else if (s.status === "running") transcript.append(replyPending());
-  $("session-model").textContent = s.modelProvider ? `${s.modelProvider}/${s.model}` : "";
+  showSettings(s);
   setStatus(s.status, s.error);
   if (switched) state.stick = true;
   if (state.stick) transcript.scrollTop = transcript.scrollHeight;
@@ -428,10 +444,38 @@ function setStatus(status, error) {
   const badge = $("session-status");
   badge.textContent = status;
   badge.className = `badge ${status}`;
-  $("stop").disabled = !ACTIVE.has(status);
+  state.status = status;
+  showStoppable();
   $("run-error").textContent = ACTIVE.has(status) || status === "done" ? "" : error || "";
 }
 
+// Stop is there while the shown session has a reply under way, or a /compact sent from here.
+function showStoppable() {
+  const compacting = state.compacting.has(state.session);
+  $("compacting").hidden = !compacting;
+  $("stop").disabled = !ACTIVE.has(state.status) && !compacting;
+}
+
+// A /compact may take as long as a model call: while it is under way the page says so.
+function compacting(key, by) {
+  const count = (state.compacting.get(key) || 0) + by;
+  if (count > 0) state.compacting.set(key, count); else state.compacting.delete(key);
+  showStoppable();
+}
+
+function isCompact(text) { return text.trim().toLowerCase() === "/compact"; }
+
+// The session's model and queue mode (the ones in force), in the header; none before the
+// session has a row.
+function showSettings(row) {
+  $("session-model").textContent = row.modelProvider ? `${row.modelProvider}/${row.model}` : "";
+  const queue = row.queue;
+  $("session-queue").textContent = queue ? `queue: ${queue.mode}` : "";
+  $("session-queue").title = queue ? `what becomes of a message sent during a reply: ` +
+    `${queue.mode}; debounce ${queue.debounceMs} ms, cap ${queue.cap}, drop ${queue.drop}` : "";
+}
+
+// The messages and their fates, and the header's settings, read again (soon).
 function scheduleQueueRefresh() {
   clearTimeout(state.queueTimer);
   state.queueTimer = setTimeout(() => refreshQueue().catch(report), 100);
@@ -446,6 +490,7 @@ async function refreshQueue() {
     if (error.code !== "unknown_session") throw error;
   }
   if (key !== state.session) return;
+  if (got.key) showSettings(got);  // changed by a command, or elsewhere
   const ended = new Map(got.runs.map((run) => [run.id, run.status]));
   $("queue-list").replaceChildren(...got.inbound.slice().reverse().map((m) => {
     const item = document.createElement("li");
@@ -515,6 +560,11 @@ async function send() {
   const text = typed();
   if (!text.trim()) return;
   if (!state.session) { notice("not connected: the message is kept; send it once connected"); return; }
+  if (STOP_TYPED.has(text.trim().toLowerCase())) {
+    await stop();
+    if (typed() === text) $("message").value = "";
+    return;
+  }
   const last = state.outgoing;
   const same = last && last.session === state.session && last.text === text;
   state.outgoing = same ? last : {session: state.session, text, idempotencyKey: newKey()};
@@ -543,7 +593,10 @@ async function deliver(outgoing) {
   outgoing.resend = false;
   const params = {session: outgoing.session, text: outgoing.text,
                   idempotencyKey: outgoing.idempotencyKey, channel: "webchat"};
+  const since = state.dropsSeen;
   let ack;
+  const compaction = isCompact(outgoing.text);
+  if (compaction) compacting(outgoing.session, 1);
   try {
     ack = await request("chat.send", params);
   } catch (error) {
@@ -551,37 +604,70 @@ async function deliver(outgoing) {
     outgoing.resend = true;
     notice("not connected: the message is kept and will be sent when the gateway is back");
     return;
+  } finally {
+    if (compaction) compacting(outgoing.session, -1);
   }
   if (state.outgoing === outgoing) state.outgoing = null;
   // A message the full queue refused at once stays in the box, to be sent again later.
   if (typed() === outgoing.text && ack.fate !== "dropped") $("message").value = "";
-  await acknowledged(ack);
+  await acknowledged(ack, outgoing.session, since);
 }
 
-async function acknowledged(ack) {
-  notice("");
+// What the gateway said of what was sent, with the messages it dropped meanwhile (`since`).
+async function acknowledged(ack, key, since) {
+  if (ack.command && key !== state.session) {  // a /compact that ended after a switch
+    notice(`session "${key}": ${ack.reply}`);
+    return;
+  }
   state.stick = true;  // what you just sent, and its reply, come into view
   if (ack.command) {
-    notice(ack.reply);
+    notice(ack.reply, {since});
     await openSession(state.session);
     return;
   }
+  sayFate(ack, since);
   if (!rowOf(state.session)) await refreshSessions();  // the message made the session
-  notice(fateOf(ack));
   scheduleQueueRefresh();
 }
 
 // What became of a message just sent, as its acknowledgement says: dropped at once, or
-// waiting behind the current reply, and which waiting message the queue pushed out for it.
-function fateOf(ack) {
+// waiting behind the current reply, and which waiting messages the queue pushed out for it.
+function sayFate(ack, since) {
+  const pushedOut = (ack.dropped || []).map(
+    (m) => ({id: m.id, line: dropLine(m.text, whyDropped(m.reason))}));
+  const named = pushedOut.map((d) => d.id);
   if (ack.fate === "dropped") {
-    return `dropped: ${whyDropped(ack.reason)}; this message will not be answered ` +
-      "(it is back in the box to send again later)";
+    notice(`dropped: ${whyDropped(ack.reason)}; this message will not be answered ` +
+      "(it is back in the box to send again later)",
+    {since, named: [...named, ack.messageId], drops: pushedOut});
+    return;
   }
-  const said = [];
-  if (ack.queuedBehind) said.push(QUEUED[ack.queueMode] || "queued behind the current reply");
-  for (const m of ack.dropped || []) said.push(`"${m.text}" was dropped: ${whyDropped(m.reason)}`);
-  return said.join("; ");
+  const queued = ack.queuedBehind ? QUEUED[ack.queueMode] || "queued behind the current reply" : "";
+  notice(queued, {since, named, drops: pushedOut, waiting: queued ? ack.messageId : null});
+}
+
+// A message of the shown session was dropped (by anyone): the notice names it, unless it
+// does already; one it says is queued is no longer, so that is no longer said.
+function droppedHere(p) {
+  const said = state.said;
+  if (said.named.has(p.messageId) || said.drops.some((d) => d.id === p.messageId)) return;
+  if (said.waiting === p.messageId) Object.assign(said, {text: "", waiting: null});
+  addDrops(said, [{id: p.messageId, line: dropLine(p.preview, whyDropped(p.reason))}]);
+  showNotice();
+}
+
+// `"<its start>" dropped: <why>`, as the terminal says it.
+function dropLine(text, why) {
+  const flat = (text || "").split(/\s+/).filter(Boolean).join(" ");
+  const letters = [...flat];
+  const start = letters.length > PREVIEW ? letters.slice(0, PREVIEW - 1).join("") + "…" : flat;
+  return `${start ? `"${start}"` : "a message"} dropped: ${why}`;
+}
+
+function addDrops(said, drops) {
+  for (const drop of drops) said.drops.push({...drop, n: state.dropsSeen++});
+  const over = said.drops.length - DROPS_SHOWN;
+  if (over > 0) { said.drops.splice(0, over); said.cut += over; }
 }
 
 // Why a stored message was dropped; for a summarized one, what became of its summary.
@@ -595,12 +681,26 @@ function droppedText(message) {
 function whyDropped(reason) { return DROPPED[reason] || reason || "no reason recorded"; }
 
 async function stop() {
+  const since = state.dropsSeen;
   const result = await request("chat.abort", {session: state.session});
-  notice(result.text);
+  notice(result.text, {since});  // with the waiting messages it dropped, named
 }
 
-function notice(text) {
-  $("notice").textContent = text;
+// Say `text`, and name `drops`; of the messages named since, those dropped from drop line
+// `since` on are still named (they were dropped while what `text` answers was under way).
+function notice(text, {since = Infinity, named = [], drops = [], waiting = null} = {}) {
+  const taken = new Set(named);
+  const kept = state.said.drops.filter((d) => d.n >= since && !taken.has(d.id));
+  state.said = {text, waiting, named: taken, drops: kept, cut: 0};
+  addDrops(state.said, drops);
+  showNotice();
+}
+
+function showNotice() {
+  const {text, drops, cut} = state.said;
+  const more = cut ? [`(and ${cut} more dropped: see Messages)`] : [];
+  const lines = [text, ...more, ...drops.map((d) => d.line)].filter(Boolean);
+  $("notice").textContent = lines.join("\n");
   $("notice").classList.toggle("lines", text.includes("\n"));  // /help, /status: a table
 }
 function report(error) { notice(`error: ${error.message}`); }
