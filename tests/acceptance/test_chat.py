@@ -569,3 +569,17 @@ def test_a_chat_whose_output_is_closed_stops_and_ends_cleanly(home: Home) -> Non
     run = home.latest_run("b1")
     assert run is not None
     assert run["status"] in ("killed", "interrupted")  # stopped, either way
+
+
+def test_a_reply_the_terminal_cannot_encode_is_shown_and_the_chat_goes_on(home: Home
+                                                                         ) -> None:
+    chat = home.terminal("chat", "--session", "u1", env={"PYTHONIOENCODING": "ascii"})
+    chat.wait_until_editing()
+    assert home.run("agent", "--session", "u1", "-m", "café").returncode == 0
+    chat.wait_for("echo: caf?\n")  # (a character ASCII has no way to write)
+    chat.type("plain\r")  # the chat still shows replies
+    chat.wait_for("echo: plain\n")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+    assert chat.canonical()
+    assert "Traceback" not in chat.text

@@ -214,11 +214,13 @@ class TerminalChat:
         except Disconnected as exc:  # sending or waiting found it gone: say why, once
             self._lost = self._lost or exc
         finally:
-            self._backend.close()
-            await printer
-            await _cancelled(*self._stopping)
-            if self._editor is not None:
-                self._editor.close()
+            try:  # the terminal first, whatever fails after
+                if self._editor is not None:
+                    self._editor.close()
+            finally:
+                self._backend.close()
+                await printer
+                await _cancelled(*self._stopping)
         return self._outcome()
 
     def _outcome(self) -> int:
@@ -328,6 +330,11 @@ class TerminalChat:
                 self._show(event)
         except Disconnected as exc:  # at once: not when the next line is typed
             self._lost = exc
+            self._leave.set()
+        except Exception as exc:  # showing replies failed: a chat that shows none ends
+            log.debug("the chat's printer failed", exc_info=True)
+            self._lost = Disconnected(f"showing the replies failed ({type(exc).__name__}: "
+                                      f"{exc})")
             self._leave.set()
 
     def _show(self, event: ChatEvent) -> None:
