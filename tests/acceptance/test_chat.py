@@ -583,3 +583,40 @@ def test_a_reply_the_terminal_cannot_encode_is_shown_and_the_chat_goes_on(home: 
     assert chat.wait_exit() == 0
     assert chat.canonical()
     assert "Traceback" not in chat.text
+
+
+@pytest.mark.parametrize(("where", "leave"), [
+    ("in-process", "Ctrl-C twice"), ("in-process", "SIGTERM"),
+    ("via the gateway", "Ctrl-C twice")])
+def test_a_reply_a_chat_left_during_is_not_shown_again_as_earlier(
+        home: Home, where: str, leave: str) -> None:
+    home.configure(chunk_delay_ms=60_000)  # its first word, then a long pause
+    if where == "via the gateway":
+        home.start_gateway()
+    assert home.run("chat", "--session", "l1", stdin="").returncode == 0  # (left once)
+    chat = home.terminal("chat", "--session", "l1")
+    chat.wait_until_editing()
+    chat.type("tell me everything\r")
+    chat.wait_for("echo:")
+    if leave == "SIGTERM":  # (in-process: the reply ends as the chat leaves)
+        chat.process.send_signal(signal.SIGTERM)
+    else:  # stopped, and left at once
+        chat.type(CTRL_C)
+        chat.type(CTRL_C)
+    chat.wait_exit()
+
+    # the user watched it end: the next chat does not show it again
+    assert "earlier" not in home.run("chat", "--session", "l1", stdin="").stdout
+
+
+def test_a_reply_an_open_chat_showed_is_not_shown_again_as_earlier(home: Home) -> None:
+    assert home.run("chat", "--session", "o1", stdin="").returncode == 0  # (left once)
+    seen = (home.path / "chat_seen.json").read_text()
+    open_chat = home.terminal("chat", "--session", "o1")
+    open_chat.wait_until_editing()
+    assert home.run("agent", "--session", "o1", "-m", "while a chat is open").returncode == 0
+    open_chat.wait_for("echo: while a chat is open\n")
+    wait_until(lambda: (home.path / "chat_seen.json").read_text() != seen, 10,
+               "the open chat to record what it showed")
+
+    assert "earlier" not in home.run("chat", "--session", "o1", stdin="").stdout

@@ -46,6 +46,7 @@ WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it
 #: before the next line is read anyway (the end is an event of its own, which may come a
 #: moment after the outcome is known).
 SHOWN_WITHIN_S = 5.0
+STOP_CONFIRMED_WITHIN_S = 1.0  # leaving waits this long for a stop under way to be done
 WAITING = "waiting for the reply to finish; Ctrl-C stops it"
 DROPPED_PREVIEW = 40  # characters of a dropped message the chat shows, to say which
 COMPACTING = "compacting; Ctrl-C stops it"
@@ -181,8 +182,10 @@ class TerminalChat:
     def __init__(
         self, backend: ChatBackend, key: str, stdin: TextIO = sys.stdin,
         stdout: TextIO = sys.stdout, history: Path | None = None,
+        on_end_shown: Callable[[], None] | None = None,
     ) -> None:
         self._backend = backend
+        self._on_end_shown = on_end_shown  # (called each time a run's end is shown)
         self._key = key
         self._in = stdin
         self._interactive = stdin.isatty()
@@ -218,10 +221,17 @@ class TerminalChat:
                 if self._editor is not None:
                     self._editor.close()
             finally:
+                await self._stops_confirmed()
                 self._backend.close()
                 await printer
-                await _cancelled(*self._stopping)
         return self._outcome()
+
+    async def _stops_confirmed(self) -> None:
+        """Leaving as a stop is under way (Ctrl-C twice): the stop has a moment to be
+        confirmed, so the run it ends is shown here, not as earlier by the next chat."""
+        if self._stopping:
+            await asyncio.wait(self._stopping, timeout=STOP_CONFIRMED_WITHIN_S)
+        await _cancelled(*self._stopping)
 
     def _outcome(self) -> int:
         """The exit status, once the chat has ended; why on stderr, if it did not end as
@@ -349,6 +359,8 @@ class TerminalChat:
                 self._say(f"[{event.status}: {event.error}]")
             self._ended.add(event.run_id)
             self._shown_end.set()
+            if self._on_end_shown is not None:
+                self._on_end_shown()
         elif isinstance(event, Closing):
             self._closing = True
             self._say(f"[the gateway is shutting down: replies in progress may finish for "

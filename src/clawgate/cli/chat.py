@@ -52,6 +52,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     if client is not None:
         async with client:
             return await _through(client, key, since, settings)
+    seen = Seen(settings, key)
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
                           scope=ServeKeys(app.store, frozenset({key})), name="clawgate chat")
@@ -60,11 +61,13 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             chat = LocalChat(runtime, key)  # (listening before anything can run)
             if since is not None:  # (this process's runs are the chat's to show)
                 _say_earlier(await _ended_since(app.store, key, since, runtime.owner.id))
-            return await _chatting(TerminalChat(chat, key, history=_history(settings)),
-                                   settings, key)
+            return await TerminalChat(chat, key, history=_history(settings),
+                                      on_end_shown=seen.now).run()
         finally:  # (the chat waited for the answers it wanted: a reply still being written
-            # as it leaves, at Ctrl-C twice or SIGTERM, ends interrupted now, kept as it is)
+            # as it leaves, at Ctrl-C twice or SIGTERM, ends interrupted now, kept as it is;
+            # the user watched it: it is not shown as earlier by the next chat)
             await runtime.close(grace=0)
+            await seen.leaving()
 
 
 async def _through(client: GatewayClient, key: str, since: datetime | None,
@@ -75,18 +78,48 @@ async def _through(client: GatewayClient, key: str, since: datetime | None,
     remote = RemoteChat(client, key)
     if since is not None:  # (what ends from now on comes as events)
         _say_earlier(await remote.ended_between(since, datetime.now(UTC)))
+    seen = Seen(settings, key)
     try:
-        return await _chatting(TerminalChat(remote, key, history=_history(settings)),
-                               settings, key)
+        return await TerminalChat(remote, key, history=_history(settings),
+                                  on_end_shown=seen.now).run()
     except Disconnected as exc:
         raise Disconnected(f"{exc}{await _kept(settings, key, remote.sent)}") from None
-
-
-async def _chatting(chat: TerminalChat, settings: Settings, key: str) -> int:
-    try:
-        return await chat.run()
     finally:  # however it ends: what ends from now on is shown by the next chat
-        chat_seen.record_leaving(settings.home, key, datetime.now(UTC))
+        await seen.leaving()
+
+
+class Seen:
+    """Keeps ``chat_seen`` current while a chat is open: as each reply's end is shown (so a
+    chat opened meanwhile does not show it again as earlier), and when the chat leaves. The
+    file is written on a thread, one write at a time; ends shown during a write are
+    recorded by one more write after it."""
+
+    def __init__(self, settings: Settings, key: str) -> None:
+        self._home = settings.home
+        self._key = key
+        self._writing: asyncio.Future[None] | None = None
+        self._again = False
+
+    def now(self) -> None:
+        """A reply's end has just been shown."""
+        if self._writing is not None and not self._writing.done():
+            self._again = True  # (recorded once this write is done)
+            return
+        self._again = False
+        self._writing = asyncio.ensure_future(asyncio.to_thread(
+            chat_seen.record_leaving, self._home, self._key, datetime.now(UTC)))
+        self._writing.add_done_callback(self._written)
+
+    def _written(self, _: asyncio.Future[None]) -> None:
+        if self._again:
+            self.now()
+
+    async def leaving(self) -> None:
+        """The chat leaves: what ends from now on is shown by the next chat."""
+        self._again = False
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+        chat_seen.record_leaving(self._home, self._key, datetime.now(UTC))
 
 
 async def _kept(settings: Settings, key: str, sent: set[str]) -> str:
