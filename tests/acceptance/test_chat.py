@@ -363,15 +363,32 @@ def test_ctrl_c_throws_away_the_line_being_typed(home: Home) -> None:
     chat.type("abc")
     chat.wait_for("abc")
     chat.type(CTRL_C)  # as shells do: what was typed is not sent
-    chat.wait_for("press Ctrl-C again to leave")
+    chat.wait_for("abc^C\n")  # the screen shows it was thrown away
+    chat.type("second draft")
+    chat.wait_for("second draft")
+    chat.type(CTRL_C)  # (at once: not a second press of "leave")
+    chat.wait_for("second draft^C\n")
     chat.type("def\r")
-    chat.wait_for("echo: ")
+    chat.wait_for("echo: def\n")
     chat.type(CTRL_D)
     assert chat.wait_exit() == 0
 
     sent = [m["text"] for m in home.json("sessions", "show", "c1")["inbound"]]
     assert sent == ["def"]
-    assert "abc^C\n" in chat.text  # the screen shows it was thrown away
+    assert "[" not in chat.text  # nothing ran: nothing to stop, nothing said of stopping
+
+
+def test_ctrl_c_on_a_line_typed_during_a_reply_stops_the_reply(home: Home) -> None:
+    home.configure(chunk_delay_ms=60_000)  # its first word, then a long pause
+    chat = _typing(home, "c2", "tell me everything\r", "echo:")
+    chat.type("half a thought")
+    chat.wait_for("half a thought")
+    chat.type(CTRL_C)
+    chat.wait_for("[killed: stopped by request]")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+    assert [m["text"] for m in home.json("sessions", "show", "c2")["inbound"]] == [
+        "tell me everything"]
 
 
 def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:

@@ -116,6 +116,10 @@ class ChatBackend(Protocol):
         """Until ``close``; Disconnected when the backend goes away first."""
         ...
 
+    async def running(self) -> bool:
+        """Whether the session has a reply in progress (or one waiting to start)."""
+        ...
+
     async def stop(self) -> str | None:
         """Stop the reply in progress; what to say about it (None: its end says enough)."""
         ...
@@ -164,6 +168,11 @@ class LocalChat:
             elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED:
                 yield Dropped(event.message.why_dropped, event.message.text)
 
+    async def running(self) -> bool:
+        session = await self._runtime.store.get_session(self._key)
+        runs = await self._runtime.store.list_runs(session.id, 1) if session else []
+        return bool(runs) and not runs[-1].status.terminal
+
     async def stop(self) -> str | None:
         report = await self._runtime.stop(self._key)
         # A run's end, and a stopped /compact's answer, say what was stopped.
@@ -202,6 +211,7 @@ class TerminalChat:
         self._lost: Disconnected | None = None  # the backend went away: the chat ends
         self._closing = False  # the backend is shutting down: no more messages are sent
         self._ended: set[str] = set()  # runs whose end has been shown
+        self._handling = False  # a line is being sent or a command answered
         self._shown_end = asyncio.Event()  # set each time a run's end is shown
 
     async def run(self) -> int:
@@ -277,6 +287,7 @@ class TerminalChat:
         if isinstance(command, commands.Compact):  # a model call: it may take a while
             self._say(f"[{COMPACTING}]")
         try:
+            self._handling = True
             result = await self._backend.handle(line)
         except InvalidInput as exc:
             self._say(f"! {exc}")
@@ -286,6 +297,8 @@ class TerminalChat:
         except ClawgateError as exc:  # a provider, the store or the gateway failed: say so
             self._say(f"! {_doing(line)} failed: {exc}")  # and go on chatting
             return
+        finally:
+            self._handling = False
         if isinstance(result, str):
             self._say(_with_terminal_help(result) if line.strip().lower() == "/help" else result)
             return
@@ -398,7 +411,7 @@ class TerminalChat:
         if self._interactive:
             self._editor = open_line_editor(
                 self._in, self._out.stream, self._history,
-                lambda: _call_soon(loop, self._typed_ctrl_c))
+                lambda typed: _call_soon(loop, lambda: self._typed_ctrl_c(typed)))
             if self._editor is not None:
                 return self._editor.read_message
             return lambda: input("")  # (a terminal without readline)
@@ -425,11 +438,27 @@ class TerminalChat:
             silence(sys.stderr)
         self._leave.set()
 
-    def _typed_ctrl_c(self) -> None:
-        """Ctrl-C typed at the line editor: as the signal, once the editor has thrown the
-        message being typed away and ended its line on screen."""
+    def _typed_ctrl_c(self, typed: bool) -> None:
+        """Ctrl-C typed at the line editor, once the editor has thrown the message being
+        typed away and ended its line on screen: as the signal, unless it only threw away
+        what was typed (nothing is running): then that is all it does, as in a shell."""
+        showing = self._streaming is not None
         self._streaming = None  # (a reply being shown goes on on a line of its own)
-        self._interrupt()
+        if not typed or showing:
+            self._interrupt()
+            return
+        task = asyncio.ensure_future(self._unless_idle())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _unless_idle(self) -> None:
+        """As Ctrl-C, if a reply or a command is under way (a failure to tell: it may be)."""
+        try:
+            busy = self._handling or await self._backend.running()
+        except ClawgateError:
+            busy = True
+        if busy:
+            self._interrupt()
 
     def _interrupt(self) -> None:
         now = time.monotonic()

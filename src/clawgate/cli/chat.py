@@ -189,12 +189,20 @@ class RemoteChat:
         self._key = key
         self.sent: set[str] = set()  # the ids of the messages sent
 
-    async def model(self) -> str:
+    async def _session(self, runs: int) -> dict[str, Any] | None:
+        """The session as ``sessions.get`` gives it, with its latest ``runs`` runs (None: the
+        gateway does not know it yet)."""
         try:
-            row = await self._client.request("sessions.get", session=self._key, limit=1)
+            row: dict[str, Any] = await self._client.request(
+                "sessions.get", session=self._key, limit=runs)
         except GatewayError as exc:
             if exc.code != "unknown_session":
                 raise
+            return None
+        return row
+
+    async def model(self) -> str:
+        if (row := await self._session(1)) is None:
             return str((await self._client.request("models.list"))["default"])
         return f"{row['modelProvider']}/{row['model']}"
 
@@ -217,12 +225,7 @@ class RemoteChat:
 
     async def ended_between(self, since: datetime, until: datetime) -> list[Ended]:
         """The session's runs that ended after ``since`` and by ``until``, oldest first."""
-        try:
-            row = await self._client.request("sessions.get", session=self._key,
-                                             limit=RUNS_LOOKED_AT)
-        except GatewayError as exc:
-            if exc.code != "unknown_session":
-                raise
+        if (row := await self._session(RUNS_LOOKED_AT)) is None:
             return []
         runs = [r for r in row["runs"]
                 if r["endedAt"] and since < datetime.fromisoformat(r["endedAt"]) <= until]
@@ -246,6 +249,10 @@ class RemoteChat:
                 yield event
         if self._client.lost is not None:
             raise Disconnected(self._client.lost)
+
+    async def running(self) -> bool:
+        row = await self._session(1)
+        return row is not None and any(run["status"] in ACTIVE for run in row["runs"])
 
     async def stop(self) -> str | None:
         result = await self._client.request("chat.abort", session=self._key)
