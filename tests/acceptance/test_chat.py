@@ -566,7 +566,7 @@ def test_a_chat_ended_mid_reply_keeps_what_was_written(home: Home, end: signal.S
     assert _replies(home, "h1") == ["echo:"]
     if end is signal.SIGTERM:  # the terminal is still there: given back as it was, told why
         assert chat.canonical()
-        assert chat.text.endswith("clawgate: this chat ends (SIGTERM)\n")
+        assert chat.text.endswith("echo:\nclawgate: this chat ends (SIGTERM)\n")
 
 
 def test_a_chat_whose_output_is_closed_stops_and_ends_cleanly(home: Home) -> None:
@@ -637,3 +637,14 @@ def test_a_reply_an_open_chat_showed_is_not_shown_again_as_earlier(home: Home) -
                "the open chat to record what it showed")
 
     assert "earlier" not in home.run("chat", "--session", "o1", stdin="").stdout
+
+
+@pytest.mark.slow
+def test_a_chat_whose_gateway_dies_mid_reply_says_so_on_a_line_of_its_own(home: Home
+                                                                          ) -> None:
+    home.configure(chunk_delay_ms=60_000)  # its first word, then a long pause
+    gateway, _ = home.start_gateway()
+    chat = _typing(home, "m1", "tell me everything\r", "echo:")
+    gateway.kill()
+    assert chat.wait_exit() == 1
+    assert "echo:\nclawgate: the connection to the gateway was lost" in chat.text

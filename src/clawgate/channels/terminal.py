@@ -234,6 +234,7 @@ class TerminalChat:
                 await self._stops_confirmed()
                 self._backend.close()
                 await printer
+                self._end_line()  # (the chat's ending line, if any, starts a line)
         return self._outcome()
 
     async def _stops_confirmed(self) -> None:
@@ -384,10 +385,14 @@ class TerminalChat:
             self._say(f"[message {which}dropped: {event.reason}]")
 
     def _say(self, text: str) -> None:
+        self._end_line()
+        self._out.write(text + "\n")
+
+    def _end_line(self) -> None:
+        """End the line of the reply being printed, if one is."""
         if self._streaming is not None:
             self._out.write("\n")
             self._streaming = None
-        self._out.write(text + "\n")
 
     def _read_in_background(self, loop: asyncio.AbstractEventLoop) -> None:
         """Lines typed (a message each; the line editor may join several), on a thread,
