@@ -212,6 +212,7 @@ class TerminalChat:
         self._closing = False  # the backend is shutting down: no more messages are sent
         self._ended: set[str] = set()  # runs whose end has been shown
         self._handling = False  # a line is being sent or a command answered
+        self._answered: set[str] = set()  # messages sent known to have their answer
         self._shown_end = asyncio.Event()  # set each time a run's end is shown
 
     async def run(self) -> int:
@@ -317,6 +318,7 @@ class TerminalChat:
         if waiting.cancelled():
             return  # the chat is leaving
         run_id = waiting.result()
+        self._answered.add(message_id)  # (leaving need not wait for it again)
         deadline = time.monotonic() + SHOWN_WITHIN_S
         while run_id is not None and run_id not in self._ended and not self._leave.is_set():
             left = deadline - time.monotonic()  # (each round waits for one end shown)
@@ -332,6 +334,8 @@ class TerminalChat:
         end at once is announced, with how to cut it short."""
         told = not self._interactive
         for message_id in self._sent:
+            if message_id in self._answered:
+                continue
             waiting = asyncio.ensure_future(self._backend.wait_for(message_id))
             leaving = asyncio.ensure_future(self._leave.wait())
             done, pending = await asyncio.wait({waiting, leaving}, timeout=(

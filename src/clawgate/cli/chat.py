@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -43,6 +44,11 @@ ACTIVE = ("queued", "running")
 HISTORY_FILE = "chat_history"
 RUNS_LOOKED_AT = 50  # a chat opening looks this far back for replies that ended unseen
 EARLIER_SHOWN = 5  # ... and shows the latest of them
+#: Waiting for a message's answer through the gateway reads the session again as a run ends
+#: or a message is dropped, and at least this often whatever happens.
+REREAD_AFTER_S = 2.0
+READ_FIRST = 10  # ... first in the session's latest few rows (each run's row costs a read)
+Json = dict[str, Any]
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -188,6 +194,7 @@ class RemoteChat:
         self._client = client
         self._key = key
         self.sent: set[str] = set()  # the ids of the messages sent
+        self._decided = asyncio.Event()  # set as a run ends or a message is dropped
 
     async def _session(self, runs: int) -> dict[str, Any] | None:
         """The session as ``sessions.get`` gives it, with its latest ``runs`` runs (None: the
@@ -240,13 +247,18 @@ class RemoteChat:
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """The session's events, until the chat closes; Disconnected if the gateway goes."""
-        async for frame in self._client.events():
-            kind, payload = frame["event"], frame["payload"]
-            if kind == "gateway.shutdown":  # the connection's event: it names no session
-                yield Closing(float(payload["graceSeconds"]))
-            elif payload.get("session") == self._key and (
-                    event := _chat_event(kind, payload)) is not None:
-                yield event
+        try:
+            async for frame in self._client.events():
+                kind, payload = frame["event"], frame["payload"]
+                if kind == "gateway.shutdown":  # the connection's event: it names no session
+                    yield Closing(float(payload["graceSeconds"]))
+                elif payload.get("session") == self._key and (
+                        event := _chat_event(kind, payload)) is not None:
+                    if isinstance(event, RunEnded | Dropped):
+                        self._decided.set()  # (what ``wait_for`` waits on)
+                    yield event
+        finally:
+            self._decided.set()  # (no more events: a waiter reads once more, and finds out)
         if self._client.lost is not None:
             raise Disconnected(self._client.lost)
 
@@ -263,16 +275,29 @@ class RemoteChat:
     async def wait_for(self, message_id: str) -> str | None:
         """Until the message has its fate and its run (if any) has ended (GatewayClosed, a
         Disconnected, if the gateway goes first); the run that answered it."""
-        while True:
-            row = await self._client.request("sessions.get", session=self._key, limit=200)
-            message = next((m for m in row["inbound"] if m["id"] == message_id), None)
-            run = next((r for r in row["runs"] if message and r["id"] == message["runId"]),
-                       None)
+        while True:  # (one read, then one more each time a run ends or a message is dropped)
+            self._decided.clear()  # (before the read: what ends during it is read again)
+            message, run = await self._message_and_run(message_id)
             if message is None or message["fate"] == "dropped":
                 return None
             if run is not None and run["status"] not in ACTIVE:  # (a run not listed yet:
                 return str(run["id"])                             # the reads are separate)
-            await asyncio.sleep(0.2)
+            with contextlib.suppress(TimeoutError):  # (a fallback: read again now and then)
+                await asyncio.wait_for(self._decided.wait(), REREAD_AFTER_S)
+
+    async def _message_and_run(self, message_id: str) -> tuple[Json | None, Json | None]:
+        """The message's row and its run's (None: not listed), read from the session's
+        latest few rows (the message was sent lately), or many if it is not among them."""
+        for limit in READ_FIRST, SESSION_ROWS:
+            row = await self._client.request("sessions.get", session=self._key, limit=limit)
+            message = next((m for m in row["inbound"] if m["id"] == message_id), None)
+            run = next((r for r in row["runs"] if message and r["id"] == message["runId"]),
+                       None)
+            if (message is not None or len(row["inbound"]) < limit) and (
+                    run is not None or not (message and message["runId"])
+                    or len(row["runs"]) < limit):
+                break  # (nothing more to see further back)
+        return message, run
 
     def close(self) -> None:
         self._client.end_events()
