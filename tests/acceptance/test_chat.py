@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -311,12 +312,16 @@ def test_stop_and_status_still_go_through_while_the_gateway_shuts_down(home: Hom
     gateway, chat, _ = _told_of_a_shutdown(home, grace=30)
     chat.type("/status\r")  # during the grace period
     chat.wait_for("model     echo/echo")
+    chat.type("/queue\r")  # (it only shows the settings)
+    chat.wait_for("followup (debounce")
+    chat.type("/queue collect\r")  # (it would change them)
+    chat.wait_for("! not sent: the gateway is shutting down")
     chat.type("stop\r")
     chat.wait_for("[killed: stopped by request]")
     gateway.wait(20)  # the reply stopped: the gateway need not wait out its grace
     assert chat.wait_exit(15) == 1
 
-    assert "! not sent" not in chat.text
+    assert chat.text.count("! not sent") == 1  # /queue collect only
     assert home.json("sessions", "show", "s1")["status"] == "killed"
 
 
@@ -648,3 +653,16 @@ def test_a_chat_whose_gateway_dies_mid_reply_says_so_on_a_line_of_its_own(home: 
     gateway.kill()
     assert chat.wait_exit() == 1
     assert "echo:\nclawgate: the connection to the gateway was lost" in chat.text
+
+
+def test_ctrl_c_as_the_chat_starts_ends_it_quietly(home: Home) -> None:
+    for wait in (0.1, 0.2, 0.3):  # (somewhere in its start: before its own Ctrl-C handling)
+        chat = home.terminal("chat", "--session", "i1")
+        time.sleep(wait)
+        chat.interrupt()
+        time.sleep(0.3)
+        if chat.process.poll() is None:  # (it had its own handling: Ctrl-C twice leaves)
+            chat.interrupt()
+        ended = chat.wait_exit()
+        assert "Traceback" not in chat.text
+        assert ended in (130, -signal.SIGINT, 0)

@@ -5,9 +5,10 @@ taken one at a time: each waits until the one before has its answer shown, so ev
 gets its own answer, in order, and a command applies after what came before it. Ctrl-C stops
 the current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
 answer. When the gateway begins to shut down the chat says so, shows the replies in progress
-as they end, and sends no message typed from then on (stop, /status and /help still go
-through); once the gateway is gone (or if it goes away unannounced) the chat ends at once and
-says so, rather than take lines it could not send. SIGTERM, the terminal closing (SIGHUP) or
+as they end, and sends no message typed from then on (stop, /status, /help, and /queue
+and /model without arguments still go through); once the gateway is gone (or if it goes
+away unannounced) the chat ends at once and says so, rather than take lines it could not
+send. SIGTERM, the terminal closing (SIGHUP) or
 the output going away (a closed pipe) end the chat at once. Input is read on a thread so a
 slow typist never blocks the event loop.
 """
@@ -523,8 +524,10 @@ def _with_terminal_help(help_text: str) -> str:
 
 def _while_closing(line: str) -> bool:
     """Whether a line still goes through while the gateway shuts down: stop (the gateway
-    still ends runs), and /status and /help, which only read."""
-    return isinstance(_command(line), commands.Stop | commands.Status | commands.Help)
+    still ends runs), and what only reads: /status, /help, and /queue and /model without
+    arguments (with them, they change settings: refused as messages are)."""
+    return isinstance(_command(line), commands.Stop | commands.Status | commands.Help
+                      | commands.ShowQueue | commands.ShowModel)
 
 
 def _command(line: str) -> commands.Command | None:
