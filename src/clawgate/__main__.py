@@ -1,5 +1,9 @@
 import sys
 
-from clawgate.cli.main import main
+try:
+    from clawgate.cli.main import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # Ctrl-C before a command has its own handling: a quiet end
+    code = 130
+sys.exit(code)

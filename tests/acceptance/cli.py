@@ -100,9 +100,11 @@ api_key_env = "{key_env}"
         self.processes.append(process)
         return process
 
-    def terminal(self, *args: str) -> Terminal:
-        """``clawgate`` in a pseudo-terminal, typed at as a person would."""
-        terminal = Terminal([sys.executable, "-m", "clawgate", *args], self.env())
+    def terminal(self, *args: str, env: dict[str, str] | None = None) -> Terminal:
+        """``clawgate`` in a pseudo-terminal, typed at as a person would (``env``: added to
+        its environment)."""
+        terminal = Terminal([sys.executable, "-m", "clawgate", *args],
+                            {**self.env(), **(env or {})})
         self.terminals.append(terminal)
         return terminal
 

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -311,12 +312,16 @@ def test_stop_and_status_still_go_through_while_the_gateway_shuts_down(home: Hom
     gateway, chat, _ = _told_of_a_shutdown(home, grace=30)
     chat.type("/status\r")  # during the grace period
     chat.wait_for("model     echo/echo")
+    chat.type("/queue\r")  # (it only shows the settings)
+    chat.wait_for("followup (debounce")
+    chat.type("/queue collect\r")  # (it would change them)
+    chat.wait_for("! not sent: the gateway is shutting down")
     chat.type("stop\r")
     chat.wait_for("[killed: stopped by request]")
     gateway.wait(20)  # the reply stopped: the gateway need not wait out its grace
     assert chat.wait_exit(15) == 1
 
-    assert "! not sent" not in chat.text
+    assert chat.text.count("! not sent") == 1  # /queue collect only
     assert home.json("sessions", "show", "s1")["status"] == "killed"
 
 
@@ -363,15 +368,32 @@ def test_ctrl_c_throws_away_the_line_being_typed(home: Home) -> None:
     chat.type("abc")
     chat.wait_for("abc")
     chat.type(CTRL_C)  # as shells do: what was typed is not sent
-    chat.wait_for("press Ctrl-C again to leave")
+    chat.wait_for("abc^C\n")  # the screen shows it was thrown away
+    chat.type("second draft")
+    chat.wait_for("second draft")
+    chat.type(CTRL_C)  # (at once: not a second press of "leave")
+    chat.wait_for("second draft^C\n")
     chat.type("def\r")
-    chat.wait_for("echo: ")
+    chat.wait_for("echo: def\n")
     chat.type(CTRL_D)
     assert chat.wait_exit() == 0
 
     sent = [m["text"] for m in home.json("sessions", "show", "c1")["inbound"]]
     assert sent == ["def"]
-    assert "abc^C\n" in chat.text  # the screen shows it was thrown away
+    assert "[" not in chat.text  # nothing ran: nothing to stop, nothing said of stopping
+
+
+def test_ctrl_c_on_a_line_typed_during_a_reply_stops_the_reply(home: Home) -> None:
+    home.configure(chunk_delay_ms=60_000)  # its first word, then a long pause
+    chat = _typing(home, "c2", "tell me everything\r", "echo:")
+    chat.type("half a thought")
+    chat.wait_for("half a thought")
+    chat.type(CTRL_C)
+    chat.wait_for("[killed: stopped by request]")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+    assert [m["text"] for m in home.json("sessions", "show", "c2")["inbound"]] == [
+        "tell me everything"]
 
 
 def test_a_paste_or_a_continued_line_is_one_message(home: Home) -> None:
@@ -549,7 +571,7 @@ def test_a_chat_ended_mid_reply_keeps_what_was_written(home: Home, end: signal.S
     assert _replies(home, "h1") == ["echo:"]
     if end is signal.SIGTERM:  # the terminal is still there: given back as it was, told why
         assert chat.canonical()
-        assert chat.text.endswith("clawgate: this chat ends (SIGTERM)\n")
+        assert chat.text.endswith("echo:\nclawgate: this chat ends (SIGTERM)\n")
 
 
 def test_a_chat_whose_output_is_closed_stops_and_ends_cleanly(home: Home) -> None:
@@ -569,3 +591,78 @@ def test_a_chat_whose_output_is_closed_stops_and_ends_cleanly(home: Home) -> Non
     run = home.latest_run("b1")
     assert run is not None
     assert run["status"] in ("killed", "interrupted")  # stopped, either way
+
+
+def test_a_reply_the_terminal_cannot_encode_is_shown_and_the_chat_goes_on(home: Home
+                                                                         ) -> None:
+    chat = home.terminal("chat", "--session", "u1", env={"PYTHONIOENCODING": "ascii"})
+    chat.wait_until_editing()
+    assert home.run("agent", "--session", "u1", "-m", "café").returncode == 0
+    chat.wait_for("echo: caf?\n")  # (a character ASCII has no way to write)
+    chat.type("plain\r")  # the chat still shows replies
+    chat.wait_for("echo: plain\n")
+    chat.type(CTRL_D)
+    assert chat.wait_exit() == 0
+    assert chat.canonical()
+    assert "Traceback" not in chat.text
+
+
+@pytest.mark.parametrize(("where", "leave"), [
+    ("in-process", "Ctrl-C twice"), ("in-process", "SIGTERM"),
+    ("via the gateway", "Ctrl-C twice")])
+def test_a_reply_a_chat_left_during_is_not_shown_again_as_earlier(
+        home: Home, where: str, leave: str) -> None:
+    home.configure(chunk_delay_ms=60_000)  # its first word, then a long pause
+    if where == "via the gateway":
+        home.start_gateway()
+    assert home.run("chat", "--session", "l1", stdin="").returncode == 0  # (left once)
+    chat = home.terminal("chat", "--session", "l1")
+    chat.wait_until_editing()
+    chat.type("tell me everything\r")
+    chat.wait_for("echo:")
+    if leave == "SIGTERM":  # (in-process: the reply ends as the chat leaves)
+        chat.process.send_signal(signal.SIGTERM)
+    else:  # stopped, and left at once
+        chat.type(CTRL_C)
+        chat.type(CTRL_C)
+    chat.wait_exit()
+
+    # the user watched it end: the next chat does not show it again
+    assert "earlier" not in home.run("chat", "--session", "l1", stdin="").stdout
+
+
+def test_a_reply_an_open_chat_showed_is_not_shown_again_as_earlier(home: Home) -> None:
+    assert home.run("chat", "--session", "o1", stdin="").returncode == 0  # (left once)
+    seen = (home.path / "chat_seen.json").read_text()
+    open_chat = home.terminal("chat", "--session", "o1")
+    open_chat.wait_until_editing()
+    assert home.run("agent", "--session", "o1", "-m", "while a chat is open").returncode == 0
+    open_chat.wait_for("echo: while a chat is open\n")
+    wait_until(lambda: (home.path / "chat_seen.json").read_text() != seen, 10,
+               "the open chat to record what it showed")
+
+    assert "earlier" not in home.run("chat", "--session", "o1", stdin="").stdout
+
+
+@pytest.mark.slow
+def test_a_chat_whose_gateway_dies_mid_reply_says_so_on_a_line_of_its_own(home: Home
+                                                                          ) -> None:
+    home.configure(chunk_delay_ms=60_000)  # its first word, then a long pause
+    gateway, _ = home.start_gateway()
+    chat = _typing(home, "m1", "tell me everything\r", "echo:")
+    gateway.kill()
+    assert chat.wait_exit() == 1
+    assert "echo:\nclawgate: the connection to the gateway was lost" in chat.text
+
+
+def test_ctrl_c_as_the_chat_starts_ends_it_quietly(home: Home) -> None:
+    for wait in (0.1, 0.2, 0.3):  # (somewhere in its start: before its own Ctrl-C handling)
+        chat = home.terminal("chat", "--session", "i1")
+        time.sleep(wait)
+        chat.interrupt()
+        time.sleep(0.3)
+        if chat.process.poll() is None:  # (it had its own handling: Ctrl-C twice leaves)
+            chat.interrupt()
+        ended = chat.wait_exit()
+        assert "Traceback" not in chat.text
+        assert ended in (130, -signal.SIGINT, 0)

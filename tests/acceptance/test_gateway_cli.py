@@ -448,3 +448,15 @@ def test_a_key_exported_after_the_gateway_started_is_said_to_be_missing_in_its_e
     assert ("warning: the default model openai/gpt-test has no usable key (env TEST_LATE_KEY "
             "is not set): no fallback has one either, so every turn fails. This gateway "
             "reads keys only now, at start: set the key, then restart it\n") in said
+
+
+def test_ctrl_c_stops_a_gateway_whose_output_pipe_is_gone(home: Home) -> None:
+    gateway, _ = home.start_gateway()
+    assert gateway.stdout is not None
+    assert gateway.stderr is not None
+    gateway.stdout.close()  # as in `clawgate gateway 2>&1 | tee log`, when Ctrl-C ends tee
+    gateway.stderr.close()
+    gateway.send_signal(signal.SIGINT)
+
+    assert gateway.wait(20) == 0  # saying "stopping" failed: the shutdown still went on
+    assert not (home.path / "gateway.json").exists()

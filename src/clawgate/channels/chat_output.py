@@ -26,7 +26,7 @@ class ChatOutput:
         if self.lost is not None:
             return
         try:
-            self.stream.write(text)
+            self.stream.write(_encodable(text, self.stream))
             self.stream.flush()
         except OSError as exc:  # (a broken pipe; EIO from a terminal that was closed)
             self.lose(exc.strerror or str(exc))
@@ -47,3 +47,18 @@ def silence(stream: TextIO) -> None:
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, fd)
         os.close(null)
+
+
+def _encodable(text: str, stream: TextIO) -> str:
+    """``text`` as ``stream`` can write it: a character its encoding has no way to write is
+    shown as "?" (rather than ending the chat)."""
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return text
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "replace").decode(encoding)
+    except LookupError:
+        return text
+    return text

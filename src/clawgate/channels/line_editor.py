@@ -16,9 +16,9 @@ chat's SIGINT handler on the event loop, and readline's line may not be read or 
 another thread (it is edited, and reallocated, with no lock); so while readline reads, Ctrl-C
 is a key rather than a signal (the terminal's VINTR is off), bound to keys of readline's own
 that end the line with a ``^C`` mark: the line comes back to the input thread, which drops the
-message and calls ``on_interrupt``. The screen shows ``abc^C`` and a fresh line, so it tells
-truthfully what was thrown away. Between lines, and once the editor is closed, Ctrl-C is the
-signal it always was.
+message and calls ``on_interrupt`` (saying whether anything had been typed). The screen shows
+``abc^C`` and a fresh line, so it tells truthfully what was thrown away. Between lines, and
+once the editor is closed, Ctrl-C is the signal it always was.
 
 Messages are remembered in ``chat_history`` in the clawgate home, one JSON string a line,
 private to you (mode 0600: it holds what you typed). Everything here runs on the chat's
@@ -55,7 +55,7 @@ class LineEditor:
     """readline on a terminal, made and read on the input thread (``close``: on any)."""
 
     def __init__(self, readline: ModuleType, stdin: TextIO, stdout: TextIO,
-                 history: Path | None, on_interrupt: Callable[[], None] | None = None) -> None:
+                 history: Path | None, on_interrupt: Callable[[bool], None] | None = None) -> None:
         self._readline = readline
         self._stdin = stdin
         self._stdout = stdout
@@ -87,8 +87,9 @@ class LineEditor:
                     raise
                 line = ""  # Ctrl-D after a continued line: the message so far is sent
             if CTRL_C in line and self._on_interrupt is not None:  # (Ctrl-C's mark)
+                typed = any(part.strip() for part in [*lines, line.replace(CTRL_C, "")])
                 lines, prompt = [], ""  # the message being typed is thrown away
-                self._on_interrupt()
+                self._on_interrupt(typed)
                 continue
             if not line.endswith(CONTINUE):
                 break
@@ -154,10 +155,11 @@ class LineEditor:
 
 
 def open_line_editor(stdin: TextIO, stdout: TextIO, history: Path | None,
-                     on_interrupt: Callable[[], None] | None = None) -> LineEditor | None:
+                     on_interrupt: Callable[[bool], None] | None = None) -> LineEditor | None:
     """A line editor when both ends are a terminal and readline is there; None otherwise
     (lines are then read as they come, one message a line). ``on_interrupt`` is called (on
-    the input thread) when Ctrl-C throws away the message being typed."""
+    the input thread) when Ctrl-C throws away the message being typed, with whether anything
+    had been typed."""
     if not (stdin.isatty() and stdout.isatty()) or stdin is not sys.stdin:
         return None  # (input() uses readline only on the process's own terminal)
     try:

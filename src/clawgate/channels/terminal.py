@@ -5,9 +5,10 @@ taken one at a time: each waits until the one before has its answer shown, so ev
 gets its own answer, in order, and a command applies after what came before it. Ctrl-C stops
 the current reply, not the program; Ctrl-D or /quit leaves once every message sent has its
 answer. When the gateway begins to shut down the chat says so, shows the replies in progress
-as they end, and sends no message typed from then on (stop, /status and /help still go
-through); once the gateway is gone (or if it goes away unannounced) the chat ends at once and
-says so, rather than take lines it could not send. SIGTERM, the terminal closing (SIGHUP) or
+as they end, and sends no message typed from then on (stop, /status, /help, and /queue
+and /model without arguments still go through); once the gateway is gone (or if it goes
+away unannounced) the chat ends at once and says so, rather than take lines it could not
+send. SIGTERM, the terminal closing (SIGHUP) or
 the output going away (a closed pipe) end the chat at once. Input is read on a thread so a
 slow typist never blocks the event loop.
 """
@@ -46,6 +47,7 @@ WAIT_NOTICE_AFTER_S = 0.5  # leaving waits for the answers; longer than this, it
 #: before the next line is read anyway (the end is an event of its own, which may come a
 #: moment after the outcome is known).
 SHOWN_WITHIN_S = 5.0
+STOP_CONFIRMED_WITHIN_S = 1.0  # leaving waits this long for a stop under way to be done
 WAITING = "waiting for the reply to finish; Ctrl-C stops it"
 DROPPED_PREVIEW = 40  # characters of a dropped message the chat shows, to say which
 COMPACTING = "compacting; Ctrl-C stops it"
@@ -115,6 +117,10 @@ class ChatBackend(Protocol):
         """Until ``close``; Disconnected when the backend goes away first."""
         ...
 
+    async def running(self) -> bool:
+        """Whether the session has a reply in progress (or one waiting to start)."""
+        ...
+
     async def stop(self) -> str | None:
         """Stop the reply in progress; what to say about it (None: its end says enough)."""
         ...
@@ -163,6 +169,11 @@ class LocalChat:
             elif isinstance(event, MessageDecided) and event.message.fate is Fate.DROPPED:
                 yield Dropped(event.message.why_dropped, event.message.text)
 
+    async def running(self) -> bool:
+        session = await self._runtime.store.get_session(self._key)
+        runs = await self._runtime.store.list_runs(session.id, 1) if session else []
+        return bool(runs) and not runs[-1].status.terminal
+
     async def stop(self) -> str | None:
         report = await self._runtime.stop(self._key)
         # A run's end, and a stopped /compact's answer, say what was stopped.
@@ -181,8 +192,10 @@ class TerminalChat:
     def __init__(
         self, backend: ChatBackend, key: str, stdin: TextIO = sys.stdin,
         stdout: TextIO = sys.stdout, history: Path | None = None,
+        on_end_shown: Callable[[], None] | None = None,
     ) -> None:
         self._backend = backend
+        self._on_end_shown = on_end_shown  # (called each time a run's end is shown)
         self._key = key
         self._in = stdin
         self._interactive = stdin.isatty()
@@ -199,6 +212,8 @@ class TerminalChat:
         self._lost: Disconnected | None = None  # the backend went away: the chat ends
         self._closing = False  # the backend is shutting down: no more messages are sent
         self._ended: set[str] = set()  # runs whose end has been shown
+        self._handling = False  # a line is being sent or a command answered
+        self._answered: set[str] = set()  # messages sent known to have their answer
         self._shown_end = asyncio.Event()  # set each time a run's end is shown
 
     async def run(self) -> int:
@@ -214,12 +229,22 @@ class TerminalChat:
         except Disconnected as exc:  # sending or waiting found it gone: say why, once
             self._lost = self._lost or exc
         finally:
-            self._backend.close()
-            await printer
-            await _cancelled(*self._stopping)
-            if self._editor is not None:
-                self._editor.close()
+            try:  # the terminal first, whatever fails after
+                if self._editor is not None:
+                    self._editor.close()
+            finally:
+                await self._stops_confirmed()
+                self._backend.close()
+                await printer
+                self._end_line()  # (the chat's ending line, if any, starts a line)
         return self._outcome()
+
+    async def _stops_confirmed(self) -> None:
+        """Leaving as a stop is under way (Ctrl-C twice): the stop has a moment to be
+        confirmed, so the run it ends is shown here, not as earlier by the next chat."""
+        if self._stopping:
+            await asyncio.wait(self._stopping, timeout=STOP_CONFIRMED_WITHIN_S)
+        await _cancelled(*self._stopping)
 
     def _outcome(self) -> int:
         """The exit status, once the chat has ended; why on stderr, if it did not end as
@@ -265,6 +290,7 @@ class TerminalChat:
         if isinstance(command, commands.Compact):  # a model call: it may take a while
             self._say(f"[{COMPACTING}]")
         try:
+            self._handling = True
             result = await self._backend.handle(line)
         except InvalidInput as exc:
             self._say(f"! {exc}")
@@ -274,6 +300,8 @@ class TerminalChat:
         except ClawgateError as exc:  # a provider, the store or the gateway failed: say so
             self._say(f"! {_doing(line)} failed: {exc}")  # and go on chatting
             return
+        finally:
+            self._handling = False
         if isinstance(result, str):
             self._say(_with_terminal_help(result) if line.strip().lower() == "/help" else result)
             return
@@ -291,6 +319,7 @@ class TerminalChat:
         if waiting.cancelled():
             return  # the chat is leaving
         run_id = waiting.result()
+        self._answered.add(message_id)  # (leaving need not wait for it again)
         deadline = time.monotonic() + SHOWN_WITHIN_S
         while run_id is not None and run_id not in self._ended and not self._leave.is_set():
             left = deadline - time.monotonic()  # (each round waits for one end shown)
@@ -306,6 +335,8 @@ class TerminalChat:
         end at once is announced, with how to cut it short."""
         told = not self._interactive
         for message_id in self._sent:
+            if message_id in self._answered:
+                continue
             waiting = asyncio.ensure_future(self._backend.wait_for(message_id))
             leaving = asyncio.ensure_future(self._leave.wait())
             done, pending = await asyncio.wait({waiting, leaving}, timeout=(
@@ -329,6 +360,11 @@ class TerminalChat:
         except Disconnected as exc:  # at once: not when the next line is typed
             self._lost = exc
             self._leave.set()
+        except Exception as exc:  # showing replies failed: a chat that shows none ends
+            log.debug("the chat's printer failed", exc_info=True)
+            self._lost = Disconnected(f"showing the replies failed ({type(exc).__name__}: "
+                                      f"{exc})")
+            self._leave.set()
 
     def _show(self, event: ChatEvent) -> None:
         if isinstance(event, Delta):
@@ -342,6 +378,8 @@ class TerminalChat:
                 self._say(f"[{event.status}: {event.error}]")
             self._ended.add(event.run_id)
             self._shown_end.set()
+            if self._on_end_shown is not None:
+                self._on_end_shown()
         elif isinstance(event, Closing):
             self._closing = True
             self._say(f"[the gateway is shutting down: replies in progress may finish for "
@@ -352,10 +390,14 @@ class TerminalChat:
             self._say(f"[message {which}dropped: {event.reason}]")
 
     def _say(self, text: str) -> None:
+        self._end_line()
+        self._out.write(text + "\n")
+
+    def _end_line(self) -> None:
+        """End the line of the reply being printed, if one is."""
         if self._streaming is not None:
             self._out.write("\n")
             self._streaming = None
-        self._out.write(text + "\n")
 
     def _read_in_background(self, loop: asyncio.AbstractEventLoop) -> None:
         """Lines typed (a message each; the line editor may join several), on a thread,
@@ -379,7 +421,7 @@ class TerminalChat:
         if self._interactive:
             self._editor = open_line_editor(
                 self._in, self._out.stream, self._history,
-                lambda: _call_soon(loop, self._typed_ctrl_c))
+                lambda typed: _call_soon(loop, lambda: self._typed_ctrl_c(typed)))
             if self._editor is not None:
                 return self._editor.read_message
             return lambda: input("")  # (a terminal without readline)
@@ -406,11 +448,27 @@ class TerminalChat:
             silence(sys.stderr)
         self._leave.set()
 
-    def _typed_ctrl_c(self) -> None:
-        """Ctrl-C typed at the line editor: as the signal, once the editor has thrown the
-        message being typed away and ended its line on screen."""
+    def _typed_ctrl_c(self, typed: bool) -> None:
+        """Ctrl-C typed at the line editor, once the editor has thrown the message being
+        typed away and ended its line on screen: as the signal, unless it only threw away
+        what was typed (nothing is running): then that is all it does, as in a shell."""
+        showing = self._streaming is not None
         self._streaming = None  # (a reply being shown goes on on a line of its own)
-        self._interrupt()
+        if not typed or showing:
+            self._interrupt()
+            return
+        task = asyncio.ensure_future(self._unless_idle())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _unless_idle(self) -> None:
+        """As Ctrl-C, if a reply or a command is under way (a failure to tell: it may be)."""
+        try:
+            busy = self._handling or await self._backend.running()
+        except ClawgateError:
+            busy = True
+        if busy:
+            self._interrupt()
 
     def _interrupt(self) -> None:
         now = time.monotonic()
@@ -466,8 +524,10 @@ def _with_terminal_help(help_text: str) -> str:
 
 def _while_closing(line: str) -> bool:
     """Whether a line still goes through while the gateway shuts down: stop (the gateway
-    still ends runs), and /status and /help, which only read."""
-    return isinstance(_command(line), commands.Stop | commands.Status | commands.Help)
+    still ends runs), and what only reads: /status, /help, and /queue and /model without
+    arguments (with them, they change settings: refused as messages are)."""
+    return isinstance(_command(line), commands.Stop | commands.Status | commands.Help
+                      | commands.ShowQueue | commands.ShowModel)
 
 
 def _command(line: str) -> commands.Command | None:

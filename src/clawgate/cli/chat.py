@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -43,6 +44,11 @@ ACTIVE = ("queued", "running")
 HISTORY_FILE = "chat_history"
 RUNS_LOOKED_AT = 50  # a chat opening looks this far back for replies that ended unseen
 EARLIER_SHOWN = 5  # ... and shows the latest of them
+#: Waiting for a message's answer through the gateway reads the session again as a run ends
+#: or a message is dropped, and at least this often whatever happens.
+REREAD_AFTER_S = 2.0
+READ_FIRST = 10  # ... first in the session's latest few rows (each run's row costs a read)
+Json = dict[str, Any]
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,6 +58,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     if client is not None:
         async with client:
             return await _through(client, key, since, settings)
+    seen = Seen(settings, key)
     async with open_app(settings) as app:
         runtime = Runtime(app.store, app.providers, settings.runtime,
                           scope=ServeKeys(app.store, frozenset({key})), name="clawgate chat")
@@ -60,11 +67,13 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             chat = LocalChat(runtime, key)  # (listening before anything can run)
             if since is not None:  # (this process's runs are the chat's to show)
                 _say_earlier(await _ended_since(app.store, key, since, runtime.owner.id))
-            return await _chatting(TerminalChat(chat, key, history=_history(settings)),
-                                   settings, key)
+            return await TerminalChat(chat, key, history=_history(settings),
+                                      on_end_shown=seen.now).run()
         finally:  # (the chat waited for the answers it wanted: a reply still being written
-            # as it leaves, at Ctrl-C twice or SIGTERM, ends interrupted now, kept as it is)
+            # as it leaves, at Ctrl-C twice or SIGTERM, ends interrupted now, kept as it is;
+            # the user watched it: it is not shown as earlier by the next chat)
             await runtime.close(grace=0)
+            await seen.leaving()
 
 
 async def _through(client: GatewayClient, key: str, since: datetime | None,
@@ -75,18 +84,48 @@ async def _through(client: GatewayClient, key: str, since: datetime | None,
     remote = RemoteChat(client, key)
     if since is not None:  # (what ends from now on comes as events)
         _say_earlier(await remote.ended_between(since, datetime.now(UTC)))
+    seen = Seen(settings, key)
     try:
-        return await _chatting(TerminalChat(remote, key, history=_history(settings)),
-                               settings, key)
+        return await TerminalChat(remote, key, history=_history(settings),
+                                  on_end_shown=seen.now).run()
     except Disconnected as exc:
         raise Disconnected(f"{exc}{await _kept(settings, key, remote.sent)}") from None
-
-
-async def _chatting(chat: TerminalChat, settings: Settings, key: str) -> int:
-    try:
-        return await chat.run()
     finally:  # however it ends: what ends from now on is shown by the next chat
-        chat_seen.record_leaving(settings.home, key, datetime.now(UTC))
+        await seen.leaving()
+
+
+class Seen:
+    """Keeps ``chat_seen`` current while a chat is open: as each reply's end is shown (so a
+    chat opened meanwhile does not show it again as earlier), and when the chat leaves. The
+    file is written on a thread, one write at a time; ends shown during a write are
+    recorded by one more write after it."""
+
+    def __init__(self, settings: Settings, key: str) -> None:
+        self._home = settings.home
+        self._key = key
+        self._writing: asyncio.Future[None] | None = None
+        self._again = False
+
+    def now(self) -> None:
+        """A reply's end has just been shown."""
+        if self._writing is not None and not self._writing.done():
+            self._again = True  # (recorded once this write is done)
+            return
+        self._again = False
+        self._writing = asyncio.ensure_future(asyncio.to_thread(
+            chat_seen.record_leaving, self._home, self._key, datetime.now(UTC)))
+        self._writing.add_done_callback(self._written)
+
+    def _written(self, _: asyncio.Future[None]) -> None:
+        if self._again:
+            self.now()
+
+    async def leaving(self) -> None:
+        """The chat leaves: what ends from now on is shown by the next chat."""
+        self._again = False
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+        chat_seen.record_leaving(self._home, self._key, datetime.now(UTC))
 
 
 async def _kept(settings: Settings, key: str, sent: set[str]) -> str:
@@ -155,13 +194,22 @@ class RemoteChat:
         self._client = client
         self._key = key
         self.sent: set[str] = set()  # the ids of the messages sent
+        self._decided = asyncio.Event()  # set as a run ends or a message is dropped
 
-    async def model(self) -> str:
+    async def _session(self, runs: int) -> dict[str, Any] | None:
+        """The session as ``sessions.get`` gives it, with its latest ``runs`` runs (None: the
+        gateway does not know it yet)."""
         try:
-            row = await self._client.request("sessions.get", session=self._key, limit=1)
+            row: dict[str, Any] = await self._client.request(
+                "sessions.get", session=self._key, limit=runs)
         except GatewayError as exc:
             if exc.code != "unknown_session":
                 raise
+            return None
+        return row
+
+    async def model(self) -> str:
+        if (row := await self._session(1)) is None:
             return str((await self._client.request("models.list"))["default"])
         return f"{row['modelProvider']}/{row['model']}"
 
@@ -184,12 +232,7 @@ class RemoteChat:
 
     async def ended_between(self, since: datetime, until: datetime) -> list[Ended]:
         """The session's runs that ended after ``since`` and by ``until``, oldest first."""
-        try:
-            row = await self._client.request("sessions.get", session=self._key,
-                                             limit=RUNS_LOOKED_AT)
-        except GatewayError as exc:
-            if exc.code != "unknown_session":
-                raise
+        if (row := await self._session(RUNS_LOOKED_AT)) is None:
             return []
         runs = [r for r in row["runs"]
                 if r["endedAt"] and since < datetime.fromisoformat(r["endedAt"]) <= until]
@@ -204,15 +247,24 @@ class RemoteChat:
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """The session's events, until the chat closes; Disconnected if the gateway goes."""
-        async for frame in self._client.events():
-            kind, payload = frame["event"], frame["payload"]
-            if kind == "gateway.shutdown":  # the connection's event: it names no session
-                yield Closing(float(payload["graceSeconds"]))
-            elif payload.get("session") == self._key and (
-                    event := _chat_event(kind, payload)) is not None:
-                yield event
+        try:
+            async for frame in self._client.events():
+                kind, payload = frame["event"], frame["payload"]
+                if kind == "gateway.shutdown":  # the connection's event: it names no session
+                    yield Closing(float(payload["graceSeconds"]))
+                elif payload.get("session") == self._key and (
+                        event := _chat_event(kind, payload)) is not None:
+                    if isinstance(event, RunEnded | Dropped):
+                        self._decided.set()  # (what ``wait_for`` waits on)
+                    yield event
+        finally:
+            self._decided.set()  # (no more events: a waiter reads once more, and finds out)
         if self._client.lost is not None:
             raise Disconnected(self._client.lost)
+
+    async def running(self) -> bool:
+        row = await self._session(1)
+        return row is not None and any(run["status"] in ACTIVE for run in row["runs"])
 
     async def stop(self) -> str | None:
         result = await self._client.request("chat.abort", session=self._key)
@@ -223,16 +275,29 @@ class RemoteChat:
     async def wait_for(self, message_id: str) -> str | None:
         """Until the message has its fate and its run (if any) has ended (GatewayClosed, a
         Disconnected, if the gateway goes first); the run that answered it."""
-        while True:
-            row = await self._client.request("sessions.get", session=self._key, limit=200)
-            message = next((m for m in row["inbound"] if m["id"] == message_id), None)
-            run = next((r for r in row["runs"] if message and r["id"] == message["runId"]),
-                       None)
+        while True:  # (one read, then one more each time a run ends or a message is dropped)
+            self._decided.clear()  # (before the read: what ends during it is read again)
+            message, run = await self._message_and_run(message_id)
             if message is None or message["fate"] == "dropped":
                 return None
             if run is not None and run["status"] not in ACTIVE:  # (a run not listed yet:
                 return str(run["id"])                             # the reads are separate)
-            await asyncio.sleep(0.2)
+            with contextlib.suppress(TimeoutError):  # (a fallback: read again now and then)
+                await asyncio.wait_for(self._decided.wait(), REREAD_AFTER_S)
+
+    async def _message_and_run(self, message_id: str) -> tuple[Json | None, Json | None]:
+        """The message's row and its run's (None: not listed), read from the session's
+        latest few rows (the message was sent lately), or many if it is not among them."""
+        for limit in READ_FIRST, SESSION_ROWS:
+            row = await self._client.request("sessions.get", session=self._key, limit=limit)
+            message = next((m for m in row["inbound"] if m["id"] == message_id), None)
+            run = next((r for r in row["runs"] if message and r["id"] == message["runId"]),
+                       None)
+            if (message is not None or len(row["inbound"]) < limit) and (
+                    run is not None or not (message and message["runId"])
+                    or len(row["runs"]) < limit):
+                break  # (nothing more to see further back)
+        return message, run
 
     def close(self) -> None:
         self._client.end_events()

@@ -2,8 +2,9 @@
 
 A reply can end when no chat is there to show it: a message kept over a gateway restart is
 answered once the gateway is back, after the chat that sent it has ended. ``clawgate chat``
-records, in ``chat_seen.json`` in the clawgate home, when it left a session; the next chat on
-that session shows first the replies that ended after that (``earlier, 12:03: ...``).
+records, in ``chat_seen.json`` in the clawgate home, when it last showed a reply's end on a
+session and when it left it; the next chat on that session shows first the replies that ended
+after that (``earlier, 12:03: ...``).
 The file is private (mode 0600: session keys can say something) and small (the latest
 ``KEPT`` sessions); a file that cannot be read or written only means nothing is shown.
 """

@@ -31,6 +31,7 @@ PROBE_TIMEOUT_S = 30.0  # models test: how long one profile may take to answer
 #: The exit code when stdout's reader left early (``clawgate sessions list | head -3``): what
 #: a shell reports for a command that SIGPIPE ended (128 + 13), as most Unix tools end.
 READER_GONE = 141
+INTERRUPTED = 130  # Ctrl-C, as a shell reports it
 
 
 def parser() -> argparse.ArgumentParser:
@@ -172,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # now, not at exit: a reader gone is then seen here
     except BrokenPipeError:
         return _reader_gone()
+    except KeyboardInterrupt:  # Ctrl-C as the command starts (its modules load): quietly
+        return INTERRUPTED
     return code
 
 

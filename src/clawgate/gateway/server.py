@@ -27,6 +27,7 @@ from types import FrameType
 import uvicorn
 from uvicorn.lifespan.on import LifespanOn
 
+from clawgate.channels.chat_output import silence
 from clawgate.clock import SystemClock
 from clawgate.config import Settings
 from clawgate.errors import ConfigError
@@ -228,7 +229,13 @@ def _url(host: str, port: int) -> str:
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """Tell the operator (on stderr). If it is gone (``clawgate gateway 2>&1 | tee log``,
+    and Ctrl-C ended tee too), what was being done goes on: stderr is pointed at /dev/null
+    so that nothing fails on it again."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        silence(sys.stderr)
 
 
 def _banner(url: str, token: str | None, grace: float) -> None:
