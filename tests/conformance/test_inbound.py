@@ -310,6 +310,31 @@ async def test_queue_settings_are_overrides_of_the_defaults(store: Store) -> Non
     assert effective.drop is QueueSettings().drop
 
 
+async def test_the_queue_settings_of_many_sessions_are_read_at_once(store: Store) -> None:
+    changed = await store.set_queue("changed", QueuePatch(mode=QueueMode.STEER, cap=5))
+    untouched = (await say(store, "hello", key="untouched")).session
+    archived = await store.set_queue("archived", QueuePatch(debounce_ms=250))
+    await store.reset_session("archived")
+    asked = frozenset({changed.id, untouched.id, archived.id, "ses_unknown"})
+
+    settings = await store.queue_settings(asked)
+
+    assert settings == {changed.id: QueuePatch(mode=QueueMode.STEER, cap=5),
+                        untouched.id: QueuePatch()}
+    assert await store.queue_settings(frozenset()) == {}
+
+
+async def test_the_queue_settings_of_more_sessions_than_sqlite_binds_are_read(
+    store: Store,
+) -> None:
+    sessions = [await store.set_queue(f"s{n}", QueuePatch(cap=n % 20 + 1))
+                for n in range(1200)]
+
+    settings = await store.queue_settings(frozenset(s.id for s in sessions))
+
+    assert settings == {s.id: s.queue for s in sessions}
+
+
 COLLECT = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=800)
 
 

@@ -16,19 +16,22 @@ from clawgate.domain import (
 )
 from clawgate.runtime.bus import RunChanged, Subscription
 from clawgate.runtime.runtime import Runtime
+from clawgate.store.protocol import Store
 from tests.integration.harness import SETTINGS, Harness, answer
 
 #: Collect, with a quiet time far longer than any test waits.
 LONG_QUIET = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=MAX_DEBOUNCE_MS)
 CHANGES = [QueuePatch(debounce_ms=0), QueuePatch(mode=QueueMode.INTERRUPT)]
+#: More sessions than a look for waiting work lists (``claimable_sessions``' limit, 100).
+MANY = 101
 
 
-async def _in_quiet_time(harness: Harness, runtime: Runtime) -> str:
+async def _in_quiet_time(harness: Harness, runtime: Runtime, key: str = "s1") -> str:
     """A message that came during a reply, now waiting out the (long) quiet time after it."""
-    events = runtime.subscribe("s1")
-    await runtime.send("s1", "one")
+    events = runtime.subscribe(key)
+    await runtime.send(key, "one")
     busy = await harness.model.next_call()
-    waiting = await runtime.send("s1", "two")
+    waiting = await runtime.send(key, "two")
     harness.clock.advance(0.1)
     busy.finish("r1")  # "two" came during the reply: its quiet time runs now
     await _run_ended(events)
@@ -72,6 +75,31 @@ async def test_a_queue_change_made_by_another_process_reaches_the_quiet_time(
 
     outcome = await runtime.wait_for(waiting, within=5)
     assert outcome.reply == "r2"
+
+
+async def test_a_queue_change_made_elsewhere_reaches_any_of_many_sessions_in_quiet_time(
+    harness: Harness,
+) -> None:
+    runtime = await harness.runtime(queue=LONG_QUIET)
+    waiting = {key: await _in_quiet_time(harness, runtime, key)
+               for key in (f"w{n:03}" for n in range(MANY))}
+    elsewhere = await harness.backend.handle()
+    # One that a look for waiting work does not list (it lists at most 100, in one order).
+    listed = set(await elsewhere.claimable_sessions())
+    ids = {key: await _id(elsewhere, key) for key in waiting}
+    key = next(key for key in reversed(waiting) if ids[key] not in listed)
+
+    await elsewhere.set_queue(key, QueuePatch(debounce_ms=0))
+    (await harness.model.next_call()).finish("at once")
+
+    outcome = await runtime.wait_for(waiting[key], within=5)
+    assert outcome.reply == "at once"
+
+
+async def _id(store: Store, key: str) -> str:
+    session = await store.get_session(key)
+    assert session is not None
+    return session.id
 
 
 async def test_stop_clears_the_summary_of_messages_the_full_queue_dropped(

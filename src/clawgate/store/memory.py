@@ -221,6 +221,11 @@ class MemoryStore:
         db = await self._enter()
         return db.sessions.get(session_id)
 
+    async def queue_settings(self, session_ids: frozenset[str]) -> dict[str, QueuePatch]:
+        db = await self._enter()
+        found = (db.sessions.get(session_id) for session_id in session_ids)
+        return {s.id: s.queue for s in found if s is not None and s.archived_at is None}
+
     async def summarize_session(self, key: str) -> SessionSummary | None:
         db = await self._enter()
         session_id = db.current.get(key)

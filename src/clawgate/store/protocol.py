@@ -185,6 +185,12 @@ class Store(Protocol):
 
     async def get_session_by_id(self, session_id: str) -> Session | None: ...
 
+    async def queue_settings(self, session_ids: frozenset[str]) -> dict[str, QueuePatch]:
+        """The queue settings of these sessions (their own, as ``Session.queue``), in one
+        read however many: what a process checks for every session it keeps waiting out a
+        quiet time. A session that is archived, or unknown, is left out."""
+        ...
+
     async def summarize_session(self, key: str) -> SessionSummary | None: ...
 
     async def list_sessions(self, limit: int = 100) -> list[SessionSummary]:

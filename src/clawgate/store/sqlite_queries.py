@@ -17,6 +17,7 @@ from clawgate.domain import (
     ModelRef,
     Outbound,
     OwnerInfo,
+    QueuePatch,
     Role,
     Run,
     RunStatus,
@@ -30,6 +31,7 @@ from clawgate.store.sqlite_rows import (
     INBOUND_COLUMNS,
     OUTBOX_COLUMNS,
     OWNER_COLUMNS,
+    QUEUE_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
     TRANSCRIPT_COLUMNS,
@@ -38,6 +40,7 @@ from clawgate.store.sqlite_rows import (
     inbound_from,
     outbound_from,
     owner_from,
+    queue_from,
     run_from,
     session_from,
     transcript_from,
@@ -78,6 +81,19 @@ def summarize_session(conn: sqlite3.Connection, key: str) -> SessionSummary | No
 
 def list_sessions(conn: sqlite3.Connection, limit: int) -> list[SessionSummary]:
     return [_summary_from(row) for row in conn.execute(_SUMMARIES_RECENT, (limit,))]
+
+
+def queue_settings(
+    conn: sqlite3.Connection, session_ids: frozenset[str]
+) -> dict[str, QueuePatch]:
+    # One statement for any number of ids (no limit on bound parameters): the ids as a
+    # JSON array, each looked up by the primary key.
+    rows = conn.execute(
+        f"SELECT id, {QUEUE_COLUMNS} FROM sessions"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND archived_at IS NULL",
+        (json.dumps(sorted(session_ids)),),
+    )
+    return {row[0]: queue_from(row[1:]) for row in rows}
 
 
 def list_runs(conn: sqlite3.Connection, session_id: str, limit: int) -> list[Run]:
