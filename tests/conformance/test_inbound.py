@@ -298,6 +298,18 @@ async def test_claimable_sessions_are_those_waiting_with_no_active_run(store: St
     assert await store.claimable_sessions(frozenset()) == []
 
 
+async def test_claimable_sessions_leave_out_those_the_asker_serves_already(
+    store: Store,
+) -> None:
+    served = [(await say(store, "waiting", key=f"s{n}")).session.id for n in range(3)]
+    other = (await say(store, "waiting too", key="other")).session.id
+
+    listed = await store.claimable_sessions(limit=1, excluding=frozenset(served))
+
+    assert listed == [other]  # not hidden behind them, however few are listed
+    assert await store.claimable_sessions(excluding=frozenset({other, *served})) == []
+
+
 async def test_queue_settings_are_overrides_of_the_defaults(store: Store) -> None:
     await store.set_queue("s1", QueuePatch(mode=QueueMode.STEER, cap=5))
     await store.set_queue("s1", QueuePatch(debounce_ms=250))

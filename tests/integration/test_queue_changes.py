@@ -2,51 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from clawgate.domain import (
-    MAX_DEBOUNCE_MS,
     DropPolicy,
     QueueMode,
     QueuePatch,
     QueueSettings,
     RunStatus,
 )
-from clawgate.runtime.bus import RunChanged, Subscription
-from clawgate.runtime.runtime import Runtime
 from clawgate.store.protocol import Store
-from tests.integration.harness import SETTINGS, Harness, answer
+from tests.integration.harness import LONG_QUIET, MANY, SETTINGS, Harness, answer, in_quiet_time
 
-#: Collect, with a quiet time far longer than any test waits.
-LONG_QUIET = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=MAX_DEBOUNCE_MS)
 CHANGES = [QueuePatch(debounce_ms=0), QueuePatch(mode=QueueMode.INTERRUPT)]
-#: More sessions than a look for waiting work lists (``claimable_sessions``' limit, 100).
-MANY = 101
-
-
-async def _in_quiet_time(harness: Harness, runtime: Runtime, key: str = "s1") -> str:
-    """A message that came during a reply, now waiting out the (long) quiet time after it."""
-    events = runtime.subscribe(key)
-    await runtime.send(key, "one")
-    busy = await harness.model.next_call()
-    waiting = await runtime.send(key, "two")
-    harness.clock.advance(0.1)
-    busy.finish("r1")  # "two" came during the reply: its quiet time runs now
-    await _run_ended(events)
-    # The lane looked for more work as that run ended, before anything else this store
-    # handle is asked (it serves calls in order): "two" is in its quiet time.
-    await runtime.store.renew_leases(runtime.owner.id, frozenset(), SETTINGS.lease)
-    return waiting.message.id
-
-
-async def _run_ended(events: Subscription) -> None:
-    async with asyncio.timeout(5):
-        async for event in events:
-            if isinstance(event, RunChanged) and event.run.status.terminal:
-                events.close()
-                return
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=["debounce:0", "interrupt"])
@@ -54,7 +22,7 @@ async def test_a_queue_change_reaches_a_message_already_in_its_quiet_time(
     harness: Harness, change: QueuePatch,
 ) -> None:
     runtime = await harness.runtime(queue=LONG_QUIET)
-    waiting = await _in_quiet_time(harness, runtime)
+    waiting = await in_quiet_time(harness, runtime)
 
     await runtime.set_queue("s1", change)  # "never waits" holds from now on
     (await harness.model.next_call()).finish("r2")
@@ -67,7 +35,7 @@ async def test_a_queue_change_made_by_another_process_reaches_the_quiet_time(
     harness: Harness,
 ) -> None:
     runtime = await harness.runtime(queue=LONG_QUIET)
-    waiting = await _in_quiet_time(harness, runtime)
+    waiting = await in_quiet_time(harness, runtime)
     elsewhere = await harness.backend.handle()  # `clawgate` in another terminal, say
 
     await elsewhere.set_queue("s1", QueuePatch(debounce_ms=0))
@@ -77,11 +45,11 @@ async def test_a_queue_change_made_by_another_process_reaches_the_quiet_time(
     assert outcome.reply == "r2"
 
 
-async def test_a_queue_change_made_elsewhere_reaches_any_of_many_sessions_in_quiet_time(
+async def test_a_queue_change_made_elsewhere_reaches_any_of_many_sessionsin_quiet_time(
     harness: Harness,
 ) -> None:
     runtime = await harness.runtime(queue=LONG_QUIET)
-    waiting = {key: await _in_quiet_time(harness, runtime, key)
+    waiting = {key: await in_quiet_time(harness, runtime, key)
                for key in (f"w{n:03}" for n in range(MANY))}
     elsewhere = await harness.backend.handle()
     # One that a look for waiting work does not list (it lists at most 100, in one order).

@@ -78,6 +78,10 @@ class Lanes:
         if session_id not in self._quiet:
             self.kick(session_id)
 
+    def in_quiet_time(self) -> frozenset[str]:
+        """The sessions whose lane waits out their quiet time (served: nothing to pick up)."""
+        return frozenset(self._quiet)
+
     async def recheck_quiet(self) -> None:
         """The store was written, maybe by another process: the lanes in their quiet time
         whose session's queue settings changed (or that were archived) claim again. One

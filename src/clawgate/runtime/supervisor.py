@@ -151,8 +151,11 @@ class Supervisor:
             await recover_expired(self._store)
 
     async def _pick_up_waiting(self) -> None:
-        """Serve the sessions with waiting work (those in their quiet time here wait on)."""
-        for session_id in await self._store.claimable_sessions(await self._scope.narrow()):
+        """Serve the sessions with waiting work. Those waiting out their quiet time here are
+        not asked for: however many, they do not hide the others (at most 100 are listed)."""
+        waiting = await self._store.claimable_sessions(
+            await self._scope.narrow(), excluding=self._lanes.in_quiet_time())
+        for session_id in waiting:
             self._lanes.look_again(session_id)
 
     def recover_soon(self) -> None:

@@ -392,10 +392,12 @@ class MemoryStore:
         return sorted(found, key=lambda m: (m.received_at, m.id))
 
     async def claimable_sessions(
-        self, session_ids: frozenset[str] | None = None, limit: int = 100
+        self, session_ids: frozenset[str] | None = None, limit: int = 100,
+        excluding: frozenset[str] = frozenset(),
     ) -> list[str]:
         db = await self._enter()
         waiting = {m.session_id for m in db.inbound.values() if m.fate is Fate.PENDING}
+        waiting -= excluding
         if session_ids is not None:
             waiting &= session_ids
         return [sid for sid in sorted(waiting) if self._active(db, sid) is None][:limit]

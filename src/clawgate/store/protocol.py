@@ -267,9 +267,12 @@ class Store(Protocol):
         ...
 
     async def claimable_sessions(
-        self, session_ids: frozenset[str] | None = None, limit: int = 100
+        self, session_ids: frozenset[str] | None = None, limit: int = 100,
+        excluding: frozenset[str] = frozenset(),
     ) -> list[str]:
-        """Sessions with waiting messages and no active run (optionally among some)."""
+        """Sessions with waiting messages and no active run (optionally among some), but
+        those in ``excluding`` (what the asker serves already: at most ``limit`` are listed,
+        so they would hide the rest)."""
         ...
 
     # --- runs -------------------------------------------------------------------------

@@ -209,9 +209,10 @@ class SqliteStore:
         return await self._reader.read(q.run_messages, run_id)
 
     async def claimable_sessions(
-        self, session_ids: frozenset[str] | None = None, limit: int = 100
+        self, session_ids: frozenset[str] | None = None, limit: int = 100,
+        excluding: frozenset[str] = frozenset(),
     ) -> list[str]:
-        return await self._reader.read(q.claimable_sessions, session_ids, limit)
+        return await self._reader.read(q.claimable_sessions, session_ids, limit, excluding)
 
     # --- runs ------------------------------------------------------------------------
 

@@ -86,14 +86,17 @@ def list_sessions(conn: sqlite3.Connection, limit: int) -> list[SessionSummary]:
 def queue_settings(
     conn: sqlite3.Connection, session_ids: frozenset[str]
 ) -> dict[str, QueuePatch]:
-    # One statement for any number of ids (no limit on bound parameters): the ids as a
-    # JSON array, each looked up by the primary key.
     rows = conn.execute(
         f"SELECT id, {QUEUE_COLUMNS} FROM sessions"
         " WHERE id IN (SELECT value FROM json_each(?)) AND archived_at IS NULL",
-        (json.dumps(sorted(session_ids)),),
+        (_json_ids(session_ids),),
     )
     return {row[0]: queue_from(row[1:]) for row in rows}
+
+
+def _json_ids(ids: frozenset[str]) -> str:
+    """Ids as one bound parameter, a JSON array (``json_each``): no limit on how many."""
+    return json.dumps(sorted(ids))
 
 
 def list_runs(conn: sqlite3.Connection, session_id: str, limit: int) -> list[Run]:
@@ -203,7 +206,8 @@ def owners_with_active_runs(conn: sqlite3.Connection) -> list[OwnerInfo]:
 
 
 def claimable_sessions(
-    conn: sqlite3.Connection, session_ids: frozenset[str] | None, limit: int
+    conn: sqlite3.Connection, session_ids: frozenset[str] | None, limit: int,
+    excluding: frozenset[str],
 ) -> list[str]:
     among = ""
     params: list[object] = []
@@ -212,6 +216,9 @@ def claimable_sessions(
             return []
         among = f" AND i.session_id IN ({', '.join('?' for _ in session_ids)})"
         params.extend(sorted(session_ids))
+    if excluding:  # any number of them: one JSON array
+        among += " AND i.session_id NOT IN (SELECT value FROM json_each(?))"
+        params.append(_json_ids(excluding))
     rows = conn.execute(
         "SELECT DISTINCT i.session_id FROM inbound i WHERE i.fate = 'pending'" + among
         + f" AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.session_id = i.session_id"
