@@ -298,6 +298,18 @@ async def test_claimable_sessions_are_those_waiting_with_no_active_run(store: St
     assert await store.claimable_sessions(frozenset()) == []
 
 
+async def test_claimable_sessions_leave_out_those_the_asker_serves_already(
+    store: Store,
+) -> None:
+    served = [(await say(store, "waiting", key=f"s{n}")).session.id for n in range(3)]
+    other = (await say(store, "waiting too", key="other")).session.id
+
+    listed = await store.claimable_sessions(limit=1, excluding=frozenset(served))
+
+    assert listed == [other]  # not hidden behind them, however few are listed
+    assert await store.claimable_sessions(excluding=frozenset({other, *served})) == []
+
+
 async def test_queue_settings_are_overrides_of_the_defaults(store: Store) -> None:
     await store.set_queue("s1", QueuePatch(mode=QueueMode.STEER, cap=5))
     await store.set_queue("s1", QueuePatch(debounce_ms=250))
@@ -308,6 +320,31 @@ async def test_queue_settings_are_overrides_of_the_defaults(store: Store) -> Non
     effective = session.effective_queue(QueueSettings())
     assert (effective.mode, effective.cap, effective.debounce_ms) == (QueueMode.STEER, 5, 250)
     assert effective.drop is QueueSettings().drop
+
+
+async def test_the_queue_settings_of_many_sessions_are_read_at_once(store: Store) -> None:
+    changed = await store.set_queue("changed", QueuePatch(mode=QueueMode.STEER, cap=5))
+    untouched = (await say(store, "hello", key="untouched")).session
+    archived = await store.set_queue("archived", QueuePatch(debounce_ms=250))
+    await store.reset_session("archived")
+    asked = frozenset({changed.id, untouched.id, archived.id, "ses_unknown"})
+
+    settings = await store.queue_settings(asked)
+
+    assert settings == {changed.id: QueuePatch(mode=QueueMode.STEER, cap=5),
+                        untouched.id: QueuePatch()}
+    assert await store.queue_settings(frozenset()) == {}
+
+
+async def test_the_queue_settings_of_more_sessions_than_sqlite_binds_are_read(
+    store: Store,
+) -> None:
+    sessions = [await store.set_queue(f"s{n}", QueuePatch(cap=n % 20 + 1))
+                for n in range(1200)]
+
+    settings = await store.queue_settings(frozenset(s.id for s in sessions))
+
+    assert settings == {s.id: s.queue for s in sessions}
 
 
 COLLECT = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=800)

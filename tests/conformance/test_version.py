@@ -38,6 +38,7 @@ async def _settled(store: Store) -> int:
 async def _read_everything_a_poller_reads(store: Store) -> None:
     await store.stop_requests(OWNER)
     await store.claimable_sessions()
+    await store.queue_settings(frozenset({"ses_unknown"}))
     await store.recover_expired()  # nothing has expired: nothing is written
     await store.events_after(0, None, 100)
     await store.last_event_seq()

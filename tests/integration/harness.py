@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from clawgate.domain import ModelRef, QueueMode, QueuePatch, QueueSettings
+from clawgate.domain import MAX_DEBOUNCE_MS, ModelRef, QueueMode, QueuePatch, QueueSettings
+from clawgate.runtime.bus import RunChanged, Subscription
 from clawgate.runtime.runtime import MessageOutcome, Runtime
 from clawgate.runtime.settings import RuntimeSettings
 from clawgate.store.protocol import Store
@@ -19,6 +20,10 @@ MODEL = ModelRef("scripted", "m1")
 SETTINGS = RuntimeSettings(
     default_model=MODEL, queue=QueueSettings(debounce_ms=0), poll_interval=0.01
 )
+#: Collect, with a quiet time far longer than any test waits.
+LONG_QUIET = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=MAX_DEBOUNCE_MS)
+#: More sessions than a look for waiting work lists (``claimable_sessions``' limit, 100).
+MANY = 101
 
 
 class Harness:
@@ -53,6 +58,30 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 3.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(0.005)
+
+
+async def in_quiet_time(harness: Harness, runtime: Runtime, key: str = "s1") -> str:
+    """A message that came during a reply, now waiting out the quiet time after it (in
+    collect or followup mode with a long ``debounce_ms``)."""
+    events = runtime.subscribe(key)
+    await runtime.send(key, "one")
+    busy = await harness.model.next_call()
+    waiting = await runtime.send(key, "two")
+    harness.clock.advance(0.1)
+    busy.finish("r1")  # "two" came during the reply: its quiet time runs now
+    await _run_ended(events)
+    # The lane looked for more work as that run ended, before anything else this store
+    # handle is asked (it serves calls in order): "two" is in its quiet time.
+    await runtime.store.renew_leases(runtime.owner.id, frozenset(), SETTINGS.lease)
+    return waiting.message.id
+
+
+async def _run_ended(events: Subscription) -> None:
+    async with asyncio.timeout(5):
+        async for event in events:
+            if isinstance(event, RunChanged) and event.run.status.terminal:
+                events.close()
+                return
 
 
 async def mode(store: Store, key: str, queue_mode: QueueMode) -> None:

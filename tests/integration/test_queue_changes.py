@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from clawgate.domain import (
-    MAX_DEBOUNCE_MS,
     DropPolicy,
     QueueMode,
     QueuePatch,
     QueueSettings,
     RunStatus,
 )
-from clawgate.runtime.bus import RunChanged, Subscription
-from clawgate.runtime.runtime import Runtime
-from tests.integration.harness import SETTINGS, Harness, answer
+from clawgate.store.protocol import Store
+from tests.integration.harness import LONG_QUIET, MANY, SETTINGS, Harness, answer, in_quiet_time
 
-#: Collect, with a quiet time far longer than any test waits.
-LONG_QUIET = QueueSettings(mode=QueueMode.COLLECT, debounce_ms=MAX_DEBOUNCE_MS)
 CHANGES = [QueuePatch(debounce_ms=0), QueuePatch(mode=QueueMode.INTERRUPT)]
-
-
-async def _in_quiet_time(harness: Harness, runtime: Runtime) -> str:
-    """A message that came during a reply, now waiting out the (long) quiet time after it."""
-    events = runtime.subscribe("s1")
-    await runtime.send("s1", "one")
-    busy = await harness.model.next_call()
-    waiting = await runtime.send("s1", "two")
-    harness.clock.advance(0.1)
-    busy.finish("r1")  # "two" came during the reply: its quiet time runs now
-    await _run_ended(events)
-    # The lane looked for more work as that run ended, before anything else this store
-    # handle is asked (it serves calls in order): "two" is in its quiet time.
-    await runtime.store.renew_leases(runtime.owner.id, frozenset(), SETTINGS.lease)
-    return waiting.message.id
-
-
-async def _run_ended(events: Subscription) -> None:
-    async with asyncio.timeout(5):
-        async for event in events:
-            if isinstance(event, RunChanged) and event.run.status.terminal:
-                events.close()
-                return
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=["debounce:0", "interrupt"])
@@ -51,7 +22,7 @@ async def test_a_queue_change_reaches_a_message_already_in_its_quiet_time(
     harness: Harness, change: QueuePatch,
 ) -> None:
     runtime = await harness.runtime(queue=LONG_QUIET)
-    waiting = await _in_quiet_time(harness, runtime)
+    waiting = await in_quiet_time(harness, runtime)
 
     await runtime.set_queue("s1", change)  # "never waits" holds from now on
     (await harness.model.next_call()).finish("r2")
@@ -64,7 +35,7 @@ async def test_a_queue_change_made_by_another_process_reaches_the_quiet_time(
     harness: Harness,
 ) -> None:
     runtime = await harness.runtime(queue=LONG_QUIET)
-    waiting = await _in_quiet_time(harness, runtime)
+    waiting = await in_quiet_time(harness, runtime)
     elsewhere = await harness.backend.handle()  # `clawgate` in another terminal, say
 
     await elsewhere.set_queue("s1", QueuePatch(debounce_ms=0))
@@ -72,6 +43,31 @@ async def test_a_queue_change_made_by_another_process_reaches_the_quiet_time(
 
     outcome = await runtime.wait_for(waiting, within=5)
     assert outcome.reply == "r2"
+
+
+async def test_a_queue_change_made_elsewhere_reaches_any_of_many_sessionsin_quiet_time(
+    harness: Harness,
+) -> None:
+    runtime = await harness.runtime(queue=LONG_QUIET)
+    waiting = {key: await in_quiet_time(harness, runtime, key)
+               for key in (f"w{n:03}" for n in range(MANY))}
+    elsewhere = await harness.backend.handle()
+    # One that a look for waiting work does not list (it lists at most 100, in one order).
+    listed = set(await elsewhere.claimable_sessions())
+    ids = {key: await _id(elsewhere, key) for key in waiting}
+    key = next(key for key in reversed(waiting) if ids[key] not in listed)
+
+    await elsewhere.set_queue(key, QueuePatch(debounce_ms=0))
+    (await harness.model.next_call()).finish("at once")
+
+    outcome = await runtime.wait_for(waiting[key], within=5)
+    assert outcome.reply == "at once"
+
+
+async def _id(store: Store, key: str) -> str:
+    session = await store.get_session(key)
+    assert session is not None
+    return session.id
 
 
 async def test_stop_clears_the_summary_of_messages_the_full_queue_dropped(

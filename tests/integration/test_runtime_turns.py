@@ -8,7 +8,15 @@ from clawgate.domain import DropReason, Fate, QueueMode, Role, RunStatus, Usage
 from clawgate.errors import ProviderFatal, ProviderUnavailable, RateLimited
 from clawgate.runtime.bus import ReplyDelta, RunChanged, RuntimeEvent, Subscription
 from tests.conformance.helpers import say
-from tests.integration.harness import Harness, answer, eventually, mode
+from tests.integration.harness import (
+    LONG_QUIET,
+    MANY,
+    Harness,
+    answer,
+    eventually,
+    in_quiet_time,
+    mode,
+)
 
 
 async def test_a_message_is_answered_streamed_and_recorded(harness: Harness) -> None:
@@ -303,3 +311,18 @@ async def test_an_idle_process_answers_a_message_another_process_left_waiting(
     assert outcome.reply == "answered by the idle one"
     assert outcome.run is not None
     assert outcome.run.owner_id == serving.owner.id
+
+
+async def test_many_sessions_waiting_out_their_quiet_time_hide_no_other_waiting_message(
+    harness: Harness,
+) -> None:
+    serving = await harness.runtime(queue=LONG_QUIET)
+    for n in range(MANY):  # more than a look for waiting work lists
+        await in_quiet_time(harness, serving, f"w{n:03}")
+    other = await harness.backend.handle()  # a process that accepts but does not answer
+
+    accepted = await say(other, "answer me too", key="latecomer")
+
+    (await harness.model.next_call()).finish("answered")
+    outcome = await serving.wait_for(accepted.message.id, within=5)
+    assert outcome.reply == "answered"

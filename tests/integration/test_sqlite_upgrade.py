@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clawgate.domain import DropReason, ModelRef, OwnerInfo
+from clawgate.domain import DropReason, ModelRef, OwnerInfo, Role
 from clawgate.errors import SchemaUpgradeBlocked, StoreError
 from clawgate.runtime.owner import running_here, this_process
 from clawgate.runtime.runtime import Runtime
@@ -20,7 +20,7 @@ from clawgate.store.sqlite import SqliteStore
 from clawgate.store.sqlite_schema import migrations
 from clawgate.store.sqlite_upgrade import live_owners
 from clawgate.testing import ManualClock, ScriptedProvider
-from tests.conformance.helpers import running, say
+from tests.conformance.helpers import claim, running, say
 from tests.old_databases import add_owner, add_session, database_at, messages_in, schema_of
 
 NEWEST = max(m.version for m in migrations())
@@ -221,3 +221,62 @@ async def test_summaries_a_reset_left_unsent_are_settled_by_the_upgrade_to_schem
     assert left is not None
     assert (left.summarized_in, left.summary_cleared) == (None, DropReason.RESET)
     assert [f.code for f in findings if f.code.startswith("summary")] == []
+
+
+def _at(second: int) -> str:
+    return f"2026-11-01T00:00:{second:02d}.000000+00:00"
+
+
+def _dropped(raw: sqlite3.Connection, key: str, message_id: str, reason: str, at: str) -> None:
+    raw.execute("INSERT INTO inbound (id, session_id, session_key, channel, text, received_at,"
+                " fate, reason, decided_at) VALUES (?, ?, ?, 'test', ?, ?, 'dropped', ?, ?)",
+                (message_id, f"ses_{key}", key, f"{message_id} text", at, reason, at))
+
+
+def _killed(raw: sqlite3.Connection, key: str, run_id: str, at: str) -> None:
+    raw.execute("INSERT INTO runs (id, session_id, status, created_at, owner_id,"
+                " lease_expires_at) VALUES (?, ?, 'queued', ?, 'own_x', ?)",
+                (run_id, f"ses_{key}", _at(0), _at(0)))
+    raw.execute("UPDATE runs SET status = 'killed', ended_at = ?, runtime_ms = 0 WHERE id = ?",
+                (at, run_id))
+
+
+async def test_summaries_a_stop_left_unsent_are_settled_by_the_upgrade_to_schema_9(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # Schema 8's stop dropped the waiting messages, but left the summary of messages dropped
+    # from a full queue for the next reply, however unrelated.
+    path = tmp_path / "clawgate.db"
+    raw = database_at(path, 8)
+    for key in ("waiting", "idle", "before"):
+        add_session(raw, key, "said before the upgrade")
+        _dropped(raw, key, f"sum_{key}", "queue_full_summarized", _at(2))
+    _dropped(raw, "waiting", "cleared_by_stop", "stopped", _at(3))  # stop, messages waiting
+    _killed(raw, "idle", "run_stopped", _at(3))  # a stop with nothing waiting
+    _dropped(raw, "before", "stopped_earlier", "stopped", _at(1))  # stops before the drop
+    _killed(raw, "before", "run_stopped_earlier", _at(1))
+    raw.close()
+
+    store = await SqliteStore.open(path, clock)
+    settled = {key: await store.get_message(f"sum_{key}") for key in ("waiting", "idle", "before")}
+    told = await _next_reply_is_told(store, "before")
+    not_told = [key for key in ("waiting", "idle") if not await _next_reply_is_told(store, key)]
+    findings = await store.audit()
+    await store.close()
+
+    assert {key: (m and (m.summarized_in, m.summary_cleared)) for key, m in settled.items()} == {
+        "waiting": (None, DropReason.STOPPED), "idle": (None, DropReason.STOPPED),
+        "before": (None, None)}  # no stop since: the next reply is told, as it would be now
+    assert told
+    assert not_told == ["waiting", "idle"]
+    assert [f.code for f in findings if f.code.startswith("summary")] == []
+
+
+async def _next_reply_is_told(store: SqliteStore, key: str) -> bool:
+    """Whether the next reply in ``key`` is told of messages dropped from a full queue."""
+    session = await store.get_session(key)
+    assert session is not None
+    claimed = await claim(store, session.id)
+    notes = [e.text for e in await store.transcript(session.id)
+             if e.run_id == claimed.run.id and e.role is Role.NOTE]
+    return any("dropped from a full queue" in note for note in notes)

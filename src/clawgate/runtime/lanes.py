@@ -5,7 +5,10 @@ only this process's worker for it. ``kick`` is safe to call any time: a lane tha
 to finish notices the kick and looks again, so no message is left waiting for the next poll.
 A lane waiting out its session's quiet time (debounce) is woken by a kick too, and claims
 again: the store recomputes the deadline with the settings in force now, so a queue change
-(``debounce:0``, interrupt mode) reaches messages already waiting.
+(``debounce:0``, interrupt mode) reaches messages already waiting. A change made by another
+process reaches them through ``recheck_quiet``: once the store was written, one read of the
+queue settings of every session waiting out a quiet time here, and only the lanes whose
+settings changed claim again.
 
 Once this process is closing (``stop_claiming``), no lane claims again: a run already taken
 may finish within the grace period, but messages still waiting their turn stay waiting in
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from clawgate.clock import Clock
+from clawgate.domain import QueueSettings, merge_queue
 from clawgate.runtime.runner import Runner
 from clawgate.runtime.scope import Scope
 from clawgate.runtime.settings import RuntimeSettings
@@ -30,10 +34,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Quiet:
-    """A lane waiting out its session's quiet time, until ``woken``."""
+    """A lane waiting out its session's quiet time, until ``woken`` (then it claims again)."""
 
+    settings: QueueSettings  # the session's queue settings that set the deadline
     woken: asyncio.Event = field(default_factory=asyncio.Event)
-    kicked: bool = False  # by a kick: claim again; else a look: claim if the queue changed
 
 
 class Lanes:
@@ -61,7 +65,6 @@ class Lanes:
         self._kicked.add(session_id)
         quiet = self._quiet.get(session_id)
         if quiet is not None:
-            quiet.kicked = True
             quiet.woken.set()
         if session_id not in self._tasks:
             self._tasks[session_id] = asyncio.create_task(
@@ -69,14 +72,28 @@ class Lanes:
             )
 
     def look_again(self, session_id: str) -> None:
-        """The store changed, maybe in another process: a session with waiting work gets a
-        lane; a lane in its quiet time claims again if the session's queue settings changed
-        (a lane claiming or running looks again once it is done, as for a kick)."""
-        quiet = self._quiet.get(session_id)
-        if quiet is None:
+        """A session has waiting work, maybe from another process: it gets a lane (a lane
+        claiming or running looks again once it is done, as for a kick). A lane in its quiet
+        time is left to it: only a change of queue settings ends that (``recheck_quiet``)."""
+        if session_id not in self._quiet:
             self.kick(session_id)
-        else:
-            quiet.woken.set()
+
+    def in_quiet_time(self) -> frozenset[str]:
+        """The sessions whose lane waits out their quiet time (served: nothing to pick up)."""
+        return frozenset(self._quiet)
+
+    async def recheck_quiet(self) -> None:
+        """The store was written, maybe by another process: the lanes in their quiet time
+        whose session's queue settings changed (or that were archived) claim again. One
+        read, however many lanes wait."""
+        if not self._quiet:
+            return
+        waiting = dict(self._quiet)
+        now = await self._store.queue_settings(frozenset(waiting))
+        for session_id, quiet in waiting.items():
+            patch = now.get(session_id)
+            if patch is None or merge_queue(self._settings.queue, patch) != quiet.settings:
+                quiet.woken.set()
 
     def stop_claiming(self) -> None:
         """Take no more waiting work: runs in flight go on, nothing new starts (not even a
@@ -151,17 +168,7 @@ class Lanes:
         A kick since this round's claim began ends it at once."""
         if session_id in self._kicked:
             return
-        quiet = self._quiet[session_id] = _Quiet()
-        try:
-            while await self._woken(quiet, deferred):
-                if quiet.kicked or await self._queue_changed(session_id, deferred):
-                    return
-                quiet.woken.clear()
-        finally:
-            del self._quiet[session_id]
-
-    async def _woken(self, quiet: _Quiet, deferred: Deferred) -> bool:
-        """True if ``quiet`` was woken before ``deferred.until`` (and closing has not begun)."""
+        quiet = self._quiet[session_id] = _Quiet(deferred.settings)
         woken = asyncio.ensure_future(quiet.woken.wait())
         closing = asyncio.ensure_future(self._closing.wait())
         left = (deferred.until - self._clock.now()).total_seconds()
@@ -169,12 +176,7 @@ class Lanes:
             await asyncio.wait({woken, closing}, timeout=max(0.0, left),
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
+            del self._quiet[session_id]
             for waiting in (woken, closing):
                 waiting.cancel()
             await asyncio.gather(woken, closing, return_exceptions=True)
-        return quiet.woken.is_set() and not self._closing.is_set()
-
-    async def _queue_changed(self, session_id: str, deferred: Deferred) -> bool:
-        session = await self._store.get_session_by_id(session_id)
-        return session is None or (
-            session.effective_queue(self._settings.queue) != deferred.settings)

@@ -10,7 +10,9 @@ store's version moved since the last look; what time alone changes (an expired l
 retry come due) at least every ``LOOK_EVERY``. An idle process (no run of its own in flight)
 does not tick every poll interval: it waits for the store's version to move, or for the next
 look. So it runs its queries once a second, yet a stop or a message from another process is
-acted on within a poll interval or two.
+acted on within a poll interval or two. A change of queue settings, which only a write makes,
+is looked for only when the version moved: one read for every session waiting out its quiet
+time in this process.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Supervisor:
     async def tick(self) -> None:
         version = await self._store.version()  # before the look: a later write moves it
         started = self._clock.now()
+        written = version != self._seen_version
         look = self._worth_a_look(version, started)
         if look:
             await self._honour_stop_requests()
@@ -102,6 +105,8 @@ class Supervisor:
         await self._recover(look)
         if look:
             await self._pick_up_waiting()
+            if written:  # only a write changes queue settings
+                await self._lanes.recheck_quiet()
             self._deliverer.kick()  # replies whose retry is due
             self._seen_version, self._next_look = version, started + LOOK_EVERY
 
@@ -146,9 +151,11 @@ class Supervisor:
             await recover_expired(self._store)
 
     async def _pick_up_waiting(self) -> None:
-        """Serve the sessions with waiting work; one in its quiet time claims again if its
-        queue settings changed (another process may have changed them)."""
-        for session_id in await self._store.claimable_sessions(await self._scope.narrow()):
+        """Serve the sessions with waiting work. Those waiting out their quiet time here are
+        not asked for: however many, they do not hide the others (at most 100 are listed)."""
+        waiting = await self._store.claimable_sessions(
+            await self._scope.narrow(), excluding=self._lanes.in_quiet_time())
+        for session_id in waiting:
             self._lanes.look_again(session_id)
 
     def recover_soon(self) -> None:

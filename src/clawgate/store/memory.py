@@ -221,6 +221,11 @@ class MemoryStore:
         db = await self._enter()
         return db.sessions.get(session_id)
 
+    async def queue_settings(self, session_ids: frozenset[str]) -> dict[str, QueuePatch]:
+        db = await self._enter()
+        found = (db.sessions.get(session_id) for session_id in session_ids)
+        return {s.id: s.queue for s in found if s is not None and s.archived_at is None}
+
     async def summarize_session(self, key: str) -> SessionSummary | None:
         db = await self._enter()
         session_id = db.current.get(key)
@@ -387,10 +392,12 @@ class MemoryStore:
         return sorted(found, key=lambda m: (m.received_at, m.id))
 
     async def claimable_sessions(
-        self, session_ids: frozenset[str] | None = None, limit: int = 100
+        self, session_ids: frozenset[str] | None = None, limit: int = 100,
+        excluding: frozenset[str] = frozenset(),
     ) -> list[str]:
         db = await self._enter()
         waiting = {m.session_id for m in db.inbound.values() if m.fate is Fate.PENDING}
+        waiting -= excluding
         if session_ids is not None:
             waiting &= session_ids
         return [sid for sid in sorted(waiting) if self._active(db, sid) is None][:limit]

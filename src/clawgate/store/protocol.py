@@ -185,6 +185,12 @@ class Store(Protocol):
 
     async def get_session_by_id(self, session_id: str) -> Session | None: ...
 
+    async def queue_settings(self, session_ids: frozenset[str]) -> dict[str, QueuePatch]:
+        """The queue settings of these sessions (their own, as ``Session.queue``), in one
+        read however many: what a process checks for every session it keeps waiting out a
+        quiet time. A session that is archived, or unknown, is left out."""
+        ...
+
     async def summarize_session(self, key: str) -> SessionSummary | None: ...
 
     async def list_sessions(self, limit: int = 100) -> list[SessionSummary]:
@@ -261,9 +267,12 @@ class Store(Protocol):
         ...
 
     async def claimable_sessions(
-        self, session_ids: frozenset[str] | None = None, limit: int = 100
+        self, session_ids: frozenset[str] | None = None, limit: int = 100,
+        excluding: frozenset[str] = frozenset(),
     ) -> list[str]:
-        """Sessions with waiting messages and no active run (optionally among some)."""
+        """Sessions with waiting messages and no active run (optionally among some), but
+        those in ``excluding`` (what the asker serves already: at most ``limit`` are listed,
+        so they would hide the rest)."""
         ...
 
     # --- runs -------------------------------------------------------------------------

@@ -146,6 +146,11 @@ class SqliteStore:
     async def get_session_by_id(self, session_id: str) -> Session | None:
         return await self._reader.read(cmd.session_by_id, session_id)
 
+    async def queue_settings(self, session_ids: frozenset[str]) -> dict[str, QueuePatch]:
+        if not session_ids:
+            return {}
+        return await self._reader.read(q.queue_settings, session_ids)
+
     async def summarize_session(self, key: str) -> SessionSummary | None:
         return await self._reader.read(q.summarize_session, key)
 
@@ -204,9 +209,10 @@ class SqliteStore:
         return await self._reader.read(q.run_messages, run_id)
 
     async def claimable_sessions(
-        self, session_ids: frozenset[str] | None = None, limit: int = 100
+        self, session_ids: frozenset[str] | None = None, limit: int = 100,
+        excluding: frozenset[str] = frozenset(),
     ) -> list[str]:
-        return await self._reader.read(q.claimable_sessions, session_ids, limit)
+        return await self._reader.read(q.claimable_sessions, session_ids, limit, excluding)
 
     # --- runs ------------------------------------------------------------------------
 

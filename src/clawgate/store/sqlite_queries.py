@@ -17,6 +17,7 @@ from clawgate.domain import (
     ModelRef,
     Outbound,
     OwnerInfo,
+    QueuePatch,
     Role,
     Run,
     RunStatus,
@@ -30,6 +31,7 @@ from clawgate.store.sqlite_rows import (
     INBOUND_COLUMNS,
     OUTBOX_COLUMNS,
     OWNER_COLUMNS,
+    QUEUE_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
     TRANSCRIPT_COLUMNS,
@@ -38,6 +40,7 @@ from clawgate.store.sqlite_rows import (
     inbound_from,
     outbound_from,
     owner_from,
+    queue_from,
     run_from,
     session_from,
     transcript_from,
@@ -78,6 +81,22 @@ def summarize_session(conn: sqlite3.Connection, key: str) -> SessionSummary | No
 
 def list_sessions(conn: sqlite3.Connection, limit: int) -> list[SessionSummary]:
     return [_summary_from(row) for row in conn.execute(_SUMMARIES_RECENT, (limit,))]
+
+
+def queue_settings(
+    conn: sqlite3.Connection, session_ids: frozenset[str]
+) -> dict[str, QueuePatch]:
+    rows = conn.execute(
+        f"SELECT id, {QUEUE_COLUMNS} FROM sessions"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND archived_at IS NULL",
+        (_json_ids(session_ids),),
+    )
+    return {row[0]: queue_from(row[1:]) for row in rows}
+
+
+def _json_ids(ids: frozenset[str]) -> str:
+    """Ids as one bound parameter, a JSON array (``json_each``): no limit on how many."""
+    return json.dumps(sorted(ids))
 
 
 def list_runs(conn: sqlite3.Connection, session_id: str, limit: int) -> list[Run]:
@@ -187,7 +206,8 @@ def owners_with_active_runs(conn: sqlite3.Connection) -> list[OwnerInfo]:
 
 
 def claimable_sessions(
-    conn: sqlite3.Connection, session_ids: frozenset[str] | None, limit: int
+    conn: sqlite3.Connection, session_ids: frozenset[str] | None, limit: int,
+    excluding: frozenset[str],
 ) -> list[str]:
     among = ""
     params: list[object] = []
@@ -196,6 +216,9 @@ def claimable_sessions(
             return []
         among = f" AND i.session_id IN ({', '.join('?' for _ in session_ids)})"
         params.extend(sorted(session_ids))
+    if excluding:  # any number of them: one JSON array
+        among += " AND i.session_id NOT IN (SELECT value FROM json_each(?))"
+        params.append(_json_ids(excluding))
     rows = conn.execute(
         "SELECT DISTINCT i.session_id FROM inbound i WHERE i.fate = 'pending'" + among
         + f" AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.session_id = i.session_id"

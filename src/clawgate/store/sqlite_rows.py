@@ -53,6 +53,20 @@ SESSION_COLUMNS = (
 )
 
 
+#: A session's own queue settings (NULL: the default holds), in ``queue_from``'s order.
+QUEUE_COLUMNS = "queue_mode, debounce_ms, queue_cap, drop_policy"
+
+
+def queue_from(row: Row) -> QueuePatch:
+    mode, debounce, cap, drop = row
+    return QueuePatch(
+        mode=None if mode is None else QueueMode(mode),
+        debounce_ms=debounce,
+        cap=cap,
+        drop=None if drop is None else DropPolicy(drop),
+    )
+
+
 def session_from(row: Row) -> Session:
     (sid, key, created, updated, archived, model, mode, debounce, cap, drop, tin, tout,
      channel, target, cached) = row
@@ -63,12 +77,7 @@ def session_from(row: Row) -> Session:
         updated_at=dt(updated),
         archived_at=opt_dt(archived),
         model=None if model is None else ModelRef(*model.split("/", 1)),  # checked when set
-        queue=QueuePatch(
-            mode=None if mode is None else QueueMode(mode),
-            debounce_ms=debounce,
-            cap=cap,
-            drop=None if drop is None else DropPolicy(drop),
-        ),
+        queue=queue_from((mode, debounce, cap, drop)),
         usage=Usage(tin, tout, cached),
         delivery=None if channel is None else Delivery(channel, target),
     )

@@ -6,9 +6,15 @@
 --
 -- The summary of a message dropped under the "summarize" policy is settled either way: a run
 -- was told of it (run_id), or stop or a reset cleared it first (cleared), so that it never
--- reaches a later, unrelated reply and the message says what became of it. Summaries left
--- waiting in archived sessions (a reset before this schema) are settled as cleared by the
--- reset: no run can carry them.
+-- reaches a later, unrelated reply and the message says what became of it. A summary left
+-- unsent before this schema is settled as a stop or a reset would settle it now:
+-- * cleared by a stop that came after it (a stop before this schema dropped the waiting
+--   messages but left the summary for the next reply): a message of its session dropped
+--   'stopped' later (only a stop dropped messages so), or, when nothing waited, a run of its
+--   (current) session ended 'killed' later (only a stop ends a run so, but a reset, whose
+--   kill may end after the session is archived);
+-- * cleared by the reset, in an archived session (a reset archives it: no run can carry it).
+-- A reset always archives the session, so no summary in a current session had one after it.
 --
 -- A message.dropped event says which message (its first 120 characters, as message.pending
 -- does): a dropped message is not answered, so a client would not see it again.
@@ -38,6 +44,20 @@ BEFORE DELETE ON queue_summaries
 BEGIN
     SELECT RAISE(ABORT, 'which run was told of a dropped message is kept as it was recorded');
 END;
+
+INSERT INTO queue_summaries (message_id, cleared)
+    SELECT id, 'stopped' FROM inbound AS summarized
+    WHERE reason = 'queue_full_summarized'
+      AND NOT EXISTS (SELECT 1 FROM queue_summaries q WHERE q.message_id = summarized.id)
+      AND (EXISTS (SELECT 1 FROM inbound AS stopped
+                   WHERE stopped.session_id = summarized.session_id
+                     AND stopped.reason = 'stopped'
+                     AND stopped.decided_at > summarized.decided_at)
+           OR EXISTS (SELECT 1 FROM runs JOIN sessions ON sessions.id = runs.session_id
+                      WHERE runs.session_id = summarized.session_id
+                        AND sessions.archived_at IS NULL
+                        AND runs.status = 'killed'
+                        AND runs.ended_at > summarized.decided_at));
 
 INSERT INTO queue_summaries (message_id, cleared)
     SELECT id, 'reset' FROM inbound
